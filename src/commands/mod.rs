@@ -1,0 +1,43 @@
+//! One module per CLI command; each is a thin layer over the pipeline stages.
+
+pub mod check_config;
+pub mod demo;
+pub mod poll;
+pub mod probe;
+pub mod replay;
+pub mod run;
+pub mod sim;
+pub mod status;
+pub mod tail;
+
+use std::process::ExitCode;
+
+use crate::config::ConfigError;
+
+/// A mistake in how the command was called (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Maps an error to the exit code contract: 2 for usage and configuration errors, else 1.
+pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<UsageError>().is_some() || e.downcast_ref::<ConfigError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Builds the multi-threaded runtime commands run on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Loads a config, printing warnings to stderr; errors come back as `ConfigError` (exit 2).
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::config::Config> {
+    let loaded = crate::config::load(path)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.config)
+}

@@ -1,0 +1,396 @@
+//! Validated, runtime configuration: what the stages are built from.
+//!
+//! Everything here has been checked; durations and sizes are numbers, references resolve,
+//! secrets have been read. Nothing here keeps a `*Config` or a span.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
+use crate::profiles::Profile;
+
+/// A secret read from a file or the environment. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (for messages and reload).
+    pub path: PathBuf,
+    pub site: SiteId,
+    pub mqtt: Option<MqttSettings>,
+    pub store: StoreSettings,
+    pub log_level: Option<String>,
+    pub zones: Vec<Zone>,
+    pub devices: Vec<DeviceSpec>,
+    pub engine: EngineSettings,
+    pub health_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub keep_alive: Duration,
+    pub max_inflight: u16,
+    pub reconnect_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    pub id: ZoneId,
+    pub racks: Vec<RackId>,
+    pub adjacent: Vec<ZoneId>,
+}
+
+/// One polled device.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    pub id: DeviceId,
+    pub zone: ZoneId,
+    pub rack: Option<RackId>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub down_after: u32,
+    pub profile: Profile,
+    pub transport: Transport,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    ModbusTcp { address: String, unit: u8, blocks: BlockLimits },
+    ModbusRtu { serial: SerialSettings, unit: u8, blocks: BlockLimits },
+    Snmp(SnmpSettings),
+}
+
+impl Transport {
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Transport::ModbusTcp { .. } | Transport::ModbusRtu { .. } => "modbus",
+            Transport::Snmp(_) => "snmp",
+        }
+    }
+    /// Where a technician would look: `10.0.0.5:502 unit 3`, `/dev/ttyS1 unit 7`, `10.0.0.9:161`.
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::ModbusTcp { address, unit, .. } => format!("{address} unit {unit}"),
+            Transport::ModbusRtu { serial, unit, .. } => format!("{} unit {unit}", serial.path),
+            Transport::Snmp(s) => s.address.clone(),
+        }
+    }
+}
+
+/// How a Modbus device's points are coalesced into block reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLimits {
+    pub max_gap: u16,
+    pub max_block: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SerialSettings {
+    pub path: String,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+    /// Quiet time between requests on the bus.
+    pub spacing: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnmpSettings {
+    pub address: String,
+    pub version: SnmpVersion,
+    /// v1/v2c community (defaults to "public" only when no file or env is given).
+    pub community: Secret,
+    pub v3: Option<SnmpV3>,
+    pub max_oids_per_request: u32,
+    pub max_repetitions: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnmpVersion {
+    V1,
+    V2c,
+    V3,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnmpV3 {
+    pub user: String,
+    pub auth: Option<(AuthProtocol, Secret)>,
+    pub privacy: Option<(PrivProtocol, Secret)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthProtocol {
+    Md5,
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivProtocol {
+    Des,
+    Aes128,
+    Aes192,
+    Aes256,
+}
+
+/// Which feed of a dual-fed rack a PDU is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Feed {
+    A,
+    B,
+}
+
+/// What the engine needs to know about a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceMeta {
+    pub id: DeviceId,
+    pub zone: ZoneId,
+    pub rack: Option<RackId>,
+    pub feed: Option<Feed>,
+    /// Branch-circuit breaker rating in amps.
+    pub breaker_a: Option<f64>,
+    /// A CRAH/CRAC: its alarms are the probable cause of its zone's thermal incidents.
+    pub is_cooling_unit: bool,
+}
+
+/// Everything the sans-IO engine is configured with.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub site: SiteId,
+    pub zones: Vec<Zone>,
+    pub devices: Vec<DeviceMeta>,
+    pub thresholds: ThresholdRules,
+    /// Consecutive bad readings of a device before it is a comms breach.
+    pub down_after: u32,
+    pub clear_hold: Duration,
+    pub update_min_interval: Duration,
+    pub baseline_window: Duration,
+    pub recurrence: u32,
+    pub window: Duration,
+    pub major_after: Duration,
+    pub rollup_interval: Option<Duration>,
+}
+
+/// Limits for one metric, as resolved for one device (defaults < site < zone < rack < device).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub warn_high: Option<f64>,
+    pub crit_high: Option<f64>,
+    pub warn_low: Option<f64>,
+    pub crit_low: Option<f64>,
+    pub hysteresis: f64,
+    pub hold_for: Duration,
+    /// Rate-of-change rule: rise of more than `.0` units within `.1`.
+    pub rise: Option<(f64, Duration)>,
+    /// Fractions of the device's breaker rating for current metrics.
+    pub breaker_warn: f64,
+    pub breaker_crit: f64,
+}
+
+/// A partial threshold as given at one level; unset fields inherit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ThresholdLayer {
+    pub warn_high: Option<f64>,
+    pub crit_high: Option<f64>,
+    pub warn_low: Option<f64>,
+    pub crit_low: Option<f64>,
+    pub hysteresis: Option<f64>,
+    pub hold_for: Option<Duration>,
+    pub rise: Option<(f64, Duration)>,
+    pub breaker_warn: Option<f64>,
+    pub breaker_crit: Option<f64>,
+}
+
+impl ThresholdLayer {
+    fn apply_to(&self, t: &mut Threshold) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if self.$f.is_some() { t.$f = self.$f; } )* };
+        }
+        take!(warn_high, crit_high, warn_low, crit_low, rise);
+        if let Some(h) = self.hysteresis {
+            t.hysteresis = h;
+        }
+        if let Some(d) = self.hold_for {
+            t.hold_for = d;
+        }
+        if let Some(w) = self.breaker_warn {
+            t.breaker_warn = w;
+        }
+        if let Some(c) = self.breaker_crit {
+            t.breaker_crit = c;
+        }
+    }
+}
+
+type Layers = HashMap<Metric, ThresholdLayer>;
+
+/// Thresholds at every level; `resolve` merges them for one device and metric.
+#[derive(Debug, Clone, Default)]
+pub struct ThresholdRules {
+    pub defaults: Layers,
+    pub site: Layers,
+    pub zones: HashMap<ZoneId, Layers>,
+    pub racks: HashMap<RackId, Layers>,
+    pub devices: HashMap<DeviceId, Layers>,
+}
+
+impl ThresholdRules {
+    /// Facility-aware defaults: ASHRAE thermal envelope (recommended 18–27 °C as warning,
+    /// A1 allowable 15–32 °C as critical), recommended dew point −9..15 °C, A1 allowable
+    /// humidity 8–80 %RH. Current metrics get the breaker rules through `breaker_*`.
+    pub fn with_facility_defaults() -> Self {
+        let mut defaults = Layers::new();
+        let temp = ThresholdLayer {
+            warn_high: Some(27.0),
+            crit_high: Some(32.0),
+            warn_low: Some(18.0),
+            crit_low: Some(15.0),
+            ..Default::default()
+        };
+        defaults.insert(Metric::new("inlet_temp_c"), temp);
+        defaults.insert(
+            Metric::new("dew_point_c"),
+            ThresholdLayer { warn_high: Some(15.0), warn_low: Some(-9.0), crit_high: Some(17.0), ..Default::default() },
+        );
+        defaults.insert(
+            Metric::new("humidity_pct"),
+            ThresholdLayer {
+                warn_high: Some(70.0),
+                crit_high: Some(80.0),
+                warn_low: Some(20.0),
+                crit_low: Some(8.0),
+                hysteresis: Some(2.0),
+                ..Default::default()
+            },
+        );
+        // A CRAH alarm bit: any non-zero value is a critical cooling breach.
+        defaults.insert(
+            Metric::new("alarm"),
+            ThresholdLayer {
+                crit_high: Some(0.5),
+                hysteresis: Some(0.0),
+                hold_for: Some(Duration::ZERO),
+                ..Default::default()
+            },
+        );
+        Self { defaults, ..Default::default() }
+    }
+
+    /// The merged threshold for `metric` on a device, `None` if no level sets any bound and
+    /// the metric has no breaker rule.
+    pub fn resolve(
+        &self,
+        metric: &Metric,
+        zone: &ZoneId,
+        rack: Option<&RackId>,
+        device: &DeviceId,
+    ) -> Option<Threshold> {
+        let mut t = Threshold {
+            warn_high: None,
+            crit_high: None,
+            warn_low: None,
+            crit_low: None,
+            hysteresis: 0.5,
+            hold_for: Duration::from_secs(60),
+            rise: None,
+            breaker_warn: 0.8,
+            breaker_crit: 0.9,
+        };
+        let mut any = false;
+        let levels = [
+            Some(&self.defaults),
+            Some(&self.site),
+            self.zones.get(zone),
+            rack.and_then(|r| self.racks.get(r)),
+            self.devices.get(device),
+        ];
+        for layer in levels.into_iter().flatten().filter_map(|l| l.get(metric)) {
+            layer.apply_to(&mut t);
+            any = true;
+        }
+        let bounded = t.warn_high.is_some()
+            || t.crit_high.is_some()
+            || t.warn_low.is_some()
+            || t.crit_low.is_some()
+            || t.rise.is_some();
+        (any && bounded).then_some(t)
+    }
+}
+
+/// Shared handle: the engine and sources read settings; reload swaps the whole `Arc`.
+pub type SharedConfig = Arc<Config>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_merge_field_by_field() {
+        let mut rules = ThresholdRules::with_facility_defaults();
+        let m = Metric::new("inlet_temp_c");
+        let zone = ZoneId::new("z1");
+        let dev = DeviceId::new("d1");
+        rules.zones.insert(
+            zone.clone(),
+            HashMap::from([(m.clone(), ThresholdLayer { crit_high: Some(30.0), ..Default::default() })]),
+        );
+        rules.devices.insert(
+            dev.clone(),
+            HashMap::from([(m.clone(), ThresholdLayer { hysteresis: Some(1.0), ..Default::default() })]),
+        );
+        let t = rules.resolve(&m, &zone, None, &dev).unwrap();
+        assert_eq!(t.warn_high, Some(27.0));
+        assert_eq!(t.crit_high, Some(30.0));
+        assert_eq!(t.hysteresis, 1.0);
+        assert!(rules.resolve(&Metric::new("fan_speed_pct"), &zone, None, &dev).is_none());
+    }
+}

@@ -1,0 +1,756 @@
+//! Checks a parsed `FileConfig` and builds the runtime `Config`, collecting every problem.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::*;
+use super::runtime::*;
+use super::{ConfigError, Diagnostic, Loaded, Source, parse_duration, parse_size};
+use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
+use crate::profiles::{self, Profile, ProfileConfig};
+
+struct Checker<'a> {
+    src: &'a Source<'a>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// The span of a value, `None` for defaults (which carry an empty span).
+fn span_of<T>(v: &Spanned<T>) -> Option<Range<usize>> {
+    let s = v.span();
+    (s.end > 0).then_some(s)
+}
+
+impl Checker<'_> {
+    fn error<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>) {
+        self.errors.push(self.src.diag(span_of(at), msg));
+    }
+    fn error_nowhere(&mut self, msg: impl Into<String>) {
+        self.errors.push(self.src.diag(None, msg));
+    }
+    fn warn<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>) {
+        self.warnings.push(self.src.diag(span_of(at), msg));
+    }
+
+    fn duration(&mut self, d: &DurationStr, what: &str) -> Duration {
+        match parse_duration(d.get_ref()) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(d, format!("{what}: {e}"));
+                Duration::from_secs(1)
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, d: &DurationStr, what: &str) -> Duration {
+        let v = self.duration(d, what);
+        if v.is_zero() && parse_duration(d.get_ref()).is_ok() {
+            self.error(d, format!("{what} must be greater than zero"));
+        }
+        v
+    }
+
+    fn ident(&mut self, id: &Spanned<String>, what: &str) -> bool {
+        let s = id.get_ref();
+        let ok =
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !ok {
+            self.error(id, format!("{what} {s:?} must match [a-z0-9_-]+"));
+        }
+        ok
+    }
+
+    fn relative_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_owned() } else { self.src.path.parent().unwrap_or(Path::new(".")).join(p) }
+    }
+
+    /// Reads a secret from `*_file` or `*_env`; at most one may be given.
+    fn secret(&mut self, file: &Option<Spanned<String>>, env: &Option<Spanned<String>>, what: &str) -> Option<Secret> {
+        match (file, env) {
+            (Some(f), Some(_)) => {
+                self.error(f, format!("give {what}_file or {what}_env, not both"));
+                None
+            }
+            (Some(f), None) => {
+                let path = self.relative_path(f.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        self.check_secret_mode(f, &path);
+                        Some(Secret::new(text.lines().next().unwrap_or("").trim_end()))
+                    }
+                    Err(e) => {
+                        self.error(f, format!("{what} file {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, Some(v)) => match std::env::var(v.get_ref()) {
+                Ok(s) => Some(Secret::new(s)),
+                Err(_) => {
+                    self.error(v, format!("environment variable {} for {what} is not set", v.get_ref()));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn check_secret_mode(&mut self, at: &Spanned<String>, path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            self.warn(
+                at,
+                format!(
+                    "secret file {} is readable by group or others (mode {:o}); chmod 600 it",
+                    path.display(),
+                    meta.permissions().mode() & 0o777
+                ),
+            );
+        }
+    }
+
+    fn thresholds(&mut self, map: &BTreeMap<Spanned<String>, ThresholdConfig>) -> HashMap<Metric, ThresholdLayer> {
+        let mut out = HashMap::new();
+        for (metric, t) in map {
+            out.insert(Metric::new(metric.get_ref()), self.threshold(metric, t));
+        }
+        out
+    }
+
+    fn threshold(&mut self, metric: &Spanned<String>, t: &ThresholdConfig) -> ThresholdLayer {
+        let name = metric.get_ref();
+        let v = |x: &Option<Spanned<f64>>| x.as_ref().map(|s| *s.get_ref());
+        for (lo, hi, what) in [
+            (&t.warn_high, &t.crit_high, "warn_high must be below crit_high"),
+            (&t.crit_low, &t.warn_low, "crit_low must be below warn_low"),
+        ] {
+            if let (Some(a), Some(b)) = (lo, hi)
+                && a.get_ref() >= b.get_ref()
+            {
+                self.error(a, format!("thresholds.{name}: {what} ({} >= {})", a.get_ref(), b.get_ref()));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (&t.warn_low, &t.warn_high)
+            && lo.get_ref() >= hi.get_ref()
+        {
+            self.error(lo, format!("thresholds.{name}: warn_low must be below warn_high"));
+        }
+        for x in [
+            &t.warn_high,
+            &t.crit_high,
+            &t.warn_low,
+            &t.crit_low,
+            &t.hysteresis,
+            &t.rise,
+            &t.breaker_warn,
+            &t.breaker_crit,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !x.get_ref().is_finite() {
+                self.error(x, format!("thresholds.{name}: value must be a finite number"));
+            }
+        }
+        if let Some(h) = &t.hysteresis
+            && *h.get_ref() < 0.0
+        {
+            self.error(h, format!("thresholds.{name}: hysteresis must not be negative"));
+        }
+        for f in [&t.breaker_warn, &t.breaker_crit].into_iter().flatten() {
+            if !(0.0..=1.0).contains(f.get_ref()) || *f.get_ref() == 0.0 {
+                self.error(f, format!("thresholds.{name}: breaker fractions are in (0, 1], e.g. 0.8"));
+            }
+        }
+        let hold_for = t.hold_for.as_ref().map(|d| self.duration(d, &format!("thresholds.{name}.for")));
+        let rise = match (&t.rise, &t.rise_within) {
+            (Some(r), Some(w)) => {
+                if *r.get_ref() <= 0.0 {
+                    self.error(r, format!("thresholds.{name}: rise must be positive"));
+                }
+                Some((*r.get_ref(), self.positive_duration(w, &format!("thresholds.{name}.rise_within"))))
+            }
+            (Some(r), None) => {
+                self.error(r, format!("thresholds.{name}: rise needs rise_within (e.g. \"5m\")"));
+                None
+            }
+            (None, Some(w)) => {
+                self.error(w, format!("thresholds.{name}: rise_within needs rise"));
+                None
+            }
+            (None, None) => None,
+        };
+        ThresholdLayer {
+            warn_high: v(&t.warn_high),
+            crit_high: v(&t.crit_high),
+            warn_low: v(&t.warn_low),
+            crit_low: v(&t.crit_low),
+            hysteresis: v(&t.hysteresis),
+            hold_for,
+            rise,
+            breaker_warn: v(&t.breaker_warn),
+            breaker_crit: v(&t.breaker_crit),
+        }
+    }
+
+    fn profile_problems(&mut self, name: &str, problems: Vec<profiles::ProfileProblem>, src: Option<&Source<'_>>) {
+        for p in problems {
+            let diag = match src {
+                Some(s) => s.diag(p.span, format!("profile {name}: {}", p.message)),
+                None => self.src.diag(p.span, format!("profile {name}: {}", p.message)),
+            };
+            self.errors.push(diag);
+        }
+    }
+}
+
+/// `host:port` with a default port; the host may be an IP or a DNS name.
+fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, default_port).to_string());
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port in address {s:?}"))?),
+        None => (s, default_port),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if host_ok { Ok(format!("{host}:{port}")) } else { Err(format!("address {s:?} is not host:port")) }
+}
+
+pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, ConfigError> {
+    let mut c = Checker { src, errors: Vec::new(), warnings: Vec::new() };
+
+    c.ident(&file.site.id, "site id");
+    let site = SiteId::new(file.site.id.get_ref());
+
+    // Polling defaults.
+    let interval = c.positive_duration(&file.polling.interval, "polling.interval");
+    let timeout = c.positive_duration(&file.polling.timeout, "polling.timeout");
+    if file.polling.down_after == 0 {
+        c.error_nowhere("polling.down_after must be at least 1");
+    }
+
+    // Zones.
+    let mut zones = Vec::new();
+    let mut zone_ids: HashMap<String, Range<usize>> = HashMap::new();
+    let mut rack_zone: HashMap<String, String> = HashMap::new();
+    for z in &file.zones {
+        c.ident(&z.id, "zone id");
+        if zone_ids.insert(z.id.get_ref().clone(), z.id.span()).is_some() {
+            c.error(&z.id, format!("duplicate zone id {:?}", z.id.get_ref()));
+        }
+        for r in &z.racks {
+            if let Some(other) = rack_zone.insert(r.get_ref().clone(), z.id.get_ref().clone()) {
+                c.error(r, format!("rack {:?} is already in zone {other:?}", r.get_ref()));
+            }
+        }
+    }
+    for z in &file.zones {
+        for a in &z.adjacent {
+            if !zone_ids.contains_key(a.get_ref()) {
+                c.error(a, format!("zone {:?} lists unknown adjacent zone {:?}", z.id.get_ref(), a.get_ref()));
+            } else if a.get_ref() == z.id.get_ref() {
+                c.error(a, "a zone cannot be adjacent to itself");
+            }
+        }
+        zones.push(Zone {
+            id: ZoneId::new(z.id.get_ref()),
+            racks: z.racks.iter().map(|r| RackId::new(r.get_ref())).collect(),
+            adjacent: z.adjacent.iter().map(|a| ZoneId::new(a.get_ref())).collect(),
+        });
+    }
+    for rack in file.racks.keys() {
+        if !rack_zone.contains_key(rack.get_ref()) {
+            c.error(rack, format!("[racks.{}] names a rack that no zone lists", rack.get_ref()));
+        }
+    }
+
+    // Profiles: built-ins, then the directory, then inline (later ones override by name).
+    let mut profile_table: HashMap<String, Profile> = HashMap::new();
+    for (name, built) in profiles::builtins() {
+        match built {
+            Ok(p) => {
+                profile_table.insert(name, p);
+            }
+            Err(e) => c.error_nowhere(e),
+        }
+    }
+    if let Some(dir) = &file.profiles_dir {
+        let path = c.relative_path(dir.get_ref());
+        match std::fs::read_dir(&path) {
+            Err(e) => c.error(dir, format!("profiles_dir {}: {e}", path.display())),
+            Ok(entries) => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                files.sort();
+                for f in files {
+                    let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let text = match std::fs::read_to_string(&f) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            c.errors.push(Diagnostic {
+                                file: f.clone(),
+                                position: None,
+                                message: format!("cannot read profile: {e}"),
+                            });
+                            continue;
+                        }
+                    };
+                    let psrc = Source { path: &f, text: &text };
+                    match toml::from_str::<ProfileConfig>(&text) {
+                        Err(e) => c.errors.push(psrc.toml_error(&e)),
+                        Ok(pc) => match pc.build(&name) {
+                            Ok(p) => {
+                                profile_table.insert(name, p);
+                            }
+                            Err(problems) => c.profile_problems(&name, problems, Some(&psrc)),
+                        },
+                    }
+                }
+            }
+        }
+    }
+    for (name, pc) in &file.profiles {
+        c.ident(name, "profile name");
+        match pc.build(name.get_ref()) {
+            Ok(p) => {
+                profile_table.insert(name.get_ref().clone(), p);
+            }
+            Err(problems) => c.profile_problems(name.get_ref(), problems, None),
+        }
+    }
+
+    // Devices.
+    let mut devices = Vec::new();
+    let mut metas = Vec::new();
+    let mut device_ids: HashSet<String> = HashSet::new();
+    let mut rules = ThresholdRules::with_facility_defaults();
+    rules.site = c.thresholds(&file.thresholds);
+    for z in &file.zones {
+        let layers = c.thresholds(&z.thresholds);
+        if !layers.is_empty() {
+            rules.zones.insert(ZoneId::new(z.id.get_ref()), layers);
+        }
+    }
+    for (rack, rc) in &file.racks {
+        let layers = c.thresholds(&rc.thresholds);
+        rules.racks.insert(RackId::new(rack.get_ref()), layers);
+    }
+
+    for d in &file.devices {
+        c.ident(&d.id, "device id");
+        if !device_ids.insert(d.id.get_ref().clone()) {
+            c.error(&d.id, format!("duplicate device id {:?}", d.id.get_ref()));
+        }
+        let dev_name = d.id.get_ref();
+        if !zone_ids.contains_key(d.zone.get_ref()) {
+            c.error(&d.zone, format!("device {dev_name:?} is in unknown zone {:?}", d.zone.get_ref()));
+        }
+        if let Some(r) = &d.rack {
+            match rack_zone.get(r.get_ref()) {
+                None => c.error(
+                    r,
+                    format!("device {dev_name:?} is in unknown rack {:?} (list it in its zone's racks)", r.get_ref()),
+                ),
+                Some(z) if z != d.zone.get_ref() && zone_ids.contains_key(d.zone.get_ref()) => c.error(
+                    r,
+                    format!(
+                        "device {dev_name:?}: rack {:?} belongs to zone {z:?}, not {:?}",
+                        r.get_ref(),
+                        d.zone.get_ref()
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        let profile = profile_table.get(d.profile.get_ref()).cloned();
+        if profile.is_none() {
+            let mut known: Vec<_> = profile_table.keys().cloned().collect();
+            known.sort();
+            c.error(
+                &d.profile,
+                format!(
+                    "device {dev_name:?} uses unknown profile {:?} (known: {})",
+                    d.profile.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        let dev_interval = d.interval.as_ref().map_or(interval, |i| c.positive_duration(i, "interval"));
+        let dev_timeout = d.timeout.as_ref().map_or(timeout, |t| c.positive_duration(t, "timeout"));
+        let feed = match d.feed.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None => None,
+            Some((_, "a" | "A")) => Some(Feed::A),
+            Some((_, "b" | "B")) => Some(Feed::B),
+            Some((f, other)) => {
+                c.error(f, format!("feed {other:?}: expected \"a\" or \"b\""));
+                None
+            }
+        };
+        if let Some(b) = &d.breaker_a
+            && !(b.get_ref().is_finite() && *b.get_ref() > 0.0)
+        {
+            c.error(b, "breaker_a must be a positive number of amps");
+        }
+        let transport = match (&d.modbus, &d.snmp) {
+            (Some(_), Some(s)) => {
+                c.error(s, format!("device {dev_name:?} has both [devices.modbus] and [devices.snmp]; give one"));
+                None
+            }
+            (None, None) => {
+                c.error(&d.id, format!("device {dev_name:?} needs a [devices.modbus] or [devices.snmp] table"));
+                None
+            }
+            (Some(m), None) => modbus_transport(&mut c, dev_name, m),
+            (None, Some(s)) => snmp_transport(&mut c, dev_name, s),
+        };
+        if let (Some(p), Some(t)) = (&profile, &transport)
+            && p.protocol() != t.protocol()
+        {
+            c.error(
+                &d.profile,
+                format!(
+                    "device {dev_name:?}: profile {:?} is {} but the device is polled over {}",
+                    d.profile.get_ref(),
+                    p.protocol(),
+                    t.protocol()
+                ),
+            );
+        }
+        let layers = c.thresholds(&d.thresholds);
+        if !layers.is_empty() {
+            rules.devices.insert(DeviceId::new(dev_name), layers);
+        }
+        if let (Some(profile), Some(transport)) = (profile, transport) {
+            let is_cooling_unit = match &profile {
+                Profile::Modbus(p) => p
+                    .points
+                    .iter()
+                    .any(|pt| pt.metric.as_str() == "supply_air_temp_c" || pt.metric.as_str() == "return_air_temp_c"),
+                Profile::Snmp(_) => false,
+            };
+            let spec = DeviceSpec {
+                id: DeviceId::new(dev_name),
+                zone: ZoneId::new(d.zone.get_ref()),
+                rack: d.rack.as_ref().map(|r| RackId::new(r.get_ref())),
+                interval: dev_interval,
+                timeout: dev_timeout,
+                retries: file.polling.retries,
+                down_after: file.polling.down_after.max(1),
+                profile,
+                transport,
+                enabled: d.enabled,
+            };
+            metas.push(DeviceMeta {
+                id: spec.id.clone(),
+                zone: spec.zone.clone(),
+                rack: spec.rack.clone(),
+                feed,
+                breaker_a: d.breaker_a.as_ref().map(|b| *b.get_ref()),
+                is_cooling_unit,
+            });
+            devices.push(spec);
+        }
+    }
+
+    // MQTT.
+    let mqtt = file.mqtt.as_ref().and_then(|m| mqtt_settings(&mut c, m, &site));
+
+    // Store.
+    let max_bytes = match parse_size(file.store.max_bytes.get_ref()) {
+        Ok(b) if b >= 64 * 1024 => b,
+        Ok(_) => {
+            c.error(&file.store.max_bytes, "store.max_bytes must be at least 64KiB");
+            64 * 1024
+        }
+        Err(e) => {
+            c.error(&file.store.max_bytes, format!("store.max_bytes: {e}"));
+            0
+        }
+    };
+
+    // Engine.
+    let clear_hold = c.duration(&file.correlation.clear_hold, "correlation.clear_hold");
+    let update_min_interval = c.duration(&file.correlation.update_min_interval, "correlation.update_min_interval");
+    let baseline_window = c.positive_duration(&file.correlation.baseline_window, "correlation.baseline_window");
+    let recurrence = *file.patterns.recurrence.get_ref();
+    if !(1..=1000).contains(&recurrence) {
+        c.error(&file.patterns.recurrence, "patterns.recurrence must be between 1 and 1000");
+    }
+    let window = c.positive_duration(&file.patterns.window, "patterns.window");
+    let major_after = c.positive_duration(&file.patterns.major_after, "patterns.major_after");
+    let rollup_interval = file.rollups.interval.as_ref().map(|i| c.positive_duration(i, "rollups.interval"));
+    let health_interval = c.positive_duration(&file.health.interval, "health.interval");
+
+    if !c.errors.is_empty() {
+        return Err(ConfigError { errors: c.errors });
+    }
+    let engine = EngineSettings {
+        site: site.clone(),
+        zones: zones.clone(),
+        devices: metas,
+        thresholds: rules,
+        down_after: file.polling.down_after.max(1),
+        clear_hold,
+        update_min_interval,
+        baseline_window,
+        recurrence: recurrence as u32,
+        window,
+        major_after,
+        rollup_interval,
+    };
+    let config = Config {
+        path: src.path.to_owned(),
+        site,
+        mqtt,
+        store: StoreSettings { path: PathBuf::from(&file.store.path), max_bytes },
+        log_level: file.log.level.clone(),
+        zones,
+        devices,
+        engine,
+        health_interval,
+    };
+    Ok(Loaded { config, warnings: c.warnings })
+}
+
+fn modbus_transport(c: &mut Checker<'_>, dev: &str, m: &Spanned<ModbusDeviceConfig>) -> Option<Transport> {
+    let mc = m.get_ref();
+    let unit_v = *mc.unit.get_ref();
+    let unit = if (0..=255).contains(&unit_v) {
+        unit_v as u8
+    } else {
+        c.error(&mc.unit, format!("device {dev:?}: unit {unit_v} is outside 0..=255"));
+        0
+    };
+    let max_block = *mc.max_block.get_ref();
+    if !(1..=125).contains(&max_block) {
+        c.error(&mc.max_block, "max_block must be 1..=125 registers");
+    }
+    let blocks = BlockLimits { max_gap: mc.max_gap, max_block: max_block.clamp(1, 125) };
+    match (&mc.address, &mc.serial) {
+        (Some(a), Some(_)) => {
+            c.error(a, format!("device {dev:?}: give modbus `address` (TCP) or `serial` (RTU), not both"));
+            None
+        }
+        (None, None) => {
+            c.error(m, format!("device {dev:?}: [devices.modbus] needs `address` (TCP) or `serial` (RTU)"));
+            None
+        }
+        (Some(a), None) => match parse_address(a.get_ref(), 502) {
+            Ok(address) => Some(Transport::ModbusTcp { address, unit, blocks }),
+            Err(e) => {
+                c.error(a, format!("device {dev:?}: {e}"));
+                None
+            }
+        },
+        (None, Some(s)) => {
+            let parity = match mc.parity.get_ref().as_str() {
+                "none" => Parity::None,
+                "even" => Parity::Even,
+                "odd" => Parity::Odd,
+                other => {
+                    c.error(&mc.parity, format!("parity {other:?}: expected none, even or odd"));
+                    Parity::Even
+                }
+            };
+            if !matches!(mc.data_bits, 7 | 8) || !matches!(mc.stop_bits, 1 | 2) {
+                c.error(s, format!("device {dev:?}: data_bits must be 7 or 8 and stop_bits 1 or 2"));
+            }
+            if mc.baud == 0 {
+                c.error(s, format!("device {dev:?}: baud must be positive"));
+            }
+            let spacing = c.duration(&mc.spacing, "spacing");
+            Some(Transport::ModbusRtu {
+                serial: SerialSettings {
+                    path: s.get_ref().clone(),
+                    baud: mc.baud,
+                    parity,
+                    data_bits: mc.data_bits,
+                    stop_bits: mc.stop_bits,
+                    spacing,
+                },
+                unit,
+                blocks,
+            })
+        }
+    }
+}
+
+fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>) -> Option<Transport> {
+    let sc = s.get_ref();
+    let address = match parse_address(sc.address.get_ref(), 161) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            c.error(&sc.address, format!("device {dev:?}: {e}"));
+            None
+        }
+    };
+    let version = match sc.version.get_ref().as_str() {
+        "1" => SnmpVersion::V1,
+        "2c" | "2" => SnmpVersion::V2c,
+        "3" => SnmpVersion::V3,
+        other => {
+            c.error(&sc.version, format!("SNMP version {other:?}: expected \"1\", \"2c\" or \"3\""));
+            return None;
+        }
+    };
+    if sc.max_oids_per_request == 0 || sc.max_repetitions == 0 {
+        c.error(s, format!("device {dev:?}: max_oids_per_request and max_repetitions must be positive"));
+    }
+    let community =
+        c.secret(&sc.community_file, &sc.community_env, "community").unwrap_or_else(|| Secret::new("public"));
+    let v3 = if version == SnmpVersion::V3 {
+        let Some(user) = &sc.user else {
+            c.error(s, format!("device {dev:?}: SNMPv3 needs `user`"));
+            return None;
+        };
+        let auth = match &sc.auth {
+            None => None,
+            Some(a) => {
+                let proto = match a.get_ref().to_ascii_lowercase().as_str() {
+                    "md5" => Some(AuthProtocol::Md5),
+                    "sha" | "sha1" => Some(AuthProtocol::Sha1),
+                    "sha224" => Some(AuthProtocol::Sha224),
+                    "sha256" => Some(AuthProtocol::Sha256),
+                    "sha384" => Some(AuthProtocol::Sha384),
+                    "sha512" => Some(AuthProtocol::Sha512),
+                    other => {
+                        c.error(a, format!("auth {other:?}: expected md5, sha1, sha224, sha256, sha384 or sha512"));
+                        None
+                    }
+                };
+                let pw = c.secret(&sc.auth_password_file, &sc.auth_password_env, "auth_password");
+                if pw.is_none() && sc.auth_password_file.is_none() && sc.auth_password_env.is_none() {
+                    c.error(a, format!("device {dev:?}: auth needs auth_password_file or auth_password_env"));
+                }
+                proto.zip(pw)
+            }
+        };
+        let privacy = match &sc.privacy {
+            None => None,
+            Some(p) => {
+                if sc.auth.is_none() {
+                    c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
+                }
+                let proto = match p.get_ref().to_ascii_lowercase().as_str() {
+                    "des" => Some(PrivProtocol::Des),
+                    "aes" | "aes128" => Some(PrivProtocol::Aes128),
+                    "aes192" => Some(PrivProtocol::Aes192),
+                    "aes256" => Some(PrivProtocol::Aes256),
+                    other => {
+                        c.error(p, format!("priv {other:?}: expected des, aes128, aes192 or aes256"));
+                        None
+                    }
+                };
+                let pw = c.secret(&sc.priv_password_file, &sc.priv_password_env, "priv_password");
+                if pw.is_none() && sc.priv_password_file.is_none() && sc.priv_password_env.is_none() {
+                    c.error(p, format!("device {dev:?}: priv needs priv_password_file or priv_password_env"));
+                }
+                proto.zip(pw)
+            }
+        };
+        Some(SnmpV3 { user: user.get_ref().clone(), auth, privacy })
+    } else {
+        for f in [&sc.user, &sc.auth, &sc.privacy].into_iter().flatten() {
+            c.error(
+                f,
+                format!("device {dev:?}: user/auth/priv are SNMPv3 settings but version is {:?}", sc.version.get_ref()),
+            );
+        }
+        None
+    };
+    Some(Transport::Snmp(SnmpSettings {
+        address: address?,
+        version,
+        community,
+        v3,
+        max_oids_per_request: sc.max_oids_per_request.max(1),
+        max_repetitions: sc.max_repetitions.max(1),
+    }))
+}
+
+fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<MqttSettings> {
+    let url = m.url.get_ref();
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else {
+        c.error(&m.url, format!("mqtt.url {url:?} must start with mqtt:// or mqtts://"));
+        return None;
+    };
+    let address = match parse_address(rest.trim_end_matches('/'), if tls { 8883 } else { 1883 }) {
+        Ok(a) => a,
+        Err(e) => {
+            c.error(&m.url, format!("mqtt.url: {e}"));
+            return None;
+        }
+    };
+    let (host, port) =
+        address.rsplit_once(':').map(|(h, p)| (h.trim_matches(['[', ']']).to_owned(), p.parse().unwrap_or(1883)))?;
+    let password = c.secret(&m.password_file, &m.password_env, "password");
+    let file = |c: &mut Checker<'_>, f: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
+        let f = f.as_ref()?;
+        let p = c.relative_path(f.get_ref());
+        if !p.is_file() {
+            c.error(f, format!("mqtt.{what} {} does not exist", p.display()));
+        }
+        Some(p)
+    };
+    let ca_file = file(c, &m.ca_file, "ca_file");
+    let client_cert_file = file(c, &m.client_cert_file, "client_cert_file");
+    let client_key_file = file(c, &m.client_key_file, "client_key_file");
+    if let Some(k) = &m.client_key_file {
+        c.check_secret_mode(k, &c.relative_path(k.get_ref()));
+    }
+    if client_cert_file.is_some() != client_key_file.is_some() {
+        c.error(&m.url, "mqtt: client_cert_file and client_key_file go together");
+    }
+    if tls && ca_file.is_none() {
+        c.error(&m.url, "mqtts:// needs mqtt.ca_file (the CA that signed the broker's certificate)");
+    }
+    if !tls && (ca_file.is_some() || client_cert_file.is_some()) {
+        c.error(&m.url, "mqtt.ca_file and client certificates need an mqtts:// url");
+    }
+    let keep_alive = c.duration(&m.keep_alive, "mqtt.keep_alive");
+    if keep_alive < Duration::from_secs(1) {
+        c.error(&m.keep_alive, "mqtt.keep_alive must be at least 1s");
+    }
+    let reconnect_max = c.positive_duration(&m.reconnect_max, "mqtt.reconnect_max");
+    if m.max_inflight == 0 {
+        c.error(&m.url, "mqtt.max_inflight must be at least 1");
+    }
+    let client_id = m.client_id.clone().unwrap_or_else(|| format!("hallmonitor-{site}"));
+    if client_id.is_empty() {
+        c.error(&m.url, "mqtt.client_id must not be empty");
+    }
+    Some(MqttSettings {
+        host,
+        port,
+        tls,
+        client_id,
+        topic_prefix: m.topic_prefix.trim_end_matches('/').to_owned(),
+        username: m.username.clone(),
+        password,
+        ca_file,
+        client_cert_file,
+        client_key_file,
+        keep_alive,
+        max_inflight: m.max_inflight.max(1),
+        reconnect_max,
+    })
+}

@@ -1,0 +1,12 @@
+//! hallmonitor: an edge agent for data-center facility telemetry.
+//!
+//! The crate is laid out by pipeline stage; see ARCHITECTURE.md for the map.
+
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod logging;
+pub mod model;
+pub mod profiles;
+pub mod sim;
+pub mod sources;

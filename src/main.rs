@@ -1,0 +1,75 @@
+//! Command-line entry: parses arguments, runs one command, maps the outcome to an exit code
+//! (0 ok, 1 runtime failure, 2 usage or configuration error).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hallmonitor::commands::{self, exit_code_for};
+use hallmonitor::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "hallmonitor", version, about = "Edge agent for data-center facility telemetry")]
+struct Cli {
+    /// Log output: `text` (readable lines) or `json` (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll, correlate, buffer and forward to the NOC.
+    Run(commands::run::Args),
+    /// Validate a configuration file and print a summary.
+    CheckConfig(commands::check_config::Args),
+    /// The whole pipeline on this machine with simulated devices and an embedded broker.
+    Demo(commands::demo::Args),
+    /// Subscribe to a broker and print what the NOC receives.
+    Tail(commands::tail::Args),
+    /// Print the running daemon's last status snapshot.
+    Status(commands::status::Args),
+    /// Poll configured devices and print every reading as one JSON line (no store, no MQTT).
+    Poll(commands::poll::Args),
+    /// Field tools for writing profiles: raw Modbus registers, SNMP walks.
+    #[command(subcommand)]
+    Probe(commands::probe::Probe),
+    /// Run the engine over recorded readings and print what it would publish.
+    Replay(commands::replay::Args),
+    /// Run simulated devices only (benchmarks, tests).
+    Sim(commands::sim::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(a, cli.log_format),
+        Command::CheckConfig(a) => commands::check_config::run(a),
+        Command::Demo(a) => {
+            logging::init(cli.log_format, None);
+            commands::demo::run(a)
+        }
+        Command::Tail(a) => commands::tail::run(a),
+        Command::Status(a) => commands::status::run(a),
+        Command::Poll(a) => {
+            logging::init_stderr(cli.log_format);
+            commands::poll::run(a)
+        }
+        Command::Probe(p) => commands::probe::run(p),
+        Command::Replay(a) => {
+            logging::init_stderr(cli.log_format);
+            commands::replay::run(a)
+        }
+        Command::Sim(a) => {
+            logging::init(cli.log_format, None);
+            commands::sim::run(a)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hallmonitor: {e:#}");
+            exit_code_for(&e)
+        }
+    }
+}

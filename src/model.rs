@@ -1,0 +1,276 @@
+//! Shared model types that flow between pipeline stages: ids, timestamps and `Reading`.
+//!
+//! Every stage may use these; none of them does IO. Ids are cheap to clone (`Arc<str>`)
+//! because a reading carries several of them and thousands of readings flow per second.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Arc<str>);
+
+        impl $name {
+            pub fn new(s: impl AsRef<str>) -> Self {
+                Self(Arc::from(s.as_ref()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A site (one gateway's scope), e.g. `fra1`.
+    SiteId
+);
+id_type!(
+    /// A configured device, e.g. `pdu-b07-a`.
+    DeviceId
+);
+id_type!(
+    /// A sensor zone of a data hall, e.g. `hall1-b`.
+    ZoneId
+);
+id_type!(
+    /// A rack position, e.g. `B07`.
+    RackId
+);
+id_type!(
+    /// A metric name with its SI unit in the name, e.g. `inlet_temp_c`.
+    Metric
+);
+id_type!(
+    /// A point of a device profile, e.g. `sensor_temp`.
+    PointId
+);
+
+/// Wall-clock time as milliseconds since the Unix epoch (UTC).
+///
+/// The engine uses this as its only notion of time: it is handed in, never read, so a
+/// recorded month replays in milliseconds. Serialized as RFC 3339 UTC.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub const MS_PER_HOUR: i64 = 3_600_000;
+    pub const MS_PER_DAY: i64 = 86_400_000;
+
+    /// Reads the system clock. Only the IO shell calls this.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+    pub fn from_millis(ms: i64) -> Self {
+        Self(ms)
+    }
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+    }
+    pub fn saturating_sub(self, d: Duration) -> Self {
+        Self(self.0.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64))
+    }
+    /// Time elapsed since `earlier`, zero if `earlier` is later.
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+    /// Hour of the day (0..24) in UTC.
+    pub fn hour_utc(self) -> u32 {
+        self.0.rem_euclid(Self::MS_PER_DAY).div_euclid(Self::MS_PER_HOUR) as u32
+    }
+    pub fn to_system_time(self) -> SystemTime {
+        if self.0 >= 0 {
+            UNIX_EPOCH + Duration::from_millis(self.0 as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(self.0.unsigned_abs())
+        }
+    }
+    /// RFC 3339 UTC, with milliseconds only when they are not zero.
+    pub fn to_rfc3339(self) -> String {
+        let st = self.to_system_time();
+        if self.0.rem_euclid(1000) == 0 {
+            humantime::format_rfc3339_seconds(st).to_string()
+        } else {
+            humantime::format_rfc3339_millis(st).to_string()
+        }
+    }
+    pub fn parse_rfc3339(s: &str) -> Result<Self, humantime::TimestampError> {
+        humantime::parse_rfc3339_weak(s).map(Self::from)
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Self(d.as_millis().min(i64::MAX as u128) as i64),
+            Err(e) => Self(-(e.duration().as_millis().min(i64::MAX as u128) as i64)),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).map_err(|e| serde::de::Error::custom(format!("bad RFC 3339 time {s:?}: {e}")))
+    }
+}
+
+/// Whether a reading holds a value the device vouched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Good,
+    Bad,
+}
+
+/// One value of one point of one device at one time; the unit of data between sources and
+/// the engine. A failed poll produces readings with `Quality::Bad`, never silence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub at: Timestamp,
+    pub device: DeviceId,
+    pub point: PointId,
+    pub metric: Metric,
+    /// `None` exactly when `quality` is bad.
+    pub value: Option<f64>,
+    pub unit: Arc<str>,
+    pub zone: ZoneId,
+    pub rack: Option<RackId>,
+    /// Names a table row (an outlet, a phase, a probe) when the point is a table column.
+    #[serde(default)]
+    pub label: Option<Arc<str>>,
+    pub quality: Quality,
+    /// Why the reading is bad (timeout, exception, noSuchInstance...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Arc<str>>,
+}
+
+/// Incident categories (DESIGN section 3). Closed: the NOC routes on these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Thermal,
+    Humidity,
+    Power,
+    Cooling,
+    Comms,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Thermal => "thermal",
+            Category::Humidity => "humidity",
+            Category::Power => "power",
+            Category::Cooling => "cooling",
+            Category::Comms => "comms",
+        }
+    }
+
+    /// The category a metric's breaches belong to, `None` for metrics that never raise.
+    pub fn of_metric(metric: &str) -> Option<Category> {
+        Some(match metric {
+            "inlet_temp_c" | "outlet_temp_c" | "dew_point_c" | "supply_air_temp_c" | "return_air_temp_c" => {
+                Category::Thermal
+            }
+            "humidity_pct" => Category::Humidity,
+            "phase_current_a" | "outlet_current_a" | "voltage_v" | "power_w" | "feed_load_pct" => Category::Power,
+            "alarm" | "fan_speed_pct" => Category::Cooling,
+            m if m.ends_with("_temp_c") => Category::Thermal,
+            m if m.ends_with("_current_a") => Category::Power,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Breach severity; ordered so that `max` gives the worse one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_round_trips_rfc3339() {
+        let t = Timestamp::parse_rfc3339("2026-11-02T14:05:00Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-02T14:05:00Z");
+        assert_eq!(t.hour_utc(), 14);
+        let t2 = Timestamp(t.0 + 250);
+        assert_eq!(t2.to_rfc3339(), "2026-11-02T14:05:00.250Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t2.to_rfc3339()).unwrap(), t2);
+    }
+
+    #[test]
+    fn reading_json_matches_design_example() {
+        let line = r#"{"at":"2026-11-02T14:05:00Z","device":"pdu-b07-a","point":"sensor_temp","metric":"inlet_temp_c","value":28.4,"unit":"°C","zone":"hall1-b","rack":"B07","label":null,"quality":"good"}"#;
+        let r: Reading = serde_json::from_str(line).unwrap();
+        assert_eq!(r.device.as_str(), "pdu-b07-a");
+        assert_eq!(r.value, Some(28.4));
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+    }
+}

@@ -1,0 +1,257 @@
+//! Device profiles: which registers or OIDs of a device model hold which points.
+//!
+//! A profile is data. Built-in ones are TOML files compiled into the binary (`builtin/`),
+//! each citing its source; users add their own under `[profiles.NAME]` or in a profiles
+//! directory, in the same format. `ProfileConfig` is that format; `build` checks it and
+//! produces the runtime `Profile` the sources poll with.
+
+pub mod modbus;
+pub mod snmp;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use modbus::{ModbusPoint, ModbusProfile};
+pub use snmp::{SnmpPoint, SnmpProfile};
+
+/// A profile as written in TOML (built-in, `[profiles.NAME]` or a profiles-directory file).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// `"modbus"` or `"snmp"`.
+    pub protocol: Spanned<String>,
+    /// What device model(s) this profile is for.
+    pub description: Option<String>,
+    /// Where the register map or MIB came from (manual, MIB file and revision).
+    pub source: Option<String>,
+    /// Modbus only: `"zero-based"` (addresses as sent on the wire, the default) or
+    /// `"one-based"` (addresses as printed in many manuals: register 1 is wire address 0).
+    pub addressing: Option<Spanned<String>>,
+    /// The points this device model exposes.
+    #[serde(default)]
+    pub points: Vec<PointConfig>,
+}
+
+/// One point of a profile. Modbus points use `table`/`address`/`type`; SNMP points use
+/// `oid` (a scalar) or `column` (one reading per table row).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PointConfig {
+    /// Point name, unique in the profile, e.g. `supply_air_temp`.
+    pub name: Spanned<String>,
+    /// Metric with its SI unit in the name, e.g. `inlet_temp_c`.
+    pub metric: Spanned<String>,
+    /// Unit of the value after scaling; derived from the metric name when omitted.
+    pub unit: Option<String>,
+    /// Multiply the raw value by this (e.g. 0.1 for tenths).
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Then add this.
+    #[serde(default)]
+    pub offset: f64,
+
+    /// Modbus: `holding` (default), `input`, `coil` or `discrete`.
+    pub table: Option<Spanned<String>>,
+    /// Modbus: register or bit address (see the profile's `addressing`).
+    pub address: Option<Spanned<i64>>,
+    /// Modbus: `u16` (default), `i16`, `u32`, `i32`, `u64`, `f32`, `f64`, or `bool` for coils.
+    #[serde(rename = "type")]
+    pub value_type: Option<Spanned<String>>,
+    /// Modbus: order of 16-bit words in multi-register values: `big` (default) or `little`.
+    pub word_order: Option<Spanned<String>>,
+    /// Modbus: swap the two bytes inside each register.
+    #[serde(default)]
+    pub byte_swap: bool,
+    /// Modbus: read one bit (0 = least significant) of a register as 0/1, for alarm words.
+    pub bit: Option<Spanned<i64>>,
+
+    /// SNMP: OID of a scalar, numeric dotted form (`1.3.6.1...`, instance included).
+    pub oid: Option<Spanned<String>>,
+    /// SNMP: OID of a table column; every row becomes a reading.
+    pub column: Option<Spanned<String>>,
+    /// SNMP: column whose value names each row (outlet or sensor name) -> reading `label`.
+    pub label_column: Option<Spanned<String>>,
+    /// SNMP: only rows whose index is in this list (e.g. `["1"]`).
+    #[serde(default)]
+    pub rows: Vec<String>,
+    /// SNMP: report a counter as a per-second rate instead of its raw value.
+    #[serde(default)]
+    pub rate: bool,
+    /// SNMP: column with a power-of-ten exponent to apply per row (ENTITY-SENSOR-MIB
+    /// entPhySensorScale, in SI prefix units: 9 = units, 8 = milli...).
+    pub scale_column: Option<Spanned<String>>,
+    /// SNMP: column with the number of decimal digits per row (ENTITY-SENSOR precision,
+    /// Raritan `*DecimalDigits`): value / 10^digits.
+    pub decimals_column: Option<Spanned<String>>,
+    /// SNMP: the value is an OCTET STRING holding a decimal number (e.g. "23.5").
+    #[serde(default)]
+    pub string_number: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A built, checked profile ready to poll with.
+#[derive(Debug, Clone)]
+pub enum Profile {
+    Modbus(Arc<ModbusProfile>),
+    Snmp(Arc<SnmpProfile>),
+}
+
+impl Profile {
+    pub fn name(&self) -> &str {
+        match self {
+            Profile::Modbus(p) => &p.name,
+            Profile::Snmp(p) => &p.name,
+        }
+    }
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            Profile::Modbus(_) => "modbus",
+            Profile::Snmp(_) => "snmp",
+        }
+    }
+    pub fn point_count(&self) -> usize {
+        match self {
+            Profile::Modbus(p) => p.points.len(),
+            Profile::Snmp(p) => p.points.len(),
+        }
+    }
+}
+
+/// A problem found in a profile, with the span of the offending value when known.
+#[derive(Debug, Clone)]
+pub struct ProfileProblem {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+impl ProfileProblem {
+    pub fn at<T>(value: &Spanned<T>, message: impl Into<String>) -> Self {
+        let span = value.span();
+        Self { span: (span.end > 0).then_some(span), message: message.into() }
+    }
+    pub fn nowhere(message: impl Into<String>) -> Self {
+        Self { span: None, message: message.into() }
+    }
+}
+
+impl ProfileConfig {
+    /// Checks the profile and builds it; all problems are reported, not just the first.
+    pub fn build(&self, name: &str) -> Result<Profile, Vec<ProfileProblem>> {
+        match self.protocol.get_ref().as_str() {
+            "modbus" => modbus::build(name, self).map(|p| Profile::Modbus(Arc::new(p))),
+            "snmp" => snmp::build(name, self).map(|p| Profile::Snmp(Arc::new(p))),
+            other => Err(vec![ProfileProblem::at(
+                &self.protocol,
+                format!("unknown protocol {other:?}: expected \"modbus\" or \"snmp\""),
+            )]),
+        }
+    }
+}
+
+/// The built-in profiles: name -> TOML source. Each file cites where its map comes from.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("apc-rpdu2", include_str!("builtin/apc-rpdu2.toml")),
+    ("raritan-pdu2", include_str!("builtin/raritan-pdu2.toml")),
+    ("servertech-sentry4", include_str!("builtin/servertech-sentry4.toml")),
+    ("entity-sensor", include_str!("builtin/entity-sensor.toml")),
+    ("geist-watchdog", include_str!("builtin/geist-watchdog.toml")),
+    ("schneider-pm5000", include_str!("builtin/schneider-pm5000.toml")),
+    ("generic-crah", include_str!("builtin/generic-crah.toml")),
+    ("modbus-th-probe", include_str!("builtin/modbus-th-probe.toml")),
+];
+
+/// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
+/// which the tests catch; at runtime a broken built-in is reported like a user profile.
+pub fn builtins() -> BTreeMap<String, Result<Profile, String>> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| {
+            let built = toml::from_str::<ProfileConfig>(text)
+                .map_err(|e| format!("built-in profile {name}: {e}"))
+                .and_then(|cfg| {
+                    cfg.build(name).map_err(|problems| {
+                        let msgs: Vec<_> = problems.into_iter().map(|p| p.message).collect();
+                        format!("built-in profile {name}: {}", msgs.join("; "))
+                    })
+                });
+            (name.to_string(), built)
+        })
+        .collect()
+}
+
+/// The unit a metric's name implies, for profiles that do not state one.
+pub fn default_unit(metric: &str) -> &'static str {
+    match metric {
+        "humidity_pct" => "%RH",
+        "alarm" => "",
+        m if m.ends_with("_c") => "°C",
+        m if m.ends_with("_pct") => "%",
+        m if m.ends_with("_kwh") => "kWh",
+        m if m.ends_with("_a") => "A",
+        m if m.ends_with("_v") => "V",
+        m if m.ends_with("_w") => "W",
+        m if m.ends_with("_va") => "VA",
+        m if m.ends_with("_hz") => "Hz",
+        _ => "",
+    }
+}
+
+/// Checks a metric name: lowercase, digits and `_`.
+pub(crate) fn check_metric(point: &PointConfig, problems: &mut Vec<ProfileProblem>) {
+    let m = point.metric.get_ref();
+    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        problems.push(ProfileProblem::at(
+            &point.metric,
+            format!(
+                "metric {m:?} must be lowercase letters, digits and '_' with its unit in the name (e.g. inlet_temp_c)"
+            ),
+        ));
+    }
+}
+
+/// Checks point names are unique within a profile.
+pub(crate) fn check_unique_names(cfg: &ProfileConfig, problems: &mut Vec<ProfileProblem>) {
+    let mut seen = std::collections::HashSet::new();
+    for p in &cfg.points {
+        if !seen.insert(p.name.get_ref().as_str()) {
+            problems.push(ProfileProblem::at(&p.name, format!("duplicate point name {:?}", p.name.get_ref())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_builds() {
+        for (name, built) in builtins() {
+            let profile = built.unwrap_or_else(|e| panic!("{e}"));
+            assert!(profile.point_count() > 0, "{name} has no points");
+        }
+    }
+
+    #[test]
+    fn builtin_names_are_the_contract() {
+        let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        for n in [
+            "apc-rpdu2",
+            "raritan-pdu2",
+            "servertech-sentry4",
+            "entity-sensor",
+            "geist-watchdog",
+            "schneider-pm5000",
+            "generic-crah",
+            "modbus-th-probe",
+        ] {
+            assert!(names.contains(&n), "{n} missing");
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Modbus profile data: register tables, value types, word/byte order, scaling.
+
+use std::sync::Arc;
+
+use crate::model::{Metric, PointId};
+
+use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, default_unit};
+
+/// How a profile numbers registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// Addresses are wire addresses (PDU addresses), register 0 is the first.
+    ZeroBased,
+    /// Addresses as printed in many manuals: register 1 is wire address 0.
+    OneBased,
+}
+
+/// The Modbus data table a point lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Holding,
+    Input,
+    Coil,
+    Discrete,
+}
+
+impl Table {
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::Discrete)
+    }
+}
+
+/// How the registers of a point are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueType {
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    F32,
+    F64,
+    /// A coil or discrete input.
+    Bool,
+}
+
+impl ValueType {
+    /// Registers this type occupies (bits for `Bool`).
+    pub fn width(self) -> u16 {
+        match self {
+            ValueType::U16 | ValueType::I16 | ValueType::Bool => 1,
+            ValueType::U32 | ValueType::I32 | ValueType::F32 => 2,
+            ValueType::U64 | ValueType::F64 => 4,
+        }
+    }
+}
+
+/// Order of the 16-bit words of a multi-register value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordOrder {
+    /// Most significant word first (ABCD) - the Modbus convention.
+    Big,
+    /// Least significant word first (CDAB).
+    Little,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusProfile {
+    pub name: String,
+    pub source: Option<String>,
+    pub points: Vec<ModbusPoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModbusPoint {
+    pub id: PointId,
+    pub metric: Metric,
+    pub unit: Arc<str>,
+    pub table: Table,
+    /// Wire (zero-based) address, after the profile's addressing has been applied.
+    pub address: u16,
+    pub value_type: ValueType,
+    pub word_order: WordOrder,
+    pub byte_swap: bool,
+    /// A single bit of a register, for alarm words.
+    pub bit: Option<u8>,
+    pub scale: f64,
+    pub offset: f64,
+}
+
+pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Vec<ProfileProblem>> {
+    let mut problems = Vec::new();
+    check_unique_names(cfg, &mut problems);
+    let addressing = match cfg.addressing.as_ref().map(|a| a.get_ref().as_str()) {
+        None | Some("zero-based") => Addressing::ZeroBased,
+        Some("one-based") => Addressing::OneBased,
+        Some(other) => {
+            problems.push(ProfileProblem::at(
+                cfg.addressing.as_ref().expect("matched Some above"),
+                format!("unknown addressing {other:?}: expected \"zero-based\" or \"one-based\""),
+            ));
+            Addressing::ZeroBased
+        }
+    };
+    if cfg.points.is_empty() {
+        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
+    }
+    let mut points = Vec::with_capacity(cfg.points.len());
+    for p in &cfg.points {
+        check_metric(p, &mut problems);
+        for (field, present) in [
+            ("oid", p.oid.is_some()),
+            ("column", p.column.is_some()),
+            ("label_column", p.label_column.is_some()),
+            ("scale_column", p.scale_column.is_some()),
+            ("decimals_column", p.decimals_column.is_some()),
+        ] {
+            if present {
+                problems.push(ProfileProblem::at(
+                    &p.name,
+                    format!("point {:?}: `{field}` is an SNMP field; this is a modbus profile", p.name.get_ref()),
+                ));
+            }
+        }
+        let table = match p.table.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("holding") => Table::Holding,
+            Some("input") => Table::Input,
+            Some("coil") => Table::Coil,
+            Some("discrete") => Table::Discrete,
+            Some(other) => {
+                problems.push(ProfileProblem::at(
+                    p.table.as_ref().expect("matched Some above"),
+                    format!("unknown table {other:?}: expected holding, input, coil or discrete"),
+                ));
+                Table::Holding
+            }
+        };
+        let value_type = match p.value_type.as_ref().map(|t| t.get_ref().as_str()) {
+            None if table.is_bits() => ValueType::Bool,
+            None | Some("u16") => ValueType::U16,
+            Some("i16") => ValueType::I16,
+            Some("u32") => ValueType::U32,
+            Some("i32") => ValueType::I32,
+            Some("u64") => ValueType::U64,
+            Some("f32") => ValueType::F32,
+            Some("f64") => ValueType::F64,
+            Some("bool") => ValueType::Bool,
+            Some(other) => {
+                problems.push(ProfileProblem::at(
+                    p.value_type.as_ref().expect("matched Some above"),
+                    format!("unknown type {other:?}: expected u16, i16, u32, i32, u64, f32, f64 or bool"),
+                ));
+                ValueType::U16
+            }
+        };
+        if table.is_bits() != (value_type == ValueType::Bool) {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {:?}: type bool goes with coil/discrete tables and only with them", p.name.get_ref()),
+            ));
+        }
+        let word_order = match p.word_order.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("big") => WordOrder::Big,
+            Some("little") => WordOrder::Little,
+            Some(other) => {
+                problems.push(ProfileProblem::at(
+                    p.word_order.as_ref().expect("matched Some above"),
+                    format!("unknown word_order {other:?}: expected \"big\" or \"little\""),
+                ));
+                WordOrder::Big
+            }
+        };
+        let bit = match &p.bit {
+            None => None,
+            Some(b) if (0..16).contains(b.get_ref()) && value_type == ValueType::U16 => Some(*b.get_ref() as u8),
+            Some(b) => {
+                problems.push(ProfileProblem::at(b, "bit must be 0..=15 and goes with type u16"));
+                None
+            }
+        };
+        let address = match &p.address {
+            None => {
+                problems.push(ProfileProblem::at(&p.name, format!("point {:?} needs an `address`", p.name.get_ref())));
+                0
+            }
+            Some(a) => {
+                let raw = *a.get_ref();
+                let wire = match addressing {
+                    Addressing::ZeroBased => raw,
+                    Addressing::OneBased => raw - 1,
+                };
+                let last = wire + i64::from(value_type.width()) - 1;
+                if wire < 0 || last > 65535 {
+                    problems.push(ProfileProblem::at(
+                        a,
+                        format!("address {raw} is outside the Modbus range for this profile's addressing"),
+                    ));
+                    0
+                } else {
+                    wire as u16
+                }
+            }
+        };
+        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {:?}: scale must be finite and non-zero, offset finite", p.name.get_ref()),
+            ));
+        }
+        points.push(ModbusPoint {
+            id: PointId::new(p.name.get_ref()),
+            metric: Metric::new(p.metric.get_ref()),
+            unit: Arc::from(p.unit.as_deref().unwrap_or(default_unit(p.metric.get_ref()))),
+            table,
+            address,
+            value_type,
+            word_order,
+            byte_swap: p.byte_swap,
+            bit,
+            scale: p.scale,
+            offset: p.offset,
+        });
+    }
+    if problems.is_empty() {
+        Ok(ModbusProfile { name: name.to_owned(), source: cfg.source.clone(), points })
+    } else {
+        Err(problems)
+    }
+}

@@ -1,0 +1,157 @@
+//! SNMP profile data: scalar OIDs and table columns, with the vendor's scaling.
+
+use std::sync::Arc;
+
+use crate::model::{Metric, PointId};
+
+use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, default_unit};
+
+#[derive(Debug, Clone)]
+pub struct SnmpProfile {
+    pub name: String,
+    pub source: Option<String>,
+    pub points: Vec<SnmpPoint>,
+}
+
+/// Where a point's value lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnmpTarget {
+    /// One OID, instance included.
+    Scalar(String),
+    /// A table column: one reading per row; `label` names the row.
+    Column { column: String, label: Option<String>, rows: Vec<String> },
+}
+
+/// How a raw value becomes SI units beyond `scale` and `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowScaling {
+    None,
+    /// ENTITY-SENSOR-MIB entPhySensorScale column (SI prefix enum).
+    EntityScale(String),
+    /// Decimal-digits column: value / 10^digits.
+    Decimals(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SnmpPoint {
+    pub id: PointId,
+    pub metric: Metric,
+    pub unit: Arc<str>,
+    pub target: SnmpTarget,
+    pub scale: f64,
+    pub offset: f64,
+    pub rate: bool,
+    pub row_scaling: RowScaling,
+    pub string_number: bool,
+}
+
+/// Checks a numeric dotted OID and returns it without a leading dot.
+pub fn normalize_oid(s: &str) -> Option<String> {
+    let s = s.strip_prefix('.').unwrap_or(s);
+    let ok = !s.is_empty() && s.split('.').all(|arc| !arc.is_empty() && arc.parse::<u32>().is_ok());
+    (ok && s.split('.').count() >= 2).then(|| s.to_owned())
+}
+
+pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<ProfileProblem>> {
+    let mut problems = Vec::new();
+    check_unique_names(cfg, &mut problems);
+    if let Some(a) = &cfg.addressing {
+        problems.push(ProfileProblem::at(a, "`addressing` is a Modbus field; this is an snmp profile"));
+    }
+    if cfg.points.is_empty() {
+        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
+    }
+    let mut points = Vec::with_capacity(cfg.points.len());
+    for p in &cfg.points {
+        check_metric(p, &mut problems);
+        let pname = p.name.get_ref();
+        for (field, present) in [
+            ("table", p.table.is_some()),
+            ("address", p.address.is_some()),
+            ("type", p.value_type.is_some()),
+            ("word_order", p.word_order.is_some()),
+            ("bit", p.bit.is_some()),
+        ] {
+            if present {
+                problems.push(ProfileProblem::at(
+                    &p.name,
+                    format!("point {pname:?}: `{field}` is a Modbus field; this is an snmp profile"),
+                ));
+            }
+        }
+        let mut oid_of = |field: &Option<toml::Spanned<String>>| -> Option<String> {
+            let f = field.as_ref()?;
+            let n = normalize_oid(f.get_ref());
+            if n.is_none() {
+                problems.push(ProfileProblem::at(
+                    f,
+                    format!("{:?} is not a numeric OID (e.g. 1.3.6.1.2.1.1.3.0)", f.get_ref()),
+                ));
+            }
+            n
+        };
+        let scalar = oid_of(&p.oid);
+        let column = oid_of(&p.column);
+        let label = oid_of(&p.label_column);
+        let scale_col = oid_of(&p.scale_column);
+        let decimals_col = oid_of(&p.decimals_column);
+        let target = match (scalar, column, p.oid.is_some(), p.column.is_some()) {
+            (_, _, true, true) => {
+                problems
+                    .push(ProfileProblem::at(&p.name, format!("point {pname:?}: give `oid` or `column`, not both")));
+                None
+            }
+            (Some(oid), None, _, _) => {
+                if label.is_some() || !p.rows.is_empty() {
+                    problems.push(ProfileProblem::at(
+                        &p.name,
+                        format!("point {pname:?}: `label_column` and `rows` go with `column`"),
+                    ));
+                }
+                Some(SnmpTarget::Scalar(oid))
+            }
+            (None, Some(column), _, _) => Some(SnmpTarget::Column { column, label, rows: p.rows.clone() }),
+            (None, None, false, false) => {
+                problems.push(ProfileProblem::at(&p.name, format!("point {pname:?} needs an `oid` or a `column`")));
+                None
+            }
+            _ => None, // a malformed OID, already reported
+        };
+        let row_scaling = match (scale_col, decimals_col) {
+            (Some(_), Some(_)) => {
+                problems.push(ProfileProblem::at(
+                    &p.name,
+                    format!("point {pname:?}: `scale_column` and `decimals_column` exclude each other"),
+                ));
+                RowScaling::None
+            }
+            (Some(c), None) => RowScaling::EntityScale(c),
+            (None, Some(c)) => RowScaling::Decimals(c),
+            (None, None) => RowScaling::None,
+        };
+        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: scale must be finite and non-zero, offset finite"),
+            ));
+        }
+        if let Some(target) = target {
+            points.push(SnmpPoint {
+                id: PointId::new(pname),
+                metric: Metric::new(p.metric.get_ref()),
+                unit: Arc::from(p.unit.as_deref().unwrap_or(default_unit(p.metric.get_ref()))),
+                target,
+                scale: p.scale,
+                offset: p.offset,
+                rate: p.rate,
+                row_scaling,
+                string_number: p.string_number,
+            });
+        }
+    }
+    if problems.is_empty() {
+        Ok(SnmpProfile { name: name.to_owned(), source: cfg.source.clone(), points })
+    } else {
+        Err(problems)
+    }
+}

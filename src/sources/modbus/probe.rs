@@ -1,0 +1,13 @@
+//! `hallmonitor probe modbus` (being built; see the modbus source issue).
+
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Device address, host:port.
+    pub address: String,
+}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`hallmonitor probe modbus` is not available in this build yet")
+}

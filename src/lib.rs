@@ -8,5 +8,6 @@ pub mod engine;
 pub mod logging;
 pub mod model;
 pub mod profiles;
+pub mod publish;
 pub mod sim;
 pub mod sources;

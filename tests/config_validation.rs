@@ -1,0 +1,284 @@
+//! Every configuration rule, checked the way a facility engineer meets it: a file with a
+//! mistake, and the `PATH:LINE:COL: message` lines it produces.
+
+use std::path::{Path, PathBuf};
+
+use hallmonitor::config::{self, ConfigError, Loaded};
+
+const BASE: &str = r#"
+[site]
+id = "fra1"
+
+[[zones]]
+id = "hall1-b"
+racks = ["B07", "B08"]
+
+[[zones]]
+id = "hall1-c"
+racks = ["C01"]
+adjacent = ["hall1-b"]
+
+[[devices]]
+id = "pdu-b07-a"
+profile = "apc-rpdu2"
+zone = "hall1-b"
+rack = "B07"
+[devices.snmp]
+address = "127.0.0.1:161"
+
+[[devices]]
+id = "crah-b1"
+profile = "generic-crah"
+zone = "hall1-b"
+[devices.modbus]
+address = "127.0.0.1:502"
+"#;
+
+fn load(text: &str) -> Result<Loaded, ConfigError> {
+    config::load_str(Path::new("site.toml"), text)
+}
+
+/// Loads `text`, expects failure and returns the rendered error lines.
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.errors.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+/// The single error line containing `needle`, asserting it has a position on `line`.
+fn assert_error_at(errs: &[String], needle: &str, line: usize) {
+    let hit =
+        errs.iter().find(|e| e.contains(needle)).unwrap_or_else(|| panic!("no error mentions {needle:?}: {errs:#?}"));
+    let prefix = format!("site.toml:{line}:");
+    assert!(hit.starts_with(&prefix), "expected position on line {line}: {hit}");
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} not in text")) + 1
+}
+
+#[test]
+fn the_base_config_is_valid() {
+    let loaded = load(BASE).unwrap();
+    assert_eq!(loaded.config.devices.len(), 2);
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn three_semantic_mistakes_are_all_reported_with_positions() {
+    let text = BASE
+        .replace("id = \"crah-b1\"", "id = \"pdu-b07-a\"")
+        .replace("zone = \"hall1-b\"\n[devices.modbus]", "zone = \"hall9\"\n[devices.modbus]")
+        + "\n[thresholds.inlet_temp_c]\nwarn_high = 35.0\ncrit_high = 32.0\n";
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    let dup_line = text.lines().enumerate().filter(|(_, l)| l.contains("id = \"pdu-b07-a\"")).nth(1).unwrap().0 + 1;
+    assert_error_at(&errs, "duplicate device id", dup_line);
+    assert_error_at(&errs, "unknown zone \"hall9\"", line_of(&text, "zone = \"hall9\""));
+    assert_error_at(&errs, "warn_high must be below crit_high", line_of(&text, "warn_high = 35.0"));
+    // Column points at the value.
+    assert!(
+        errs.iter().any(|e| e.starts_with(&format!("site.toml:{}:8:", line_of(&text, "zone = \"hall9\"")))),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn unknown_field_has_line_and_column() {
+    let text = BASE.replace("[[devices]]\nid = \"crah-b1\"", "[[devices]]\nidd = \"x\"\nid = \"crah-b1\"");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1);
+    assert_error_at(&errs, "unknown field `idd`", line_of(&text, "idd ="));
+}
+
+#[test]
+fn syntax_and_type_errors_have_positions() {
+    let errs = errors("[site]\nid = \"fra1\n");
+    assert!(errs[0].starts_with("site.toml:2:"), "{errs:?}");
+    let errs = errors("[site]\nid = 5\n");
+    assert!(errs[0].starts_with("site.toml:2:6:"), "{errs:?}");
+    assert!(errs[0].contains("string"), "{errs:?}");
+}
+
+#[test]
+fn duplicate_zone_and_rack_in_two_zones() {
+    let text = BASE.to_owned() + "\n[[zones]]\nid = \"hall1-b\"\nracks = [\"B07\"]\n";
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("duplicate zone id \"hall1-b\"")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("rack \"B07\" is already in zone")), "{errs:#?}");
+}
+
+#[test]
+fn unknown_rack_and_rack_of_another_zone() {
+    let errs = errors(&BASE.replace("rack = \"B07\"", "rack = \"Z99\""));
+    assert_error_at(&errs, "unknown rack \"Z99\"", line_of(BASE, "rack = \"B07\""));
+    let errs = errors(&BASE.replace("rack = \"B07\"", "rack = \"C01\""));
+    assert!(errs.iter().any(|e| e.contains("belongs to zone \"hall1-c\"")), "{errs:#?}");
+}
+
+#[test]
+fn unknown_profile_lists_the_known_ones() {
+    let errs = errors(&BASE.replace("profile = \"apc-rpdu2\"", "profile = \"apc-rpdu9\""));
+    assert_error_at(&errs, "unknown profile \"apc-rpdu9\"", line_of(BASE, "profile = \"apc-rpdu2\""));
+    assert!(errs[0].contains("generic-crah"), "{errs:?}");
+}
+
+#[test]
+fn profile_of_the_wrong_protocol() {
+    let errs = errors(&BASE.replace("profile = \"generic-crah\"", "profile = \"apc-rpdu2\""));
+    assert!(errs.iter().any(|e| e.contains("is snmp but the device is polled over modbus")), "{errs:#?}");
+}
+
+#[test]
+fn threshold_rules() {
+    let errs = errors(&(BASE.to_owned() + "\n[thresholds.inlet_temp_c]\nhysteresis = -1.0\n"));
+    assert!(errs.iter().any(|e| e.contains("hysteresis must not be negative")), "{errs:#?}");
+    let errs = errors(&(BASE.to_owned() + "\n[thresholds.inlet_temp_c]\ncrit_low = 20.0\nwarn_low = 18.0\n"));
+    assert!(errs.iter().any(|e| e.contains("crit_low must be below warn_low")), "{errs:#?}");
+    let errs = errors(&(BASE.to_owned() + "\n[thresholds.inlet_temp_c]\nrise = 3.0\n"));
+    assert!(errs.iter().any(|e| e.contains("rise needs rise_within")), "{errs:#?}");
+    let errs = errors(&(BASE.to_owned() + "\n[thresholds.phase_current_a]\nbreaker_warn = 1.5\n"));
+    assert!(errs.iter().any(|e| e.contains("breaker fractions")), "{errs:#?}");
+}
+
+#[test]
+fn bad_durations_and_sizes() {
+    let text = BASE.to_owned()
+        + "\n[correlation]\nclear_hold = \"five minutes\"\n[store]\nmax_bytes = \"12 parsecs\"\n[polling]\ninterval = \"0s\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "correlation.clear_hold: bad duration", line_of(&text, "clear_hold"));
+    assert_error_at(&errs, "store.max_bytes: bad size", line_of(&text, "max_bytes"));
+    assert_error_at(&errs, "polling.interval must be greater than zero", line_of(&text, "interval = \"0s\""));
+}
+
+#[test]
+fn addresses_that_do_not_parse() {
+    let errs = errors(&BASE.replace("address = \"127.0.0.1:502\"", "address = \"127.0.0.1:99999\""));
+    assert!(errs.iter().any(|e| e.contains("bad port")), "{errs:#?}");
+    let errs = errors(&BASE.replace("address = \"127.0.0.1:161\"", "address = \"not an address\""));
+    assert!(errs.iter().any(|e| e.contains("is not host:port")), "{errs:#?}");
+    let errs = errors(&(BASE.to_owned() + "\n[mqtt]\nurl = \"http://broker\"\n"));
+    assert!(errs.iter().any(|e| e.contains("must start with mqtt:// or mqtts://")), "{errs:#?}");
+    let errs = errors(&(BASE.to_owned() + "\n[mqtt]\nurl = \"mqtts://broker.example\"\n"));
+    assert!(errs.iter().any(|e| e.contains("needs mqtt.ca_file")), "{errs:#?}");
+}
+
+#[test]
+fn site_id_must_be_lowercase_ident() {
+    let errs = errors(&BASE.replace("id = \"fra1\"", "id = \"FRA 1\""));
+    assert_error_at(&errs, "site id \"FRA 1\" must match [a-z0-9_-]+", 3);
+}
+
+#[test]
+fn unknown_adjacent_zone() {
+    let errs = errors(&BASE.replace("adjacent = [\"hall1-b\"]", "adjacent = [\"hall2-x\"]"));
+    assert!(errs.iter().any(|e| e.contains("unknown adjacent zone \"hall2-x\"")), "{errs:#?}");
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hm-cfg-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn secret_files_missing_is_an_error_and_world_readable_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let cfg_path = dir.join("hallmonitor.toml");
+    let text = BASE.to_owned()
+        + "\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"fra1\"\npassword_file = \"mqtt.password\"\n";
+    let err = config::load_str(&cfg_path, &text).unwrap_err();
+    assert!(err.errors[0].to_string().contains("password file"), "{err}");
+    assert!(err.errors[0].position.is_some());
+
+    let pw = dir.join("mqtt.password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loaded = config::load_str(&cfg_path, &text).unwrap();
+    assert_eq!(loaded.config.mqtt.as_ref().unwrap().password.as_ref().unwrap().expose(), "s3cret");
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("readable by group or others")), "{:?}", loaded.warnings);
+    // The secret never shows in Debug output (which is what ends up in logs).
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let loaded = config::load_str(&cfg_path, &text).unwrap();
+    assert!(loaded.warnings.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn snmp_v3_needs_user_and_passwords() {
+    let text = BASE.replace("address = \"127.0.0.1:161\"", "address = \"127.0.0.1:161\"\nversion = \"3\"");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("SNMPv3 needs `user`")), "{errs:#?}");
+    let text = BASE.replace(
+        "address = \"127.0.0.1:161\"",
+        "address = \"127.0.0.1:161\"\nversion = \"3\"\nuser = \"m\"\nauth = \"sha256\"\npriv = \"aes128\"",
+    );
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("auth needs auth_password_file")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("priv needs priv_password_file")), "{errs:#?}");
+    let text = BASE.replace("address = \"127.0.0.1:161\"", "address = \"127.0.0.1:161\"\nuser = \"m\"");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("SNMPv3 settings but version is \"2c\"")), "{errs:#?}");
+}
+
+#[test]
+fn inline_profile_errors_point_into_the_profile() {
+    let text = BASE.to_owned()
+        + "\n[profiles.my-probe]\nprotocol = \"modbus\"\n[[profiles.my-probe.points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\naddress = 3\ntype = \"f33\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "unknown type \"f33\"", line_of(&text, "type = \"f33\""));
+}
+
+#[test]
+fn profiles_dir_is_loaded_and_its_errors_name_the_profile_file() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.join("profiles")).unwrap();
+    std::fs::write(
+        dir.join("profiles/acme-th.toml"),
+        "protocol = \"modbus\"\nsource = \"ACME TH-1 manual\"\n[[points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\ntable = \"input\"\naddress = 1\ntype = \"i16\"\nscale = 0.1\n",
+    )
+    .unwrap();
+    // profiles_dir is a top-level key: it must come before the first table.
+    let text = "profiles_dir = \"profiles\"\n".to_owned()
+        + &BASE.replace("profile = \"generic-crah\"", "profile = \"acme-th\"");
+    let cfg_path = dir.join("hallmonitor.toml");
+    let loaded = config::load_str(&cfg_path, &text).unwrap();
+    assert!(loaded.config.devices.iter().any(|d| d.profile.name() == "acme-th"));
+
+    std::fs::write(
+        dir.join("profiles/acme-th.toml"),
+        "protocol = \"modbus\"\n[[points]]\nname = \"t\"\nmetric = \"Inlet Temp\"\naddress = 1\n",
+    )
+    .unwrap();
+    let err = config::load_str(&cfg_path, &text).unwrap_err();
+    let line = err
+        .errors
+        .iter()
+        .map(|d| d.to_string())
+        .find(|l| l.contains("acme-th.toml"))
+        .expect("error names the profile file");
+    assert!(line.contains("acme-th.toml:4:"), "{line}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // sim-*.toml are simulator scenarios, checked by the simulator's own tests.
+        if path.extension().is_some_and(|e| e == "toml") && !name.starts_with("sim-") {
+            if let Err(e) = config::load(&path) {
+                panic!("{} does not load:\n{e}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}

@@ -141,7 +141,16 @@ pub fn decode_bit(point: &ModbusPoint, bit: bool) -> Result<f64, DecodeError> {
 }
 
 fn scale(point: &ModbusPoint, raw: f64) -> Result<f64, DecodeError> {
-    let v = raw * point.scale + point.offset;
+    // Scales like 0.1 or 0.01 divide by 10 or 100 instead of multiplying: the division is
+    // correctly rounded, so 184 tenths prints as 18.4, not 18.400000000000002.
+    let inv = 1.0 / point.scale;
+    let divisor = inv.round();
+    let scaled = if point.scale.abs() < 1.0 && divisor != 0.0 && (inv - divisor).abs() <= 1e-9 * divisor.abs() {
+        raw / divisor
+    } else {
+        raw * point.scale
+    };
+    let v = scaled + point.offset;
     if v.is_finite() { Ok(v) } else { Err(DecodeError::NotFinite(v)) }
 }
 
@@ -241,7 +250,11 @@ mod tests {
     #[test]
     fn scale_offset_and_bits() {
         let p = point(ValueType::I16, WordOrder::Big, false, 0.1, 0.0);
-        assert!((decode_point(&p, &[0x00E6]).unwrap() - 23.0).abs() < 1e-9);
+        assert_eq!(decode_point(&p, &[0x00E6]).unwrap(), 23.0);
+        // Exactly the decimal the device means, not 18.400000000000002.
+        assert_eq!(decode_point(&p, &[184]).unwrap(), 18.4);
+        let cents = point(ValueType::U32, WordOrder::Big, false, 0.01, 0.0);
+        assert_eq!(decode_point(&cents, &[0x0096, 0xB43F]).unwrap(), 98765.43);
         assert!((decode_point(&p, &[0xFF9C]).unwrap() + 10.0).abs() < 1e-9);
         let k = point(ValueType::U16, WordOrder::Big, false, 0.01, -40.0);
         assert!((decode_point(&k, &[6500]).unwrap() - 25.0).abs() < 1e-9);

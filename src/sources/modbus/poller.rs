@@ -94,6 +94,13 @@ impl Poller {
         }
     }
 
+    /// One poll: read, decode, emit the readings, update counters and up/down state.
+    /// Returns false when nobody listens any more.
+    pub async fn poll_once(&mut self) -> bool {
+        let results = self.poll().await;
+        self.emit(results).await
+    }
+
     /// Reads every block once (with retries) and decodes the points.
     pub async fn poll(&mut self) -> PointResults {
         let points = &self.profile.points;

@@ -125,3 +125,46 @@ unit = 2
     assert_eq!(get("th-b07", "temperature")["rack"], "B07");
     assert!(get("crah-b1", "fan_speed")["rack"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_prints_every_byte_order_side_by_side() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let values = Arc::new(SimValues::new());
+    let meter = DeviceId::new("pm-1");
+    // PM5000 current_a is register 3000 (one-based), FLOAT32 ABCD.
+    values.set(&meter, &PointId::new("current_a"), 0, 12.5);
+    values.set(&meter, &PointId::new("current_b"), 0, -3.75);
+    let units = HashMap::from([(1, SimModbusDevice { id: meter, profile: builtin("schneider-pm5000") })]);
+    let cancel = CancellationToken::new();
+    tokio::spawn(serve(listener, units, values, cancel.clone()));
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["probe", "modbus", &address, "--unit", "1", "--register", "3000", "--count", "4", "--one-based"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("--register 3000 taken as one-based: wire address 2999"), "{stdout}");
+    assert!(stdout.contains("holding registers 2999..=3002"), "{stdout}");
+    let at = |addr: &str, order: &str| -> String {
+        let section = stdout.split(&format!("  at {addr}:\n")).nth(1).unwrap_or_else(|| panic!("{stdout}"));
+        section.lines().find(|l| l.trim_start().starts_with(order)).unwrap().to_owned()
+    };
+    assert!(at("2999", "ABCD").ends_with("f32 12.5"), "{stdout}");
+    assert!(at("3001", "ABCD").ends_with("f32 -3.75"), "{stdout}");
+    // The same registers in the wrong order are nonsense, which is the point of the table.
+    assert!(!at("2999", "CDAB").ends_with("f32 12.5"), "{stdout}");
+
+    // An unmapped register is reported as the device's exception, exit code 1.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["probe", "modbus", &address, "--register", "10"])
+        .output()
+        .await
+        .unwrap();
+    cancel.cancel();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exception 2 (illegal data address)"), "{stderr}");
+}

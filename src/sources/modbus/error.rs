@@ -59,12 +59,10 @@ fn human(d: &Duration) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ModbusError {
     /// The TCP connection could not be opened (refused, no route, unknown host).
-    #[error("cannot connect to {address}: {source}")]
-    Connect {
-        address: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The io error is part of the message (readings carry only the message), so it is not
+    // also exposed as `source`, which would print it twice in an error chain.
+    #[error("cannot connect to {address}: {io}")]
+    Connect { address: String, io: std::io::Error },
     /// The TCP connection was not established within the timeout.
     #[error("no connection to {address} within {}", human(.after))]
     ConnectTimeout { address: String, after: Duration },
@@ -75,14 +73,8 @@ pub enum ModbusError {
     #[error("timeout after {}: no answer from unit {unit} at {address} reading {span}", human(.after))]
     Timeout { address: String, unit: u8, span: Span, after: Duration },
     /// The connection broke during a request (reset, closed by the device).
-    #[error("connection to {address} lost reading {span} from unit {unit}: {source}")]
-    Transport {
-        address: String,
-        unit: u8,
-        span: Span,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("connection to {address} lost reading {span} from unit {unit}: {io}")]
+    Transport { address: String, unit: u8, span: Span, io: std::io::Error },
     /// The reply did not match the request (wrong unit id, wrong function, short or garbled frame).
     #[error("bad reply from unit {unit} at {address} reading {span}: {message}")]
     Protocol { address: String, unit: u8, span: Span, message: String },

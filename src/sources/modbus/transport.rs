@@ -134,7 +134,7 @@ impl Owner {
                     .await
                 {
                     Err(_) => return Err(ModbusError::ConnectTimeout { address: address.clone(), after: req.timeout }),
-                    Ok(Err(source)) => return Err(ModbusError::Connect { address: address.clone(), source }),
+                    Ok(Err(io)) => return Err(ModbusError::Connect { address: address.clone(), io }),
                     Ok(Ok(s)) => s,
                 };
                 // Requests are small and latency-bound.
@@ -191,8 +191,8 @@ impl Owner {
             |message: String| ModbusError::Protocol { address: address.clone(), unit: req.unit, span, message };
         let result = match outcome {
             Err(_) => Err(ModbusError::Timeout { address: address.clone(), unit: req.unit, span, after: req.timeout }),
-            Ok(Err(tokio_modbus::Error::Transport(source))) => {
-                Err(ModbusError::Transport { address: address.clone(), unit: req.unit, span, source })
+            Ok(Err(tokio_modbus::Error::Transport(io))) => {
+                Err(ModbusError::Transport { address: address.clone(), unit: req.unit, span, io })
             }
             Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(protocol(e.to_string())),
             Ok(Ok(Err(code))) => {

@@ -135,6 +135,14 @@ fn fmt_f(v: Result<f64, super::decode::DecodeError>) -> String {
     }
 }
 
+/// Integers in full digits (decoded integers are exact in f64 up to 2^53).
+fn fmt_int(v: Result<f64, super::decode::DecodeError>) -> String {
+    match v {
+        Ok(v) => format!("{v:.0}"),
+        other => fmt_f(other),
+    }
+}
+
 /// An f32 printed with f32's shortest form, so 123.456 shows as the device meant it
 /// rather than as its f64 widening 123.45600128173828.
 fn fmt_f32(v: Result<f64, super::decode::DecodeError>) -> String {
@@ -170,8 +178,8 @@ pub fn render(address: &str, unit: u8, span: Span, how: &str, words: &[u16]) -> 
                     "    {} {:<22} u32 {:>10}  i32 {:>11}  f32 {}",
                     order.name(),
                     settings(order),
-                    fmt_f(decode_raw(pair, ValueType::U32, order)),
-                    fmt_f(decode_raw(pair, ValueType::I32, order)),
+                    fmt_int(decode_raw(pair, ValueType::U32, order)),
+                    fmt_int(decode_raw(pair, ValueType::I32, order)),
                     fmt_f32(decode_raw(pair, ValueType::F32, order)),
                 );
             }
@@ -189,7 +197,7 @@ pub fn render(address: &str, unit: u8, span: Span, how: &str, words: &[u16]) -> 
                     "    {} {:<22} u64 {:>20}  f64 {}",
                     order.name(),
                     settings(order),
-                    fmt_f(decode_raw(quad, ValueType::U64, order)),
+                    fmt_int(decode_raw(quad, ValueType::U64, order)),
                     fmt_f(decode_raw(quad, ValueType::F64, order)),
                 );
             }

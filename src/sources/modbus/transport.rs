@@ -191,6 +191,10 @@ impl Owner {
             |message: String| ModbusError::Protocol { address: address.clone(), unit: req.unit, span, message };
         let result = match outcome {
             Err(_) => Err(ModbusError::Timeout { address: address.clone(), unit: req.unit, span, after: req.timeout }),
+            // The codec reports undecodable bytes as InvalidData: a garbled frame, not a lost link.
+            Ok(Err(tokio_modbus::Error::Transport(io))) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Err(protocol(format!("garbled frame: {io}")))
+            }
             Ok(Err(tokio_modbus::Error::Transport(io))) => {
                 Err(ModbusError::Transport { address: address.clone(), unit: req.unit, span, io })
             }

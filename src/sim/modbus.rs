@@ -32,7 +32,9 @@ use crate::sources::modbus::decode::encode_point;
 /// A simulated device behind a unit id.
 #[derive(Debug, Clone)]
 pub struct SimModbusDevice {
+    /// Key into `SimValues` (values and faults).
     pub id: DeviceId,
+    /// The register map it serves.
     pub profile: Arc<ModbusProfile>,
 }
 

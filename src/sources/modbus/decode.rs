@@ -35,9 +35,13 @@ pub enum DecodeError {
 /// Byte and word order of a multi-register value, named by where bytes A..D land.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// Big-endian words, big-endian bytes (the Modbus convention).
     Abcd,
+    /// Little-endian word order ("word swap").
     Cdab,
+    /// Bytes swapped within each word.
     Badc,
+    /// Fully little-endian.
     Dcba,
 }
 

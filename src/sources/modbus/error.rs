@@ -39,8 +39,11 @@ pub fn exception_name(code: u8) -> &'static str {
 /// The register range of a read, for messages: `holding registers 100..=109`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
+    /// The table read.
     pub table: Table,
+    /// First wire (zero-based) address.
     pub start: u16,
+    /// Registers or bits read.
     pub count: u16,
 }
 

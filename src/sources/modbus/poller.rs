@@ -32,11 +32,17 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 /// Everything one device's task needs.
 pub struct Poller {
+    /// The device as configured.
     pub spec: DeviceSpec,
+    /// Its register map.
     pub profile: Arc<ModbusProfile>,
+    /// Its unit id on the link.
     pub unit: u8,
+    /// How its points are coalesced into reads.
     pub limits: BlockLimits,
+    /// The connection (shared with other units at the same address or on the same bus).
     pub link: Link,
+    /// Where readings and counters go.
     pub ctx: SourceContext,
     plan: Vec<Block>,
     failures: u32,
@@ -47,6 +53,7 @@ pub struct Poller {
 pub type PointResults = Vec<Result<f64, Arc<str>>>;
 
 impl Poller {
+    /// A poller with a fresh block plan for the profile.
     pub fn new(
         spec: DeviceSpec,
         profile: Arc<ModbusProfile>,
@@ -78,11 +85,12 @@ impl Poller {
                 _ = cancel.cancelled() => break,
                 t = ticker.tick() => t,
             };
+            let at = Timestamp::now();
             let results = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = self.poll() => r,
             };
-            if !self.emit(results).await || self.ctx.once {
+            if !self.emit(at, results).await || self.ctx.once {
                 break;
             }
             let overrun = Instant::now().saturating_duration_since(scheduled);
@@ -97,8 +105,9 @@ impl Poller {
     /// One poll: read, decode, emit the readings, update counters and up/down state.
     /// Returns false when nobody listens any more.
     pub async fn poll_once(&mut self) -> bool {
+        let at = Timestamp::now();
         let results = self.poll().await;
-        self.emit(results).await
+        self.emit(at, results).await
     }
 
     /// Reads every block once (with retries) and decodes the points.
@@ -238,10 +247,9 @@ impl Poller {
         }
     }
 
-    /// Sends the readings of one poll and updates counters and up/down state. Returns
-    /// false when nobody listens any more.
-    async fn emit(&mut self, results: PointResults) -> bool {
-        let at = Timestamp::now();
+    /// Sends the readings of one poll, stamped with the time the poll started, and updates
+    /// counters and up/down state. Returns false when nobody listens any more.
+    async fn emit(&mut self, at: Timestamp, results: PointResults) -> bool {
         let stats = &self.ctx.stats.modbus;
         let any_good = results.iter().any(|r| r.is_ok());
         if any_good {

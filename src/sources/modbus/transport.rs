@@ -49,15 +49,20 @@ impl Endpoint {
 /// One read: which unit, which registers, how long to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadRequest {
+    /// Unit id (slave address).
     pub unit: u8,
+    /// Table and registers.
     pub span: Span,
+    /// Longest wait for the answer (and for connecting, when the link is down).
     pub timeout: Duration,
 }
 
 /// The data of a successful read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
+    /// Holding or input registers, exactly as many as asked for.
     Registers(Vec<u16>),
+    /// Coils or discrete inputs, exactly as many as asked for.
     Bits(Vec<bool>),
 }
 

@@ -114,7 +114,7 @@ fn profile() -> Arc<ModbusProfile> {
 
 fn spec(transport: Transport) -> DeviceSpec {
     DeviceSpec {
-        id: DeviceId::new("peer"),
+        id: DeviceId::new(format!("peer-unit{}", unit_of(&transport))),
         zone: ZoneId::new("lab"),
         rack: None,
         interval: Duration::from_secs(1),
@@ -127,7 +127,25 @@ fn spec(transport: Transport) -> DeviceSpec {
     }
 }
 
+fn unit_of(t: &Transport) -> u8 {
+    match t {
+        Transport::ModbusTcp { unit, .. } | Transport::ModbusRtu { unit, .. } => *unit,
+        Transport::Snmp(_) => 0,
+    }
+}
+
+/// Polls the devices once; readings keyed by point for the first device.
 async fn poll_once(spec: DeviceSpec) -> HashMap<String, Reading> {
+    poll_all(vec![spec])
+        .await
+        .into_iter()
+        .filter(|((d, _), _)| d.ends_with("unit1"))
+        .map(|((_, p), r)| (p, r))
+        .collect()
+}
+
+/// Polls all devices once; readings keyed by (device, point).
+async fn poll_all(specs: Vec<DeviceSpec>) -> HashMap<(String, String), Reading> {
     let (tx, mut rx) = mpsc::channel(64);
     let ctx = SourceContext {
         readings: tx,
@@ -135,10 +153,10 @@ async fn poll_once(spec: DeviceSpec) -> HashMap<String, Reading> {
         cancel: CancellationToken::new(),
         once: true,
     };
-    let tasks = hallmonitor::sources::modbus::spawn(vec![spec], ctx);
+    let tasks = hallmonitor::sources::modbus::spawn(specs, ctx);
     let mut out = HashMap::new();
     while let Some(r) = rx.recv().await {
-        out.insert(r.point.as_str().to_owned(), r);
+        out.insert((r.device.as_str().to_owned(), r.point.as_str().to_owned()), r);
     }
     for t in tasks {
         t.await.unwrap();
@@ -233,7 +251,7 @@ async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
         .expect("start the pymodbus peer with /usr/bin/python3");
     peer.0.push(server);
     let path = ours.to_string_lossy().into_owned();
-    let r = poll_until_up(|| {
+    let rtu = |unit: u8| {
         spec(Transport::ModbusRtu {
             serial: SerialSettings {
                 path: path.clone(),
@@ -244,10 +262,17 @@ async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
                 stop_bits: 1,
                 spacing: Duration::from_millis(5),
             },
-            unit: 1,
+            unit,
             blocks: BlockLimits { max_gap: 10, max_block: 125 },
         })
-    })
-    .await;
+    };
+    let r = poll_until_up(|| rtu(1)).await;
     check(&r);
+
+    // Two units on one bus: one port owner, requests one at a time, both answer.
+    let both = poll_all(vec![rtu(1), rtu(2)]).await;
+    let inlet = |d: &str| both[&(d.to_owned(), "inlet".to_owned())].value;
+    assert_eq!(inlet("peer-unit1"), Some(23.5));
+    assert_eq!(inlet("peer-unit2"), Some(-4.0));
+    assert_eq!(both[&("peer-unit2".to_owned(), "amps_cdab".to_owned())].value, Some(-17.25));
 }

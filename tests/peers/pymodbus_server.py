@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A pymodbus peer for tests/interop_modbus.rs (Debian package python3-pymodbus, 3.0).
 
-Serves one unit (id 1) with a fixed register map, over Modbus TCP on 127.0.0.1:PORT
+Serves unit 1 with a fixed register map (and unit 2, identical except input register 0), over Modbus TCP on 127.0.0.1:PORT
 (--tcp PORT) or Modbus RTU on a serial device such as one end of a socat pty pair
 (--rtu PATH, 19200 8N1: Linux ptys refuse parity settings with EINVAL). Addresses are zero-based wire addresses; registers not listed
 below answer exception 2 (illegal data address) because the blocks are sparse.
@@ -15,7 +15,7 @@ Holding registers:
   22-23  u32  123456789 little  (0xCD15 0x075B)
   100..  nothing: exception 2
 Input registers:
-  0      i16  235            (23.5 with scale 0.1)
+  0      i16  235            (23.5 with scale 0.1); unit 2: -40 (-4.0)
 Discrete inputs:
   3      1
 """
@@ -28,7 +28,7 @@ from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 from pymodbus.transaction import ModbusRtuFramer
 
 
-def context():
+def unit_context(inlet):
     hr = ModbusSparseDataBlock(
         {
             0: [0xFF83, 65000],
@@ -36,11 +36,14 @@ def context():
             20: [0xB2D0, 0x5E00, 0xCD15, 0x075B],
         }
     )
-    ir = ModbusSparseDataBlock({0: [235]})
+    ir = ModbusSparseDataBlock({0: [inlet & 0xFFFF]})
     di = ModbusSparseDataBlock({0: [0, 0, 0, 1]})
     co = ModbusSparseDataBlock({0: [0]})
-    unit = ModbusSlaveContext(hr=hr, ir=ir, di=di, co=co, zero_mode=True)
-    return ModbusServerContext(slaves={1: unit}, single=False)
+    return ModbusSlaveContext(hr=hr, ir=ir, di=di, co=co, zero_mode=True)
+
+
+def context():
+    return ModbusServerContext(slaves={1: unit_context(235), 2: unit_context(-40)}, single=False)
 
 
 async def main():

@@ -1,0 +1,264 @@
+//! Links: the one task that owns a Modbus connection (a TCP address or an RS-485 bus).
+//!
+//! Every device behind the same TCP gateway address, or on the same serial bus, sends its
+//! reads through one `Link`. The link task executes them strictly one at a time: Modbus TCP
+//! gateways and RTU buses answer one request at a time anyway, and an RS-485 bus must never
+//! see two masters talk at once. On RTU the task also keeps the bus quiet for `spacing`
+//! between requests.
+//!
+//! Invariants: every request is bounded by `tokio::time::timeout` (tokio-modbus has no
+//! timeouts of its own); after a timeout, a transport error or a reply that does not match
+//! its request, the connection is dropped and the next request reconnects, because a late
+//! reply would otherwise be taken as the answer to the next request. Replies are checked
+//! for length here, so a short frame is an error and never reaches the decoder.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_modbus::client::{Client, Context};
+use tokio_modbus::prelude::{Request, Response, Slave, SlaveContext};
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ModbusError, Span};
+use crate::config::{Parity, SerialSettings};
+use crate::profiles::modbus::Table;
+use crate::sources::SourceStats;
+
+/// Where a link connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Modbus TCP, `host:port`.
+    Tcp(String),
+    /// Modbus RTU on a serial port.
+    Rtu(SerialSettings),
+}
+
+impl Endpoint {
+    /// The address as messages show it.
+    pub fn describe(&self) -> &str {
+        match self {
+            Endpoint::Tcp(a) => a,
+            Endpoint::Rtu(s) => &s.path,
+        }
+    }
+}
+
+/// One read: which unit, which registers, how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Unit id (slave address).
+    pub unit: u8,
+    /// Table and registers.
+    pub span: Span,
+    /// Longest wait for the answer (and for connecting, when the link is down).
+    pub timeout: Duration,
+}
+
+/// The data of a successful read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Holding or input registers, exactly as many as asked for.
+    Registers(Vec<u16>),
+    /// Coils or discrete inputs, exactly as many as asked for.
+    Bits(Vec<bool>),
+}
+
+struct Job {
+    req: ReadRequest,
+    reply: oneshot::Sender<Result<Answer, ModbusError>>,
+}
+
+/// A handle to a link task; cheap to clone, one per device using the link.
+#[derive(Clone, Debug)]
+pub struct Link {
+    tx: mpsc::Sender<Job>,
+    address: Arc<str>,
+}
+
+impl Link {
+    /// Starts the task owning `endpoint`. It ends when every `Link` clone is dropped or
+    /// `cancel` fires.
+    pub fn spawn(endpoint: Endpoint, stats: Arc<SourceStats>, cancel: CancellationToken) -> (Link, JoinHandle<()>) {
+        // A small queue: each device has at most one request in flight.
+        let (tx, rx) = mpsc::channel(64);
+        let address: Arc<str> = Arc::from(endpoint.describe());
+        let owner = Owner { endpoint, ctx: None, stats };
+        let task = tokio::spawn(owner.run(rx, cancel));
+        (Link { tx, address }, task)
+    }
+
+    /// The address as messages show it.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Queues a read and waits for its answer.
+    pub async fn read(&self, req: ReadRequest) -> Result<Answer, ModbusError> {
+        let closed = || ModbusError::Closed { address: self.address.to_string() };
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { req, reply }).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+}
+
+struct Owner {
+    endpoint: Endpoint,
+    ctx: Option<Context>,
+    stats: Arc<SourceStats>,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>, cancel: CancellationToken) {
+        loop {
+            let job = tokio::select! {
+                _ = cancel.cancelled() => break,
+                job = rx.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let result = self.execute(job.req).await;
+            // The poller may have given up (shutdown); nobody to tell then.
+            let _ = job.reply.send(result);
+            if let Endpoint::Rtu(s) = &self.endpoint
+                && !s.spacing.is_zero()
+            {
+                tokio::time::sleep(s.spacing).await;
+            }
+        }
+    }
+
+    async fn connect(&mut self, req: &ReadRequest) -> Result<(), ModbusError> {
+        let slave = Slave(req.unit);
+        match &self.endpoint {
+            Endpoint::Tcp(address) => {
+                let stream = match tokio::time::timeout(req.timeout, tokio::net::TcpStream::connect(address.as_str()))
+                    .await
+                {
+                    Err(_) => return Err(ModbusError::ConnectTimeout { address: address.clone(), after: req.timeout }),
+                    Ok(Err(io)) => return Err(ModbusError::Connect { address: address.clone(), io }),
+                    Ok(Ok(s)) => s,
+                };
+                // Requests are small and latency-bound.
+                let _ = stream.set_nodelay(true);
+                self.ctx = Some(tokio_modbus::client::tcp::attach_slave(stream, slave));
+            }
+            Endpoint::Rtu(s) => {
+                let builder = tokio_serial::new(&s.path, s.baud)
+                    .parity(match s.parity {
+                        Parity::None => tokio_serial::Parity::None,
+                        Parity::Even => tokio_serial::Parity::Even,
+                        Parity::Odd => tokio_serial::Parity::Odd,
+                    })
+                    .data_bits(if s.data_bits == 7 {
+                        tokio_serial::DataBits::Seven
+                    } else {
+                        tokio_serial::DataBits::Eight
+                    })
+                    .stop_bits(if s.stop_bits == 2 {
+                        tokio_serial::StopBits::Two
+                    } else {
+                        tokio_serial::StopBits::One
+                    });
+                let port = tokio_serial::SerialStream::open(&builder)
+                    .map_err(|e| ModbusError::SerialOpen { path: s.path.clone(), message: e.to_string() })?;
+                self.ctx = Some(tokio_modbus::client::rtu::attach_slave(port, slave));
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, req: ReadRequest) -> Result<Answer, ModbusError> {
+        if self.ctx.is_none() {
+            self.connect(&req).await?;
+        }
+        let address = self.endpoint.describe().to_owned();
+        let Some(ctx) = self.ctx.as_mut() else {
+            // connect() either set ctx or returned an error above.
+            return Err(ModbusError::Closed { address });
+        };
+        ctx.set_slave(Slave(req.unit));
+        let span = req.span;
+        let request = match span.table {
+            Table::Holding => Request::ReadHoldingRegisters(span.start, span.count),
+            Table::Input => Request::ReadInputRegisters(span.start, span.count),
+            Table::Coil => Request::ReadCoils(span.start, span.count),
+            Table::Discrete => Request::ReadDiscreteInputs(span.start, span.count),
+        };
+        self.stats.modbus.requests.fetch_add(1, Ordering::Relaxed);
+        // `Client::call` rather than the `Reader` helpers: those debug-assert the reply length,
+        // and a short frame from a device must be an error here, not a panic.
+        let outcome = tokio::time::timeout(req.timeout, ctx.call(request)).await;
+        let protocol =
+            |message: String| ModbusError::Protocol { address: address.clone(), unit: req.unit, span, message };
+        let result = match outcome {
+            Err(_) => Err(ModbusError::Timeout { address: address.clone(), unit: req.unit, span, after: req.timeout }),
+            // The codec reports undecodable bytes as InvalidData: a garbled frame, not a lost link.
+            Ok(Err(tokio_modbus::Error::Transport(io))) if io.kind() == std::io::ErrorKind::InvalidData => {
+                Err(protocol(format!("garbled frame: {io}")))
+            }
+            Ok(Err(tokio_modbus::Error::Transport(io))) => {
+                Err(ModbusError::Transport { address: address.clone(), unit: req.unit, span, io })
+            }
+            Ok(Err(tokio_modbus::Error::Protocol(e))) => Err(protocol(e.to_string())),
+            Ok(Ok(Err(code))) => {
+                return Err(ModbusError::Exception { address, unit: req.unit, span, code: u8::from(code) });
+            }
+            Ok(Ok(Ok(response))) => check_reply(span, response).map_err(protocol),
+        };
+        if result.is_err() {
+            // Out of step or broken: a late reply must not answer the next request.
+            self.ctx = None;
+        }
+        result
+    }
+}
+
+/// Checks that a reply is the kind and size the request asked for.
+fn check_reply(span: Span, response: Response) -> Result<Answer, String> {
+    let want = usize::from(span.count);
+    match (span.table, response) {
+        (Table::Holding, Response::ReadHoldingRegisters(words))
+        | (Table::Input, Response::ReadInputRegisters(words)) => {
+            if words.len() == want {
+                Ok(Answer::Registers(words))
+            } else {
+                Err(format!("asked for {want} registers, got {}", words.len()))
+            }
+        }
+        (Table::Coil, Response::ReadCoils(mut bits)) | (Table::Discrete, Response::ReadDiscreteInputs(mut bits)) => {
+            // Bits come padded to whole bytes.
+            if bits.len() >= want {
+                bits.truncate(want);
+                Ok(Answer::Bits(bits))
+            } else {
+                Err(format!("asked for {want} bits, got {}", bits.len()))
+            }
+        }
+        (_, other) => Err(format!("reply of the wrong kind: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_mismatched_replies_are_errors() {
+        let span = Span { table: Table::Holding, start: 0, count: 3 };
+        assert_eq!(
+            check_reply(span, Response::ReadHoldingRegisters(vec![1, 2, 3])),
+            Ok(Answer::Registers(vec![1, 2, 3]))
+        );
+        assert!(check_reply(span, Response::ReadHoldingRegisters(vec![1, 2])).is_err());
+        assert!(check_reply(span, Response::ReadInputRegisters(vec![1, 2, 3])).is_err());
+        let bits = Span { table: Table::Coil, start: 0, count: 3 };
+        assert_eq!(
+            check_reply(bits, Response::ReadCoils(vec![true, false, true, false, false, false, false, false])),
+            Ok(Answer::Bits(vec![true, false, true]))
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Interop: the Modbus source against a real pymodbus server (tests/peers/pymodbus_server.py),
+//! over TCP on loopback and over RTU through a socat pty pair. Needs the Debian packages
+//! `python3-pymodbus` (run with /usr/bin/python3) and `socat`; fails loudly without them.
+#![cfg(feature = "interop")]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hallmonitor::config::{BlockLimits, DeviceSpec, Parity, SerialSettings, Transport};
+use hallmonitor::model::{DeviceId, Quality, Reading, ZoneId};
+use hallmonitor::profiles::{ModbusProfile, Profile, ProfileConfig};
+use hallmonitor::sources::{SourceContext, SourceStats};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const PYTHON: &str = "/usr/bin/python3";
+
+/// The peer's register map as a profile (see the docstring of the Python script).
+const PROFILE: &str = r#"
+protocol = "modbus"
+addressing = "zero-based"
+
+[[points]]
+name = "neg_i16"
+metric = "inlet_temp_c"
+address = 0
+type = "i16"
+scale = 0.1
+
+[[points]]
+name = "big_u16"
+metric = "count"
+address = 1
+type = "u16"
+
+[[points]]
+name = "volts_abcd"
+metric = "voltage_v"
+address = 10
+type = "f32"
+
+[[points]]
+name = "amps_cdab"
+metric = "phase_current_a"
+address = 12
+type = "f32"
+word_order = "little"
+
+[[points]]
+name = "counter_big"
+metric = "energy_kwh"
+address = 20
+type = "u32"
+
+[[points]]
+name = "counter_little"
+metric = "energy_kwh"
+address = 22
+type = "u32"
+word_order = "little"
+
+[[points]]
+name = "missing"
+metric = "power_w"
+address = 100
+type = "f32"
+
+[[points]]
+name = "inlet"
+metric = "inlet_temp_c"
+table = "input"
+address = 0
+type = "i16"
+scale = 0.1
+
+[[points]]
+name = "door"
+metric = "alarm"
+table = "discrete"
+address = 3
+"#;
+
+struct Peer(Vec<Child>);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn require_pymodbus() {
+    let ok =
+        Command::new(PYTHON).args(["-c", "import pymodbus, serial"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "interop_modbus needs pymodbus for {PYTHON}: apt-get install python3-pymodbus python3-serial");
+}
+
+fn peer_script() -> String {
+    format!("{}/tests/peers/pymodbus_server.py", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn profile() -> Arc<ModbusProfile> {
+    let cfg: ProfileConfig = toml::from_str(PROFILE).unwrap();
+    match cfg.build("pymodbus-peer").unwrap() {
+        Profile::Modbus(p) => p,
+        Profile::Snmp(_) => unreachable!(),
+    }
+}
+
+fn spec(transport: Transport) -> DeviceSpec {
+    DeviceSpec {
+        id: DeviceId::new(format!("peer-unit{}", unit_of(&transport))),
+        zone: ZoneId::new("lab"),
+        rack: None,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        retries: 2,
+        down_after: 3,
+        profile: Profile::Modbus(profile()),
+        transport,
+        enabled: true,
+    }
+}
+
+fn unit_of(t: &Transport) -> u8 {
+    match t {
+        Transport::ModbusTcp { unit, .. } | Transport::ModbusRtu { unit, .. } => *unit,
+        Transport::Snmp(_) => 0,
+    }
+}
+
+/// Polls the devices once; readings keyed by point for the first device.
+async fn poll_once(spec: DeviceSpec) -> HashMap<String, Reading> {
+    poll_all(vec![spec])
+        .await
+        .into_iter()
+        .filter(|((d, _), _)| d.ends_with("unit1"))
+        .map(|((_, p), r)| (p, r))
+        .collect()
+}
+
+/// Polls all devices once; readings keyed by (device, point).
+async fn poll_all(specs: Vec<DeviceSpec>) -> HashMap<(String, String), Reading> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let ctx = SourceContext {
+        readings: tx,
+        stats: Arc::new(SourceStats::default()),
+        cancel: CancellationToken::new(),
+        once: true,
+    };
+    let tasks = hallmonitor::sources::modbus::spawn(specs, ctx);
+    let mut out = HashMap::new();
+    while let Some(r) = rx.recv().await {
+        out.insert((r.device.as_str().to_owned(), r.point.as_str().to_owned()), r);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    out
+}
+
+fn check(r: &HashMap<String, Reading>) {
+    let v = |p: &str| r[p].value.unwrap_or_else(|| panic!("{p} is bad: {:?}", r[p].error));
+    assert_eq!(v("neg_i16"), -12.5);
+    assert_eq!(v("big_u16"), 65000.0);
+    assert_eq!(v("volts_abcd"), 230.5);
+    assert_eq!(v("amps_cdab"), -17.25);
+    assert_eq!(v("counter_big"), 3_000_000_000.0);
+    assert_eq!(v("counter_little"), 123_456_789.0);
+    assert_eq!(v("inlet"), 23.5);
+    assert_eq!(v("door"), 1.0);
+    let missing = &r["missing"];
+    assert_eq!(missing.quality, Quality::Bad);
+    let err = missing.error.as_deref().unwrap();
+    assert!(err.contains("exception 2 (illegal data address)"), "{err}");
+    assert!(err.contains("holding registers 100..=101"), "{err}");
+}
+
+/// Polls until the peer answers (it takes a moment to start), at most ~10 s.
+async fn poll_until_up(make: impl Fn() -> DeviceSpec) -> HashMap<String, Reading> {
+    for _ in 0..40 {
+        let r = poll_once(make()).await;
+        if r.get("volts_abcd").is_some_and(|x| x.quality == Quality::Good) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the pymodbus peer never answered; see its output above");
+}
+
+#[tokio::test]
+async fn pymodbus_over_tcp() {
+    require_pymodbus();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(PYTHON)
+        .arg(peer_script())
+        .args(["--tcp", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pymodbus peer with /usr/bin/python3");
+    let _peer = Peer(vec![child]);
+    let address = format!("127.0.0.1:{port}");
+    let r = poll_until_up(|| {
+        spec(Transport::ModbusTcp {
+            address: address.clone(),
+            unit: 1,
+            blocks: BlockLimits { max_gap: 10, max_block: 125 },
+        })
+    })
+    .await;
+    check(&r);
+}
+
+#[tokio::test]
+async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
+    require_pymodbus();
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("master");
+    let theirs = dir.path().join("slave");
+    let socat = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", ours.display()))
+        .arg(format!("pty,raw,echo=0,link={}", theirs.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("interop_modbus needs socat (apt-get install socat): {e}"));
+    let mut peer = Peer(vec![socat]);
+    for _ in 0..50 {
+        if Path::new(&ours).exists() && Path::new(&theirs).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ours.exists() && theirs.exists(), "socat did not create the pty pair");
+    let server = Command::new(PYTHON)
+        .arg(peer_script())
+        .arg("--rtu")
+        .arg(&theirs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pymodbus peer with /usr/bin/python3");
+    peer.0.push(server);
+    let path = ours.to_string_lossy().into_owned();
+    let rtu = |unit: u8| {
+        spec(Transport::ModbusRtu {
+            serial: SerialSettings {
+                path: path.clone(),
+                baud: 19200,
+                // A pty has no parity; pyserial cannot even set it there (EINVAL).
+                parity: Parity::None,
+                data_bits: 8,
+                stop_bits: 1,
+                spacing: Duration::from_millis(5),
+            },
+            unit,
+            blocks: BlockLimits { max_gap: 10, max_block: 125 },
+        })
+    };
+    let r = poll_until_up(|| rtu(1)).await;
+    check(&r);
+
+    // Two units on one bus: one port owner, requests one at a time, both answer.
+    let both = poll_all(vec![rtu(1), rtu(2)]).await;
+    let inlet = |d: &str| both[&(d.to_owned(), "inlet".to_owned())].value;
+    assert_eq!(inlet("peer-unit1"), Some(23.5));
+    assert_eq!(inlet("peer-unit2"), Some(-4.0));
+    assert_eq!(both[&("peer-unit2".to_owned(), "amps_cdab".to_owned())].value, Some(-17.25));
+}

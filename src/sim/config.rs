@@ -1,0 +1,1 @@
+//! Simulator configuration (being written).

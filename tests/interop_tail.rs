@@ -24,8 +24,14 @@ fn free_port() -> u16 {
 
 fn start_mosquitto(dir: &std::path::Path) -> (Guard, u16) {
     let port = free_port();
+    (start_mosquitto_on(dir, port, ""), port)
+}
+
+/// Starts mosquitto on `port` with `extra` config lines (e.g. TLS files).
+fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> Guard {
     let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")).unwrap();
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"))
+        .unwrap();
     let child = Command::new("mosquitto")
         .arg("-c")
         .arg(&conf)
@@ -39,7 +45,43 @@ fn start_mosquitto(dir: &std::path::Path) -> (Guard, u16) {
         assert!(Instant::now() < deadline, "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (guard, port)
+    guard
+}
+
+/// Collects a child's stderr lines on a channel.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("tail never printed {needle:?} on stderr"));
+        if line.contains(needle) {
+            return;
+        }
+    }
+}
+
+/// Reads a child's stdout to the end on a thread; the receiver gets it when the child exits.
+fn stdout_text(child: &mut Child) -> mpsc::Receiver<String> {
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    rx
 }
 
 fn publish(port: u16, topic: &str, payload: &str) {
@@ -144,4 +186,126 @@ fn json_mode_prints_raw_payloads() {
     let out = orx.recv_timeout(Duration::from_secs(15)).expect("tail --json did not exit after 1 message");
     assert!(tail.0.wait().unwrap().success());
     assert_eq!(out, format!("{PATTERN}\n"));
+}
+
+#[test]
+fn tail_resubscribes_after_the_broker_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mosquitto, port) = start_mosquitto(dir.path());
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = stderr_lines(&mut tail.0);
+    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    drop(mosquitto);
+    wait_for(&err, "unreachable");
+    let _mosquitto = start_mosquitto_on(dir.path(), port, "");
+    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    publish(port, "hallmonitor/v1/fra1/status", r#"{"state":"online"}"#);
+    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    assert_eq!(out, "------------------- fra1 status online\n");
+}
+
+#[test]
+fn tail_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install the Debian package `openssl`"));
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hallmonitor test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // mosquitto started as root drops to its own user, which must be able to read these
+    // throwaway files.
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [(d.to_owned(), 0o755), (d.join("server.key"), 0o644), (d.join("server.pem"), 0o644)] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(d.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\n",
+        d.join("ca.pem").display(),
+        d.join("server.pem").display(),
+        d.join("server.key").display()
+    );
+    let _mosquitto = start_mosquitto_on(d, port, &extra);
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtts://127.0.0.1:{port}"), "--count", "1", "--ca-file"])
+            .arg(d.join("ca.pem"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = stderr_lines(&mut tail.0);
+    wait_for(&err, "subscribed to");
+    let st = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "--insecure", "--cafile"])
+        .arg(d.join("ca.pem"))
+        .args(["-t", "hallmonitor/v1/fra1/status", "-m", r#"{"state":"online"}"#])
+        .status()
+        .expect("mosquitto_pub (Debian package mosquitto-clients)");
+    assert!(st.success());
+    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    assert_eq!(out, "------------------- fra1 status online\n");
 }

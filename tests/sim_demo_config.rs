@@ -99,6 +99,20 @@ fn sim_command_checks_runs_and_reports_errors_with_positions() {
     assert!(plan.starts_with("sim: 39 devices (15 modbus, 24 snmp)"), "{plan}");
     assert!(plan.contains("major event: zone hall1-b"), "{plan}");
 
+    // Fitted into two minutes: the 22 days end an hour after the major event.
+    let out = Command::new(bin)
+        .args(["sim", "--check", "--fit", "120", "--config"])
+        .arg(repo("config/sim-demo.toml"))
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains(
+            "  fitted  2026-11-01T00:00:00Z to 2026-11-22T20:00:00Z (day 21) in 120 s: x1633 through 9 excursion"
+        ),
+        "{plan}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[sim]\nspeed = -1\n[[sim.devices]]\nprofile = \"apc-rpdu2\"\nids = [\"p\"]\nzone = \"z\"\n")

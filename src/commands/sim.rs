@@ -32,6 +32,10 @@ pub struct Args {
     /// Override `[sim] start` (RFC 3339), e.g. to begin just before an excursion.
     #[arg(long)]
     pub start: Option<String>,
+    /// Run the whole scenario (to the end of its last scheduled excursion) in about this many
+    /// wall seconds: slower through excursions, fast through the quiet days between them.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "speed")]
+    pub fit: Option<u64>,
     /// Stop after this many wall-clock seconds (default: run until Ctrl-C / SIGTERM).
     #[arg(long)]
     pub seconds: Option<u64>,
@@ -59,6 +63,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = Arc::new(settings);
     let scenario = Arc::new(Scenario::new(settings.clone()));
     print!("{}", plan(&settings, scenario.value_count()));
+    let fitted = match args.fit {
+        Some(0) => return Err(UsageError("--fit must be at least 1 second".into()).into()),
+        Some(secs) => {
+            let (clock, line) = fitted_clock(&scenario, Duration::from_secs(secs));
+            println!("{line}");
+            Some(clock)
+        }
+        None => None,
+    };
     if args.check {
         return Ok(ExitCode::SUCCESS);
     }
@@ -66,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let cancel = CancellationToken::new();
         let values = Arc::new(SimValues::new());
-        let clock = SimClock::new(settings.start, settings.speed);
+        let clock = fitted.unwrap_or_else(|| SimClock::new(settings.start, settings.speed));
         // Values exist before any server answers.
         scenario.apply(clock.now(), &values);
         let sockets = bind_all(&settings).await?;
@@ -74,7 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for what in &not_linked {
             println!("sim: {what}");
         }
-        let driver = tokio::spawn(drive(scenario.clone(), clock, values.clone(), settings.tick, cancel.clone()));
+        let driver =
+            tokio::spawn(drive(scenario.clone(), clock.clone(), values.clone(), settings.tick, cancel.clone()));
         tracing::info!(devices = settings.devices.len(), values = scenario.value_count(), "sim running");
         wait_for_end(args.seconds).await;
         cancel.cancel();
@@ -82,6 +96,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("sim: stopped at simulated {}", clock.now());
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A clock that runs the scenario from its start to an hour after its last scheduled
+/// excursion in about `wall`, spending 60 % of it inside excursions (widened by 30 minutes).
+pub fn fitted_clock(scenario: &Scenario, wall: Duration) -> (SimClock, String) {
+    let start = scenario.settings().start;
+    let horizon = start.saturating_add(Duration::from_secs(366 * 86_400));
+    let margin = Duration::from_secs(30 * 60);
+    let occ = scenario.occurrences(start, horizon, margin);
+    let end = occ.last().map_or(start.saturating_add(Duration::from_secs(86_400)), |(_, b)| {
+        b.saturating_add(Duration::from_secs(3600))
+    });
+    let clock = SimClock::focused(start, end, &occ, wall, 0.6);
+    let focus_speed = occ
+        .first()
+        .map(|(a, b)| clock.speed_at(clock.wall_until(Timestamp((a.as_millis() + b.as_millis()) / 2))))
+        .unwrap_or(0.0);
+    let line = format!(
+        "  fitted  {} to {} (day {}) in {} s: x{:.0} through {} excursion stretches, x{:.0} between",
+        start,
+        end,
+        scenario.day_of(end),
+        wall.as_secs(),
+        focus_speed,
+        occ.len(),
+        clock.speed_at(Duration::ZERO),
+    );
+    (clock, line)
 }
 
 async fn wait_for_end(seconds: Option<u64>) {

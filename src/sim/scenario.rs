@@ -7,7 +7,8 @@
 //! the same config gives the same values at the same simulated time: `value_at` is a pure
 //! function, tested directly, and a 30-day scenario can be sampled without waiting for it.
 //!
-//! `SimClock` maps wall-clock time to simulated time (`speed` simulated seconds per second);
+//! `SimClock` maps wall-clock time to simulated time (`speed` simulated seconds per second, or
+//! slower through the excursions and faster between them);
 //! `drive` recomputes every value into `SimValues` each tick, which is all the Modbus and SNMP
 //! servers read.
 
@@ -289,6 +290,38 @@ impl Scenario {
         }
     }
 
+    /// The stretches where windowed excursions are active between `from` and `to`, each widened
+    /// by `margin` on both sides and merged where they overlap: what a focused `SimClock`
+    /// should slow down for.
+    pub fn occurrences(&self, from: Timestamp, to: Timestamp, margin: Duration) -> Vec<(Timestamp, Timestamp)> {
+        let margin = margin.as_millis() as i64;
+        let (d0, d1) = (self.day_of(from) - 1, self.day_of(to) + 1);
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for x in &self.settings.excursions {
+            let Some((f, t)) = x.schedule.window else { continue };
+            let len = (i64::from(t) - i64::from(f)).rem_euclid(1440) * 60_000;
+            for day in d0..=d1 {
+                if x.schedule.on_day(day) {
+                    let a = self.day0.as_millis() + day * Timestamp::MS_PER_DAY + i64::from(f) * 60_000;
+                    spans.push((a - margin, a + len + margin));
+                }
+            }
+        }
+        spans.sort();
+        let mut merged: Vec<(i64, i64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
+            .into_iter()
+            .filter(|(a, b)| *b > from.as_millis() && *a < to.as_millis())
+            .map(|(a, b)| (Timestamp(a), Timestamp(b)))
+            .collect()
+    }
+
     /// Metric of a slot, for tests and tools that list what is served.
     pub fn points(&self) -> impl Iterator<Item = (&DeviceId, &PointId, &Metric, u32)> {
         self.slots.iter().map(|s| (&s.device, &s.point, &s.metric, s.row))
@@ -296,23 +329,96 @@ impl Scenario {
 }
 
 /// Maps wall-clock time since start to simulated time.
-#[derive(Debug, Clone, Copy)]
+///
+/// Either one constant speed (`new`), or piecewise (`focused`): slower through the stretches
+/// that matter (excursions, where the agent must see each reading) and much faster through the
+/// quiet days between them, so that weeks of scenario fit a two-minute demo. Simulated time is
+/// continuous and strictly increasing either way.
+#[derive(Debug, Clone)]
 pub struct SimClock {
-    start: Timestamp,
-    speed: f64,
+    /// (wall seconds since origin, simulated ms at that instant, speed), by wall time.
+    segments: Arc<Vec<Segment>>,
     origin: tokio::time::Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Segment {
+    wall_s: f64,
+    sim_ms: f64,
+    speed: f64,
 }
 
 impl SimClock {
     /// A clock reading `start` now and running `speed` times faster than the wall clock.
     pub fn new(start: Timestamp, speed: f64) -> Self {
-        Self { start, speed, origin: tokio::time::Instant::now() }
+        Self::from_segments(vec![Segment { wall_s: 0.0, sim_ms: start.as_millis() as f64, speed: speed.max(1e-9) }])
+    }
+
+    /// A clock that runs from `start` to `end` in about `wall`, spending `focus_share` (0..1) of
+    /// that wall time inside the `focus` stretches and the rest in between. After `end` it keeps
+    /// the quiet speed.
+    pub fn focused(
+        start: Timestamp,
+        end: Timestamp,
+        focus: &[(Timestamp, Timestamp)],
+        wall: Duration,
+        focus_share: f64,
+    ) -> Self {
+        let total = (end.as_millis() - start.as_millis()).max(1) as f64;
+        let wall_s = wall.as_secs_f64().max(1e-3);
+        // Clip and order the focus stretches to [start, end].
+        let mut spans: Vec<(f64, f64)> = focus
+            .iter()
+            .map(|(a, b)| (a.as_millis().max(start.as_millis()) as f64, b.as_millis().min(end.as_millis()) as f64))
+            .filter(|(a, b)| b > a)
+            .collect();
+        spans.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let focus_ms: f64 = spans.iter().map(|(a, b)| b - a).sum();
+        let quiet_ms = total - focus_ms;
+        let share = focus_share.clamp(0.05, 0.95);
+        if focus_ms <= 0.0 || quiet_ms <= 0.0 {
+            return Self::new(start, total / 1000.0 / wall_s);
+        }
+        let focus_speed = focus_ms / 1000.0 / (share * wall_s);
+        let quiet_speed = quiet_ms / 1000.0 / ((1.0 - share) * wall_s);
+        let mut segments = Vec::new();
+        let (mut sim, mut wall_at) = (start.as_millis() as f64, 0.0);
+        let mut push = |from: f64, to: f64, speed: f64, sim: &mut f64, wall_at: &mut f64| {
+            if to > from {
+                segments.push(Segment { wall_s: *wall_at, sim_ms: from, speed });
+                *wall_at += (to - from) / 1000.0 / speed;
+                *sim = to;
+            }
+        };
+        for (a, b) in spans {
+            let a = a.max(sim);
+            push(sim, a, quiet_speed, &mut sim, &mut wall_at);
+            push(a, b, focus_speed, &mut sim, &mut wall_at);
+        }
+        push(sim, end.as_millis() as f64, quiet_speed, &mut sim, &mut wall_at);
+        segments.push(Segment { wall_s: wall_at, sim_ms: end.as_millis() as f64, speed: quiet_speed });
+        Self::from_segments(segments)
+    }
+
+    fn from_segments(segments: Vec<Segment>) -> Self {
+        Self { segments: Arc::new(segments), origin: tokio::time::Instant::now() }
     }
 
     /// Simulated time after `wall` of wall-clock time.
     pub fn at_elapsed(&self, wall: Duration) -> Timestamp {
-        let sim_ms = (wall.as_secs_f64() * self.speed * 1000.0).min(i64::MAX as f64 / 2.0);
-        Timestamp(self.start.as_millis().saturating_add(sim_ms as i64))
+        let w = wall.as_secs_f64();
+        // `segments` is never empty: every constructor pushes at least one.
+        let seg = self.segments.iter().rev().find(|s| s.wall_s <= w).unwrap_or(&self.segments[0]);
+        let ms = seg.sim_ms + (w - seg.wall_s) * seg.speed * 1000.0;
+        Timestamp(ms.clamp(i64::MIN as f64 / 2.0, i64::MAX as f64 / 2.0) as i64)
+    }
+
+    /// Wall-clock time after which the clock reads `at` (zero for times before its start).
+    pub fn wall_until(&self, at: Timestamp) -> Duration {
+        let t = at.as_millis() as f64;
+        let seg = self.segments.iter().rev().find(|s| s.sim_ms <= t).unwrap_or(&self.segments[0]);
+        let w = seg.wall_s + (t - seg.sim_ms) / 1000.0 / seg.speed;
+        Duration::from_secs_f64(w.max(0.0))
     }
 
     /// Simulated time now.
@@ -320,8 +426,10 @@ impl SimClock {
         self.at_elapsed(self.origin.elapsed())
     }
 
-    pub fn speed(&self) -> f64 {
-        self.speed
+    /// The speed in force after `wall` of wall-clock time.
+    pub fn speed_at(&self, wall: Duration) -> f64 {
+        let w = wall.as_secs_f64();
+        self.segments.iter().rev().find(|s| s.wall_s <= w).unwrap_or(&self.segments[0]).speed
     }
 }
 
@@ -500,5 +608,47 @@ days = [15]
     fn clock_runs_at_speed() {
         let c = SimClock::new(Timestamp(0), 1440.0);
         assert_eq!(c.at_elapsed(Duration::from_secs(60)), Timestamp(Timestamp::MS_PER_DAY));
+        assert_eq!(c.wall_until(Timestamp(Timestamp::MS_PER_DAY)), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn occurrences_list_every_window_merged_with_margins() {
+        let sc = scenario();
+        let occ = sc.occurrences(sc.time_at(0, 0, 0), sc.time_at(7, 0, 0), Duration::from_secs(30 * 60));
+        // Heat on days 0, 3, 6 (13:30-17:00 with margins); the fault is on day 15, outside.
+        assert_eq!(
+            occ,
+            vec![
+                (sc.time_at(0, 13, 30), sc.time_at(0, 17, 0)),
+                (sc.time_at(3, 13, 30), sc.time_at(3, 17, 0)),
+                (sc.time_at(6, 13, 30), sc.time_at(6, 17, 0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn focused_clock_fits_the_budget_and_slows_down_in_focus() {
+        let sc = scenario();
+        let (start, end) = (sc.time_at(0, 0, 0), sc.time_at(7, 0, 0));
+        let focus = sc.occurrences(start, end, Duration::from_secs(30 * 60));
+        let c = SimClock::focused(start, end, &focus, Duration::from_secs(100), 0.6);
+        let end_wall = c.wall_until(end).as_secs_f64();
+        assert!((end_wall - 100.0).abs() < 1e-6, "whole run takes {end_wall} s");
+        // 3 x 3.5 h of focus in 60 s, the remaining 157.5 h in 40 s.
+        let focus_speed = c.speed_at(c.wall_until(sc.time_at(3, 15, 0)));
+        let quiet_speed = c.speed_at(c.wall_until(sc.time_at(2, 3, 0)));
+        assert!((focus_speed - 3.0 * 3.5 * 3600.0 / 60.0).abs() < 1e-6, "{focus_speed}");
+        assert!((quiet_speed - 157.5 * 3600.0 / 40.0).abs() < 1e-6, "{quiet_speed}");
+        // Continuous and increasing across segment boundaries, and inverse of wall_until.
+        let mut last = Timestamp(i64::MIN);
+        for i in 0..=1000 {
+            let t = c.at_elapsed(Duration::from_millis(i * 100));
+            assert!(t > last, "time went backwards at {i}");
+            last = t;
+        }
+        for t in [sc.time_at(3, 13, 30), sc.time_at(3, 17, 0), sc.time_at(5, 1, 2)] {
+            let back = c.at_elapsed(c.wall_until(t));
+            assert!((back.as_millis() - t.as_millis()).abs() <= 1, "{t} -> {back}");
+        }
     }
 }

@@ -148,6 +148,45 @@ mod tests {
         assert!(acked, "the publisher got its PUBACK");
     }
 
+    #[tokio::test]
+    async fn a_persistent_subscriber_gets_what_was_published_while_it_was_away() {
+        let broker = EmbeddedBroker::start().unwrap();
+        let port = broker.addr().port();
+        let opts = || {
+            let mut o = MqttOptions::new("noc-sub", "127.0.0.1", port);
+            o.set_clean_session(false);
+            o
+        };
+        // Subscribe, then go away.
+        {
+            let (sub, mut ev) = AsyncClient::new(opts(), 10);
+            sub.subscribe("hallmonitor/v1/#", QoS::AtLeastOnce).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !matches!(ev.poll().await, Ok(Event::Incoming(Incoming::SubAck(_)))) {}
+            })
+            .await
+            .expect("no SUBACK");
+            sub.disconnect().await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_secs(2), async { while ev.poll().await.is_ok() {} }).await;
+        }
+        assert!(publish_once(broker.addr()).await);
+        // Back with the same client id and no new subscription: the session delivers.
+        let (_sub, mut ev) = AsyncClient::new(opts(), 10);
+        let p = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ev.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(c))) => assert!(c.session_present, "session kept"),
+                    Ok(Event::Incoming(Incoming::Publish(p))) => return p,
+                    Ok(_) => {}
+                    Err(e) => panic!("subscriber connection failed: {e}"),
+                }
+            }
+        })
+        .await
+        .expect("the queued message never arrived");
+        assert_eq!(p.topic, "hallmonitor/v1/fra1/incidents/hall1-b");
+    }
+
     /// Publishes one QoS 1 message and waits for its PUBACK.
     async fn publish_once(addr: SocketAddr) -> bool {
         let mut opts = MqttOptions::new("pub", "127.0.0.1", addr.port());

@@ -44,6 +44,7 @@ pub struct Args {
     pub check: bool,
 }
 
+/// Runs `hallmonitor sim` until Ctrl-C / SIGTERM or `--seconds`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let loaded = config::load(&args.config)?;
     for w in &loaded.warnings {

@@ -41,6 +41,7 @@ pub struct Args {
     pub now: Option<String>,
 }
 
+/// Runs `hallmonitor status`: exit 0 with the summary, 1 when there is no readable snapshot.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let snap = match &args.state_dir {
         Some(dir) => status::read(dir)?,

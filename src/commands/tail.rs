@@ -108,6 +108,7 @@ pub fn topic_filters(prefix: &str, site: Option<&str>, zone: Option<&str>) -> Ve
     }
 }
 
+/// Runs `hallmonitor tail` until Ctrl-C, `--count` messages, or a closed stdout.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let url = parse_broker_url(&args.broker).map_err(UsageError)?;
     if args.ca_file.is_some() && !url.tls {

@@ -221,6 +221,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The loopback port the device answers on.
     pub fn port(&self) -> u16 {
         match self {
             Endpoint::Modbus { port, .. } | Endpoint::Snmp { port, .. } => *port,
@@ -246,6 +247,7 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether `d` is one of the devices this target names.
     pub fn matches(&self, d: &SimDevice) -> bool {
         match self {
             Target::Zone(z) => d.zone == *z,

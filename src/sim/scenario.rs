@@ -125,6 +125,8 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Precomputes every (device, point, row) slot of the settings and the excursions that
+    /// touch it.
     pub fn new(settings: Arc<SimSettings>) -> Self {
         let day0 = Timestamp(settings.start.as_millis().div_euclid(Timestamp::MS_PER_DAY) * Timestamp::MS_PER_DAY);
         let mut slots = Vec::new();
@@ -194,6 +196,7 @@ impl Scenario {
         Self { settings, slots, faults, day0 }
     }
 
+    /// The settings this scenario was built from.
     pub fn settings(&self) -> &SimSettings {
         &self.settings
     }

@@ -59,7 +59,7 @@ fn busy_snapshot_renders_down_devices_first_within_80_columns() {
 fn stale_snapshot_warns_that_the_daemon_is_not_running() {
     let out = render(&fixture("status-busy.json"), at("2026-11-21T16:10:00Z"), false);
     let second = out.lines().nth(1).unwrap();
-    assert_eq!(second, "WARNING: snapshot is stale (written 2026-11-21T15:10:00Z); the daemon is probably not running");
+    assert_eq!(second, "WARNING: stale snapshot (written 2026-11-21T15:10:00Z): is the daemon running?");
     assert!(out.starts_with("hallmonitor 0.1.0 at site fra1: up 3d 4h, snapshot 1h 0m old\n"));
 }
 

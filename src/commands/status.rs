@@ -90,8 +90,7 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
         fmt_age(age)
     );
     if age > STALE_AFTER {
-        let _ =
-            writeln!(o, "WARNING: snapshot is stale (written {}); the daemon is probably not running", s.written_at);
+        let _ = writeln!(o, "WARNING: stale snapshot (written {}): is the daemon running?", s.written_at);
     }
     let _ = writeln!(o, "config {}", s.config_path.display());
 
@@ -189,7 +188,13 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
         n.pattern_signals,
         if n.pattern_signals == 1 { "" } else { "s" }
     );
-    o
+    // Huge counters or long paths must not wrap a technician's terminal.
+    let mut clipped = String::with_capacity(o.len());
+    for line in o.lines() {
+        clipped.push_str(&clip(line, WIDTH));
+        clipped.push('\n');
+    }
+    clipped
 }
 
 fn device_line(o: &mut String, d: &DeviceStatus, state: &str, at: Timestamp) {

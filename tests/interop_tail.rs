@@ -1,0 +1,311 @@
+//! `hallmonitor tail` against a real mosquitto: known payloads published with mosquitto_pub
+//! come out as the expected lines. Needs the Debian packages `mosquitto` and
+//! `mosquitto-clients`.
+#![cfg(feature = "interop")]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Kills the child when the test ends, however it ends.
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_mosquitto(dir: &std::path::Path) -> (Guard, u16) {
+    let port = free_port();
+    (start_mosquitto_on(dir, port, ""), port)
+}
+
+/// Starts mosquitto on `port` with `extra` config lines (e.g. TLS files).
+fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> Guard {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"))
+        .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): install the Debian package `mosquitto`"));
+    let guard = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    guard
+}
+
+/// Collects a child's stderr lines on a channel.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("tail never printed {needle:?} on stderr"));
+        if line.contains(needle) {
+            return;
+        }
+    }
+}
+
+/// Reads a child's stdout to the end on a thread; the receiver gets it when the child exits.
+fn stdout_text(child: &mut Child) -> mpsc::Receiver<String> {
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    rx
+}
+
+fn publish(port: u16, topic: &str, payload: &str) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-m", payload])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run mosquitto_pub ({e}): install the Debian package `mosquitto-clients`"));
+    assert!(status.success(), "mosquitto_pub failed for {topic}");
+}
+
+const OPENED: &str = r#"{"schema":"hallmonitor/v1","site":"fra1","msg_id":"fra1-41","seq":41,"created_at":"2026-11-02T14:06:00Z","type":"incident","event":"opened","incident_id":"fra1-hall1-b-thermal-20261102T1405","zone":"hall1-b","category":"thermal","severity":"warning","opened_at":"2026-11-02T14:05:00Z","racks":["B07"],"breaches":[{"device":"th-b07","point":"temp","metric":"inlet_temp_c","value":29.1,"unit":"°C","threshold":27.0,"severity":"warning","rack":"B07","since":"2026-11-02T14:04:00Z","rule":"high"}],"peak":{},"context":{"hint":"B07 draws 35 % more than its 7-day median"}}"#;
+const PATTERN: &str = r#"{"schema":"hallmonitor/v1","site":"fra1","msg_id":"fra1-42","seq":42,"created_at":"2026-11-08T16:31:00Z","type":"pattern","state":"active","pattern_id":"fra1-hall1-b-thermal","zone":"hall1-b","zones":["hall1-b"],"category":"thermal","trigger":"recurrence","occurrences":3,"window":"30d","incident_ids":["a","b","c"],"first_seen":"2026-11-02T14:05:00Z","last_seen":"2026-11-08T14:02:00Z","racks":["B07"],"time_of_day":"14:00-17:00 UTC, 3 of 3","summary":"3 thermal incidents in hall1-b within 7 days"}"#;
+
+#[test]
+fn tail_prints_known_payloads_as_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mosquitto, port) = start_mosquitto(dir.path());
+
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--site", "fra1", "--count", "4"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait until tail says it is subscribed, so nothing published is missed.
+    let stderr = tail.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("tail never subscribed");
+        if line.contains("subscribed to hallmonitor/v1/fra1/#") {
+            break;
+        }
+    }
+
+    publish(port, "hallmonitor/v1/fra1/incidents/hall1-b", OPENED);
+    publish(port, "hallmonitor/v1/fra1/patterns/hall1-b", PATTERN);
+    publish(port, "hallmonitor/v1/fra1/status", r#"{"state":"offline"}"#);
+    publish(port, "hallmonitor/v1/fra1/health", "not json at all");
+    // Another site's message must not show up (it would also be a 5th line).
+    publish(port, "hallmonitor/v1/ams2/status", r#"{"state":"online"}"#);
+
+    let mut stdout = tail.0.stdout.take().unwrap();
+    let (otx, orx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = otx.send(s);
+    });
+    let out = orx.recv_timeout(Duration::from_secs(15)).expect("tail did not exit after 4 messages");
+    let status = tail.0.wait().unwrap();
+    assert!(status.success(), "tail exited with {status}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "2026-11-02 14:06:00 fra1 hall1-b incident OPENED   thermal warning racks B07 | inlet_temp_c 29.1°C>27 B07 \
+             | B07 draws 35 % more than its 7-day median [fra1-hall1-b-thermal-20261102T1405]",
+            "2026-11-08 16:31:00 fra1 hall1-b PATTERN ACTIVE  thermal 3 in 30d, 14:00-17:00 UTC, 3 of 3 racks B07 \
+             | 3 thermal incidents in hall1-b within 7 days",
+            "------------------- fra1 status OFFLINE",
+            "unparseable payload on hallmonitor/v1/fra1/health (15 bytes)",
+        ]
+    );
+}
+
+#[test]
+fn json_mode_prints_raw_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mosquitto, port) = start_mosquitto(dir.path());
+    // Retained, so it is delivered on subscribe: no need to wait for the subscription.
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-r"])
+        .args(["-t", "hallmonitor/v1/fra1/patterns/hall1-b", "-m", PATTERN])
+        .status()
+        .expect("mosquitto_pub (Debian package mosquitto-clients)");
+    assert!(status.success());
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--zone", "hall1-b", "--json"])
+            .args(["--count", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = tail.0.stdout.take().unwrap();
+    let (otx, orx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = otx.send(s);
+    });
+    let out = orx.recv_timeout(Duration::from_secs(15)).expect("tail --json did not exit after 1 message");
+    assert!(tail.0.wait().unwrap().success());
+    assert_eq!(out, format!("{PATTERN}\n"));
+}
+
+#[test]
+fn tail_resubscribes_after_the_broker_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mosquitto, port) = start_mosquitto(dir.path());
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = stderr_lines(&mut tail.0);
+    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    drop(mosquitto);
+    wait_for(&err, "unreachable");
+    let _mosquitto = start_mosquitto_on(dir.path(), port, "");
+    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    publish(port, "hallmonitor/v1/fra1/status", r#"{"state":"online"}"#);
+    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    assert_eq!(out, "------------------- fra1 status online\n");
+}
+
+#[test]
+fn tail_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let st = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install the Debian package `openssl`"));
+        assert!(st.success(), "openssl {args:?} failed");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hallmonitor test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // mosquitto started as root drops to its own user, which must be able to read these
+    // throwaway files.
+    use std::os::unix::fs::PermissionsExt;
+    for (p, mode) in [(d.to_owned(), 0o755), (d.join("server.key"), 0o644), (d.join("server.pem"), 0o644)] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::set_permissions(d.join("ca.pem"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = free_port();
+    let extra = format!(
+        "cafile {}\ncertfile {}\nkeyfile {}\n",
+        d.join("ca.pem").display(),
+        d.join("server.pem").display(),
+        d.join("server.key").display()
+    );
+    let _mosquitto = start_mosquitto_on(d, port, &extra);
+    let mut tail = Guard(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["tail", "--broker", &format!("mqtts://127.0.0.1:{port}"), "--count", "1", "--ca-file"])
+            .arg(d.join("ca.pem"))
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = stderr_lines(&mut tail.0);
+    wait_for(&err, "subscribed to");
+    let st = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "--insecure", "--cafile"])
+        .arg(d.join("ca.pem"))
+        .args(["-t", "hallmonitor/v1/fra1/status", "-m", r#"{"state":"online"}"#])
+        .status()
+        .expect("mosquitto_pub (Debian package mosquitto-clients)");
+    assert!(st.success());
+    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    assert_eq!(out, "------------------- fra1 status online\n");
+}

@@ -536,7 +536,7 @@ days = [15]
     #[test]
     fn heat_excursion_is_active_at_15_00_of_day_3_and_not_at_13_00() {
         let sc = scenario();
-        let v = |day, h, m| sc.value_at("th-b07", "temp", 0, sc.time_at(day, h, m)).unwrap();
+        let v = |day, h, m| sc.value_at("th-b07", "temperature", 0, sc.time_at(day, h, m)).unwrap();
         let base_13 = v(3, 13, 0);
         let hot_15 = v(3, 15, 0);
         let quiet_15 = v(4, 15, 0);
@@ -545,14 +545,14 @@ days = [15]
         assert!((hot_15 - quiet_15 - 6.0).abs() < 0.8, "excursion adds about 6: {hot_15} vs {quiet_15}");
         assert!(v(3, 16, 30) < 25.0, "ends at 16:30");
         // Other zones are untouched.
-        let c = sc.value_at("th-c02", "temp", 0, sc.time_at(3, 15, 0)).unwrap();
+        let c = sc.value_at("th-c02", "temperature", 0, sc.time_at(3, 15, 0)).unwrap();
         assert!(c < 25.0, "hall1-c stays cool: {c}");
     }
 
     #[test]
     fn load_step_applies_from_day_10_on_the_rack_only() {
         let sc = scenario();
-        let v = |dev, day| sc.value_at(dev, "temp", 0, sc.time_at(day, 10, 0)).unwrap();
+        let v = |dev, day| sc.value_at(dev, "temperature", 0, sc.time_at(day, 10, 0)).unwrap();
         let before = v("th-b07", 9);
         let after = v("th-b07", 10);
         assert!((after / before - 1.35).abs() < 0.03, "B07 went from {before} to {after}");
@@ -573,11 +573,11 @@ days = [15]
         let a = scenario();
         let b = scenario();
         let t = a.time_at(2, 11, 7);
-        assert_eq!(a.value_at("th-b07", "temp", 0, t), b.value_at("th-b07", "temp", 0, t));
+        assert_eq!(a.value_at("th-b07", "temperature", 0, t), b.value_at("th-b07", "temperature", 0, t));
         // Two devices differ (offsets), and consecutive seconds differ only a little.
-        assert_ne!(a.value_at("th-b07", "temp", 0, t), a.value_at("th-a01", "temp", 0, t));
+        assert_ne!(a.value_at("th-b07", "temperature", 0, t), a.value_at("th-a01", "temperature", 0, t));
         let next = Timestamp(t.as_millis() + 1000);
-        let d = (a.value_at("th-b07", "temp", 0, t).unwrap() - a.value_at("th-b07", "temp", 0, next).unwrap()).abs();
+        let d = (a.value_at("th-b07", "temperature", 0, t).unwrap() - a.value_at("th-b07", "temperature", 0, next).unwrap()).abs();
         assert!(d < 0.05, "one simulated second moved the value by {d}");
         assert_eq!(a.value_at("th-b07", "nope", 0, t), None);
     }
@@ -588,10 +588,10 @@ days = [15]
         let values = SimValues::new();
         let t = sc.time_at(15, 9, 5);
         sc.apply(t, &values);
-        assert_eq!(sc.value_count(), 3);
+        assert_eq!(sc.value_count(), 6, "3 probes x (temperature, humidity)");
         let dev = DeviceId::new("th-b07");
-        let pt = PointId::new("temp");
-        assert_eq!(values.get(&dev, &pt, 0), sc.value_at("th-b07", "temp", 0, t));
+        let pt = PointId::new("temperature");
+        assert_eq!(values.get(&dev, &pt, 0), sc.value_at("th-b07", "temperature", 0, t));
         assert_eq!(values.fault(&DeviceId::new("th-c02")), SimFault::Silent);
         sc.apply(sc.time_at(15, 10, 0), &values);
         assert_eq!(values.fault(&DeviceId::new("th-c02")), SimFault::None);

@@ -63,7 +63,7 @@ fn check_config_accepts_the_demo_agent_config() {
 fn scenario_recurs_in_hall1_b_then_peaks_critical_on_day_21() {
     let sim = simcfg::load(&repo("config/sim-demo.toml")).unwrap().settings;
     let sc = Scenario::new(Arc::new(sim));
-    let inlet = |dev: &str, day, h, m| sc.value_at(dev, "temp", 0, sc.time_at(day, h, m)).unwrap();
+    let inlet = |dev: &str, day, h, m| sc.value_at(dev, "temperature", 0, sc.time_at(day, h, m)).unwrap();
     // Recurrences on days 1, 4, 7 ... 19: above the 27 °C warning, below the 32 °C critical.
     for day in [1, 4, 7, 10, 13, 16, 19] {
         let v = inlet("th-b07", day, 15, 0);

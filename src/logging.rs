@@ -14,7 +14,8 @@ pub enum LogFormat {
 fn filter(level: Option<&str>) -> EnvFilter {
     match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => EnvFilter::new(f),
-        _ => EnvFilter::new(level.unwrap_or("info")),
+        // The embedded demo broker logs every connection at info; keep it to warnings.
+        _ => EnvFilter::new(format!("{},rumqttd=warn,rumqttd::router=warn", level.unwrap_or("info"))),
     }
 }
 

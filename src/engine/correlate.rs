@@ -5,7 +5,9 @@
 //! is once all have cleared); `opened` goes out at once, `updated` at once on a severity
 //! change and otherwise at most once per `update_min_interval` (changes in between coalesce);
 //! an incident resolves when every member has been clear for `clear_hold`, and a member that
-//! returns inside the hold stays in the same incident.
+//! returns inside the hold stays in the same incident. A cleared member whose value is outside
+//! its bound again (a crossing not yet held for `for`) restarts the hold: a sensor flapping
+//! around its line keeps one incident open instead of opening one per flap.
 
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
@@ -133,6 +135,16 @@ impl Engine {
         };
         inc.chronicle.push(about_breach(now, "breach_cleared", detail, &b));
         self.after_change(now, ii);
+    }
+
+    /// A cleared member is outside its bound again (not yet held): its clear time moves to now.
+    pub(super) fn member_flapping(&mut self, now: Timestamp, key: &MemberKey) {
+        for inc in &mut self.st.incidents {
+            if let Some(m) = inc.members.iter_mut().find(|m| &m.key == key && m.breach.cleared_at.is_some()) {
+                m.breach.cleared_at = Some(now);
+                return;
+            }
+        }
     }
 
     fn find_member(&self, key: &MemberKey) -> Option<(usize, usize)> {

@@ -519,7 +519,20 @@ impl Engine {
             self.st.counters.raw_crossings += 1;
         }
         match step {
-            Step::Quiet => {}
+            Step::Quiet => {
+                // Outside a bound but not yet held: a flapping member of an open incident is
+                // not clear yet, so its clear hold restarts (one incident, not one per flap).
+                let rs = match slot {
+                    Slot::Level => &self.st.points[pi as usize].level,
+                    Slot::Breaker => &self.st.points[pi as usize].breaker,
+                    Slot::Rise => &self.st.points[pi as usize].rise,
+                    Slot::Comms => return,
+                };
+                if rs.pending.is_some() {
+                    let key = self.member_key(pi, slot);
+                    self.member_flapping(now, &key);
+                }
+            }
             Step::Raised(a) => {
                 self.st.counters.breaches += 1;
                 let p = &self.st.points[pi as usize];

@@ -398,3 +398,55 @@ fn reconfigure_keeps_open_incidents_and_applies_new_thresholds() {
     }
     assert_eq!(d.resolved().len(), 1, "28 °C is fine under the new 30 °C bound");
 }
+
+#[test]
+fn recurrence_counts_adjacent_zones_and_clears_when_the_window_empties() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[correlation]
+clear_hold = "5m"
+[patterns]
+recurrence = 2
+window = "1h"
+major_after = "2h"
+[[zones]]
+id = "hall1-b"
+racks = ["B01"]
+adjacent = ["hall1-c"]
+[[zones]]
+id = "hall1-c"
+racks = ["C01"]
+"#
+    .to_owned()
+        + &device("th-00", "test-probe", "hall1-b", Some("B01"), "")
+        + &device("th-c1", "test-probe", "hall1-c", Some("C01"), "");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..(6 * 90) {
+        let t = T0 + step * 10_000;
+        let c_hot = (0..12).contains(&step);
+        let b_hot = (120..132).contains(&step);
+        d.feed(
+            t,
+            &[
+                temp(t, "th-c1", "hall1-c", Some("C01"), if c_hot { 29.0 } else { 23.0 }),
+                temp(t, "th-00", "hall1-b", Some("B01"), if b_hot { 29.0 } else { 23.0 }),
+            ],
+        );
+    }
+    let opened = d.opened();
+    assert_eq!(opened.iter().map(|i| i.zone.as_str()).collect::<Vec<_>>(), ["hall1-c", "hall1-b"]);
+    let patterns = d.patterns();
+    assert_eq!(patterns.len(), 2, "{patterns:#?}");
+    let (at, active) = patterns[0];
+    assert_eq!(active.state, hallmonitor::engine::PatternState::Active);
+    assert_eq!(at, opened[1].opened_at);
+    assert_eq!(active.zone.as_str(), "hall1-b", "hall1-c had no own second occurrence and lists no neighbour");
+    assert_eq!(active.zones.iter().map(|z| z.as_str()).collect::<Vec<_>>(), ["hall1-c", "hall1-b"]);
+    assert_eq!(active.occurrences, 2);
+    let (at, cleared) = patterns[1];
+    assert_eq!(cleared.state, hallmonitor::engine::PatternState::Cleared);
+    assert_eq!(cleared.pattern_id, active.pattern_id);
+    assert_eq!(at.0, opened[0].opened_at.0 + HOUR, "cleared when the first occurrence leaves the window");
+    assert!(d.engine.active_patterns().is_empty());
+}

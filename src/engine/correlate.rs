@@ -108,10 +108,11 @@ impl Engine {
     }
 
     /// A held breach has a new value (no event; the next one carries it).
-    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64) {
+    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64, bound: f64) {
         let Some((ii, mi)) = self.find_member(key) else { return };
         let inc = &mut self.st.incidents[ii];
         inc.members[mi].breach.value = Some(v);
+        inc.members[mi].breach.threshold = Some(bound);
         let b = inc.members[mi].breach.clone();
         update_peak(inc, &b, now);
     }

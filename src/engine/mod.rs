@@ -142,6 +142,27 @@ impl Engine {
         self.settings = settings;
         self.ix = Index::build(&self.settings);
         self.generation += 1;
+        // A device moved to another zone or rack: its future breaches and load belong there.
+        // (Members already in open incidents stay where they were raised.)
+        for d in &mut self.st.devices {
+            if let Some(m) = self.ix.meta.get(d.id.as_str()) {
+                d.zone = m.zone.clone();
+                d.rack = m.rack.clone();
+            }
+        }
+        let mut moved = false;
+        for p in &mut self.st.points {
+            if let Some(m) = self.ix.meta.get(p.device.as_str())
+                && (p.zone != m.zone || p.rack != m.rack)
+            {
+                p.zone = m.zone.clone();
+                p.rack = m.rack.clone();
+                moved = true;
+            }
+        }
+        if moved {
+            self.rebuild_indexes();
+        }
     }
 
     /// The settings in force.
@@ -544,10 +565,11 @@ impl Engine {
             }
             Step::Held { from, to } => {
                 let key = self.member_key(pi, slot);
-                if from != to {
+                if from.severity != to.severity || from.rule != to.rule {
                     self.member_changed(now, &key, to, v);
                 } else {
-                    self.member_value(now, &key, v);
+                    // Same breach; a moving bound (the rise rule's window minimum) is no news.
+                    self.member_value(now, &key, v, to.bound);
                 }
             }
             Step::Cleared(_) => {

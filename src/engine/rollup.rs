@@ -53,7 +53,7 @@ impl Engine {
     }
 
     pub(super) fn rollup_timers(&mut self, now: Timestamp) {
-        let (Some(ms), Some(due)) = (self.interval_ms(), self.rollup_due()) else { return };
+        let Some(due) = self.rollup_due() else { return };
         if now < due {
             return;
         }
@@ -82,6 +82,5 @@ impl Engine {
         }
         // The next interval starts with the next reading (none may come for a while).
         self.st.rollup_from = None;
-        let _ = ms;
     }
 }

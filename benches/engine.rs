@@ -1,0 +1,174 @@
+//! Engine throughput: readings of 400 devices x 50 points (200 racks in 10 zones, each rack
+//! with a 50-probe sensor string and a PDU with 48 outlets, a phase and a total) through
+//! thresholds and correlation, polled every 10 s of virtual time. About 1 % of the sensor
+//! strings run hot in some rounds, so breaches, incidents and updates are part of the cost.
+//!
+//! Run: `cargo bench --bench engine`. Criterion prints the throughput in elements (readings)
+//! per second. After the timed runs the bench prints the engine state size after 1 and after 30
+//! simulated days of a slice of the site, to show memory does not grow with run length.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hallmonitor::config::{EngineSettings, load_str};
+use hallmonitor::engine::Engine;
+use hallmonitor::model::{DeviceId, Metric, PointId, Quality, RackId, Reading, Timestamp, ZoneId};
+
+const ZONES: usize = 10;
+const RACKS_PER_ZONE: usize = 20;
+const POINTS: usize = 50;
+const ROUNDS: usize = 16;
+const T0: i64 = 1_793_577_600_000;
+
+const PROFILES: &str = r#"
+[profiles.bench-probe]
+protocol = "modbus"
+[[profiles.bench-probe.points]]
+name = "temp"
+metric = "inlet_temp_c"
+table = "input"
+address = 0
+type = "i16"
+[profiles.bench-pdu]
+protocol = "modbus"
+[[profiles.bench-pdu.points]]
+name = "power"
+metric = "power_w"
+table = "input"
+address = 0
+type = "u32"
+"#;
+
+fn settings(zones: usize, racks_per_zone: usize) -> EngineSettings {
+    let mut c = String::from("[site]\nid = \"bench\"\n");
+    for z in 0..zones {
+        let racks: Vec<String> = (0..racks_per_zone).map(|r| format!("\"R{z:02}{r:02}\"")).collect();
+        c.push_str(&format!("[[zones]]\nid = \"z{z:02}\"\nracks = [{}]\n", racks.join(", ")));
+    }
+    for z in 0..zones {
+        for r in 0..racks_per_zone {
+            for (kind, profile, extra) in [("th", "bench-probe", ""), ("pdu", "bench-pdu", "breaker_a = 32.0\n")] {
+                c.push_str(&format!(
+                    "[[devices]]\nid = \"{kind}-{z:02}{r:02}\"\nprofile = \"{profile}\"\nzone = \"z{z:02}\"\nrack = \"R{z:02}{r:02}\"\n{extra}[devices.modbus]\naddress = \"127.0.0.1:1502\"\n"
+                ));
+            }
+        }
+    }
+    c.push_str(PROFILES);
+    load_str(Path::new("bench.toml"), &c).expect("bench config loads").config.engine
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reading(
+    device: &str,
+    point: &str,
+    label: Option<&str>,
+    metric: &str,
+    unit: &str,
+    zone: &str,
+    rack: &str,
+    v: f64,
+) -> Reading {
+    Reading {
+        at: Timestamp(0),
+        device: DeviceId::new(device),
+        point: PointId::new(point),
+        metric: Metric::new(metric),
+        value: Some(v),
+        unit: Arc::from(unit),
+        zone: ZoneId::new(zone),
+        rack: Some(RackId::new(rack)),
+        label: label.map(Arc::from),
+        quality: Quality::Good,
+        error: None,
+    }
+}
+
+/// `ROUNDS` poll rounds of every point of every device.
+fn rounds(zones: usize, racks_per_zone: usize) -> Vec<Vec<Reading>> {
+    let mut out = Vec::new();
+    for round in 0..ROUNDS {
+        let mut rs = Vec::with_capacity(zones * racks_per_zone * 2 * POINTS);
+        for z in 0..zones {
+            let zone = format!("z{z:02}");
+            for r in 0..racks_per_zone {
+                let rack = format!("R{z:02}{r:02}");
+                let th = format!("th-{z:02}{r:02}");
+                let pdu = format!("pdu-{z:02}{r:02}");
+                // Two racks of the site run hot in the second half of the rounds.
+                let hot = (z * racks_per_zone + r) % 100 == 7 && round >= ROUNDS / 2;
+                for p in 0..POINTS {
+                    let noise = ((round * 31 + p * 17 + r) % 10) as f64 * 0.1;
+                    let v = if hot { 29.0 + noise } else { 22.0 + noise };
+                    let point = format!("temp{p:02}");
+                    rs.push(reading(&th, &point, None, "inlet_temp_c", "°C", &zone, &rack, v));
+                }
+                for o in 0..POINTS - 2 {
+                    let label = format!("outlet{o:02}");
+                    let v = 0.3 + ((round + o) % 7) as f64 * 0.01;
+                    rs.push(reading(&pdu, "outlet_current", Some(&label), "outlet_current_a", "A", &zone, &rack, v));
+                }
+                rs.push(reading(&pdu, "current", None, "phase_current_a", "A", &zone, &rack, 14.0));
+                rs.push(reading(&pdu, "power", None, "power_w", "W", &zone, &rack, 3200.0 + round as f64));
+            }
+        }
+        out.push(rs);
+    }
+    out
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let site = rounds(ZONES, RACKS_PER_ZONE);
+    let per_round = site[0].len();
+    assert_eq!(per_round, 400 * POINTS);
+    let mut engine = Engine::new(settings(ZONES, RACKS_PER_ZONE));
+    let mut i: usize = 0;
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(per_round as u64));
+    group.sample_size(20);
+    group.bench_function("400 devices x 50 points, one poll round", |b| {
+        b.iter(|| {
+            let now = Timestamp(T0 + i as i64 * 10_000);
+            engine.handle_timeout(now);
+            for r in &site[i % ROUNDS] {
+                engine.handle_reading(now, r);
+            }
+            while engine.poll_event().is_some() {}
+            i += 1;
+        })
+    });
+    group.finish();
+    let c = engine.counters();
+    println!(
+        "after {i} rounds ({} readings): {} breaches, {} incidents opened, {} incident events",
+        i * per_round,
+        c.breaches,
+        c.incidents_opened,
+        c.incident_events
+    );
+
+    // Memory against run length: a slice of the same site (10 devices x 50 points, to keep this
+    // quick) polled every 60 s for 1 and for 30 simulated days.
+    let small = rounds(1, 5);
+    for days in [1i64, 30] {
+        let mut e = Engine::new(settings(1, 5));
+        let polls = days * 86_400 / 60;
+        for k in 0..polls {
+            let now = Timestamp(T0 + k * 60_000);
+            e.handle_timeout(now);
+            for r in &small[k as usize % ROUNDS] {
+                e.handle_reading(now, r);
+            }
+            while e.poll_event().is_some() {}
+        }
+        let bytes = serde_json::to_vec(&e.export_state()).map(|v| v.len()).unwrap_or(0);
+        println!(
+            "engine state (JSON) after {days} simulated day(s), 10 devices x 50 points every 60 s: {bytes} bytes ({} readings)",
+            polls as usize * small[0].len()
+        );
+    }
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);

@@ -99,6 +99,8 @@ struct DevIx {
 #[derive(Debug, Default, Clone)]
 struct PointCache {
     generation: u64,
+    /// The device's slot in `EngineState::devices`.
+    dev: u32,
     level: Option<Arc<Threshold>>,
     breaker: Option<Arc<Threshold>>,
     rollup: Option<u32>,
@@ -117,6 +119,8 @@ pub struct Engine {
     /// Power points per rack slot.
     rack_points: Vec<Vec<u32>>,
     rollup_ix: FxMap<(ZoneId, Metric), u32>,
+    /// Points by the hash of (device, point, label); collisions are checked against the point.
+    by_key: FxMap<u64, Vec<u32>>,
     st: EngineState,
 }
 
@@ -133,6 +137,7 @@ impl Engine {
             racks: FxMap::default(),
             rack_points: Vec::new(),
             rollup_ix: FxMap::default(),
+            by_key: FxMap::default(),
             st: EngineState::default(),
         }
     }
@@ -172,9 +177,20 @@ impl Engine {
 
     /// Feeds one reading taken at `now` (the shell's clock, or the reading's `at` in replay).
     pub fn handle_reading(&mut self, now: Timestamp, reading: &Reading) {
-        self.advance(now);
-        let di = self.device_slot(&reading.device, &reading.zone, reading.rack.as_ref());
-        let pi = self.point_slot(di, reading);
+        // Timers only move with time: a poll's many readings at one instant run them once.
+        // (Anything that becomes due at this same instant is named by `next_timeout`.)
+        if self.st.advanced_at != Some(now) {
+            self.advance(now);
+        }
+        let h = key_hash(reading.device.as_str(), reading.point.as_str(), reading.label.as_deref());
+        let pi = match self.lookup(h, reading) {
+            Some(pi) => pi,
+            None => {
+                let di = self.device_slot(&reading.device, &reading.zone, reading.rack.as_ref());
+                self.point_slot(di, reading)
+            }
+        };
+        let di = self.cache[pi as usize].dev;
         match (reading.quality, reading.value) {
             (Quality::Good, Some(v)) if v.is_finite() => self.good_reading(now, di, pi, v),
             (Quality::Good, _) => {} // a good reading without a usable value says nothing
@@ -288,6 +304,16 @@ impl Engine {
         slot
     }
 
+    /// The slot of a known point, by its key hash.
+    #[inline]
+    fn lookup(&self, h: u64, r: &Reading) -> Option<u32> {
+        let list = self.by_key.get(&h)?;
+        list.iter().copied().find(|&pi| {
+            let p = &self.st.points[pi as usize];
+            p.device == r.device && p.point == r.point && p.label.as_deref() == r.label.as_deref()
+        })
+    }
+
     fn point_slot(&mut self, di: u32, r: &Reading) -> u32 {
         if let Some(dix) = self.devices.get(r.device.as_str())
             && let Some(list) = dix.points.get(r.point.as_str())
@@ -319,15 +345,16 @@ impl Engine {
 
     fn add_point(&mut self, p: PointState) -> u32 {
         let pi = self.st.points.len() as u32;
-        self.index_point(pi, &p);
+        let dev = self.index_point(pi, &p);
         self.st.points.push(p);
-        self.cache.push(PointCache::default());
+        self.cache.push(PointCache { dev, ..Default::default() });
         pi
     }
 
-    fn index_point(&mut self, pi: u32, p: &PointState) {
+    /// Adds a point to the lookups; returns its device's slot.
+    fn index_point(&mut self, pi: u32, p: &PointState) -> u32 {
         let di = self.device_slot(&p.device, &p.zone, p.rack.as_ref());
-        let _ = di;
+        self.by_key.entry(key_hash(p.device.as_str(), p.point.as_str(), p.label.as_deref())).or_default().push(pi);
         if let Some(dix) = self.devices.get_mut(p.device.as_str()) {
             dix.points.entry(p.point.clone()).or_default().push((p.label.clone(), pi));
         }
@@ -343,6 +370,7 @@ impl Engine {
             let rs = self.rack_slot(rack);
             self.rack_points[rs as usize].push(pi);
         }
+        di
     }
 
     fn rebuild_indexes(&mut self) {
@@ -351,6 +379,7 @@ impl Engine {
         self.rack_points.clear();
         self.rollup_ix.clear();
         self.cache.clear();
+        self.by_key.clear();
         for (i, d) in self.st.devices.iter().enumerate() {
             self.devices.insert(d.id.clone(), DevIx { state: i as u32, ..Default::default() });
         }
@@ -363,8 +392,8 @@ impl Engine {
         }
         let points = std::mem::take(&mut self.st.points);
         for (i, p) in points.iter().enumerate() {
-            self.index_point(i as u32, p);
-            self.cache.push(PointCache::default());
+            let dev = self.index_point(i as u32, p);
+            self.cache.push(PointCache { dev, ..Default::default() });
         }
         self.st.points = points;
     }
@@ -376,7 +405,7 @@ impl Engine {
             return c.clone();
         }
         let p = &self.st.points[pi as usize];
-        let mut c = PointCache { generation: self.generation, ..Default::default() };
+        let mut c = PointCache { generation: self.generation, dev: c.dev, ..Default::default() };
         let rules = &self.settings.thresholds;
         match p.kind {
             PointKind::Redundancy => {
@@ -725,10 +754,26 @@ impl Engine {
 
     /// Runs every timer due at `now`.
     fn advance(&mut self, now: Timestamp) {
+        self.st.advanced_at = Some(now);
         self.incident_timers(now);
         self.pattern_timers(now);
         self.rollup_timers(now);
     }
+}
+
+/// Hash of a point's identity for the hot-path lookup.
+#[inline]
+fn key_hash(device: &str, point: &str, label: Option<&str>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = state::FxHasher::default();
+    h.write(device.as_bytes());
+    h.write_u8(0xff);
+    h.write(point.as_bytes());
+    h.write_u8(0xff);
+    if let Some(l) = label {
+        h.write(l.as_bytes());
+    }
+    h.finish()
 }
 
 fn comms_key(device: &DeviceId) -> MemberKey {

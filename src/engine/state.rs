@@ -44,6 +44,9 @@ pub struct EngineState {
     /// Incidents opened so far at this site; the last part of every incident id.
     #[serde(default)]
     pub(crate) next_incident: u64,
+    /// When timers last ran.
+    #[serde(default)]
+    pub(crate) advanced_at: Option<Timestamp>,
     /// Events produced but not yet taken with `poll_event`.
     #[serde(default)]
     pub(crate) events: VecDeque<Event>,

@@ -59,63 +59,101 @@ fn settings(zones: usize, racks_per_zone: usize) -> EngineSettings {
     load_str(Path::new("bench.toml"), &c).expect("bench config loads").config.engine
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reading(
-    device: &str,
-    point: &str,
-    label: Option<&str>,
-    metric: &str,
-    unit: &str,
-    zone: &str,
-    rack: &str,
-    v: f64,
-) -> Reading {
-    Reading {
-        at: Timestamp(0),
-        device: DeviceId::new(device),
-        point: PointId::new(point),
-        metric: Metric::new(metric),
-        value: Some(v),
-        unit: Arc::from(unit),
-        zone: ZoneId::new(zone),
-        rack: Some(RackId::new(rack)),
-        label: label.map(Arc::from),
-        quality: Quality::Good,
-        error: None,
+/// The ids and units of one point, allocated once: sources clone these `Arc`s into every
+/// reading (that is why the model's ids are `Arc<str>`), so the bench does the same.
+struct PointIds {
+    device: DeviceId,
+    point: PointId,
+    metric: Metric,
+    unit: Arc<str>,
+    zone: ZoneId,
+    rack: RackId,
+    label: Option<Arc<str>>,
+}
+
+impl PointIds {
+    fn new(device: &str, point: &str, label: Option<&str>, metric: &str, unit: &str, zone: &str, rack: &str) -> Self {
+        Self {
+            device: DeviceId::new(device),
+            point: PointId::new(point),
+            metric: Metric::new(metric),
+            unit: Arc::from(unit),
+            zone: ZoneId::new(zone),
+            rack: RackId::new(rack),
+            label: label.map(Arc::from),
+        }
+    }
+
+    fn reading(&self, v: f64) -> Reading {
+        Reading {
+            at: Timestamp(0),
+            device: self.device.clone(),
+            point: self.point.clone(),
+            metric: self.metric.clone(),
+            value: Some(v),
+            unit: self.unit.clone(),
+            zone: self.zone.clone(),
+            rack: Some(self.rack.clone()),
+            label: self.label.clone(),
+            quality: Quality::Good,
+            error: None,
+        }
     }
 }
 
 /// `ROUNDS` poll rounds of every point of every device.
 fn rounds(zones: usize, racks_per_zone: usize) -> Vec<Vec<Reading>> {
+    let mut ids: Vec<(usize, usize, usize, PointIds)> = Vec::new(); // (zone, rack, kind/index, ids)
+    for z in 0..zones {
+        let zone = format!("z{z:02}");
+        for r in 0..racks_per_zone {
+            let rack = format!("R{z:02}{r:02}");
+            let th = format!("th-{z:02}{r:02}");
+            let pdu = format!("pdu-{z:02}{r:02}");
+            for p in 0..POINTS {
+                ids.push((
+                    z,
+                    r,
+                    p,
+                    PointIds::new(&th, &format!("temp{p:02}"), None, "inlet_temp_c", "°C", &zone, &rack),
+                ));
+            }
+            for o in 0..POINTS - 2 {
+                let label = format!("outlet{o:02}");
+                let pi = PointIds::new(&pdu, "outlet_current", Some(&label), "outlet_current_a", "A", &zone, &rack);
+                ids.push((z, r, 100 + o, pi));
+            }
+            ids.push((z, r, 200, PointIds::new(&pdu, "current", None, "phase_current_a", "A", &zone, &rack)));
+            ids.push((z, r, 300, PointIds::new(&pdu, "power", None, "power_w", "W", &zone, &rack)));
+        }
+    }
     let mut out = Vec::new();
     for round in 0..ROUNDS {
-        let mut rs = Vec::with_capacity(zones * racks_per_zone * 2 * POINTS);
-        for z in 0..zones {
-            let zone = format!("z{z:02}");
-            for r in 0..racks_per_zone {
-                let rack = format!("R{z:02}{r:02}");
-                let th = format!("th-{z:02}{r:02}");
-                let pdu = format!("pdu-{z:02}{r:02}");
-                // Two racks of the site run hot in the second half of the rounds.
-                let hot = (z * racks_per_zone + r) % 100 == 7 && round >= ROUNDS / 2;
-                for p in 0..POINTS {
+        let mut rs = Vec::with_capacity(ids.len());
+        for (z, r, k, pi) in &ids {
+            let v = match *k {
+                p @ 0..100 => {
+                    // Two racks of the site run hot in the second half of the rounds.
+                    let hot = (z * racks_per_zone + r) % 100 == 7 && round >= ROUNDS / 2;
                     let noise = ((round * 31 + p * 17 + r) % 10) as f64 * 0.1;
-                    let v = if hot { 29.0 + noise } else { 22.0 + noise };
-                    let point = format!("temp{p:02}");
-                    rs.push(reading(&th, &point, None, "inlet_temp_c", "°C", &zone, &rack, v));
+                    if hot { 29.0 + noise } else { 22.0 + noise }
                 }
-                for o in 0..POINTS - 2 {
-                    let label = format!("outlet{o:02}");
-                    let v = 0.3 + ((round + o) % 7) as f64 * 0.01;
-                    rs.push(reading(&pdu, "outlet_current", Some(&label), "outlet_current_a", "A", &zone, &rack, v));
-                }
-                rs.push(reading(&pdu, "current", None, "phase_current_a", "A", &zone, &rack, 14.0));
-                rs.push(reading(&pdu, "power", None, "power_w", "W", &zone, &rack, 3200.0 + round as f64));
-            }
+                o @ 100..200 => 0.3 + ((round + o) % 7) as f64 * 0.01,
+                200 => 14.0,
+                _ => 3200.0 + round as f64,
+            };
+            rs.push(pi.reading(v));
         }
         out.push(rs);
     }
     out
+}
+
+/// CPU time this thread has run, from the kernel's scheduler statistics (ns). The machine this
+/// runs on may be shared, so wall-clock throughput understates what one core does.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
 
 fn bench_engine(c: &mut Criterion) {
@@ -139,6 +177,30 @@ fn bench_engine(c: &mut Criterion) {
         })
     });
     group.finish();
+    // The same work timed in CPU time (what one core does, whatever else runs on the machine).
+    let mut e = Engine::new(settings(ZONES, RACKS_PER_ZONE));
+    let (wall, cpu0) = (std::time::Instant::now(), thread_cpu_ns());
+    let n_rounds = 200;
+    for k in 0..n_rounds {
+        let now = Timestamp(T0 + k as i64 * 10_000);
+        e.handle_timeout(now);
+        for r in &site[k % ROUNDS] {
+            e.handle_reading(now, r);
+        }
+        while e.poll_event().is_some() {}
+    }
+    let wall = wall.elapsed().as_secs_f64();
+    let n = (n_rounds * per_round) as f64;
+    if let (Some(a), Some(b)) = (cpu0, thread_cpu_ns()) {
+        let cpu = (b - a) as f64 / 1e9;
+        println!(
+            "engine, 400 devices x 50 points, {n_rounds} rounds: {:.2} M readings per CPU-second ({:.2} M/s wall, CPU share {:.0} %)",
+            n / cpu / 1e6,
+            n / wall / 1e6,
+            cpu / wall * 100.0
+        );
+    }
+
     let c = engine.counters();
     println!(
         "after {i} rounds ({} readings): {} breaches, {} incidents opened, {} incident events",

@@ -17,8 +17,8 @@ mod correlate;
 pub mod events;
 mod patterns;
 mod rollup;
-pub mod state;
-pub mod thresholds;
+mod state;
+mod thresholds;
 
 use std::collections::HashMap;
 use std::sync::Arc;

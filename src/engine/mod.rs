@@ -271,7 +271,7 @@ impl Engine {
         }
         for d in &self.st.devices {
             if d.down {
-                out.push(comms_breach(d, Timestamp(0)));
+                out.push(comms_breach(d, d.down_since.unwrap_or_default()));
             }
         }
         out
@@ -295,6 +295,7 @@ impl Engine {
             bad_polls: 0,
             epoch: 0,
             down: false,
+            down_since: None,
             last_error: None,
             temp: None,
             rh: None,
@@ -445,6 +446,7 @@ impl Engine {
             d.epoch = d.epoch.wrapping_add(1);
             if d.down {
                 d.down = false;
+                d.down_since = None;
                 let key = comms_key(&d.id);
                 self.member_cleared(now, &key, None, "back online");
             }
@@ -484,6 +486,7 @@ impl Engine {
             return;
         }
         d.down = true;
+        d.down_since = Some(now);
         let id = d.id.clone();
         // Inhibition: a device that cannot be read raises nothing but its comms breach.
         let mut quiet: Vec<u32> = Vec::new();

@@ -129,6 +129,9 @@ pub struct DeviceState {
     /// Bumped on every good reading after bad ones, which resets points' `bad_run` lazily.
     pub epoch: u32,
     pub down: bool,
+    /// When it was reported down.
+    #[serde(default)]
+    pub down_since: Option<Timestamp>,
     /// Last error a bad reading gave.
     #[serde(default)]
     pub last_error: Option<String>,

@@ -163,12 +163,15 @@ impl Engine {
         if let Some(worst) = worst
             && worst != inc.severity
         {
-            let metric = inc
-                .members
-                .iter()
-                .find(|m| m.breach.cleared_at.is_none() && m.breach.severity == worst)
-                .map(|m| m.breach.metric.clone());
-            inc.chronicle.push(chronicle::severity_changed(now, inc.severity, worst, metric));
+            let cause = inc.members.iter().find(|m| m.breach.cleared_at.is_none() && m.breach.severity == worst);
+            let metric = cause.map(|m| m.breach.metric.clone());
+            let mut entry = chronicle::severity_changed(now, inc.severity, worst, metric);
+            if let Some(m) = cause {
+                entry.detail.push_str(&format!(": {}", describe(&m.breach)));
+                entry.device = Some(m.breach.device.clone());
+                entry.value = m.breach.value;
+            }
+            inc.chronicle.push(entry);
             inc.severity = worst;
             self.emit_incident(now, ii, IncidentEventKind::Updated);
             if worst == Severity::Critical && !self.st.incidents[ii].major {
@@ -210,11 +213,8 @@ impl Engine {
         }
         let inc = &mut self.st.incidents[ii];
         let lasted = now.since(inc.opened_at);
-        let detail = format!(
-            "all members clear for {}; open {}",
-            humane(self.settings.clear_hold),
-            humane(std::time::Duration::from_secs(lasted.as_secs()))
-        );
+        let detail =
+            format!("all members clear for {}; open {}", humane(self.settings.clear_hold), chronicle::span(lasted));
         inc.chronicle.push(chronicle::plain(now, "resolved", detail));
         let mut ev = self.incident_event(ii, IncidentEventKind::Resolved, true);
         ev.resolved_at = Some(now);

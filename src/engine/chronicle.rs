@@ -124,7 +124,7 @@ pub fn describe(b: &Breach) -> String {
     };
     let bound = b.threshold.map(num).unwrap_or_else(|| "?".into());
     let what = match b.rule.as_str() {
-        "rise" => format!("{} rose to {value}{unit} (more than allowed since {bound}{unit})", b.metric),
+        "rise" => format!("{} rose from {bound} to {value}{unit}, faster than its rise rule allows", b.metric),
         "redundancy" => format!("A+B feeds together draw {value}{unit} > {bound}{unit} one feed can carry"),
         "breaker" => format!("{} {value}{unit} > {bound}{unit} of the breaker rating", b.metric),
         _ => format!("{} {value}{unit} {op} {bound}", b.metric),

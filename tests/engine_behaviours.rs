@@ -58,6 +58,10 @@ fn forty_sensors_crossing_at_once_give_one_incident() {
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].breaches.len(), 40, "all forty sensors are members");
     assert_eq!(resolved[0].racks.len(), 4);
+    // The publisher must allow payloads this large (rumqttc's default limit is 10 KiB).
+    let size = serde_json::to_vec(resolved[0]).unwrap().len();
+    eprintln!("resolved payload with 40 members and its chronicle: {size} bytes");
+    assert!(size < 64 * 1024, "{size} bytes");
     let events = d.incidents().len();
     assert!(events <= 6, "opened, a few coalesced updates, resolved: got {events}");
     let c = d.engine.counters();

@@ -1,0 +1,456 @@
+//! One deterministic virtual-clock test per engine behaviour that matters to a NOC.
+
+mod engine_support;
+
+use engine_support::*;
+use hallmonitor::engine::{Engine, EngineState, Event, IncidentEventKind, PatternTrigger};
+use hallmonitor::model::{Category, Severity, Timestamp};
+
+fn zone_config(sensors: usize) -> String {
+    let mut c = String::from(
+        r#"
+[site]
+id = "fra1"
+
+[correlation]
+clear_hold = "5m"
+update_min_interval = "60s"
+
+[patterns]
+major_after = "2h"
+
+[[zones]]
+id = "hall1-b"
+racks = ["B01", "B02", "B03", "B04"]
+
+[[zones]]
+id = "hall1-c"
+racks = ["C01"]
+"#,
+    );
+    for i in 0..sensors {
+        let rack = format!("B0{}", i % 4 + 1);
+        c.push_str(&device(&format!("th-{i:02}"), "test-probe", "hall1-b", Some(&rack), ""));
+    }
+    c.push_str(&device("th-c1", "test-probe", "hall1-c", Some("C01"), ""));
+    c
+}
+
+fn sensors_at(t: i64, n: usize, value: impl Fn(usize) -> f64) -> Vec<hallmonitor::model::Reading> {
+    (0..n).map(|i| temp(t, &format!("th-{i:02}"), "hall1-b", Some(&format!("B0{}", i % 4 + 1)), value(i))).collect()
+}
+
+#[test]
+fn forty_sensors_crossing_at_once_give_one_incident() {
+    let mut d = Driver::new(settings(&zone_config(40)));
+    let mut t = T0;
+    for step in 0..180 {
+        // 10 s polls; from minute 5 to minute 20 the whole zone is hot.
+        let hot = (30..120).contains(&step);
+        d.feed(t, &sensors_at(t, 40, |i| if hot { 28.0 + i as f64 * 0.05 } else { 23.0 }));
+        d.feed(t, &[temp(t, "th-c1", "hall1-c", Some("C01"), 23.0)]);
+        t += 10_000;
+    }
+    d.advance_to(t + 10 * MIN);
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1, "one incident, not a storm");
+    let resolved = d.resolved();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].breaches.len(), 40, "all forty sensors are members");
+    assert_eq!(resolved[0].racks.len(), 4);
+    // The publisher must allow payloads this large (rumqttc's default limit is 10 KiB).
+    let size = serde_json::to_vec(resolved[0]).unwrap().len();
+    eprintln!("resolved payload with 40 members and its chronicle: {size} bytes");
+    assert!(size < 64 * 1024, "{size} bytes");
+    let events = d.incidents().len();
+    assert!(events <= 6, "opened, a few coalesced updates, resolved: got {events}");
+    let c = d.engine.counters();
+    assert_eq!((c.raw_crossings, c.breaches, c.incidents_opened), (40, 40, 1));
+}
+
+#[test]
+fn a_sensor_flapping_around_its_threshold_for_an_hour_gives_at_most_one_incident() {
+    let mut d = Driver::new(settings(&zone_config(1)));
+    let mut t = T0;
+    for step in 0..(6 * 60 + 60) {
+        // An hour of flapping in irregular runs around 27 °C, then an hour of calm.
+        let v = if step < 360 {
+            let run = [3, 1, 8, 2, 12, 1, 4, 9, 2, 7][(step / 7) % 10];
+            if (step / run) % 2 == 0 { 27.3 } else { 26.3 }
+        } else {
+            24.0
+        };
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), v)]);
+        t += 10_000;
+    }
+    d.advance_to(t + 10 * MIN);
+    assert!(d.opened().len() <= 1, "{} incidents", d.opened().len());
+    assert_eq!(d.opened().len(), d.resolved().len(), "and it resolves once calm");
+    // Some flaps held past `for`: one incident whose member left and returned inside clear_hold.
+    let resolved = d.resolved();
+    let chron = resolved[0].chronicle.as_ref().unwrap();
+    assert!(chron.iter().any(|e| e.what == "breach_returned"), "{chron:#?}");
+    assert!(d.engine.counters().raw_crossings > 10, "there was flapping to absorb");
+}
+
+#[test]
+fn a_device_going_dark_gives_one_comms_incident_and_no_thermal_one() {
+    let mut cfg = zone_config(2);
+    cfg.push_str("[polling]\ndown_after = 3\n");
+    let mut d = Driver::new(settings(&cfg));
+    let mut t = T0;
+    for step in 0..360 {
+        let mut rs = Vec::new();
+        if step < 20 {
+            rs.push(temp(t, "th-00", "hall1-b", Some("B01"), 23.0));
+        } else if step < 24 {
+            // It reads hot just before it dies: a crossing not yet held for 60 s.
+            rs.push(temp(t, "th-00", "hall1-b", Some("B01"), 29.0));
+            rs.push(good(t, "th-00", "rh", "humidity_pct", "%", 45.0, "hall1-b", Some("B01")));
+        } else {
+            rs.push(bad(t, "th-00", "temp", "inlet_temp_c", "hall1-b"));
+            rs.push(bad(t, "th-00", "rh", "humidity_pct", "hall1-b"));
+        }
+        rs.push(temp(t, "th-01", "hall1-b", Some("B02"), 23.0));
+        d.feed(t, &rs);
+        t += 15_000;
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1, "{opened:#?}");
+    assert_eq!(opened[0].category, Category::Comms);
+    assert_eq!(opened[0].breaches.len(), 1, "one comms breach for the device, not one per point");
+    assert_eq!(opened[0].breaches[0].device.as_str(), "th-00");
+    assert_eq!(opened[0].breaches[0].rule, "comms");
+    // Three failed polls (not three bad readings) make it down: polls 24, 25, 26.
+    assert_eq!(opened[0].opened_at, Timestamp(T0 + 26 * 15_000));
+    assert!(d.incidents().iter().all(|i| i.category == Category::Comms));
+
+    // It comes back: the comms incident resolves after clear_hold.
+    for _ in 0..40 {
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 23.0), temp(t, "th-01", "hall1-b", Some("B02"), 23.0)]);
+        t += 15_000;
+    }
+    let resolved = d.resolved();
+    assert_eq!(resolved.len(), 1);
+    let chron = resolved[0].chronicle.as_ref().unwrap();
+    assert!(chron.iter().any(|e| e.what == "breach_cleared" && e.detail.contains("back online")), "{chron:#?}");
+}
+
+#[test]
+fn a_device_down_with_a_held_breach_drops_it_into_the_comms_incident_only() {
+    let mut d = Driver::new(settings(&zone_config(1)));
+    let mut t = T0;
+    for step in 0..60 {
+        let r = if step < 20 {
+            temp(t, "th-00", "hall1-b", Some("B01"), 29.0)
+        } else {
+            bad(t, "th-00", "temp", "inlet_temp_c", "hall1-b")
+        };
+        d.feed(t, &[r]);
+        t += 10_000;
+    }
+    let opened = d.opened();
+    assert_eq!(opened.iter().map(|i| i.category).collect::<Vec<_>>(), [Category::Thermal, Category::Comms]);
+    // The thermal breach was suppressed when the device went down, so its incident resolves.
+    d.advance_to(t + 10 * MIN);
+    let resolved: Vec<Category> = d.resolved().iter().map(|i| i.category).collect();
+    assert_eq!(resolved, [Category::Thermal]);
+    assert!(d.engine.active_breaches().iter().all(|b| b.rule == "comms"));
+}
+
+/// A scripted hour: a warm-up, a breach that escalates, a cool-down, with a second sensor joining.
+fn script(step: i64) -> Vec<hallmonitor::model::Reading> {
+    let t = T0 + step * 10_000;
+    let a = match step {
+        0..=29 => 24.0,
+        30..=89 => 28.0,
+        90..=149 => 33.0,
+        150..=199 => 28.5,
+        _ => 23.0,
+    };
+    let b = if (60..=180).contains(&step) { 27.8 } else { 23.5 };
+    vec![
+        temp(t, "th-00", "hall1-b", Some("B01"), a),
+        temp(t, "th-01", "hall1-b", Some("B02"), b),
+        good(t, "th-00", "rh", "humidity_pct", "%", 40.0, "hall1-b", Some("B01")),
+    ]
+}
+
+#[test]
+fn export_and_import_mid_incident_continues_exactly() {
+    let cfg = settings(&zone_config(2));
+    let mut straight = Driver::new(cfg.clone());
+    for step in 0..400 {
+        straight.feed(T0 + step * 10_000, &script(step));
+    }
+    straight.advance_to(T0 + 400 * 10_000 + 20 * MIN);
+
+    let mut first = Driver::new(cfg.clone());
+    for step in 0..120 {
+        first.feed(T0 + step * 10_000, &script(step));
+    }
+    assert_eq!(first.engine.open_incidents().len(), 1, "cut mid-incident");
+    let json = serde_json::to_string(&first.engine.export_state()).unwrap();
+    let state: EngineState = serde_json::from_str(&json).unwrap();
+    let mut second = Driver { engine: Engine::new(cfg), events: first.events.clone(), now: first.now };
+    second.engine.import_state(state);
+    assert_eq!(second.engine.open_incidents(), first.engine.open_incidents());
+    for step in 120..400 {
+        second.feed(T0 + step * 10_000, &script(step));
+    }
+    second.advance_to(T0 + 400 * 10_000 + 20 * MIN);
+
+    assert_eq!(second.events, straight.events, "same events as an uninterrupted run");
+    assert_eq!(second.engine.counters(), straight.engine.counters());
+    assert_eq!(straight.resolved().len(), 1);
+}
+
+#[test]
+fn open_incidents_show_the_chronicle_so_far_and_updates_are_rate_limited() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    for step in 0..140 {
+        d.feed(T0 + step * 10_000, &script(step));
+    }
+    let open = d.engine.open_incidents();
+    assert_eq!(open.len(), 1);
+    let chron = open[0].chronicle.as_ref().expect("queryable while open");
+    let whats: Vec<&str> = chron.iter().map(|e| e.what.as_str()).collect();
+    assert_eq!(&whats[..3], ["opened", "breach_joined", "rack_added"], "{chron:#?}");
+    assert!(whats.contains(&"severity_changed"));
+    assert_eq!(open[0].severity, Severity::Critical);
+    // Severity change went out immediately, at the poll where 33 °C was confirmed.
+    let updates: Vec<(Timestamp, Severity)> = d
+        .events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            Event::Incident(i) if i.event == IncidentEventKind::Updated => Some((*t, i.severity)),
+            _ => None,
+        })
+        .collect();
+    let crit = updates.iter().find(|u| u.1 == Severity::Critical).expect("critical update");
+    assert_eq!(crit.0, Timestamp(T0 + 90 * 10_000), "critical is reported at once");
+    for w in updates.windows(2) {
+        assert!(w[1].0.0 - w[0].0.0 >= 60_000 || w[1].1 != w[0].1, "non-severity updates at most once a minute");
+    }
+    // Turning critical is a major incident on its own.
+    assert!(d.patterns().iter().any(|(_, p)| p.trigger == PatternTrigger::MajorIncident));
+}
+
+#[test]
+fn cooling_unit_in_alarm_is_the_probable_cause_of_the_thermal_incident() {
+    let mut cfg = zone_config(2);
+    cfg.push_str(&device("crah-b1", "test-crah", "hall1-b", None, ""));
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..60 {
+        let t = T0 + step * 10_000;
+        let alarm = if step >= 10 { 1.0 } else { 0.0 };
+        let v = if step >= 15 { 29.0 } else { 23.0 };
+        d.feed(
+            t,
+            &[
+                good(t, "crah-b1", "alarm", "alarm", "", alarm, "hall1-b", None),
+                good(t, "crah-b1", "supply", "supply_air_temp_c", "°C", 18.0 + alarm * 6.0, "hall1-b", None),
+                temp(t, "th-00", "hall1-b", Some("B01"), v),
+                temp(t, "th-01", "hall1-b", Some("B02"), v),
+            ],
+        );
+    }
+    let opened = d.opened();
+    let cats: Vec<Category> = opened.iter().map(|i| i.category).collect();
+    assert_eq!(cats, [Category::Cooling, Category::Thermal], "its own cooling incident, one thermal incident");
+    let thermal = opened[1];
+    assert_eq!(thermal.breaches.len(), 1, "the second sensor joins later");
+    let cause = thermal.context.probable_cause.as_deref().expect("probable cause");
+    assert!(cause.starts_with("cooling unit crah-b1 in alarm since"), "{cause}");
+}
+
+#[test]
+fn a_plus_b_feeds_together_must_stay_under_one_breaker() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+"#
+    .to_owned()
+        + &device("pdu-b07-a", "test-pdu", "hall1-b", Some("B07"), "feed = \"a\"\nbreaker_a = 32.0")
+        + &device("pdu-b07-b", "test-pdu", "hall1-b", Some("B07"), "feed = \"b\"\nbreaker_a = 32.0");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..40 {
+        let t = T0 + step * 10_000;
+        // Each feed at 14 A (44 % of 32 A): fine alone, but 28 A together > 25.6 A (80 %).
+        let (a, b) = if step >= 10 { (14.0, 14.0) } else { (10.0, 10.0) };
+        d.feed(
+            t,
+            &[
+                good(t, "pdu-b07-a", "current", "phase_current_a", "A", a, "hall1-b", Some("B07")),
+                good(t, "pdu-b07-b", "current", "phase_current_a", "A", b, "hall1-b", Some("B07")),
+            ],
+        );
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].category, Category::Power);
+    let b = &opened[0].breaches[0];
+    assert_eq!(b.rule, "redundancy");
+    assert_eq!(b.value, Some(28.0));
+    assert_eq!(b.threshold, Some(25.6));
+    assert_eq!(b.severity, Severity::Warning);
+}
+
+#[test]
+fn branch_current_at_80_and_90_percent_of_the_breaker() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+"#
+    .to_owned()
+        + &device("pdu-b07-a", "test-pdu", "hall1-b", Some("B07"), "breaker_a = 16.0");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..40 {
+        let t = T0 + step * 10_000;
+        let a = match step {
+            0..=9 => 10.0,
+            10..=24 => 13.5, // > 12.8 A (80 %)
+            _ => 14.8,       // > 14.4 A (90 %)
+        };
+        d.feed(t, &[good(t, "pdu-b07-a", "current", "phase_current_a", "A", a, "hall1-b", Some("B07"))]);
+    }
+    let sevs: Vec<Severity> = d.incidents().iter().map(|i| i.severity).collect();
+    assert_eq!(sevs.first(), Some(&Severity::Warning));
+    assert_eq!(sevs.last(), Some(&Severity::Critical));
+    assert_eq!(d.opened()[0].breaches[0].rule, "breaker");
+}
+
+#[test]
+fn dew_point_is_derived_from_temperature_and_humidity() {
+    let mut d = Driver::new(settings(&zone_config(1)));
+    for step in 0..30 {
+        let t = T0 + step * 10_000;
+        // 26 °C at 70 %RH: dew point ~20 °C, above the 17 °C critical bound, while the
+        // temperature and the humidity (< 70 % warning) are each within their own limits.
+        d.feed(
+            t,
+            &[
+                temp(t, "th-00", "hall1-b", Some("B01"), 26.0),
+                good(t, "th-00", "rh", "humidity_pct", "%", 69.0, "hall1-b", Some("B01")),
+            ],
+        );
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].category, Category::Thermal);
+    let b = &opened[0].breaches[0];
+    assert_eq!(b.metric.as_str(), "dew_point_c");
+    assert!((b.value.unwrap() - 19.9).abs() < 0.3, "{b:?}");
+    assert_eq!(b.severity, Severity::Critical);
+}
+
+#[test]
+fn rate_of_change_rule_fires_on_a_fast_rise_inside_the_bounds() {
+    let mut cfg = zone_config(1);
+    cfg.push_str("[thresholds.inlet_temp_c]\nrise = 3.0\nrise_within = \"5m\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..30 {
+        let t = T0 + step * 30_000;
+        let v = if step < 10 { 20.0 } else { (20.0 + (step - 10) as f64 * 0.8).min(26.0) };
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), v)]);
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].breaches[0].rule, "rise");
+    assert_eq!(opened[0].severity, Severity::Warning);
+}
+
+#[test]
+fn rollups_summarise_each_zone_per_interval() {
+    let mut cfg = zone_config(2);
+    cfg.push_str("[rollups]\ninterval = \"5m\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..60 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 22.0), temp(t, "th-01", "hall1-b", Some("B02"), 24.0)]);
+    }
+    d.advance_to(T0 + 11 * MIN);
+    let rollups: Vec<_> =
+        d.events.iter().filter_map(|(_, e)| if let Event::Rollup(r) = e { Some(r) } else { None }).collect();
+    assert_eq!(rollups.len(), 2, "two 5-minute intervals");
+    let m = &rollups[0].metrics[0];
+    assert_eq!((m.metric.as_str(), m.min, m.avg, m.max, m.count), ("inlet_temp_c", 22.0, 23.0, 24.0, 60));
+    assert_eq!(rollups[0].to.0 - rollups[0].from.0, 5 * MIN);
+}
+
+#[test]
+fn reconfigure_keeps_open_incidents_and_applies_new_thresholds() {
+    let mut d = Driver::new(settings(&zone_config(1)));
+    for step in 0..20 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 28.0)]);
+    }
+    assert_eq!(d.engine.open_incidents().len(), 1);
+    let mut cfg = zone_config(1);
+    cfg.push_str("[thresholds.inlet_temp_c]\nwarn_high = 30.0\n");
+    d.engine.reconfigure(settings(&cfg));
+    assert_eq!(d.engine.open_incidents().len(), 1, "kept across reload");
+    for step in 20..80 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 28.0)]);
+    }
+    assert_eq!(d.resolved().len(), 1, "28 °C is fine under the new 30 °C bound");
+}
+
+#[test]
+fn recurrence_counts_adjacent_zones_and_clears_when_the_window_empties() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[correlation]
+clear_hold = "5m"
+[patterns]
+recurrence = 2
+window = "1h"
+major_after = "2h"
+[[zones]]
+id = "hall1-b"
+racks = ["B01"]
+adjacent = ["hall1-c"]
+[[zones]]
+id = "hall1-c"
+racks = ["C01"]
+"#
+    .to_owned()
+        + &device("th-00", "test-probe", "hall1-b", Some("B01"), "")
+        + &device("th-c1", "test-probe", "hall1-c", Some("C01"), "");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..(6 * 90) {
+        let t = T0 + step * 10_000;
+        let c_hot = (0..12).contains(&step);
+        let b_hot = (120..132).contains(&step);
+        d.feed(
+            t,
+            &[
+                temp(t, "th-c1", "hall1-c", Some("C01"), if c_hot { 29.0 } else { 23.0 }),
+                temp(t, "th-00", "hall1-b", Some("B01"), if b_hot { 29.0 } else { 23.0 }),
+            ],
+        );
+    }
+    let opened = d.opened();
+    assert_eq!(opened.iter().map(|i| i.zone.as_str()).collect::<Vec<_>>(), ["hall1-c", "hall1-b"]);
+    let patterns = d.patterns();
+    assert_eq!(patterns.len(), 2, "{patterns:#?}");
+    let (at, active) = patterns[0];
+    assert_eq!(active.state, hallmonitor::engine::PatternState::Active);
+    assert_eq!(at, opened[1].opened_at);
+    assert_eq!(active.zone.as_str(), "hall1-b", "hall1-c had no own second occurrence and lists no neighbour");
+    assert_eq!(active.zones.iter().map(|z| z.as_str()).collect::<Vec<_>>(), ["hall1-c", "hall1-b"]);
+    assert_eq!(active.occurrences, 2);
+    let (at, cleared) = patterns[1];
+    assert_eq!(cleared.state, hallmonitor::engine::PatternState::Cleared);
+    assert_eq!(cleared.pattern_id, active.pattern_id);
+    assert_eq!(at.0, opened[0].opened_at.0 + HOUR, "cleared when the first occurrence leaves the window");
+    assert!(d.engine.active_patterns().is_empty());
+}

@@ -11,3 +11,4 @@ pub mod profiles;
 pub mod publish;
 pub mod sim;
 pub mod sources;
+pub mod store;

@@ -17,6 +17,8 @@ pub enum DropReason {
     Full,
     /// The message alone was larger than the largest publishable packet.
     Oversize,
+    /// The broker could never accept it (e.g. a topic with MQTT wildcards).
+    Invalid,
 }
 
 /// A run of dropped messages of one class, in drop order: `count` messages with `seq` in

@@ -220,3 +220,126 @@ impl Schemas {
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// One message as the NOC receives it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Value,
+    pub retain: bool,
+}
+
+/// A NOC-side subscriber (rumqttc) forwarding every publish to a channel. With
+/// `persistent`, it uses a persistent session (clean_session=false, QoS 1), so messages
+/// published while it is disconnected are kept for it by the broker.
+pub struct Subscriber {
+    pub rx: tokio::sync::mpsc::UnboundedReceiver<Received>,
+    pub client: rumqttc::AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// Connects, subscribes to `filter` with QoS 1 and waits for the SUBACK.
+    pub async fn start(port: u16, client_id: &str, filter: &str, persistent: bool) -> Subscriber {
+        let mut o = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+        o.set_clean_session(!persistent);
+        o.set_keep_alive(std::time::Duration::from_secs(5));
+        o.set_max_packet_size(4 << 20, 4 << 20);
+        o.set_inflight(100);
+        let (client, mut ev) = rumqttc::AsyncClient::new(o, 1000);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready = Some(ready_tx);
+        let c2 = client.clone();
+        let filter2 = filter.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                match ev.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
+                        // Re-subscribing is harmless with a persistent session and needed
+                        // without one.
+                        let _ = c2.subscribe(filter2.clone(), rumqttc::QoS::AtLeastOnce).await;
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => {
+                        if let Some(r) = ready.take() {
+                            let _ = r.send(());
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p))) => {
+                        let payload: Value = serde_json::from_slice(&p.payload)
+                            .unwrap_or_else(|e| panic!("non-JSON payload on {}: {e}", p.topic));
+                        let _ = tx.send(Received { topic: p.topic.clone(), payload, retain: p.retain });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(20), ready_rx)
+            .await
+            .expect("subscriber got no SUBACK within 20 s")
+            .unwrap();
+        Subscriber { rx, client, task }
+    }
+
+    /// Receives until `done` says so, or panics after `limit` naming what it has.
+    pub async fn collect_until(
+        &mut self,
+        limit: std::time::Duration,
+        mut done: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let mut got = Vec::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while !done(&got) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(r)) => got.push(r),
+                Ok(None) => panic!("subscriber channel closed"),
+                Err(_) => panic!("gave up after {limit:?} with {} messages received", got.len()),
+            }
+        }
+        got
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Checks the NOC-side guarantees over what a subscriber received on the outbox topics:
+/// every seq in `1..=last`, first occurrences in order, duplicates only with an identical
+/// msg_id and payload, and every payload valid against its schema. Returns the number of
+/// duplicates.
+pub fn check_stream(schemas: &Schemas, got: &[Received], last: u64) -> usize {
+    let mut first: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut order = Vec::new();
+    let mut dups = 0;
+    for r in got {
+        schemas.check(&r.payload);
+        let Some(seq) = r.payload["seq"].as_u64() else { continue };
+        match first.get(&seq) {
+            Some(prev) => {
+                assert_eq!(prev["msg_id"], r.payload["msg_id"], "seq {seq} received twice with different msg_id");
+                assert_eq!(prev, &r.payload, "duplicate of seq {seq} differs");
+                dups += 1;
+            }
+            None => {
+                first.insert(seq, r.payload.clone());
+                order.push(seq);
+            }
+        }
+    }
+    let missing: Vec<u64> = (1..=last).filter(|s| !first.contains_key(s)).collect();
+    assert!(missing.is_empty(), "{} seqs never arrived, first: {:?}", missing.len(), &missing[..missing.len().min(20)]);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "first occurrences out of order: {:?}", first_disorder(&order));
+    dups
+}
+
+fn first_disorder(order: &[u64]) -> Option<(u64, u64)> {
+    order.windows(2).find(|w| w[0] >= w[1]).map(|w| (w[0], w[1]))
+}
+
+/// Whether every seq in `1..=last` has arrived.
+pub fn has_all(got: &[Received], last: u64) -> bool {
+    let seen: std::collections::BTreeSet<u64> = got.iter().filter_map(|r| r.payload["seq"].as_u64()).collect();
+    (1..=last).all(|s| seen.contains(&s))
+}

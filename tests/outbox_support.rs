@@ -282,22 +282,28 @@ impl Subscriber {
         Subscriber { rx, client, task }
     }
 
-    /// Receives until `done` says so, or panics after `limit` naming what it has.
+    /// Receives until `done` (called with each new message) says so, or panics after
+    /// `limit` naming how many arrived.
     pub async fn collect_until(
         &mut self,
         limit: std::time::Duration,
-        mut done: impl FnMut(&[Received]) -> bool,
+        mut done: impl FnMut(&Received) -> bool,
     ) -> Vec<Received> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
-        while !done(&got) {
+        loop {
             match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Some(r)) => got.push(r),
+                Ok(Some(r)) => {
+                    let finished = done(&r);
+                    got.push(r);
+                    if finished {
+                        return got;
+                    }
+                }
                 Ok(None) => panic!("subscriber channel closed"),
                 Err(_) => panic!("gave up after {limit:?} with {} messages received", got.len()),
             }
         }
-        got
     }
 
     pub fn stop(self) {
@@ -338,8 +344,32 @@ fn first_disorder(order: &[u64]) -> Option<(u64, u64)> {
     order.windows(2).find(|w| w[0] >= w[1]).map(|w| (w[0], w[1]))
 }
 
-/// Whether every seq in `1..=last` has arrived.
-pub fn has_all(got: &[Received], last: u64) -> bool {
-    let seen: std::collections::BTreeSet<u64> = got.iter().filter_map(|r| r.payload["seq"].as_u64()).collect();
-    (1..=last).all(|s| seen.contains(&s))
+/// Tracks which of the wanted outbox seqs have arrived (status messages are ignored).
+pub struct SeqSet {
+    want: std::collections::BTreeSet<u64>,
+    seen: std::collections::BTreeSet<u64>,
+}
+
+impl SeqSet {
+    /// Waits for every seq in `1..=last`.
+    pub fn new(last: u64) -> SeqSet {
+        Self::of(1..=last)
+    }
+    /// Waits for exactly these seqs.
+    pub fn of(seqs: impl IntoIterator<Item = u64>) -> SeqSet {
+        SeqSet { want: seqs.into_iter().collect(), seen: Default::default() }
+    }
+    /// Records `r`; true once every wanted seq has arrived.
+    pub fn add(&mut self, r: &Received) -> bool {
+        if let Some(seq) = r.payload["seq"].as_u64()
+            && self.want.contains(&seq)
+            && !r.topic.ends_with("/status")
+        {
+            self.seen.insert(seq);
+        }
+        self.complete()
+    }
+    pub fn complete(&self) -> bool {
+        self.seen.len() == self.want.len()
+    }
 }

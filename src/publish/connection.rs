@@ -27,7 +27,9 @@ pub enum PublishError {
     Tls { broker: String, detail: String, hint: String },
     #[error("MQTT broker {broker}: bad username or password (user {user:?})")]
     BadCredentials { broker: String, user: Option<String> },
-    #[error("MQTT broker {broker}: not authorized (client id {client_id:?}, user {user:?})")]
+    #[error(
+        "MQTT broker {broker}: not authorized (check the username/password of user {user:?} and the broker's ACL for client id {client_id:?})"
+    )]
     NotAuthorized { broker: String, client_id: String, user: Option<String> },
     #[error("MQTT broker {broker}: refused the connection ({code})")]
     Refused { broker: String, code: String },

@@ -11,7 +11,8 @@
 //!   written), the bound below, and `discard` of a message that can never be published.
 //! - **Bounded**: at `max_bytes` the outbox drops the lowest `MessageClass::drop_rank` first,
 //!   oldest first (health, rollups, incident updates); incident `opened`/`resolved` events and
-//!   pattern signals go only when nothing else is left. Every drop is logged, counted and kept
+//!   pattern signals go only when nothing else is left. The health message being committed
+//!   (it carries the drop report) is kept over older incident updates. Every drop is logged, counted and kept
 //!   (persisted) for the next health message (`take_drop_report`).
 //! - `seq` is per store, strictly increasing, never reused; `msg_id` is `"<epoch>-<seq>"` with a
 //!   random epoch chosen when the store is created, so a reset store cannot collide with ids
@@ -169,6 +170,16 @@ impl Index {
         if let Some(m) = self.droppable.get_mut(class.drop_rank() as usize) {
             m.insert(seq, size);
         }
+    }
+}
+
+/// The rank at which a message of `class` arriving in the current commit may be shed.
+/// Existing entries shed at `class.drop_rank()`; a *new* health message only after the
+/// incident updates, because it is the one that tells the NOC what was dropped.
+pub fn shed_rank_of_new(class: MessageClass) -> u8 {
+    match class {
+        MessageClass::Health => MessageClass::IncidentUpdate.drop_rank(),
+        c => c.drop_rank(),
     }
 }
 
@@ -361,7 +372,9 @@ impl Store {
         let last_seq = first_seq + msgs.len() as u64 - 1;
 
         // Shed until the batch fits: lowest rank first, oldest first, existing entries before
-        // the new ones of the same rank (they are older).
+        // the new ones of the same rank (they are older). A new health message carries the
+        // drop report the NOC needs, so it outlives older incident updates (see
+        // `shed_rank_of_new`); the older health messages it supersedes go first.
         let incoming: u64 = new.iter().filter(|n| !n.dropped).map(|n| n.size).sum();
         let mut total = idx.bytes + incoming;
         let mut victims: Vec<(u64, MessageClass, u64)> = Vec::new(); // existing: seq, class, size
@@ -399,13 +412,21 @@ impl Store {
                         total -= size;
                     }
                 }
-                for n in new.iter_mut().filter(|n| !n.dropped && n.class.drop_rank() == rank) {
-                    if total <= self.inner.max_bytes {
-                        break 'ranks;
+                // New messages of this rank, oldest first; a new health message after the new
+                // updates of its shed rank.
+                for health_pass in [false, true] {
+                    for n in new.iter_mut().filter(|n| {
+                        !n.dropped
+                            && shed_rank_of_new(n.class) == rank
+                            && (n.class == MessageClass::Health) == health_pass
+                    }) {
+                        if total <= self.inner.max_bytes {
+                            break 'ranks;
+                        }
+                        n.dropped = true;
+                        drops_now.push((n.seq, n.class, DropReason::Full));
+                        total -= n.size;
                     }
-                    n.dropped = true;
-                    drops_now.push((n.seq, n.class, DropReason::Full));
-                    total -= n.size;
                 }
             }
         }

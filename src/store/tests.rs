@@ -169,7 +169,7 @@ fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
     assert_eq!(report.by_class[&MessageClass::Rollup], 2);
     assert_eq!(report.ranges.iter().map(|r| (r.first_seq, r.last_seq)).collect::<Vec<_>>(), vec![(3, 4), (5, 6)]);
     assert!(store.take_drop_report().unwrap().is_empty(), "taking resets the report");
-    // A new health message while only important things remain is itself the first to go.
+    // A new health message carries the report: older incident updates go before it.
     rt.block_on(store.commit(
         &[msg(MessageClass::Health, 1000), msg(MessageClass::IncidentLifecycle, 1000)],
         None,
@@ -177,10 +177,10 @@ fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
     ))
     .unwrap();
     let report = store.take_drop_report().unwrap();
-    assert_eq!(report.by_class.get(&MessageClass::Health), Some(&1));
-    assert_eq!(report.by_class.get(&MessageClass::IncidentUpdate), Some(&1), "then the oldest update");
+    assert_eq!(report.by_class.get(&MessageClass::Health), None);
+    assert_eq!(report.by_class.get(&MessageClass::IncidentUpdate), Some(&2), "the oldest updates");
     let left: Vec<_> = store.peek_from(None, 100).unwrap().iter().map(|m| m.seq).collect();
-    assert_eq!(left, vec![1, 2, 8, 9, 10, 11, 12, 14]);
+    assert_eq!(left, vec![1, 2, 9, 10, 11, 12, 13, 14]);
 }
 
 #[test]
@@ -259,10 +259,15 @@ impl Model {
         self.q.iter().map(|e| e.2).sum()
     }
     fn commit(&mut self, new: Vec<(u64, MessageClass, u64)>, max: u64) {
+        let first_new = new.first().map(|n| n.0).unwrap_or(u64::MAX);
         self.q.extend(new);
+        // Ranks doubled so a new health message can sit between updates (4) and lifecycle (6).
+        let rank = |e: &(u64, MessageClass, u64)| {
+            if e.0 >= first_new && e.1 == MessageClass::Health { 5 } else { e.1.drop_rank() * 2 }
+        };
         while self.bytes() > max {
-            let rank = self.q.iter().map(|e| e.1.drop_rank()).min().unwrap();
-            let pos = self.q.iter().position(|e| e.1.drop_rank() == rank).unwrap();
+            let lowest = self.q.iter().map(rank).min().unwrap();
+            let pos = self.q.iter().position(|e| rank(e) == lowest).unwrap();
             let (_, class, _) = self.q.remove(pos).unwrap();
             *self.dropped.entry(class).or_default() += 1;
         }

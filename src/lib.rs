@@ -2,6 +2,7 @@
 //!
 //! The crate is laid out by pipeline stage; see ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod engine;
@@ -12,3 +13,4 @@ pub mod publish;
 pub mod sim;
 pub mod sources;
 pub mod status;
+pub mod store;

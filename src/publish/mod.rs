@@ -1,3 +1,28 @@
 //! Publishing to the NOC over MQTT. Only this module speaks MQTT.
+//!
+//! Invariants:
+//! - **Nothing leaves the outbox before PUBACK**: an outbox entry is deleted only when the
+//!   broker acknowledged that exact message (QoS 1), or once it was written (QoS 0 health).
+//! - Messages go out in outbox (`seq`) order through one connection with a bounded in-flight
+//!   window; after any reconnect, and at start, publishing resumes from the oldest
+//!   un-acknowledged entry, so the NOC sees every `seq`, in order, duplicates only with an
+//!   identical `msg_id`.
+//! - Only durable entries are published (see `store`), so a `seq` the NOC has seen is never
+//!   reassigned after a crash.
+//! - Reconnects back off exponentially with jitter up to `reconnect_max`; a connection error
+//!   is one log line naming the broker and the cause, never a tight loop or a panic.
+//! - The retained `P/S/status` says `online` after each connect; the broker publishes the
+//!   `offline` will on an abrupt drop, and a clean shutdown publishes `offline` itself.
+//!
+//! `message` maps engine events to topics and payloads; `connection` builds the rumqttc
+//! options (TLS via rustls + ring) and classifies errors; `publisher` is the task.
 
+pub mod connection;
+pub mod health;
 pub mod message;
+pub mod publisher;
+pub mod status;
+
+pub use connection::{PublishError, broker_name};
+pub use health::{DeviceCounts, HealthBody, OutboxHealth, PollCounts};
+pub use publisher::{DEFAULT_MAX_PACKET_BYTES, PublishWaker, Publisher, PublisherOptions, PublisherStatus, backoff};

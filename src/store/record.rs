@@ -1,0 +1,162 @@
+//! The on-disk layout of one outbox entry and of the store's keys.
+//!
+//! Everything lives in one sled tree so that a single atomic batch can write messages, the
+//! next sequence number, the engine state and the drop report together. Keys start with a
+//! one-byte prefix; outbox keys are `b'o'` followed by the big-endian `seq`, so sled's key
+//! order is the FIFO order.
+
+use crate::model::Timestamp;
+use crate::publish::message::MessageClass;
+
+/// Prefix of outbox keys.
+pub(crate) const OUTBOX: u8 = b'o';
+/// Schema version of the store layout (this file); bumped on incompatible change.
+pub(crate) const META_SCHEMA: &[u8] = b"mschema";
+/// Random per-store epoch, the first half of every `msg_id`.
+pub(crate) const META_EPOCH: &[u8] = b"mepoch";
+/// The next sequence number to assign (big-endian u64).
+pub(crate) const META_NEXT_SEQ: &[u8] = b"mnext";
+/// Drops not yet reported in a health message (JSON of `DropReport`).
+pub(crate) const META_DROPS: &[u8] = b"mdrops";
+/// The engine state blob.
+pub(crate) const ENGINE_STATE: &[u8] = b"estate";
+
+/// Version byte at the start of every outbox record.
+const RECORD_VERSION: u8 = 1;
+/// version, class, qos, retain, created_at (8), topic length (2).
+const HEADER_LEN: usize = 14;
+
+/// The outbox key of `seq`.
+pub(crate) fn outbox_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = OUTBOX;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The `seq` of an outbox key, `None` if it is not one.
+pub(crate) fn seq_of_key(key: &[u8]) -> Option<u64> {
+    if key.len() != 9 || key[0] != OUTBOX {
+        return None;
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&key[1..]);
+    Some(u64::from_be_bytes(b))
+}
+
+pub(crate) fn class_code(class: MessageClass) -> u8 {
+    match class {
+        MessageClass::Health => 0,
+        MessageClass::Rollup => 1,
+        MessageClass::IncidentUpdate => 2,
+        MessageClass::IncidentLifecycle => 3,
+        MessageClass::Pattern => 4,
+        MessageClass::Status => 5,
+    }
+}
+
+fn class_of_code(code: u8) -> Option<MessageClass> {
+    Some(match code {
+        0 => MessageClass::Health,
+        1 => MessageClass::Rollup,
+        2 => MessageClass::IncidentUpdate,
+        3 => MessageClass::IncidentLifecycle,
+        4 => MessageClass::Pattern,
+        5 => MessageClass::Status,
+        _ => return None,
+    })
+}
+
+/// Serializes one outbox record: a small fixed header, the topic, then the full payload
+/// (envelope included) exactly as it will be published, so draining never re-serializes.
+pub(crate) fn encode(
+    class: MessageClass,
+    qos: u8,
+    retain: bool,
+    created_at: Timestamp,
+    topic: &str,
+    payload: &[u8],
+) -> Vec<u8> {
+    let topic = topic.as_bytes();
+    // Topics are short ASCII built from ids; clamp defensively rather than corrupt the header.
+    let topic_len = topic.len().min(u16::MAX as usize);
+    let mut v = Vec::with_capacity(HEADER_LEN + topic_len + payload.len());
+    v.push(RECORD_VERSION);
+    v.push(class_code(class));
+    v.push(qos);
+    v.push(u8::from(retain));
+    v.extend_from_slice(&created_at.as_millis().to_be_bytes());
+    v.extend_from_slice(&(topic_len as u16).to_be_bytes());
+    v.extend_from_slice(&topic[..topic_len]);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// The header fields of a record, without copying the payload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub class: MessageClass,
+    pub qos: u8,
+    pub retain: bool,
+    pub created_at: Timestamp,
+    pub topic_len: usize,
+}
+
+/// Why a record could not be read back.
+pub(crate) fn decode_header(v: &[u8]) -> Result<Header, &'static str> {
+    if v.len() < HEADER_LEN {
+        return Err("record shorter than its header");
+    }
+    if v[0] != RECORD_VERSION {
+        return Err("unknown record version");
+    }
+    let class = class_of_code(v[1]).ok_or("unknown message class")?;
+    let qos = v[2];
+    if qos > 2 {
+        return Err("invalid QoS");
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&v[4..12]);
+    let topic_len = u16::from_be_bytes([v[12], v[13]]) as usize;
+    if v.len() < HEADER_LEN + topic_len {
+        return Err("record shorter than its topic");
+    }
+    Ok(Header { class, qos, retain: v[3] != 0, created_at: Timestamp(i64::from_be_bytes(ts)), topic_len })
+}
+
+/// Topic and payload slices of a record whose header decoded.
+pub(crate) fn body<'a>(v: &'a [u8], h: &Header) -> Result<(&'a str, &'a [u8]), &'static str> {
+    let topic = std::str::from_utf8(&v[HEADER_LEN..HEADER_LEN + h.topic_len]).map_err(|_| "topic is not UTF-8")?;
+    Ok((topic, &v[HEADER_LEN + h.topic_len..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_and_keys_sort_as_seq() {
+        let v = encode(MessageClass::Pattern, 1, true, Timestamp(1_700_000_000_123), "p/s/patterns/z", b"{\"a\":1}");
+        let h = decode_header(&v).unwrap();
+        assert_eq!(h.class, MessageClass::Pattern);
+        assert_eq!((h.qos, h.retain, h.created_at), (1, true, Timestamp(1_700_000_000_123)));
+        let (topic, payload) = body(&v, &h).unwrap();
+        assert_eq!(topic, "p/s/patterns/z");
+        assert_eq!(payload, b"{\"a\":1}");
+        assert!(outbox_key(255) < outbox_key(256));
+        assert_eq!(seq_of_key(&outbox_key(u64::MAX - 1)), Some(u64::MAX - 1));
+        assert_eq!(seq_of_key(META_EPOCH), None);
+    }
+
+    #[test]
+    fn truncated_or_foreign_records_are_rejected() {
+        let v = encode(MessageClass::Health, 0, false, Timestamp(0), "t", b"x");
+        assert!(decode_header(&v[..5]).is_err());
+        let mut bad = v.clone();
+        bad[0] = 99;
+        assert!(decode_header(&bad).is_err());
+        let mut bad = v;
+        bad[1] = 42;
+        assert!(decode_header(&bad).is_err());
+    }
+}

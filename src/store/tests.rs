@@ -1,0 +1,336 @@
+use std::collections::VecDeque;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+fn settings(dir: &Path, max_bytes: u64) -> StoreSettings {
+    StoreSettings { path: dir.to_path_buf(), max_bytes }
+}
+
+fn site() -> SiteId {
+    SiteId::new("fra1")
+}
+
+fn msg(class: MessageClass, fill: usize) -> Outbound {
+    let qos = if class == MessageClass::Health { 0 } else { 1 };
+    Outbound {
+        topic: "hallmonitor/v1/fra1/t".into(),
+        qos,
+        retain: false,
+        class,
+        payload: json!({"type": "x", "fill": "f".repeat(fill)}),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn committed_messages_carry_envelope_and_survive_reopen_with_engine_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let epoch;
+    {
+        let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+        epoch = store.epoch().to_owned();
+        let seqs = rt
+            .block_on(store.commit(
+                &[msg(MessageClass::Pattern, 1), msg(MessageClass::Rollup, 1)],
+                Some(b"S1"),
+                Timestamp(5000),
+            ))
+            .unwrap();
+        assert_eq!(seqs, vec![1, 2]);
+        let got = store.peek_from(None, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        let v: Value = serde_json::from_slice(&got[0].payload).unwrap();
+        assert_eq!(v["schema"], "hallmonitor/v1");
+        assert_eq!(v["site"], "fra1");
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["msg_id"], format!("{epoch}-1"));
+        assert_eq!(v["created_at"], "1970-01-01T00:00:05Z");
+        assert_eq!(v["type"], "x");
+        assert!(store.ack(1).unwrap());
+        assert!(!store.ack(1).unwrap(), "a second ack finds nothing");
+    }
+    let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    assert_eq!(store.epoch(), epoch);
+    assert_eq!(store.load_engine_state().unwrap().as_deref(), Some(&b"S1"[..]));
+    let left = store.peek_from(None, 10).unwrap();
+    assert_eq!(left.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
+    let seqs = rt.block_on(store.commit(&[msg(MessageClass::Pattern, 1)], None, Timestamp(6000))).unwrap();
+    assert_eq!(seqs, vec![3], "seq continues after reopen and is never reused");
+    assert_eq!(store.load_engine_state().unwrap().as_deref(), Some(&b"S1"[..]), "None keeps the saved state");
+    let st = store.stats().unwrap();
+    assert_eq!(st.depth, 2);
+    assert_eq!(st.oldest_created_at, Some(Timestamp(5000)));
+    assert_eq!(st.oldest_age(Timestamp(8000)), Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn peek_from_continues_after_a_seq_and_respects_n() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    let batch: Vec<_> = (0..10).map(|_| msg(MessageClass::IncidentLifecycle, 1)).collect();
+    rt().block_on(store.commit(&batch, None, Timestamp(0))).unwrap();
+    let page = store.peek_from(Some(3), 4).unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+    assert!(store.peek_from(Some(10), 4).unwrap().is_empty());
+}
+
+#[test]
+fn newer_schema_is_refused_and_nothing_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+        rt().block_on(store.commit(&[msg(MessageClass::Pattern, 1)], Some(b"S"), Timestamp(0))).unwrap();
+    }
+    {
+        let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+        db.insert(META_SCHEMA, &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{text}");
+    assert!(text.contains("nothing was deleted"), "{text}");
+    let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+    assert_eq!(db.scan_prefix([record::OUTBOX]).count(), 1);
+    assert!(db.get(ENGINE_STATE).unwrap().is_some());
+}
+
+#[test]
+fn corrupt_entry_is_refused_with_its_seq_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+        rt().block_on(store.commit(&[msg(MessageClass::Pattern, 1)], None, Timestamp(0))).unwrap();
+    }
+    {
+        let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+        db.insert(record::outbox_key(1), &b"\x07garbage"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("outbox seq 1"), "{err}");
+    let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+    assert_eq!(db.get(record::outbox_key(1)).unwrap().as_deref(), Some(&b"\x07garbage"[..]));
+}
+
+#[test]
+fn a_foreign_non_empty_sled_database_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+        db.insert(b"something", b"else").unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    // Room for exactly eight ~1 KiB messages (the 2-digit seqs are 2 bytes longer).
+    let one = {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
+        rt.block_on(s.commit(&[msg(MessageClass::Health, 1000)], None, Timestamp(0))).unwrap();
+        s.stats().unwrap().bytes
+    };
+    let max = 8 * one + 20;
+    let store = Store::open(&settings(dir.path(), max), &site()).unwrap();
+    let mut first = Vec::new();
+    for class in
+        [MessageClass::IncidentLifecycle, MessageClass::Health, MessageClass::Rollup, MessageClass::IncidentUpdate]
+    {
+        first.push(msg(class, 1000));
+        first.push(msg(class, 1000));
+    }
+    // seqs 1..=8: L L H H R R U U
+    rt.block_on(store.commit(&first, None, Timestamp(0))).unwrap();
+    assert!(store.pending_drop_report().is_empty());
+    // Four more lifecycle events (seqs 9..=12) must push out both health, both rollups.
+    let more: Vec<_> = (0..4).map(|_| msg(MessageClass::IncidentLifecycle, 1000)).collect();
+    rt.block_on(store.commit(&more, None, Timestamp(1000))).unwrap();
+    let left: Vec<_> = store.peek_from(None, 100).unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(left, vec![1, 2, 7, 8, 9, 10, 11, 12]);
+    let st = store.stats().unwrap();
+    assert!(st.bytes <= max, "{st:?}");
+    let report = store.take_drop_report().unwrap();
+    assert_eq!(report.total, 4);
+    assert_eq!(report.by_class[&MessageClass::Health], 2);
+    assert_eq!(report.by_class[&MessageClass::Rollup], 2);
+    assert_eq!(report.ranges.iter().map(|r| (r.first_seq, r.last_seq)).collect::<Vec<_>>(), vec![(3, 4), (5, 6)]);
+    assert!(store.take_drop_report().unwrap().is_empty(), "taking resets the report");
+    // A new health message carries the report: older incident updates go before it.
+    rt.block_on(store.commit(
+        &[msg(MessageClass::Health, 1000), msg(MessageClass::IncidentLifecycle, 1000)],
+        None,
+        Timestamp(2000),
+    ))
+    .unwrap();
+    let report = store.take_drop_report().unwrap();
+    assert_eq!(report.by_class.get(&MessageClass::Health), None);
+    assert_eq!(report.by_class.get(&MessageClass::IncidentUpdate), Some(&2), "the oldest updates");
+    let left: Vec<_> = store.peek_from(None, 100).unwrap().iter().map(|m| m.seq).collect();
+    assert_eq!(left, vec![1, 2, 9, 10, 11, 12, 13, 14]);
+}
+
+#[test]
+fn drop_report_survives_a_restart_until_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(&settings(dir.path(), 3_000), &site()).unwrap();
+        let batch: Vec<_> = (0..4).map(|_| msg(MessageClass::Rollup, 1000)).collect();
+        rt().block_on(store.commit(&batch, None, Timestamp(0))).unwrap();
+        assert_eq!(store.pending_drop_report().total, 2);
+    }
+    let store = Store::open(&settings(dir.path(), 3_000), &site()).unwrap();
+    assert_eq!(store.take_drop_report().unwrap().total, 2);
+}
+
+#[test]
+fn oversize_message_is_dropped_at_commit_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { max_payload_bytes: 2000, ..StoreOptions::default() };
+    let store = Store::open_with(&settings(dir.path(), 1 << 20), &site(), &opts).unwrap();
+    let seqs = rt()
+        .block_on(store.commit(
+            &[msg(MessageClass::IncidentLifecycle, 5000), msg(MessageClass::Pattern, 10)],
+            None,
+            Timestamp(0),
+        ))
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(store.peek_from(None, 10).unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2]);
+    let r = store.take_drop_report().unwrap();
+    assert_eq!(r.ranges[0].reason, DropReason::Oversize);
+    assert_eq!(r.ranges[0].first_seq, 1);
+}
+
+// ---- property test: the outbox against a simple in-memory model ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Commit(Vec<(u8, usize)>),
+    /// Ack the i-th (mod depth) waiting message.
+    Ack(usize),
+    /// Ack a seq that was never assigned or is gone.
+    AckMissing,
+    Reopen,
+}
+
+fn class_of(c: u8) -> MessageClass {
+    [
+        MessageClass::Health,
+        MessageClass::Rollup,
+        MessageClass::IncidentUpdate,
+        MessageClass::IncidentLifecycle,
+        MessageClass::Pattern,
+    ][c as usize % 5]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec((0u8..5, 0usize..600), 1..6).prop_map(Op::Commit),
+        3 => (0usize..50).prop_map(Op::Ack),
+        1 => Just(Op::AckMissing),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// The model: a FIFO of (seq, class, bytes) with the drop policy spelled out naively.
+#[derive(Default)]
+struct Model {
+    q: VecDeque<(u64, MessageClass, u64)>,
+    next: u64,
+    dropped: BTreeMap<MessageClass, u64>,
+}
+
+impl Model {
+    fn bytes(&self) -> u64 {
+        self.q.iter().map(|e| e.2).sum()
+    }
+    fn commit(&mut self, new: Vec<(u64, MessageClass, u64)>, max: u64) {
+        let first_new = new.first().map(|n| n.0).unwrap_or(u64::MAX);
+        self.q.extend(new);
+        // Ranks doubled so a new health message can sit between updates (4) and lifecycle (6).
+        let rank = |e: &(u64, MessageClass, u64)| {
+            if e.0 >= first_new && e.1 == MessageClass::Health { 5 } else { e.1.drop_rank() * 2 }
+        };
+        while self.bytes() > max {
+            let lowest = self.q.iter().map(rank).min().unwrap();
+            let pos = self.q.iter().position(|e| rank(e) == lowest).unwrap();
+            let (_, class, _) = self.q.remove(pos).unwrap();
+            *self.dropped.entry(class).or_default() += 1;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn outbox_behaves_like_a_bounded_fifo_model(ops in prop::collection::vec(op(), 1..40)) {
+        let max = 6_000u64;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let mut store = Some(Store::open(&settings(dir.path(), max), &site()).unwrap());
+        let mut model = Model { next: 1, ..Model::default() };
+        let mut dropped_seen: BTreeMap<MessageClass, u64> = BTreeMap::new();
+        let epoch = store.as_ref().unwrap().epoch().to_owned();
+        for op in ops {
+            let s = store.as_ref().unwrap();
+            match op {
+                Op::Commit(spec) => {
+                    let msgs: Vec<Outbound> = spec.iter().map(|&(c, fill)| msg(class_of(c), fill)).collect();
+                    let now = Timestamp(1_000);
+                    let new: Vec<_> = msgs.iter().enumerate().map(|(i, m)| {
+                        let seq = model.next + i as u64;
+                        let p = enveloped_payload(&site(), &epoch, seq, now, &m.payload);
+                        (seq, m.class, entry_bytes(&m.topic, p.len()))
+                    }).collect();
+                    model.next += msgs.len() as u64;
+                    let seqs = rt.block_on(s.commit(&msgs, None, now)).unwrap();
+                    prop_assert_eq!(seqs, new.iter().map(|n| n.0).collect::<Vec<_>>());
+                    model.commit(new, max);
+                }
+                Op::Ack(i) => {
+                    if !model.q.is_empty() {
+                        let (seq, _, _) = model.q.remove(i % model.q.len()).unwrap();
+                        prop_assert!(s.ack(seq).unwrap());
+                    }
+                }
+                Op::AckMissing => {
+                    prop_assert!(!s.ack(model.next + 7).unwrap());
+                }
+                Op::Reopen => {
+                    for (c, n) in s.take_drop_report().unwrap().by_class {
+                        *dropped_seen.entry(c).or_default() += n;
+                    }
+                    drop(store.take());
+                    store = Some(Store::open(&settings(dir.path(), max), &site()).unwrap());
+                }
+            }
+            let s = store.as_ref().unwrap();
+            let got: Vec<_> = s.peek_from(None, 10_000).unwrap().iter().map(|m| (m.seq, m.class, m.stored_bytes)).collect();
+            let want: Vec<_> = model.q.iter().cloned().collect();
+            prop_assert_eq!(&got, &want);
+            let st = s.stats().unwrap();
+            prop_assert_eq!(st.depth, model.q.len() as u64);
+            prop_assert_eq!(st.bytes, model.bytes());
+            prop_assert!(st.bytes <= max);
+        }
+        for (c, n) in store.as_ref().unwrap().take_drop_report().unwrap().by_class {
+            *dropped_seen.entry(c).or_default() += n;
+        }
+        prop_assert_eq!(dropped_seen, model.dropped);
+    }
+}

@@ -1,50 +1,43 @@
 //! The shell's clock: the only place the daemon reads wall-clock time.
 //!
-//! The daemon runs on the system clock. The demo runs the same pipeline on a compressed
-//! clock (one simulated day in a few seconds), so the engine's timers, the readings' times
-//! and the simulator's scenario all agree on one simulated time line.
+//! The daemon runs on the system clock. The demo runs the same pipeline on the simulator's
+//! compressed clock (weeks in minutes), so the engine's timers, the readings' times and the
+//! simulated devices all agree on one simulated time line.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::model::Timestamp;
+use crate::sim::scenario::SimClock;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Clock {
     System,
-    /// Simulated time = `sim_epoch` + (real time since `real_epoch`) x `speed`.
-    Scaled { real_epoch: Instant, sim_epoch: Timestamp, speed: f64 },
+    Simulated(SimClock),
 }
 
 impl Clock {
-    pub fn scaled(sim_epoch: Timestamp, speed: f64) -> Self {
-        Clock::Scaled { real_epoch: Instant::now(), sim_epoch, speed: speed.max(1e-6) }
-    }
-
     pub fn now(&self) -> Timestamp {
-        match *self {
+        match self {
             Clock::System => Timestamp::now(),
-            Clock::Scaled { real_epoch, sim_epoch, speed } => {
-                let sim_ms = real_epoch.elapsed().as_secs_f64() * 1000.0 * speed;
-                Timestamp(sim_epoch.0.saturating_add(sim_ms as i64))
-            }
+            Clock::Simulated(c) => c.now(),
         }
     }
 
-    /// Whether readings must be re-stamped with this clock (their sources use the system clock).
-    pub fn is_scaled(&self) -> bool {
-        matches!(self, Clock::Scaled { .. })
+    /// Whether readings must be re-stamped with this clock (sources stamp the system time).
+    pub fn is_simulated(&self) -> bool {
+        matches!(self, Clock::Simulated(_))
     }
 
     /// The real instant at which this clock will show `at` (now, if it already does).
     pub fn instant_of(&self, at: Timestamp) -> Instant {
-        let now = self.now();
-        let ahead_ms = at.0.saturating_sub(now.0).max(0) as f64;
-        let real_ms = match *self {
-            Clock::System => ahead_ms,
-            Clock::Scaled { speed, .. } => ahead_ms / speed,
+        let wait = match self {
+            Clock::System => Duration::from_millis(at.0.saturating_sub(Timestamp::now().0).max(0) as u64),
+            Clock::Simulated(c) => c.wall_until(at),
         };
-        // Cap far-away deadlines: the loop wakes and recomputes, which is harmless.
-        Instant::now() + Duration::from_secs_f64((real_ms / 1000.0).min(3600.0))
+        // Far-away deadlines are capped: the loop wakes, finds nothing due and sleeps again.
+        Instant::now() + wait.min(Duration::from_secs(3600))
     }
 }
 
@@ -52,12 +45,15 @@ impl Clock {
 mod tests {
     use super::*;
 
-    #[test]
-    fn scaled_clock_maps_simulated_deadlines_to_real_ones() {
-        let clock = Clock::scaled(Timestamp(0), 3600.0);
+    #[tokio::test]
+    async fn simulated_clock_maps_simulated_deadlines_to_real_ones() {
+        let clock = Clock::Simulated(SimClock::new(Timestamp(0), 3600.0));
         let an_hour_later = Timestamp(3_600_000);
         let wait = clock.instant_of(an_hour_later).saturating_duration_since(Instant::now());
-        assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900), "{wait:?}");
-        assert!(clock.now().0 >= 0);
+        assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(800), "{wait:?}");
+        assert!(clock.is_simulated());
+        let sys = Clock::System;
+        let wait = sys.instant_of(Timestamp(Timestamp::now().0 + 2000)).saturating_duration_since(Instant::now());
+        assert!(wait <= Duration::from_secs(2) && wait > Duration::from_millis(1500), "{wait:?}");
     }
 }

@@ -1,8 +1,11 @@
-//! `hallmonitor run`: the daemon (being built; see the store-and-forward issue).
+//! `hallmonitor run`: the daemon.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{self, AgentOptions, Clock};
 use crate::logging::LogFormat;
 
 #[derive(clap::Args, Debug)]
@@ -15,5 +18,14 @@ pub struct Args {
 pub fn run(args: Args, format: LogFormat) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     crate::logging::init(format, config.log_level.as_deref());
-    anyhow::bail!("`hallmonitor run` is not available in this build yet")
+    let status_dir = crate::status::runtime_dir(&config.store.path);
+    let opts = AgentOptions {
+        clock: Clock::System,
+        status_dir,
+        systemd: std::env::var_os("NOTIFY_SOCKET").is_some(),
+        shutdown: CancellationToken::new(),
+    };
+    let rt = super::runtime()?;
+    rt.block_on(agent::run(config, opts))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::UsageError;
 use crate::model::Timestamp;
+use crate::profiles::Profile;
 use crate::sim::config::{Effect, Endpoint, SimDevice, SimSettings, Target};
+use crate::sim::modbus::SimModbusDevice;
 use crate::sim::scenario::{Scenario, SimClock, drive};
 use crate::sim::{SimValues, config};
 
@@ -184,20 +186,24 @@ fn first_id<'a>(mut devices: impl Iterator<Item = &'a &'a SimDevice>) -> String 
 }
 
 /// Hands each bound socket to its protocol server; returns what could not be started.
-///
-/// The servers live in `crate::sim::modbus::serve(listener, units, values, cancel)` and
-/// `crate::sim::snmp::serve(socket, communities, values, cancel)`. They are built separately
-/// and are not linked into this build yet, so for now the sockets are released again (pollers
-/// then see "connection refused" / no answer) and the values are only computed.
 pub fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &CancellationToken) -> Vec<String> {
-    let _ = (values, cancel);
     let mut missing = Vec::new();
-    if !sockets.modbus.is_empty() {
-        let ports: Vec<String> = sockets.modbus.iter().map(|(p, _, _)| p.to_string()).collect();
-        missing.push(format!(
-            "the Modbus TCP server (crate::sim::modbus) is not linked into this build yet: ports {} are not served",
-            ports.join(",")
-        ));
+    for (port, listener, units) in sockets.modbus {
+        let mut served = std::collections::HashMap::new();
+        for (unit, d) in units {
+            match &d.profile {
+                Profile::Modbus(p) => {
+                    served.insert(unit, SimModbusDevice { id: d.id.clone(), profile: p.clone() });
+                }
+                Profile::Snmp(_) => missing.push(format!("{} on Modbus port {port} has an SNMP profile", d.id)),
+            }
+        }
+        let (values, cancel) = (values.clone(), cancel.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::sim::modbus::serve(listener, served, values, cancel).await {
+                tracing::error!(port, error = %e, "sim: Modbus server stopped");
+            }
+        });
     }
     if !sockets.snmp.is_empty() {
         missing.push(format!(

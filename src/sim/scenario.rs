@@ -577,7 +577,9 @@ days = [15]
         // Two devices differ (offsets), and consecutive seconds differ only a little.
         assert_ne!(a.value_at("th-b07", "temperature", 0, t), a.value_at("th-a01", "temperature", 0, t));
         let next = Timestamp(t.as_millis() + 1000);
-        let d = (a.value_at("th-b07", "temperature", 0, t).unwrap() - a.value_at("th-b07", "temperature", 0, next).unwrap()).abs();
+        let d = (a.value_at("th-b07", "temperature", 0, t).unwrap()
+            - a.value_at("th-b07", "temperature", 0, next).unwrap())
+        .abs();
         assert!(d < 0.05, "one simulated second moved the value by {d}");
         assert_eq!(a.value_at("th-b07", "nope", 0, t), None);
     }

@@ -14,8 +14,9 @@ pub enum LogFormat {
 fn filter(level: Option<&str>) -> EnvFilter {
     match std::env::var("RUST_LOG") {
         Ok(f) if !f.is_empty() => EnvFilter::new(f),
-        // The embedded demo broker logs every connection at info; keep it to warnings.
-        _ => EnvFilter::new(format!("{},rumqttd=warn,rumqttd::router=warn", level.unwrap_or("info"))),
+        // The embedded demo broker logs every connection (and every disconnect as an error);
+        // the demo and tests judge it by what it delivers.
+        _ => EnvFilter::new(format!("{},rumqttd=off", level.unwrap_or("info"))),
     }
 }
 
@@ -31,10 +32,15 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     };
 }
 
-/// Logs to stderr, for commands whose stdout is data (`poll`, `replay`).
+/// Logs warnings to stderr, for commands whose stdout is data (`poll`, `replay`).
 pub fn init_stderr(format: LogFormat) {
+    init_stderr_at(format, "warn");
+}
+
+/// Logs to stderr from `level` up (`RUST_LOG` wins).
+pub fn init_stderr_at(format: LogFormat, level: &str) {
     let builder =
-        tracing_subscriber::fmt().with_env_filter(filter(Some("warn"))).with_target(false).with_writer(std::io::stderr);
+        tracing_subscriber::fmt().with_env_filter(filter(Some(level))).with_target(false).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

@@ -46,7 +46,8 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(a, cli.log_format),
         Command::CheckConfig(a) => commands::check_config::run(a),
         Command::Demo(a) => {
-            logging::init(cli.log_format, None);
+            // stdout is the NOC's view; the agent's own log would repeat it, so only errors.
+            logging::init_stderr_at(cli.log_format, "error");
             commands::demo::run(a)
         }
         Command::Tail(a) => commands::tail::run(a),

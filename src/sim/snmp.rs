@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_snmp::agent::Agent;
@@ -23,7 +24,7 @@ use async_snmp::handler::{
     BoxFuture, GetNextResult, GetResult, HandlerError, HandlerResult, MibHandler, RequestContext,
 };
 use async_snmp::v3::{AuthoritativeEngine, PersistedAuthoritativeEngine};
-use async_snmp::{Oid, Value, VarBind};
+use async_snmp::{Oid, PduType, Value, VarBind};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +62,20 @@ pub struct SimSnmpOptions {
     pub previous_engine: Option<(Vec<u8>, u32)>,
     /// Largest response the agent sends (default 1472); small values provoke tooBig.
     pub max_message_size: Option<usize>,
+    /// Counters to update (for benchmarks); `None` counts nothing.
+    pub stats: Option<Arc<SimSnmpStats>>,
+}
+
+/// What a simulated agent was asked, for benchmarks: requests are counted per device by
+/// request-id changes (a client's requests to one device never overlap).
+#[derive(Debug, Default)]
+pub struct SimSnmpStats {
+    /// Request PDUs of any kind.
+    pub requests: AtomicU64,
+    /// GetRequest PDUs (one per poll of a device whose scalars fit one request).
+    pub get_requests: AtomicU64,
+    /// Varbinds answered (a GETBULK counts every repetition).
+    pub varbinds: AtomicU64,
 }
 
 /// Why a simulated agent did not start.
@@ -116,7 +131,7 @@ pub async fn serve_with(
     let started = Instant::now();
     let mibs: HashMap<Vec<u8>, DeviceMib> =
         devices.into_iter().map(|(key, d)| (key.into_bytes(), DeviceMib::new(d, started))).collect();
-    let handler = Arc::new(SimHandler { devices: mibs, values, cancel: cancel.clone() });
+    let handler = Arc::new(SimHandler { devices: mibs, values, cancel: cancel.clone(), stats: options.stats.clone() });
 
     let engine = match &options.previous_engine {
         None => AuthoritativeEngine::install(b"hallmonitor-sim".to_vec(), |_| Ok::<(), std::convert::Infallible>(())),
@@ -202,6 +217,8 @@ struct DeviceMib {
     device: SimSnmpDevice,
     cells: BTreeMap<Oid, Cell>,
     started: Instant,
+    /// Request-id of the last request seen (for `SimSnmpStats`).
+    last_request: Mutex<Option<i32>>,
 }
 
 fn parse(s: &str) -> Option<Vec<u32>> {
@@ -275,7 +292,10 @@ impl DeviceMib {
                     for (r, idx, base) in layout {
                         cells.insert(join(&col, &idx), Cell::Value { point: pi, row: r });
                         if let Some(l) = label.as_deref().and_then(parse) {
-                            cells.insert(join(&l, &base), Cell::Text(Arc::from(format!("{kind}-{r}"))));
+                            // First point naming a row wins (outlet current and power share names).
+                            cells
+                                .entry(join(&l, &base))
+                                .or_insert_with(|| Cell::Text(Arc::from(format!("{kind}-{r}"))));
                         }
                         match &p.row_scaling {
                             RowScaling::None => {}
@@ -315,7 +335,7 @@ impl DeviceMib {
         ] {
             cells.entry(Oid::from_slice(oid)).or_insert(cell);
         }
-        Self { device, cells, started }
+        Self { device, cells, started, last_request: Mutex::new(None) }
     }
 
     /// The value at a cell now; `None` when the scenario set no value for it.
@@ -357,6 +377,7 @@ struct SimHandler {
     devices: HashMap<Vec<u8>, DeviceMib>,
     values: Arc<SimValues>,
     cancel: CancellationToken,
+    stats: Option<Arc<SimSnmpStats>>,
 }
 
 impl SimHandler {
@@ -366,6 +387,17 @@ impl SimHandler {
         let Some(mib) = self.devices.get(ctx.security_name().as_bytes()) else {
             return Err(HandlerError::new("no simulated device for this community/user"));
         };
+        if let Some(stats) = &self.stats {
+            stats.varbinds.fetch_add(1, Ordering::Relaxed);
+            let mut last = mib.last_request.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != Some(ctx.request_id()) {
+                *last = Some(ctx.request_id());
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                if ctx.pdu_type() == PduType::GetRequest {
+                    stats.get_requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         match self.values.fault(&mib.device.id) {
             SimFault::None => Ok(mib),
             SimFault::Error => Err(HandlerError::new("simulated device fault")),

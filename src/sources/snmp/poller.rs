@@ -144,12 +144,12 @@ impl DevicePoller {
                     let key = (cell.point, cell.row.clone());
                     let prev = self.counters.insert(key, (n, now));
                     match prev.and_then(|(pn, pt)| scale::counter_rate(pn, n, now.duration_since(pt))) {
-                        Some(r) => Ok(r * factor * scale_k + offset),
+                        Some(r) => Ok(scale::to_si(r, factor, scale_k, offset)),
                         // First sample (or a reset): nothing to report yet; see module doc.
                         None => continue,
                     }
                 }
-                Ok((n, factor)) => Ok(n.as_f64() * factor * scale_k + offset),
+                Ok((n, factor)) => Ok(scale::to_si(n.as_f64(), factor, scale_k, offset)),
             };
             out.push(self.reading(cell.point, at, cell.label, value));
         }

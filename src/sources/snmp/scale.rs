@@ -106,6 +106,24 @@ pub fn decimals_factor(digits: i64) -> Result<f64, String> {
     Ok(10f64.powi(-(digits as i32)))
 }
 
+/// Multiplies by `k`, dividing instead when `k` is the reciprocal of a whole number
+/// (0.1, 0.01, 0.001...): `212 / 10` is exactly the nearest double to 21.2, `212 * 0.1`
+/// is not, and readings should not print as 21.200000000000003.
+pub fn apply_factor(v: f64, k: f64) -> f64 {
+    if k > 0.0 && k < 1.0 {
+        let inv = 1.0 / k;
+        if (inv - inv.round()).abs() < 1e-9 * inv {
+            return v / inv.round();
+        }
+    }
+    v * k
+}
+
+/// The value in the profile's unit: raw number, row factor, then `scale` and `offset`.
+pub fn to_si(raw: f64, row_factor: f64, scale: f64, offset: f64) -> f64 {
+    apply_factor(apply_factor(raw, row_factor), scale) + offset
+}
+
 /// Per-second rate between two counter samples. `None` when the counter went backwards in
 /// a way a single wrap cannot explain (agent restart or Counter64 reset) or no time passed.
 pub fn counter_rate(prev: Number, now: Number, elapsed: Duration) -> Option<f64> {
@@ -171,6 +189,16 @@ mod tests {
         assert!((3.0 * entity_scale_factor(10).unwrap() - 3000.0).abs() < 1e-9);
         assert!(entity_scale_factor(0).is_err());
         assert!(decimals_factor(12).is_err());
+    }
+
+    #[test]
+    fn scaling_prints_like_the_vendor_means_it() {
+        assert_eq!(to_si(212.0, 1.0, 0.1, 0.0), 21.2);
+        assert_eq!(to_si(153.0, decimals_factor(2).unwrap(), 1.0, 0.0), 1.53);
+        assert_eq!(to_si(4567.0, 1.0, 0.1, 0.0), 456.7);
+        assert_eq!(to_si(57.0, 1.0, 10.0, 0.0), 570.0);
+        assert_eq!(to_si(123456.0, 1.0, 0.001, 0.0), 123.456);
+        assert_eq!(to_si(700.0, 1.0, 0.5, -40.0), 310.0);
     }
 
     #[test]

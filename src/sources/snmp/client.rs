@@ -69,6 +69,11 @@ pub struct SnmpSession {
     /// OIDs per GET; starts at `max_oids_per_request`, halved on tooBig and kept.
     batch: usize,
     max_repetitions: u32,
+    /// GETBULK shape in use: repetitions and columns per request. Start at the configured
+    /// limits; halved (and kept) when an agent fails a GETBULK with tooBig or genErr, which
+    /// is what net-snmp answers when a v3 response would not fit.
+    bulk_reps: u32,
+    bulk_cols: usize,
     /// Requests sent since the last `take_requests`.
     requests: u64,
 }
@@ -121,6 +126,8 @@ impl SnmpSession {
             retries,
             batch,
             max_repetitions: settings.max_repetitions.max(1),
+            bulk_reps: settings.max_repetitions.max(1),
+            bulk_cols: batch,
             requests: 0,
         })
     }
@@ -290,14 +297,33 @@ impl SnmpSession {
                     detail: "table walk did not finish (agent keeps returning rows)".into(),
                 });
             }
-            let n = active.len().min(self.batch);
+            let n = active.len().min(self.bulk_cols);
             let request: Vec<Oid> = active[..n].iter().map(|(_, cur)| cur.clone()).collect();
             self.requests += 1;
-            let vbs = match self.client.get_bulk(&request, 0, self.max_repetitions).await {
+            let vbs = match self.client.get_bulk(&request, 0, self.bulk_reps).await {
                 Ok(v) => v,
                 Err(e) => {
                     if engine_retry && self.recover_engine(&e).await {
                         engine_retry = false;
+                        continue;
+                    }
+                    let too_big = matches!(
+                        e.exchange_source(),
+                        LibError::Snmp { status: ErrorStatus::TooBig | ErrorStatus::GenErr, .. }
+                    );
+                    if too_big && (self.bulk_reps > 1 || n > 1) {
+                        if self.bulk_reps > 1 {
+                            self.bulk_reps = (self.bulk_reps / 2).max(1);
+                        } else {
+                            self.bulk_cols = (n / 2).max(1);
+                        }
+                        tracing::info!(
+                            address = %self.address,
+                            repetitions = self.bulk_reps,
+                            columns = self.bulk_cols,
+                            "agent failed a GETBULK (response too large?); asking for less per request from now on"
+                        );
+                        rounds -= 1;
                         continue;
                     }
                     return Err(self.map_error(&e));

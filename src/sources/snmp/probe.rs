@@ -24,6 +24,19 @@ pub struct Args {
     /// File holding the community (v1/v2c); "public" when not given.
     #[arg(long)]
     pub community_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub v3: Box<V3Args>,
+    /// Request timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Retries per request.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
+}
+
+/// SNMPv3 options of `probe snmp` (boxed: they make the arguments large).
+#[derive(clap::Args, Debug)]
+pub struct V3Args {
     /// SNMPv3 user.
     #[arg(long)]
     pub user: Option<String>,
@@ -39,12 +52,6 @@ pub struct Args {
     /// File holding the SNMPv3 privacy password.
     #[arg(long)]
     pub priv_password_file: Option<PathBuf>,
-    /// Request timeout.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Retries per request.
-    #[arg(long, default_value_t = 1)]
-    pub retries: u32,
 }
 
 fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<Secret> {
@@ -71,6 +78,7 @@ pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
         None => Secret::new("public"),
     };
     let v3 = if version == SnmpVersion::V3 {
+        let args = &args.v3;
         let user = args.user.clone().ok_or_else(|| usage("--version 3 needs --user".into()))?;
         let auth = match &args.auth {
             None => None,

@@ -19,6 +19,10 @@ fn apc() -> Arc<hallmonitor::profiles::SnmpProfile> {
 }
 
 fn write_config(dir: &Path, addr: std::net::SocketAddr, community: &str) -> std::path::PathBuf {
+    write_config_polling(dir, addr, community, "timeout = \"300ms\"\nretries = 1")
+}
+
+fn write_config_polling(dir: &Path, addr: std::net::SocketAddr, community: &str, polling: &str) -> std::path::PathBuf {
     let cf = dir.join("community");
     std::fs::write(&cf, format!("{community}\n")).unwrap();
     #[cfg(unix)]
@@ -33,8 +37,7 @@ id = "fra1"
 [store]
 path = "/tmp/unused"
 [polling]
-timeout = "300ms"
-retries = 1
+{polling}
 [[zones]]
 id = "hall1-b"
 racks = ["B07"]
@@ -162,5 +165,52 @@ async fn probe_walks_a_subtree_and_prints_types() {
             "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6.2 = integer: 30",
         ]
     );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_down_and_up_are_logged_once_each_not_per_poll() {
+    use tokio::io::AsyncBufReadExt;
+    let values = Arc::new(SimValues::new());
+    set_values(&values);
+    let dev = DeviceId::new("pdu-b07-a");
+    values.set_fault(&dev, SimFault::Silent);
+    let agent = start(values.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config_polling(
+        dir.path(),
+        agent.local_addr,
+        "fra1-ro",
+        "interval = \"200ms\"\ntimeout = \"50ms\"\nretries = 0",
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["poll", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Four failed polls (7 bad readings each), then the agent comes back.
+    let mut bad = 0;
+    while bad < 4 * 7 {
+        let r: Reading = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        assert_eq!(r.quality, Quality::Bad);
+        bad += 1;
+    }
+    values.set_fault(&dev, SimFault::None);
+    let mut good = 0;
+    while good < 2 * 12 {
+        let r: Reading = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+        if r.quality == Quality::Good {
+            good += 1;
+        }
+    }
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("device down").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("device up").count(), 1, "{stderr}");
+    assert!(stderr.contains("pdu-b07-a") && stderr.contains(&agent.local_addr.to_string()), "{stderr}");
     agent.stop().await;
 }

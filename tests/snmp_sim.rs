@@ -409,3 +409,47 @@ async fn v3_wrong_password_says_credentials_may_be_wrong() {
     }
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn counter_rates_need_two_polls_then_give_per_second_values() {
+    let text = r#"
+        protocol = "snmp"
+        [[points]]
+        name = "energy_rate"
+        metric = "power_w"
+        oid = "1.3.6.1.4.1.99999.3.1.0"
+        rate = true
+        [[points]]
+        name = "temp"
+        metric = "inlet_temp_c"
+        oid = "1.3.6.1.4.1.99999.3.2.0"
+        scale = 0.1
+    "#;
+    let cfg: hallmonitor::profiles::ProfileConfig = toml::from_str(text).unwrap();
+    let Profile::Snmp(profile) = cfg.build("counter").unwrap() else { panic!() };
+    let dev = DeviceId::new("meter");
+    let values = Arc::new(SimValues::new());
+    values.set(&dev, &PointId::new("energy_rate"), 0, 1_000_000.0);
+    values.set(&dev, &PointId::new("temp"), 0, 21.5);
+    let agent = start_sim("public", "meter", profile.clone(), 0, values.clone(), SimSnmpOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfgfile = load(dir.path(), &config_text(&device_toml("meter", "apc-rpdu2", agent.local_addr, ""), "1s", 1));
+    let mut spec = cfgfile.devices.into_iter().next().unwrap();
+    spec.profile = Profile::Snmp(profile.clone());
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    let mut poller = DevicePoller::new(spec, settings, profile).unwrap();
+    let first = poller.poll().await;
+    assert_eq!(first.result, Ok(()));
+    // First sample of a counter: nothing to compare with, so no reading for it yet.
+    assert!(!first.readings.iter().any(|r| r.point.as_str() == "energy_rate"));
+    assert!(close(find(&first.readings, "temp", None).value, 21.5));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    values.set(&dev, &PointId::new("energy_rate"), 0, 1_000_500.0);
+    let second = poller.poll().await;
+    let rate = find(&second.readings, "energy_rate", None);
+    assert_eq!(rate.quality, Quality::Good);
+    // 500 counts over a little more than 0.2 s.
+    let v = rate.value.unwrap();
+    assert!(v > 0.0 && v <= 2500.0, "{v}");
+    agent.stop().await;
+}

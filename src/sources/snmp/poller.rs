@@ -179,7 +179,8 @@ impl DevicePoller {
         match (result, &self.down) {
             (Ok(()), None) => true,
             (Ok(()), Some(_)) => {
-                tracing::info!(device, address, "device up");
+                // Same level as "device down", so whoever saw one sees the other.
+                tracing::warn!(device, address, "device up");
                 self.down = None;
                 true
             }

@@ -453,3 +453,32 @@ async fn counter_rates_need_two_polls_then_give_per_second_values() {
     assert!(v > 0.0 && v <= 2500.0, "{v}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn v3_rediscovers_when_the_agent_is_replaced_with_a_new_engine_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = Arc::new(SimValues::new());
+    let dev = DeviceId::new("pdu-v3");
+    apc_values(&values, &dev);
+    let options = SimSnmpOptions { v3_users: vec![v3_user("monitor")], ..Default::default() };
+    let agent = start_sim("monitor", "pdu-v3", builtin("apc-rpdu2"), 1, values.clone(), options).await;
+    let addr = agent.local_addr;
+    let spec = v3_device(dir.path(), addr, "auth-pass-123");
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    let mut poller = DevicePoller::new(spec.clone(), settings, snmp_profile(&spec)).unwrap();
+    assert_eq!(poller.poll().await.result, Ok(()));
+    agent.stop().await;
+    // A replacement unit: another engine id on the same address.
+    let options = SimSnmpOptions {
+        v3_users: vec![v3_user("monitor")],
+        previous_engine: Some((b"replacement-unit".to_vec(), 7)),
+        ..Default::default()
+    };
+    let devices =
+        HashMap::from([("monitor".to_owned(), SimSnmpDevice { id: dev, profile: builtin("apc-rpdu2"), rows: 1 })]);
+    let replaced = simsnmp::serve_with(addr, devices, values, CancellationToken::new(), options).await.unwrap();
+    let out = poller.poll().await;
+    assert_eq!(out.result, Ok(()), "{:?}", out.readings.first());
+    assert!(close(find(&out.readings, "device_power", None).value, 1230.0));
+    replaced.stop().await;
+}

@@ -74,6 +74,8 @@ pub struct SnmpSession {
     /// is what net-snmp answers when a v3 response would not fit.
     bulk_reps: u32,
     bulk_cols: usize,
+    /// Consecutive v3 timeouts (for rediscovery backoff); reset by any answer.
+    v3_timeouts: u32,
     /// Requests sent since the last `take_requests`.
     requests: u64,
 }
@@ -128,6 +130,7 @@ impl SnmpSession {
             max_repetitions: settings.max_repetitions.max(1),
             bulk_reps: settings.max_repetitions.max(1),
             bulk_cols: batch,
+            v3_timeouts: 0,
             requests: 0,
         })
     }
@@ -182,11 +185,27 @@ impl SnmpSession {
     }
 
     /// On a v3 engine-identity problem, rediscover once. Returns whether to retry.
+    ///
+    /// A replaced agent (new engine id) cannot authenticate our messages and stays silent,
+    /// so a v3 timeout also triggers rediscovery, but with capped backoff: on the 1st, 2nd,
+    /// 4th, 8th, 16th and then every 32nd consecutive failed poll, so a dead agent costs
+    /// few extra requests and a replaced one is found again within 32 polls at worst.
     async fn recover_engine(&mut self, e: &LibError) -> bool {
-        if self.version != SnmpVersion::V3 || !Self::is_stale_engine(e) {
+        if self.version != SnmpVersion::V3 {
             return false;
         }
-        tracing::info!(address = %self.address, "SNMPv3 engine changed (agent replaced or reset?); rediscovering");
+        if matches!(e.exchange_source(), LibError::Timeout { .. }) {
+            self.v3_timeouts = self.v3_timeouts.saturating_add(1);
+            let n = self.v3_timeouts;
+            if !rediscover_after(n) {
+                return false;
+            }
+            tracing::debug!(address = %self.address, failures = n, "SNMPv3 agent silent; rediscovering its engine");
+        } else if Self::is_stale_engine(e) {
+            tracing::info!(address = %self.address, "SNMPv3 engine changed (agent replaced or reset?); rediscovering");
+        } else {
+            return false;
+        }
         self.requests += 1;
         self.client.rediscover_engine().await.is_ok()
     }
@@ -205,6 +224,7 @@ impl SnmpSession {
                 self.requests += 1;
                 match item {
                     Ok(chunk) => {
+                        self.v3_timeouts = 0;
                         if chunk.request_range.len() < batch.len() {
                             split = true;
                         }
@@ -301,7 +321,10 @@ impl SnmpSession {
             let request: Vec<Oid> = active[..n].iter().map(|(_, cur)| cur.clone()).collect();
             self.requests += 1;
             let vbs = match self.client.get_bulk(&request, 0, self.bulk_reps).await {
-                Ok(v) => v,
+                Ok(v) => {
+                    self.v3_timeouts = 0;
+                    v
+                }
                 Err(e) => {
                     if engine_retry && self.recover_engine(&e).await {
                         engine_retry = false;
@@ -398,6 +421,11 @@ impl SnmpSession {
     }
 }
 
+/// Whether the `n`th consecutive v3 timeout should trigger an engine rediscovery.
+fn rediscover_after(n: u32) -> bool {
+    (n.is_power_of_two() && n <= 32) || (n > 0 && n.is_multiple_of(32))
+}
+
 fn auth_protocol(a: AuthProtocol) -> async_snmp::AuthProtocol {
     match a {
         AuthProtocol::Md5 => async_snmp::AuthProtocol::Md5,
@@ -422,6 +450,13 @@ fn priv_protocol(p: PrivProtocol) -> async_snmp::PrivProtocol {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rediscovery_backs_off_to_every_32nd_failure() {
+        let tries: Vec<u32> = (1..=100).filter(|n| rediscover_after(*n)).collect();
+        assert_eq!(tries, vec![1, 2, 4, 8, 16, 32, 64, 96]);
+        assert!(!rediscover_after(0));
+    }
 
     #[test]
     fn errors_keep_unreachable_apart_from_error_status() {

@@ -59,6 +59,13 @@ pub fn to_number(value: &Value, oid: &Oid, string_number: bool) -> Result<Number
                 .map(Number::Plain)
                 .ok_or_else(|| format!("OCTET STRING {text:?} at {oid} does not start with a number"))
         }
+        // net-snmp `extend` scripts and some sensors send floats wrapped in Opaque.
+        Value::Opaque(_) => value
+            .as_opaque_double()
+            .or_else(|| value.as_opaque_float().map(f64::from))
+            .filter(|v| v.is_finite())
+            .map(Number::Plain)
+            .ok_or_else(|| format!("Opaque value at {oid} is not a float or double")),
         Value::OctetString(bytes) => Err(format!(
             "OCTET STRING {:?} at {oid} where a number was expected (set string_number = true if it holds one)",
             String::from_utf8_lossy(bytes)
@@ -155,6 +162,9 @@ mod tests {
         assert_eq!(to_number(&Value::Gauge32(228), &oid(), false), Ok(Number::Plain(228.0)));
         assert_eq!(to_number(&Value::Counter32(7), &oid(), false), Ok(Number::Counter32(7)));
         assert_eq!(to_number(&Value::Counter64(1 << 40), &oid(), false), Ok(Number::Counter64(1 << 40)));
+        // Opaque-wrapped float (tag 0x9f78, 4 bytes): 23.5
+        let opaque = Value::Opaque(vec![0x9f, 0x78, 0x04, 0x41, 0xbc, 0x00, 0x00].into());
+        assert_eq!(to_number(&opaque, &oid(), false), Ok(Number::Plain(23.5)));
     }
 
     #[test]

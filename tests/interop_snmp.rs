@@ -17,8 +17,17 @@ use hallmonitor::model::{Quality, Reading};
 use hallmonitor::profiles::Profile;
 use hallmonitor::sources::snmp::DevicePoller;
 
-/// Kills the peer when the test ends, however it ends.
-struct Peer(Child);
+/// Kills the peer when the test ends, however it ends. Keeps where its log goes.
+struct Peer(Child, PathBuf);
+impl Peer {
+    /// Panics with the peer's log if it has exited (e.g. a missing Python module).
+    fn check_alive(&mut self, install: &str) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            panic!("interop peer exited with {status}; is it installed ({install})? Its log:\n{log}");
+        }
+    }
+}
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -85,8 +94,9 @@ async fn poll(spec: &DeviceSpec) -> (Vec<Reading>, Result<(), hallmonitor::sourc
 }
 
 /// Polls until the peer answers (it needs a moment to bind), at most ~15 s.
-async fn poll_when_up(spec: &DeviceSpec) -> Vec<Reading> {
+async fn poll_when_up(peer: &mut Peer, install: &str, spec: &DeviceSpec) -> Vec<Reading> {
     for _ in 0..30 {
+        peer.check_alive(install);
         let (readings, result) = poll(spec).await;
         if result.is_ok() {
             return readings;
@@ -104,6 +114,9 @@ fn value(readings: &[Reading], point: &str, label: Option<&str>) -> f64 {
     assert_eq!(r.quality, Quality::Good, "{r:?}");
     r.value.unwrap()
 }
+
+const SNMPD: &str = "the Debian package `snmpd`";
+const SNMPSIM: &str = "`pip install snmpsim pysmi`";
 
 const APC: &str = "1.3.6.1.4.1.318.1.1.26";
 
@@ -135,9 +148,10 @@ override .{APC}.10.2.2.1.10.1 integer 41
     );
     let conf_path = dir.join("snmpd.conf");
     std::fs::write(&conf_path, conf).unwrap();
+    let log = dir.join("snmpd.log");
     let child = Command::new(snmpd)
         .args(["-f", "-Lf"])
-        .arg(dir.join("snmpd.log"))
+        .arg(&log)
         .arg("-C")
         .arg("-c")
         .arg(&conf_path)
@@ -148,7 +162,7 @@ override .{APC}.10.2.2.1.10.1 integer 41
         .stderr(Stdio::null())
         .spawn()
         .expect("start snmpd");
-    Peer(child)
+    Peer(child, log)
 }
 
 fn assert_apc(readings: &[Reading]) {
@@ -167,10 +181,10 @@ fn assert_apc(readings: &[Reading]) {
 async fn snmpd_v2c_and_v3_auth_priv_decode_an_apc_shaped_subtree() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
-    let _peer = start_snmpd(dir.path(), port);
+    let mut peer = start_snmpd(dir.path(), port);
     secret(dir.path(), "community", "hm-interop");
     let v2c = device(dir.path(), "apc-rpdu2", port, r#"community_file = "community""#);
-    let readings = poll_when_up(&v2c).await;
+    let readings = poll_when_up(&mut peer, SNMPD, &v2c).await;
     assert_apc(&readings);
     assert_eq!(readings.len(), 2 + 2 * 2 + 2 + 1 + 1, "{readings:#?}");
 
@@ -191,10 +205,10 @@ async fn snmpd_v2c_and_v3_auth_priv_decode_an_apc_shaped_subtree() {
 async fn snmpd_v3_wrong_password_is_a_clear_credentials_error() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
-    let _peer = start_snmpd(dir.path(), port);
+    let mut peer = start_snmpd(dir.path(), port);
     secret(dir.path(), "community", "hm-interop");
     // Wait until the agent is up, so the failure below is about the password only.
-    poll_when_up(&device(dir.path(), "apc-rpdu2", port, r#"community_file = "community""#)).await;
+    poll_when_up(&mut peer, SNMPD, &device(dir.path(), "apc-rpdu2", port, r#"community_file = "community""#)).await;
     secret(dir.path(), "authpw", "not-the-password");
     secret(dir.path(), "privpw", "priv-pass-456");
     let v3 = device(
@@ -221,31 +235,32 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
     for f in ["apc-rpdu2.snmprec", "raritan-pdu2.snmprec"] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
+    let log = dir.join("snmpsim.log");
     let child = Command::new(responder)
         .arg(format!("--data-dir={}", data.display()))
         .arg(format!("--cache-dir={}", cache.display()))
         .arg(format!("--agent-udpv4-endpoint=127.0.0.1:{port}"))
-        .arg("--logging-method=null")
+        .arg(format!("--logging-method=file:{}", log.display()))
         // Tests may run as root (containers); snmpsim otherwise insists on dropping to a user.
         .env("SNMPSIM_ALLOW_ROOT", "true")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("snmpsim.err")).unwrap())
         .spawn()
         .expect("start snmpsim-command-responder");
-    Peer(child)
+    Peer(child, dir.join("snmpsim.err"))
 }
 
 #[tokio::test]
 async fn snmpsim_recordings_of_apc_and_raritan_pdus_decode_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
-    let _peer = start_snmpsim(dir.path(), port);
+    let mut peer = start_snmpsim(dir.path(), port);
     // snmpsim selects the recording by community: the file name without .snmprec.
     secret(dir.path(), "apc", "apc-rpdu2");
     secret(dir.path(), "raritan", "raritan-pdu2");
     let apc = device(dir.path(), "apc-rpdu2", port, r#"community_file = "apc""#);
-    let readings = poll_when_up(&apc).await;
+    let readings = poll_when_up(&mut peer, SNMPSIM, &apc).await;
     assert_apc(&readings);
     assert_eq!(value(&readings, "phase_current", Some("phase-3")), 0.0);
     assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 top")), 27.1);

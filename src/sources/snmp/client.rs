@@ -2,6 +2,12 @@
 //! `SnmpSettings`, batched GETs that halve (and remember) on tooBig, bounded multi-column
 //! GETBULK table walks (GETNEXT on v1), and mapping library errors to `SnmpError`.
 //!
+//! Sockets: pollers share one UDP socket per local bind address (`SharedSockets`). Besides
+//! saving a socket and a receive task per device, this avoids a real failure: async-snmp
+//! binds client sockets with SO_REUSEADDR, and Linux may then hand two such sockets the
+//! same ephemeral port, after which one device's answers go to the other socket and that
+//! device looks dead forever (seen with 200 per-device sockets: one device down per run).
+//!
 //! SNMPv3: async-snmp discovers the engine id on first use and resynchronises the time
 //! window from an authenticated notInTimeWindow report, so an agent that rebooted (boots
 //! counter up, time reset) keeps answering. If the agent's engine id changed (device
@@ -9,10 +15,12 @@
 //! rediscovers the engine once and retries (see `retrying_v3`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_snmp::{
-    Auth, Client, Error as LibError, ErrorStatus, Oid, Retry, UdpClient, UsmConfig, Value, v3::ReportStatus,
+    Auth, Client, Error as LibError, ErrorStatus, Oid, Retry, UdpClient, UdpTransport, UsmConfig, Value,
+    v3::ReportStatus,
 };
 
 use crate::config::{AuthProtocol, PrivProtocol, SnmpSettings, SnmpVersion};
@@ -56,6 +64,35 @@ impl SnmpError {
     }
 }
 
+/// UDP sockets shared by all pollers of a process, one per local bind address: the
+/// loopback address for loopback agents, the unspecified address of the family otherwise.
+#[derive(Default)]
+pub struct SharedSockets {
+    sockets: tokio::sync::Mutex<HashMap<SocketAddr, UdpTransport>>,
+}
+
+impl SharedSockets {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn for_target(&self, target: &SocketAddr) -> Result<UdpTransport, String> {
+        let bind: SocketAddr = match (target.is_ipv4(), target.ip().is_loopback()) {
+            (true, true) => ([127, 0, 0, 1], 0).into(),
+            (true, false) => ([0, 0, 0, 0], 0).into(),
+            (false, true) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+            (false, false) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let mut map = self.sockets.lock().await;
+        if let Some(t) = map.get(&bind) {
+            return Ok(t.clone());
+        }
+        let t = UdpTransport::bind(bind.to_string()).await.map_err(|e| format!("bind {bind}: {e}"))?;
+        map.insert(bind, t.clone());
+        Ok(t)
+    }
+}
+
 /// The result of a batched GET: per OID, the value or why the agent would not give it.
 pub type GetResults = HashMap<Oid, Result<Value, String>>;
 
@@ -81,8 +118,28 @@ pub struct SnmpSession {
 }
 
 impl SnmpSession {
-    /// Builds the client (binds a local UDP socket; no packet is sent yet).
+    /// Builds the client with its own UDP socket (no packet is sent yet). For one-off use
+    /// (`probe`); pollers use `connect_shared`.
     pub async fn connect(settings: &SnmpSettings, timeout: Duration, retries: u32) -> Result<Self, SnmpError> {
+        Self::connect_with(settings, timeout, retries, None).await
+    }
+
+    /// Builds the client on the process's shared socket for the agent's address family.
+    pub async fn connect_shared(
+        settings: &SnmpSettings,
+        timeout: Duration,
+        retries: u32,
+        sockets: &SharedSockets,
+    ) -> Result<Self, SnmpError> {
+        Self::connect_with(settings, timeout, retries, Some(sockets)).await
+    }
+
+    async fn connect_with(
+        settings: &SnmpSettings,
+        timeout: Duration,
+        retries: u32,
+        sockets: Option<&SharedSockets>,
+    ) -> Result<Self, SnmpError> {
         let address = settings.address.clone();
         let setup = |detail: String| SnmpError::Setup { address: address.clone(), detail };
         let (auth, v3_auth): (Auth, bool) = match settings.version {
@@ -112,14 +169,34 @@ impl SnmpSession {
             .build()
             .map_err(|e| setup(format!("retries: {e}")))?;
         let batch = settings.max_oids_per_request.max(1) as usize;
-        let client = Client::builder(address.as_str(), auth)
-            .request_timeout(timeout)
-            .retry(retry)
-            .max_oids_per_request(batch)
-            .construction_timeout(timeout.max(Duration::from_secs(1)))
-            .connect()
-            .await
-            .map_err(|e| setup(e.to_string()))?;
+        let client = match sockets {
+            None => Client::builder(address.as_str(), auth)
+                .request_timeout(timeout)
+                .retry(retry)
+                .max_oids_per_request(batch)
+                .construction_timeout(timeout.max(Duration::from_secs(1)))
+                .connect()
+                .await
+                .map_err(|e| setup(e.to_string()))?,
+            Some(shared) => {
+                let target = tokio::net::lookup_host(address.as_str())
+                    .await
+                    .map_err(|e| SnmpError::Unreachable { address: address.clone(), detail: format!("resolve: {e}") })?
+                    .next()
+                    .ok_or_else(|| SnmpError::Unreachable {
+                        address: address.clone(),
+                        detail: "name resolves to no address".into(),
+                    })?;
+                let transport = shared.for_target(&target).await.map_err(&setup)?;
+                Client::builder(target, auth)
+                    .request_timeout(timeout)
+                    .retry(retry)
+                    .max_oids_per_request(batch)
+                    .build_with(&transport)
+                    .await
+                    .map_err(|e| setup(e.to_string()))?
+            }
+        };
         Ok(Self {
             client,
             address,

@@ -21,12 +21,13 @@ use crate::config::{DeviceSpec, Transport};
 use crate::model::{Quality, Reading, Timestamp};
 use crate::profiles::Profile;
 
-pub use client::{SnmpError, SnmpSession};
+pub use client::{SharedSockets, SnmpError, SnmpSession};
 pub use poller::DevicePoller;
 
 /// Starts polling the given SNMP devices, one task each.
 pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(devices.len());
+    let sockets = std::sync::Arc::new(SharedSockets::new());
     for spec in devices {
         let (Transport::Snmp(settings), Profile::Snmp(profile)) = (&spec.transport, &spec.profile) else {
             // Config validation pairs SNMP transports with SNMP profiles; say so if not.
@@ -35,7 +36,10 @@ pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>
         };
         let (settings, profile) = (settings.clone(), profile.clone());
         match DevicePoller::new(spec.clone(), settings, profile) {
-            Ok(poller) => tasks.push(tokio::spawn(poller::run(poller, ctx.clone()))),
+            Ok(poller) => {
+                let poller = poller.with_shared_sockets(sockets.clone());
+                tasks.push(tokio::spawn(poller::run(poller, ctx.clone())));
+            }
             Err(e) => {
                 tracing::error!(device = %spec.id, error = %e, "cannot plan SNMP requests; device not polled");
                 let ctx = ctx.clone();

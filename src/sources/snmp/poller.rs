@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::client::{SnmpError, SnmpSession};
+use super::client::{SharedSockets, SnmpError, SnmpSession};
 use super::plan::{Cell, Fetched, Plan};
 use super::scale::{self, Number};
 use crate::config::{DeviceSpec, SnmpSettings};
@@ -43,6 +43,8 @@ pub struct DevicePoller {
     profile: Arc<SnmpProfile>,
     plan: Plan,
     session: Option<SnmpSession>,
+    /// The process's shared sockets (`None`: a socket of its own).
+    sockets: Option<Arc<SharedSockets>>,
     /// Last counter sample per (point, row), for rates.
     counters: HashMap<RateKey, (Number, Instant)>,
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
@@ -62,10 +64,17 @@ impl DevicePoller {
             profile,
             plan,
             session: None,
+            sockets: None,
             counters: HashMap::new(),
             known_rows: HashMap::new(),
             down: None,
         })
+    }
+
+    /// Polls through the process's shared sockets instead of a socket of its own.
+    pub fn with_shared_sockets(mut self, sockets: Arc<SharedSockets>) -> Self {
+        self.sockets = Some(sockets);
+        self
     }
 
     /// Requests sent on the wire since the last call.
@@ -96,7 +105,11 @@ impl DevicePoller {
 
     async fn fetch(&mut self) -> Result<Fetched, SnmpError> {
         if self.session.is_none() {
-            self.session = Some(SnmpSession::connect(&self.settings, self.spec.timeout, self.spec.retries).await?);
+            let (settings, timeout, retries) = (&self.settings, self.spec.timeout, self.spec.retries);
+            self.session = Some(match &self.sockets {
+                Some(shared) => SnmpSession::connect_shared(settings, timeout, retries, shared).await?,
+                None => SnmpSession::connect(settings, timeout, retries).await?,
+            });
         }
         let Some(session) = self.session.as_mut() else {
             // Just set above; unreachable in practice, but never panic in the daemon.

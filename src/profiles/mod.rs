@@ -90,6 +90,19 @@ pub struct PointConfig {
     /// SNMP: the value is an OCTET STRING holding a decimal number (e.g. "23.5").
     #[serde(default)]
     pub string_number: bool,
+    /// SNMP: only rows whose index ends with these arcs (e.g. `"1"` for the rmsCurrent rows
+    /// of Raritan's per-sensor-type tables). The label column is looked up with the row
+    /// index minus this suffix.
+    pub index_suffix: Option<Spanned<String>>,
+    /// SNMP: column whose integer value selects rows (e.g. ENTITY-SENSOR entPhySensorType);
+    /// only rows whose value is in `filter_values` become readings.
+    pub filter_column: Option<Spanned<String>>,
+    /// SNMP: accepted values of `filter_column` (e.g. `[8]` for celsius).
+    #[serde(default)]
+    pub filter_values: Vec<i64>,
+    /// SNMP: label for rows without a `label_column`: this prefix plus the row index
+    /// (e.g. `"phase-"` gives `phase-1`). Without either, the label is the row index.
+    pub label_prefix: Option<String>,
 }
 
 fn one() -> f64 {

@@ -1,4 +1,10 @@
 //! SNMP profile data: scalar OIDs and table columns, with the vendor's scaling.
+//!
+//! A column point yields one reading per table row. Rows can be narrowed three ways: a
+//! fixed `rows` list (fetched with plain GETs, no walk), an `index_suffix` (tables indexed
+//! by sensor type, as Raritan's), and a `filter_column` whose integer value must be one of
+//! `filter_values` (ENTITY-SENSOR's entPhySensorType). Per-row scaling comes from an
+//! ENTITY-SENSOR scale column and/or a decimal-digits (precision) column.
 
 use std::sync::Arc;
 
@@ -30,6 +36,16 @@ pub enum RowScaling {
     EntityScale(String),
     /// Decimal-digits column: value / 10^digits.
     Decimals(String),
+    /// Both (ENTITY-SENSOR entPhySensorScale and entPhySensorPrecision): scale column, then
+    /// decimals column.
+    EntityScaleAndDecimals(String, String),
+}
+
+/// Keeps only rows whose `column` holds one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    pub column: String,
+    pub values: Vec<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +59,11 @@ pub struct SnmpPoint {
     pub rate: bool,
     pub row_scaling: RowScaling,
     pub string_number: bool,
+    /// Only rows whose index ends with these arcs (dotted, no leading dot).
+    pub index_suffix: Option<String>,
+    pub filter: Option<RowFilter>,
+    /// Label of rows without a label column: prefix + row index.
+    pub label_prefix: Option<String>,
 }
 
 /// Checks a numeric dotted OID and returns it without a leading dot.
@@ -95,6 +116,28 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
         let label = oid_of(&p.label_column);
         let scale_col = oid_of(&p.scale_column);
         let decimals_col = oid_of(&p.decimals_column);
+        let filter_col = oid_of(&p.filter_column);
+        let index_suffix = match &p.index_suffix {
+            None => None,
+            Some(s) => {
+                let ok = s.get_ref().split('.').all(|a| a.parse::<u32>().is_ok());
+                if !ok {
+                    problems
+                        .push(ProfileProblem::at(s, format!("index_suffix {:?} must be dotted numbers", s.get_ref())));
+                }
+                Some(s.get_ref().trim_start_matches('.').to_owned())
+            }
+        };
+        if p.column.is_none() && (p.index_suffix.is_some() || p.filter_column.is_some() || p.label_prefix.is_some()) {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: `index_suffix`, `filter_column` and `label_prefix` go with `column`"),
+            ));
+        }
+        if p.filter_column.is_some() && p.filter_values.is_empty() {
+            problems
+                .push(ProfileProblem::at(&p.name, format!("point {pname:?}: `filter_column` needs `filter_values`")));
+        }
         let target = match (scalar, column, p.oid.is_some(), p.column.is_some()) {
             (_, _, true, true) => {
                 problems
@@ -118,13 +161,7 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
             _ => None, // a malformed OID, already reported
         };
         let row_scaling = match (scale_col, decimals_col) {
-            (Some(_), Some(_)) => {
-                problems.push(ProfileProblem::at(
-                    &p.name,
-                    format!("point {pname:?}: `scale_column` and `decimals_column` exclude each other"),
-                ));
-                RowScaling::None
-            }
+            (Some(s), Some(d)) => RowScaling::EntityScaleAndDecimals(s, d),
             (Some(c), None) => RowScaling::EntityScale(c),
             (None, Some(c)) => RowScaling::Decimals(c),
             (None, None) => RowScaling::None,
@@ -146,6 +183,9 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
                 rate: p.rate,
                 row_scaling,
                 string_number: p.string_number,
+                index_suffix,
+                filter: filter_col.map(|column| RowFilter { column, values: p.filter_values.clone() }),
+                label_prefix: p.label_prefix.clone(),
             });
         }
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod modbus;
 pub mod proxy;
 pub mod scenario;
+pub mod snmp;
 pub mod values;
 
 pub use values::{SimFault, SimValues};

@@ -1,13 +1,187 @@
-//! `hallmonitor probe snmp` (being built; see the snmp source issue).
+//! `hallmonitor probe snmp ADDRESS --oid OID`: walks a subtree and prints each varbind with
+//! its SNMP type, one per line (`OID = TYPE: value`), for writing profiles in the field.
+//! A scalar instance OID is fetched with GET. Exit code 1 when the agent cannot be asked.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use async_snmp::{Oid, Value};
+
+use super::client::SnmpSession;
+use crate::config::{AuthProtocol, PrivProtocol, Secret, SnmpSettings, SnmpV3, SnmpVersion};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Device address, host:port.
+    /// Agent address, host:port (port 161 if omitted).
     pub address: String,
+    /// Subtree to walk (numeric, e.g. 1.3.6.1.4.1.318.1.1.26), or a scalar instance to GET.
+    #[arg(long)]
+    pub oid: String,
+    /// SNMP version: 1, 2c or 3.
+    #[arg(long, default_value = "2c")]
+    pub version: String,
+    /// File holding the community (v1/v2c); "public" when not given.
+    #[arg(long)]
+    pub community_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub v3: Box<V3Args>,
+    /// Request timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Retries per request.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hallmonitor probe snmp` is not available in this build yet")
+/// SNMPv3 options of `probe snmp` (boxed: they make the arguments large).
+#[derive(clap::Args, Debug)]
+pub struct V3Args {
+    /// SNMPv3 user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// SNMPv3 authentication: md5, sha1, sha224, sha256, sha384, sha512.
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// File holding the SNMPv3 authentication password.
+    #[arg(long)]
+    pub auth_password_file: Option<PathBuf>,
+    /// SNMPv3 privacy: des, aes128, aes192, aes256.
+    #[arg(long = "priv")]
+    pub privacy: Option<String>,
+    /// File holding the SNMPv3 privacy password.
+    #[arg(long)]
+    pub priv_password_file: Option<PathBuf>,
+}
+
+fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::commands::UsageError(format!("{what} file {}: {e}", path.display())))?;
+    Ok(Secret::new(text.lines().next().unwrap_or("").trim_end()))
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    crate::commands::UsageError(msg).into()
+}
+
+/// Turns the command line into the settings a configured device would have.
+pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
+    let address = if args.address.contains(':') { args.address.clone() } else { format!("{}:161", args.address) };
+    let version = match args.version.as_str() {
+        "1" => SnmpVersion::V1,
+        "2c" | "2" => SnmpVersion::V2c,
+        "3" => SnmpVersion::V3,
+        other => return Err(usage(format!("--version {other:?}: expected 1, 2c or 3"))),
+    };
+    let community = match &args.community_file {
+        Some(p) => read_secret(p, "community")?,
+        None => Secret::new("public"),
+    };
+    let v3 = if version == SnmpVersion::V3 {
+        let args = &args.v3;
+        let user = args.user.clone().ok_or_else(|| usage("--version 3 needs --user".into()))?;
+        let auth = match &args.auth {
+            None => None,
+            Some(a) => {
+                let proto = match a.to_ascii_lowercase().as_str() {
+                    "md5" => AuthProtocol::Md5,
+                    "sha" | "sha1" => AuthProtocol::Sha1,
+                    "sha224" => AuthProtocol::Sha224,
+                    "sha256" => AuthProtocol::Sha256,
+                    "sha384" => AuthProtocol::Sha384,
+                    "sha512" => AuthProtocol::Sha512,
+                    other => return Err(usage(format!("--auth {other:?}: expected md5, sha1, sha224..sha512"))),
+                };
+                let file = args
+                    .auth_password_file
+                    .as_ref()
+                    .ok_or_else(|| usage("--auth needs --auth-password-file".into()))?;
+                Some((proto, read_secret(file, "auth password")?))
+            }
+        };
+        let privacy = match &args.privacy {
+            None => None,
+            Some(p) => {
+                if auth.is_none() {
+                    return Err(usage("--priv requires --auth".into()));
+                }
+                let proto = match p.to_ascii_lowercase().as_str() {
+                    "des" => PrivProtocol::Des,
+                    "aes" | "aes128" => PrivProtocol::Aes128,
+                    "aes192" => PrivProtocol::Aes192,
+                    "aes256" => PrivProtocol::Aes256,
+                    other => return Err(usage(format!("--priv {other:?}: expected des, aes128, aes192, aes256"))),
+                };
+                let file = args
+                    .priv_password_file
+                    .as_ref()
+                    .ok_or_else(|| usage("--priv needs --priv-password-file".into()))?;
+                Some((proto, read_secret(file, "priv password")?))
+            }
+        };
+        Some(SnmpV3 { user, auth, privacy })
+    } else {
+        None
+    };
+    Ok(SnmpSettings { address, version, community, v3, max_oids_per_request: 32, max_repetitions: 25 })
+}
+
+/// One varbind as printed: `OID = TYPE: value`.
+pub fn format_varbind(oid: &Oid, value: &Value) -> String {
+    let shown = match value {
+        Value::OctetString(b) => match std::str::from_utf8(b) {
+            Ok(s) if s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t') => format!("{s:?}"),
+            _ => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        },
+        Value::Integer(i) => i.to_string(),
+        Value::Gauge32(u) | Value::Counter32(u) | Value::UInteger32(u) | Value::TimeTicks(u) => u.to_string(),
+        Value::Counter64(u) => u.to_string(),
+        other => other.to_string(),
+    };
+    format!("{oid} = {}: {shown}", value.kind())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let root = Oid::parse(args.oid.trim_start_matches('.'))
+        .map_err(|e| usage(format!("--oid {:?} is not a numeric OID: {e}", args.oid)))?;
+    let settings = settings(&args)?;
+    let rt = crate::commands::runtime()?;
+    rt.block_on(async move {
+        let mut session = match SnmpSession::connect(&settings, args.timeout, args.retries).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        match session.walk_subtree(&root).await {
+            Ok(items) => {
+                for (oid, value) in &items {
+                    println!("{}", format_varbind(oid, value));
+                }
+                eprintln!("{} varbind(s) under {root} from {}", items.len(), session.address());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(1))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varbinds_print_with_their_type() {
+        let oid = Oid::parse("1.3.6.1.4.1.318.1.1.26.6.3.1.5.1").unwrap();
+        assert_eq!(format_varbind(&oid, &Value::Integer(28)), "1.3.6.1.4.1.318.1.1.26.6.3.1.5.1 = integer: 28");
+        assert_eq!(
+            format_varbind(&oid, &Value::OctetString("web-01".into())),
+            "1.3.6.1.4.1.318.1.1.26.6.3.1.5.1 = octet_string: \"web-01\""
+        );
+        assert_eq!(format_varbind(&oid, &Value::Gauge32(7)), "1.3.6.1.4.1.318.1.1.26.6.3.1.5.1 = gauge32: 7");
+    }
 }

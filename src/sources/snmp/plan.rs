@@ -1,0 +1,456 @@
+//! Request planning and decoding for one SNMP profile, without any IO.
+//!
+//! `Plan::new` turns a profile into the OIDs to GET (scalars, and table cells whose rows
+//! the profile lists) and the table columns to walk (value, label, scaling and filter
+//! columns, each once however many points use it). `Plan::decode` turns what came back
+//! into one `Cell` per point and row, each either a number with its row factor or a
+//! reason why not. Invariant: every point yields at least one cell, so a point never
+//! goes silent (a column with no rows yields one bad cell saying so).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_snmp::{Oid, Value};
+
+use super::scale::{self, Number};
+use crate::profiles::SnmpProfile;
+use crate::profiles::snmp::{RowScaling, SnmpTarget};
+
+/// Row index arcs after the column OID (e.g. `[1, 5, 1]` for pdu 1, outlet 5, type 1).
+pub type RowIndex = Vec<u32>;
+
+/// What the requests returned.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// GET results by requested OID (`Err` when the agent rejected that OID, e.g. v1
+    /// noSuchName).
+    pub gets: HashMap<Oid, Result<Value, String>>,
+    /// Walked columns: row index -> value.
+    pub columns: HashMap<Oid, BTreeMap<RowIndex, Value>>,
+}
+
+/// One decoded value of one point (and row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    /// Index of the point in the profile.
+    pub point: usize,
+    /// Row index for table points (`None` for scalars).
+    pub row: Option<RowIndex>,
+    pub label: Option<Arc<str>>,
+    /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
+    pub value: Result<(Number, f64), String>,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Scalar(Oid),
+    Column { column: Oid, fixed_rows: Option<Vec<RowIndex>> },
+}
+
+#[derive(Debug, Clone)]
+struct PointPlan {
+    target: Target,
+    label: Option<Oid>,
+    scale_col: Option<Oid>,
+    decimals_col: Option<Oid>,
+    filter: Option<(Oid, Vec<i64>)>,
+    suffix: RowIndex,
+    label_prefix: Option<String>,
+    string_number: bool,
+}
+
+/// The requests one poll of a device makes, and how to read their answers.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// OIDs fetched with GET, deduplicated, in profile order.
+    pub get_oids: Vec<Oid>,
+    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
+    pub walk_columns: Vec<Oid>,
+    points: Vec<PointPlan>,
+}
+
+fn parse_oid(s: &str) -> Result<Oid, String> {
+    Oid::parse(s).map_err(|e| format!("bad OID {s:?} in profile: {e}"))
+}
+
+fn parse_index(s: &str) -> Result<RowIndex, String> {
+    s.trim_start_matches('.')
+        .split('.')
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse::<u32>().map_err(|_| format!("bad row index {s:?} in profile")))
+        .collect()
+}
+
+fn join(column: &Oid, index: &[u32]) -> Oid {
+    let mut arcs = column.arcs().to_vec();
+    arcs.extend_from_slice(index);
+    Oid::from_slice(&arcs)
+}
+
+fn index_string(index: &[u32]) -> String {
+    index.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// Adds to a list once, keeping first-seen order.
+struct Unique {
+    list: Vec<Oid>,
+    seen: HashSet<Oid>,
+}
+impl Unique {
+    fn new() -> Self {
+        Self { list: Vec::new(), seen: HashSet::new() }
+    }
+    fn add(&mut self, oid: Oid) {
+        if self.seen.insert(oid.clone()) {
+            self.list.push(oid);
+        }
+    }
+}
+
+impl Plan {
+    /// Plans the requests for a profile. Fails only on an OID the profile checker let
+    /// through but the SNMP library rejects.
+    pub fn new(profile: &SnmpProfile) -> Result<Self, String> {
+        let mut gets = Unique::new();
+        let mut walks = Unique::new();
+        let mut points = Vec::with_capacity(profile.points.len());
+        for p in &profile.points {
+            let (label_s, rows_s) = match &p.target {
+                SnmpTarget::Scalar(_) => (None, &[][..]),
+                SnmpTarget::Column { label, rows, .. } => (label.as_deref(), rows.as_slice()),
+            };
+            let label = label_s.map(parse_oid).transpose()?;
+            let (scale_col, decimals_col) = match &p.row_scaling {
+                RowScaling::None => (None, None),
+                RowScaling::EntityScale(s) => (Some(parse_oid(s)?), None),
+                RowScaling::Decimals(d) => (None, Some(parse_oid(d)?)),
+                RowScaling::EntityScaleAndDecimals(s, d) => (Some(parse_oid(s)?), Some(parse_oid(d)?)),
+            };
+            let filter = match &p.filter {
+                Some(f) => Some((parse_oid(&f.column)?, f.values.clone())),
+                None => None,
+            };
+            let suffix = p.index_suffix.as_deref().map(parse_index).transpose()?.unwrap_or_default();
+            let target = match &p.target {
+                SnmpTarget::Scalar(oid) => {
+                    let oid = parse_oid(oid)?;
+                    gets.add(oid.clone());
+                    Target::Scalar(oid)
+                }
+                SnmpTarget::Column { column, .. } => {
+                    let column = parse_oid(column)?;
+                    let filter_col = filter.as_ref().map(|f| f.0.clone());
+                    let helpers: Vec<&Oid> =
+                        [&label, &scale_col, &decimals_col, &filter_col].into_iter().flatten().collect();
+                    if rows_s.is_empty() {
+                        walks.add(column.clone());
+                        for h in helpers {
+                            walks.add(h.clone());
+                        }
+                        Target::Column { column, fixed_rows: None }
+                    } else {
+                        // Known rows need no walk: GET each cell directly.
+                        let rows = rows_s.iter().map(|r| parse_index(r)).collect::<Result<Vec<_>, _>>()?;
+                        for row in &rows {
+                            gets.add(join(&column, row));
+                            for h in &helpers {
+                                gets.add(join(h, row));
+                            }
+                            if let (Some(l), Some(base)) = (&label, strip_suffix(row, &suffix))
+                                && !suffix.is_empty()
+                            {
+                                gets.add(join(l, base));
+                            }
+                        }
+                        Target::Column { column, fixed_rows: Some(rows) }
+                    }
+                }
+            };
+            points.push(PointPlan {
+                target,
+                label,
+                scale_col,
+                decimals_col,
+                filter,
+                suffix,
+                label_prefix: p.label_prefix.clone(),
+                string_number: p.string_number,
+            });
+        }
+        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points })
+    }
+
+    /// Decodes what the requests returned into cells, at least one per point.
+    pub fn decode(&self, fetched: &Fetched) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for (i, p) in self.points.iter().enumerate() {
+            match &p.target {
+                Target::Scalar(oid) => {
+                    let value = match fetched.gets.get(oid) {
+                        None => Err(format!("the agent's response did not include {oid}")),
+                        Some(Err(reason)) => Err(reason.clone()),
+                        Some(Ok(v)) => scale::to_number(v, oid, p.string_number).map(|n| (n, 1.0)),
+                    };
+                    cells.push(Cell { point: i, row: None, label: None, value });
+                }
+                Target::Column { column, fixed_rows } => {
+                    let walked: Vec<RowIndex>;
+                    let rows: &[RowIndex] = match fixed_rows {
+                        Some(r) => r,
+                        None => {
+                            walked =
+                                fetched.columns.get(column).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                            &walked
+                        }
+                    };
+                    let before = cells.len();
+                    for row in rows {
+                        if let Some(cell) = self.decode_row(i, p, column, row, fetched) {
+                            cells.push(cell);
+                        }
+                    }
+                    if cells.len() == before {
+                        let reason = if rows.is_empty() {
+                            format!(
+                                "table column {column} has no rows (the agent does not implement this table, or it is empty)"
+                            )
+                        } else {
+                            format!("table column {column} has no rows matching the profile's row filter")
+                        };
+                        cells.push(Cell { point: i, row: None, label: None, value: Err(reason) });
+                    }
+                }
+            }
+        }
+        cells
+    }
+
+    fn decode_row(&self, i: usize, p: &PointPlan, column: &Oid, row: &RowIndex, f: &Fetched) -> Option<Cell> {
+        let base = strip_suffix(row, &p.suffix)?;
+        if let Some((fcol, values)) = &p.filter {
+            let v = lookup(f, fcol, row)?;
+            let n = scale::to_integer(v, &join(fcol, row)).ok()?;
+            if !values.contains(&n) {
+                return None;
+            }
+        }
+        let label = p
+            .label
+            .as_ref()
+            .and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base)))
+            .and_then(|v| v.as_bytes().map(|b| String::from_utf8_lossy(b).trim().to_owned()))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{}{}", p.label_prefix.as_deref().unwrap_or(""), index_string(base)));
+        let oid = join(column, row);
+        let value = match lookup_result(f, column, row) {
+            None => Err(format!("the agent's response did not include {oid}")),
+            Some(Err(reason)) => Err(reason),
+            Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
+                let factor = row_factor(p, row, f)?;
+                Ok((n, factor))
+            }),
+        };
+        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value })
+    }
+}
+
+fn row_factor(p: &PointPlan, row: &[u32], f: &Fetched) -> Result<f64, String> {
+    let mut factor = 1.0;
+    if let Some(sc) = &p.scale_col {
+        let oid = join(sc, row);
+        let v = lookup(f, sc, row).ok_or_else(|| format!("scale column value {oid} missing"))?;
+        factor *= scale::entity_scale_factor(scale::to_integer(v, &oid)?)?;
+    }
+    if let Some(dc) = &p.decimals_col {
+        let oid = join(dc, row);
+        let v = lookup(f, dc, row).ok_or_else(|| format!("decimal-digits value {oid} missing"))?;
+        factor *= scale::decimals_factor(scale::to_integer(v, &oid)?)?;
+    }
+    Ok(factor)
+}
+
+fn strip_suffix<'a>(row: &'a [u32], suffix: &[u32]) -> Option<&'a [u32]> {
+    if suffix.is_empty() {
+        Some(row)
+    } else if row.len() > suffix.len() && row.ends_with(suffix) {
+        Some(&row[..row.len() - suffix.len()])
+    } else {
+        None
+    }
+}
+
+fn lookup<'a>(f: &'a Fetched, column: &Oid, row: &[u32]) -> Option<&'a Value> {
+    match lookup_result(f, column, row) {
+        Some(Ok(v)) if !v.is_exception() => Some(v),
+        _ => None,
+    }
+}
+
+fn lookup_result<'a>(f: &'a Fetched, column: &Oid, row: &[u32]) -> Option<Result<&'a Value, String>> {
+    if let Some(v) = f.columns.get(column).and_then(|m| m.get(row)) {
+        return Some(Ok(v));
+    }
+    f.gets.get(&join(column, row)).map(|r| r.as_ref().map_err(Clone::clone))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profiles::{Profile, builtins};
+
+    fn profile(name: &str) -> Arc<SnmpProfile> {
+        match builtins().remove(name).unwrap().unwrap() {
+            Profile::Snmp(p) => p,
+            Profile::Modbus(_) => panic!("not snmp"),
+        }
+    }
+
+    fn oid(s: &str) -> Oid {
+        Oid::parse(s).unwrap()
+    }
+
+    fn column(f: &mut Fetched, col: &str, rows: &[(&[u32], Value)]) {
+        let m = f.columns.entry(oid(col)).or_default();
+        for (idx, v) in rows {
+            m.insert(idx.to_vec(), v.clone());
+        }
+    }
+
+    #[test]
+    fn apc_plan_gets_scalars_and_walks_each_column_once() {
+        let plan = Plan::new(&profile("apc-rpdu2")).unwrap();
+        assert_eq!(
+            plan.get_oids,
+            vec![oid("1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"), oid("1.3.6.1.4.1.318.1.1.26.4.3.1.9.1")]
+        );
+        // Two phase columns, outlet current + name, sensor temp + name + type, humidity.
+        assert_eq!(plan.walk_columns.len(), 8, "{:?}", plan.walk_columns);
+        let names = oid("1.3.6.1.4.1.318.1.1.26.10.2.2.1.3");
+        assert_eq!(plan.walk_columns.iter().filter(|c| **c == names).count(), 1);
+    }
+
+    #[test]
+    fn apc_decode_scales_labels_and_filters() {
+        let p = profile("apc-rpdu2");
+        let plan = Plan::new(&p).unwrap();
+        let mut f = Fetched::default();
+        f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"), Ok(Value::Integer(57)));
+        f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.9.1"), Ok(Value::NoSuchInstance));
+        column(&mut f, "1.3.6.1.4.1.318.1.1.26.6.3.1.5", &[(&[1], Value::Integer(28))]);
+        column(&mut f, "1.3.6.1.4.1.318.1.1.26.6.3.1.6", &[(&[1], Value::Integer(228))]);
+        column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", &[(&[1], Value::Integer(12)), (&[2], Value::Integer(0))]);
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3",
+            &[(&[1], Value::OctetString("web-01".into())), (&[2], Value::OctetString("".into()))],
+        );
+        // Probe 1 is temperature+humidity, probe 2 temperature only.
+        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5", &[(&[1], Value::Integer(3)), (&[2], Value::Integer(2))]);
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.10.2.2.1.8",
+            &[(&[1], Value::Integer(239)), (&[2], Value::Integer(251))],
+        );
+        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.10", &[(&[1], Value::Integer(45)), (&[2], Value::Integer(-1))]);
+        let cells = plan.decode(&f);
+        let by = |name: &str| -> Vec<&Cell> {
+            let idx = p.points.iter().position(|pt| pt.id.as_str() == name).unwrap();
+            cells.iter().filter(|c| c.point == idx).collect()
+        };
+        assert_eq!(by("device_power")[0].value, Ok((Number::Plain(57.0), 1.0)));
+        assert!(by("device_energy")[0].value.as_ref().unwrap_err().starts_with("noSuchInstance"));
+        assert_eq!(by("phase_current")[0].label.as_deref(), Some("phase-1"));
+        let outlets = by("outlet_current");
+        assert_eq!(outlets.len(), 2);
+        assert_eq!(outlets[0].label.as_deref(), Some("web-01"));
+        assert_eq!(outlets[1].label.as_deref(), Some("2"), "empty name falls back to the index");
+        assert_eq!(by("sensor_temp").len(), 2);
+        let hum = by("sensor_humidity");
+        assert_eq!(hum.len(), 1, "temperature-only probe has no humidity reading");
+        assert_eq!(hum[0].value, Ok((Number::Plain(45.0), 1.0)));
+    }
+
+    #[test]
+    fn raritan_suffix_rows_take_decimal_digits_and_base_labels() {
+        let p = profile("raritan-pdu2");
+        let plan = Plan::new(&p).unwrap();
+        let mut f = Fetched::default();
+        let outlet_vals = "1.3.6.1.4.1.13742.6.5.4.3.1.4";
+        column(
+            &mut f,
+            outlet_vals,
+            &[(&[1, 1, 1], Value::Gauge32(153)), (&[1, 1, 4], Value::Gauge32(230)), (&[1, 2, 1], Value::Gauge32(7))],
+        );
+        column(
+            &mut f,
+            "1.3.6.1.4.1.13742.6.3.5.4.1.7",
+            &[(&[1, 1, 1], Value::Gauge32(2)), (&[1, 1, 4], Value::Gauge32(0)), (&[1, 2, 1], Value::Gauge32(1))],
+        );
+        column(
+            &mut f,
+            "1.3.6.1.4.1.13742.6.3.5.3.1.3",
+            &[(&[1, 1], Value::OctetString("db-1".into())), (&[1, 2], Value::OctetString("db-2".into()))],
+        );
+        let cells = plan.decode(&f);
+        let idx = p.points.iter().position(|pt| pt.id.as_str() == "outlet_current").unwrap();
+        let outlets: Vec<_> = cells.iter().filter(|c| c.point == idx).collect();
+        assert_eq!(outlets.len(), 2);
+        assert_eq!(outlets[0].label.as_deref(), Some("db-1"));
+        let (n, factor) = outlets[0].value.clone().unwrap();
+        assert!((n.as_f64() * factor - 1.53).abs() < 1e-9);
+        let (n, factor) = outlets[1].value.clone().unwrap();
+        assert!((n.as_f64() * factor - 0.7).abs() < 1e-9);
+        // Inlet columns were not in the answer: one bad cell each, never silence.
+        let inlet = p.points.iter().position(|pt| pt.id.as_str() == "inlet_voltage").unwrap();
+        let bad: Vec<_> = cells.iter().filter(|c| c.point == inlet).collect();
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].value.as_ref().unwrap_err().contains("has no rows"));
+    }
+
+    #[test]
+    fn entity_sensor_applies_scale_and_precision_per_row() {
+        let p = profile("entity-sensor");
+        let plan = Plan::new(&p).unwrap();
+        let mut f = Fetched::default();
+        let t = "1.3.6.1.2.1.99.1.1.1";
+        column(&mut f, &format!("{t}.1"), &[(&[10], Value::Integer(8)), (&[11], Value::Integer(3))]);
+        column(&mut f, &format!("{t}.2"), &[(&[10], Value::Integer(9)), (&[11], Value::Integer(8))]);
+        column(&mut f, &format!("{t}.3"), &[(&[10], Value::Integer(1)), (&[11], Value::Integer(0))]);
+        column(&mut f, &format!("{t}.4"), &[(&[10], Value::Integer(235)), (&[11], Value::Integer(230500))]);
+        let cells = plan.decode(&f);
+        let temp = cells.iter().find(|c| c.point == 0 && c.row.is_some()).unwrap();
+        let (n, k) = temp.value.clone().unwrap();
+        assert!((n.as_f64() * k - 23.5).abs() < 1e-9);
+        let volt = cells.iter().find(|c| c.point == 2 && c.row.is_some()).unwrap();
+        let (n, k) = volt.value.clone().unwrap();
+        assert!((n.as_f64() * k - 230.5).abs() < 1e-9);
+        assert_eq!(volt.label.as_deref(), Some("11"));
+    }
+
+    #[test]
+    fn fixed_rows_become_gets() {
+        let text = r#"
+            protocol = "snmp"
+            [[points]]
+            name = "inlet_v"
+            metric = "voltage_v"
+            column = "1.3.6.1.4.1.13742.6.5.2.3.1.4"
+            rows = ["1.1.4"]
+            decimals_column = "1.3.6.1.4.1.13742.6.3.3.4.1.7"
+        "#;
+        let cfg: crate::profiles::ProfileConfig = toml::from_str(text).unwrap();
+        let Profile::Snmp(p) = cfg.build("t").unwrap() else { panic!() };
+        let plan = Plan::new(&p).unwrap();
+        assert!(plan.walk_columns.is_empty());
+        assert_eq!(
+            plan.get_oids,
+            vec![oid("1.3.6.1.4.1.13742.6.5.2.3.1.4.1.1.4"), oid("1.3.6.1.4.1.13742.6.3.3.4.1.7.1.1.4")]
+        );
+        let mut f = Fetched::default();
+        f.gets.insert(plan.get_oids[0].clone(), Ok(Value::Gauge32(2301)));
+        f.gets.insert(plan.get_oids[1].clone(), Ok(Value::Gauge32(1)));
+        let cells = plan.decode(&f);
+        let (n, k) = cells[0].value.clone().unwrap();
+        assert!((n.as_f64() * k - 230.1).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,253 @@
+//! The per-device poll task: one task per SNMP device, polls strictly one after another.
+//!
+//! Invariants: polls of one device never overlap (the loop awaits each poll before the
+//! next tick; ticks missed meanwhile are skipped and counted as late); a slow or dead agent
+//! only delays its own task; every poll yields a reading for every point (bad quality with
+//! the reason when it failed); "device down" / "device up" are logged once per transition,
+//! never once per poll.
+//!
+//! Rates (`rate = true` on a counter point): the value is the per-second increase between
+//! two polls. The first poll after start (or after the counter went backwards, or after a
+//! failed poll of that row) has nothing to compare with, so it yields no reading for that
+//! row; `poll --once` therefore prints no rate points.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::client::{SharedSockets, SnmpError, SnmpSession};
+use super::plan::{Cell, Fetched, Plan};
+use super::scale::{self, Number};
+use crate::config::{DeviceSpec, SnmpSettings};
+use crate::model::{Quality, Reading, Timestamp};
+use crate::profiles::SnmpProfile;
+use crate::sources::SourceContext;
+
+/// A rate's identity: point index and table row.
+type RateKey = (usize, Option<Vec<u32>>);
+
+/// What one poll of a device produced.
+pub struct PollOutcome {
+    pub readings: Vec<Reading>,
+    /// `Err` when the device as a whole failed (readings are then all bad).
+    pub result: Result<(), SnmpError>,
+}
+
+/// The state of one device between polls.
+pub struct DevicePoller {
+    spec: DeviceSpec,
+    settings: SnmpSettings,
+    profile: Arc<SnmpProfile>,
+    plan: Plan,
+    session: Option<SnmpSession>,
+    /// The process's shared sockets (`None`: a socket of its own).
+    sockets: Option<Arc<SharedSockets>>,
+    /// Last counter sample per (point, row), for rates.
+    counters: HashMap<RateKey, (Number, Instant)>,
+    /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
+    /// per known row rather than one per point.
+    known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
+    /// Reason the device is down, if it is (for logging transitions once).
+    down: Option<String>,
+}
+
+impl DevicePoller {
+    /// Prepares a device; fails only if its profile cannot be planned.
+    pub fn new(spec: DeviceSpec, settings: SnmpSettings, profile: Arc<SnmpProfile>) -> Result<Self, String> {
+        let plan = Plan::new(&profile)?;
+        Ok(Self {
+            spec,
+            settings,
+            profile,
+            plan,
+            session: None,
+            sockets: None,
+            counters: HashMap::new(),
+            known_rows: HashMap::new(),
+            down: None,
+        })
+    }
+
+    /// Polls through the process's shared sockets instead of a socket of its own.
+    pub fn with_shared_sockets(mut self, sockets: Arc<SharedSockets>) -> Self {
+        self.sockets = Some(sockets);
+        self
+    }
+
+    /// Requests sent on the wire since the last call.
+    pub fn take_requests(&mut self) -> u64 {
+        self.session.as_mut().map_or(0, SnmpSession::take_requests)
+    }
+
+    /// Polls once: all GETs, then all walks, then decoding.
+    pub async fn poll(&mut self) -> PollOutcome {
+        let at = Timestamp::now();
+        let fetched = self.fetch().await;
+        let now = Instant::now();
+        match fetched {
+            Ok(f) => {
+                let cells = self.plan.decode(&f);
+                let readings = self.readings_from(cells, at, now);
+                PollOutcome { readings, result: Ok(()) }
+            }
+            Err(e) => {
+                // A failed poll breaks every rate's chain of samples.
+                self.counters.clear();
+                let reason: Arc<str> = Arc::from(e.to_string());
+                let readings = self.bad_readings(at, &reason);
+                PollOutcome { readings, result: Err(e) }
+            }
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<Fetched, SnmpError> {
+        if self.session.is_none() {
+            let (settings, timeout, retries) = (&self.settings, self.spec.timeout, self.spec.retries);
+            self.session = Some(match &self.sockets {
+                Some(shared) => SnmpSession::connect_shared(settings, timeout, retries, shared).await?,
+                None => SnmpSession::connect(settings, timeout, retries).await?,
+            });
+        }
+        let Some(session) = self.session.as_mut() else {
+            // Just set above; unreachable in practice, but never panic in the daemon.
+            return Err(SnmpError::Setup { address: self.settings.address.clone(), detail: "no session".into() });
+        };
+        let gets =
+            if self.plan.get_oids.is_empty() { HashMap::new() } else { session.get(&self.plan.get_oids).await? };
+        let columns = session.walk_columns(&self.plan.walk_columns).await?;
+        Ok(Fetched { gets, columns })
+    }
+
+    fn reading(&self, point: usize, at: Timestamp, label: Option<Arc<str>>, value: Result<f64, Arc<str>>) -> Reading {
+        let p = &self.profile.points[point];
+        let (value, quality, error) = match value {
+            Ok(v) if v.is_finite() => (Some(v), Quality::Good, None),
+            Ok(v) => (None, Quality::Bad, Some(Arc::from(format!("value {v} is not a finite number")))),
+            Err(e) => (None, Quality::Bad, Some(e)),
+        };
+        Reading {
+            at,
+            device: self.spec.id.clone(),
+            point: p.id.clone(),
+            metric: p.metric.clone(),
+            value,
+            unit: p.unit.clone(),
+            zone: self.spec.zone.clone(),
+            rack: self.spec.rack.clone(),
+            label,
+            quality,
+            error,
+        }
+    }
+
+    fn readings_from(&mut self, cells: Vec<Cell>, at: Timestamp, now: Instant) -> Vec<Reading> {
+        let mut out = Vec::with_capacity(cells.len());
+        let mut rows: HashMap<usize, Vec<Option<Arc<str>>>> = HashMap::new();
+        for cell in cells {
+            let p = &self.profile.points[cell.point];
+            let (scale_k, offset) = (p.scale, p.offset);
+            let rate = p.rate;
+            rows.entry(cell.point).or_default().push(cell.label.clone());
+            let value = match cell.value {
+                Err(reason) => Err(Arc::from(reason)),
+                Ok((n, factor)) if rate => {
+                    let key = (cell.point, cell.row.clone());
+                    let prev = self.counters.insert(key, (n, now));
+                    match prev.and_then(|(pn, pt)| scale::counter_rate(pn, n, now.duration_since(pt))) {
+                        Some(r) => Ok(scale::to_si(r, factor, scale_k, offset)),
+                        // First sample (or a reset): nothing to report yet; see module doc.
+                        None => continue,
+                    }
+                }
+                Ok((n, factor)) => Ok(scale::to_si(n.as_f64(), factor, scale_k, offset)),
+            };
+            out.push(self.reading(cell.point, at, cell.label, value));
+        }
+        self.known_rows = rows;
+        out
+    }
+
+    fn bad_readings(&self, at: Timestamp, reason: &Arc<str>) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for i in 0..self.profile.points.len() {
+            match self.known_rows.get(&i) {
+                Some(labels) if !labels.is_empty() => {
+                    for l in labels {
+                        out.push(self.reading(i, at, l.clone(), Err(reason.clone())));
+                    }
+                }
+                _ => out.push(self.reading(i, at, None, Err(reason.clone()))),
+            }
+        }
+        out
+    }
+
+    /// Logs a down/up transition (once per transition) and returns whether the poll was ok.
+    fn log_transition(&mut self, result: &Result<(), SnmpError>) -> bool {
+        let device = self.spec.id.as_str();
+        let address = self.settings.address.as_str();
+        match (result, &self.down) {
+            (Ok(()), None) => true,
+            (Ok(()), Some(_)) => {
+                // Same level as "device down", so whoever saw one sees the other.
+                tracing::warn!(device, address, "device up");
+                self.down = None;
+                true
+            }
+            (Err(e), None) => {
+                let reason = e.to_string();
+                if e.is_unreachable() {
+                    tracing::warn!(device, address, reason = %reason, "device down");
+                } else {
+                    tracing::warn!(device, address, reason = %reason, "device down (agent answers with errors)");
+                }
+                self.down = Some(reason);
+                false
+            }
+            (Err(_), Some(_)) => false,
+        }
+    }
+}
+
+/// Runs one device until cancelled (or after one poll with `ctx.once`).
+pub async fn run(mut poller: DevicePoller, ctx: SourceContext) {
+    let interval = poller.spec.interval.max(Duration::from_millis(10));
+    // Spread devices over the interval so 200 agents are not asked in the same instant.
+    let offset = if ctx.once { Duration::ZERO } else { interval.mul_f64(fastrand::f64()) };
+    let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let stats = &ctx.stats.snmp;
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            o = poller.poll() => o,
+        };
+        stats.requests.fetch_add(poller.take_requests(), Ordering::Relaxed);
+        if poller.log_transition(&outcome.result) {
+            stats.polls_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.polls_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        for r in outcome.readings {
+            if ctx.readings.send(r).await.is_err() {
+                return; // nobody listens any more
+            }
+        }
+        if ctx.once {
+            return;
+        }
+        let took = started.elapsed();
+        if took > interval {
+            let skipped = (took.as_nanos() / interval.as_nanos().max(1)) as u64;
+            stats.polls_late.fetch_add(skipped, Ordering::Relaxed);
+        }
+    }
+}

@@ -156,7 +156,8 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
 
     // 1. An incident opens.
     let mut agent = start_agent(&cfg);
-    wait_for(&inbox, "online status", Duration::from_secs(20), |t, v| t.ends_with("/status") && v["state"] == "online").await;
+    wait_for(&inbox, "online status", Duration::from_secs(20), |t, v| t.ends_with("/status") && v["state"] == "online")
+        .await;
     values.set(&b07, &temp, 0, 30.5);
     let opened = wait_for(&inbox, "incident opened", Duration::from_secs(20), |_, v| v["event"] == "opened").await;
     let id = opened["incident_id"].as_str().unwrap().to_owned();
@@ -166,12 +167,14 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
     // 2. SIGKILL mid-incident; the broker publishes the will.
     signal(&agent, "-KILL");
     agent.wait().unwrap();
-    wait_for(&inbox, "last will", Duration::from_secs(20), |t, v| t.ends_with("/status") && v["state"] == "offline").await;
+    wait_for(&inbox, "last will", Duration::from_secs(20), |t, v| t.ends_with("/status") && v["state"] == "offline")
+        .await;
 
     // 3. Restart: the incident continues and resolves under the same id.
     agent = start_agent(&cfg);
     values.set(&b07, &temp, 0, 22.0);
-    let resolved = wait_for(&inbox, "incident resolved", Duration::from_secs(30), |_, v| v["event"] == "resolved").await;
+    let resolved =
+        wait_for(&inbox, "incident resolved", Duration::from_secs(30), |_, v| v["event"] == "resolved").await;
     assert_eq!(resolved["incident_id"], id.as_str(), "the restarted agent continued the same incident");
     assert!(resolved["chronicle"].as_array().is_some_and(|c| c.len() >= 2), "{resolved}");
 

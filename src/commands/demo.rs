@@ -71,7 +71,7 @@ struct Tally {
     pattern_messages: u64,
     /// First recurrence pattern signal: (created_at, occurrences, summary).
     first_pattern: Option<(Timestamp, u64, String)>,
-    /// First critical incident event (the major event), created_at.
+    /// First critical thermal incident event (the major event of the scenario), created_at.
     first_critical: Option<Timestamp>,
     /// Messages created during the outage and received after it ended.
     buffered: u64,
@@ -107,13 +107,17 @@ impl Tally {
                 if payload["event"] == "opened" {
                     self.incidents_opened += 1;
                 }
-                if payload["severity"] == "critical" && self.first_critical.is_none() {
+                if payload["severity"] == "critical"
+                    && payload["category"] == "thermal"
+                    && self.first_critical.is_none()
+                {
                     self.first_critical = created;
                 }
             }
             Some("pattern") => {
                 self.pattern_messages += 1;
                 if payload["trigger"] == "recurrence"
+                    && payload["category"] == "thermal"
                     && payload["state"] == "active"
                     && self.first_pattern.is_none()
                     && let Some(c) = created
@@ -171,7 +175,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let values = Arc::new(SimValues::new());
     scenario.apply(clock.now(), &values);
     let sockets = bind_all(scenario.settings()).await?;
-    for missing in start_servers(sockets, &values, &cancel) {
+    for missing in start_servers(sockets, &values, &cancel).await {
         println!("demo: {missing}");
     }
     let tick = scenario.settings().tick;
@@ -277,11 +281,11 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
         }
         (Some((p, occ, summary)), None) => {
             println!(
-                "pattern    raised at simulated {p} ({occ} occurrences); no critical event reached the NOC in this run"
+                "pattern    raised at simulated {p} ({occ} occurrences); no critical thermal event reached the NOC in this run"
             );
             println!("           \"{summary}\"");
         }
-        (None, _) => println!("pattern    no recurrence pattern reached the NOC (is the demo too short?)"),
+        (None, _) => println!("pattern    no thermal recurrence pattern reached the NOC (is the demo too short?)"),
     }
     match t.outage {
         Some((from, to)) => println!(

@@ -21,6 +21,7 @@ use crate::profiles::Profile;
 use crate::sim::config::{Effect, Endpoint, SimDevice, SimSettings, Target};
 use crate::sim::modbus::SimModbusDevice;
 use crate::sim::scenario::{Scenario, SimClock, drive};
+use crate::sim::snmp::SimSnmpDevice;
 use crate::sim::{SimValues, config};
 
 #[derive(clap::Args, Debug)]
@@ -86,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Values exist before any server answers.
         scenario.apply(clock.now(), &values);
         let sockets = bind_all(&settings).await?;
-        let not_linked = start_servers(sockets, &values, &cancel);
+        let not_linked = start_servers(sockets, &values, &cancel).await;
         for what in &not_linked {
             println!("sim: {what}");
         }
@@ -186,8 +187,8 @@ fn first_id<'a>(mut devices: impl Iterator<Item = &'a &'a SimDevice>) -> String 
 }
 
 /// Hands each bound socket to its protocol server; returns what could not be started.
-pub fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &CancellationToken) -> Vec<String> {
-    let mut missing = Vec::new();
+pub async fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &CancellationToken) -> Vec<String> {
+    let mut problems = Vec::new();
     for (port, listener, units) in sockets.modbus {
         let mut served = std::collections::HashMap::new();
         for (unit, d) in units {
@@ -195,7 +196,7 @@ pub fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &Canc
                 Profile::Modbus(p) => {
                     served.insert(unit, SimModbusDevice { id: d.id.clone(), profile: p.clone() });
                 }
-                Profile::Snmp(_) => missing.push(format!("{} on Modbus port {port} has an SNMP profile", d.id)),
+                Profile::Snmp(_) => problems.push(format!("{} on Modbus port {port} has an SNMP profile", d.id)),
             }
         }
         let (values, cancel) = (values.clone(), cancel.clone());
@@ -205,13 +206,32 @@ pub fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &Canc
             }
         });
     }
-    if !sockets.snmp.is_empty() {
-        missing.push(format!(
-            "the SNMP agent (crate::sim::snmp) is not linked into this build yet: {} ports are not served",
-            sockets.snmp.len()
-        ));
+    for (port, socket, communities) in sockets.snmp {
+        let mut served = std::collections::HashMap::new();
+        for (community, d) in communities {
+            match &d.profile {
+                Profile::Snmp(p) => {
+                    served.insert(community, SimSnmpDevice { id: d.id.clone(), profile: p.clone(), rows: d.rows });
+                }
+                Profile::Modbus(_) => problems.push(format!("{} on SNMP port {port} has a Modbus profile", d.id)),
+            }
+        }
+        // The SNMP agent binds its own socket: release ours (it proved the port free) first.
+        let bind = socket.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+        drop(socket);
+        match crate::sim::snmp::serve(bind, served, values.clone(), cancel.clone()).await {
+            Ok(agent) => {
+                // Hold the agent's handle until the simulator stops.
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    cancel.cancelled().await;
+                    drop(agent);
+                });
+            }
+            Err(e) => problems.push(format!("SNMP agent on port {port}: {e}")),
+        }
     }
-    missing
+    problems
 }
 
 /// What the simulator will run, one line per run of similar devices.

@@ -84,9 +84,9 @@ fn scenario_recurs_in_hall1_b_then_peaks_critical_on_day_21() {
     for day in [1, 7, 21] {
         assert!(inlet("th-a01", day, 15, 0) < 26.0 && inlet("th-c03", day, 15, 0) < 26.0);
     }
-    // th-c02 is silent for 40 minutes on day 15.
+    // th-c02 is silent for 90 minutes on day 15.
     assert_eq!(sc.fault_at("th-c02", sc.time_at(15, 9, 30)), hallmonitor::sim::SimFault::Silent);
-    assert_eq!(sc.fault_at("th-c02", sc.time_at(15, 9, 45)), hallmonitor::sim::SimFault::None);
+    assert_eq!(sc.fault_at("th-c02", sc.time_at(15, 10, 45)), hallmonitor::sim::SimFault::None);
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn sim_command_checks_runs_and_reports_errors_with_positions() {
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
         plan.contains(
-            "  fitted  2026-11-01T00:00:00Z to 2026-11-22T20:00:00Z (day 21) in 120 s: x1633 through 9 excursion"
+            "  fitted  2026-11-01T00:00:00Z to 2026-11-22T20:00:00Z (day 21) in 120 s: x1675 through 9 excursion"
         ),
         "{plan}"
     );

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
 
@@ -58,6 +58,8 @@ pub enum StoreError {
         "store {path}: cannot open ({source}); nothing was deleted — if the store is corrupt, move the directory aside and restart"
     )]
     Open { path: PathBuf, source: sled::Error },
+    #[error("store {path}: in use by another process (is hallmonitor already running?)")]
+    Locked { path: PathBuf },
     #[error(
         "store {path}: corrupt entry {what}: {reason}; nothing was deleted — move the directory aside to start a new store"
     )]
@@ -195,6 +197,26 @@ pub fn enveloped_payload(site: &SiteId, epoch: &str, seq: u64, created_at: Times
     serde_json::to_vec(&with_envelope(payload, &env)).unwrap_or_default()
 }
 
+/// Opens the sled directory. sled releases its file lock a moment after the last handle is
+/// dropped (its flusher thread ends asynchronously), so a lock conflict is retried briefly
+/// before it is reported as another process holding the store.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                if tries >= 40 {
+                    return Err(StoreError::Locked { path: path.to_owned() });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(StoreError::Open { path: path.to_owned(), source }),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `settings.path` for `site`.
     pub fn open(settings: &StoreSettings, site: &SiteId) -> Result<Store, StoreError> {
@@ -204,11 +226,7 @@ impl Store {
     /// `open` with explicit cache and payload limits.
     pub fn open_with(settings: &StoreSettings, site: &SiteId, opts: &StoreOptions) -> Result<Store, StoreError> {
         let path = settings.path.join(SLED_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(opts.cache_bytes)
-            .open()
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let db = open_sled(&path, opts.cache_bytes)?;
         let read = |source| StoreError::Read { path: path.clone(), source };
         let corrupt = |what: &str, reason: &str| StoreError::Corrupt {
             path: path.clone(),
@@ -301,7 +319,8 @@ impl Store {
     /// once because the outbox is full or it is too large still gets a `seq`, reported in
     /// the drop report).
     ///
-    /// On `Write` nothing was written: keep the batch and retry. On `Flush` the batch is
+    /// Errors are logged here (a full disk is an error, never a panic). On `Write` nothing
+    /// was written: keep the batch and retry. On `Flush` the batch is
     /// written but not yet durable; it becomes visible to the publisher after a later
     /// successful flush (the next `commit` or `flush`), so do not commit it again.
     pub async fn commit(
@@ -310,9 +329,18 @@ impl Store {
         engine_state: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
-        let applied_upto = self.apply(msgs, engine_state, now)?;
-        self.flush_upto(applied_upto).await?;
-        Ok(((applied_upto + 1 - msgs.len() as u64)..=applied_upto).collect())
+        let result = match self.apply(msgs, engine_state, now) {
+            Ok(upto) => self.flush_upto(upto).await.map(|()| upto),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(upto) => Ok(((upto + 1 - msgs.len() as u64)..=upto).collect()),
+            Err(e) => {
+                // Logged here so a full disk is always visible; the caller retries.
+                error!(path = %self.inner.path.display(), messages = msgs.len(), error = %e, "store commit failed");
+                Err(e)
+            }
+        }
     }
 
     /// Saves only the engine state (durably).

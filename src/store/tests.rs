@@ -122,6 +122,17 @@ fn corrupt_entry_is_refused_with_its_seq_and_kept() {
 }
 
 #[test]
+fn a_store_held_by_someone_else_is_a_clear_locked_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    // sled's flock is per open file description, so a second open in this process
+    // conflicts just like another process would.
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("already running"), "{err}");
+}
+
+#[test]
 fn a_foreign_non_empty_sled_database_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -185,6 +185,34 @@ pub fn shed_rank_of_new(class: MessageClass) -> u8 {
     }
 }
 
+/// A resolved incident whose chronicle makes it too large to publish keeps its first and
+/// last entries and says how many in between were omitted, rather than being dropped whole
+/// (it is a lifecycle event). `None` when there is no chronicle to trim or nothing fits.
+fn trim_chronicle(payload: &Value, fits: impl Fn(&Value) -> bool) -> Option<Value> {
+    let entries = payload.get("chronicle")?.as_array()?;
+    let n = entries.len();
+    // Keep `keep` entries at each end (at least one omitted), halving until it fits.
+    let mut keep = n.saturating_sub(1) / 2;
+    while keep >= 1 {
+        let omitted = n - 2 * keep;
+        let mut kept: Vec<Value> = entries[..keep].to_vec();
+        let at = entries[keep].get("at").cloned().unwrap_or(Value::Null);
+        kept.push(serde_json::json!({
+            "at": at,
+            "what": "truncated",
+            "detail": format!("{omitted} chronicle entries omitted: the message would exceed the size limit"),
+        }));
+        kept.extend_from_slice(&entries[n - keep..]);
+        let mut p = payload.clone();
+        p["chronicle"] = Value::Array(kept);
+        if fits(&p) {
+            return Some(p);
+        }
+        keep /= 2;
+    }
+    None
+}
+
 /// Bytes an entry counts against `max_bytes`: key plus record.
 pub fn entry_bytes(topic: &str, payload_len: usize) -> u64 {
     (9 + 14 + topic.len() + payload_len) as u64
@@ -383,7 +411,16 @@ impl Store {
         let mut drops_now: Vec<(u64, MessageClass, DropReason)> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let seq = first_seq + i as u64;
-            let payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            let mut payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            if payload.len() > self.inner.max_payload_bytes
+                && let Some(trimmed) = trim_chronicle(&m.payload, |p| {
+                    enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, p).len()
+                        <= self.inner.max_payload_bytes
+                })
+            {
+                warn!(path = %self.inner.path.display(), seq, "chronicle too large for one message; middle entries omitted");
+                payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &trimmed);
+            }
             let dropped = payload.len() > self.inner.max_payload_bytes;
             if dropped {
                 drops_now.push((seq, m.class, DropReason::Oversize));

@@ -164,6 +164,11 @@ async fn an_unreachable_broker_is_reported_and_shutdown_still_returns() {
         .unwrap();
     let err = status.borrow().last_error.clone().unwrap();
     assert!(err.contains(&format!("mqtt://127.0.0.1:{port}")) && err.contains("unreachable"), "{err}");
+    // Backoff, not rumqttc's bare retry loop (about 10,000 attempts a second on a closed
+    // port): 500 ms doubling with jitter makes about 4 attempts in 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = status.borrow().connect_attempts;
+    assert!((2..=8).contains(&attempts), "connection attempts in ~3 s: {attempts}");
     let end = tokio::time::timeout(Duration::from_secs(20), publisher.shutdown(Duration::from_secs(5)))
         .await
         .expect("shutdown returns while the broker is away");

@@ -43,12 +43,16 @@ impl Mosquitto {
         );
         let conf = dir.join("mosquitto.conf");
         // Started as root, mosquitto would drop to user `mosquitto` and lose access to the
-        // temporary directory.
+        // temporary directory. `max_inflight_messages 0`: with its default window of 20,
+        // mosquitto 2.0.11 (Debian's) skipped the 21st message queued for a reconnecting
+        // persistent subscriber (seen in its log: m20 then m22; inflight-quota fixes came in
+        // 2.0.13). That is between the broker and the NOC, after our PUBACK, so the tests
+        // avoid it rather than report it as an agent failure.
         let user = if unsafe_is_root() { "user root\n" } else { "" };
         std::fs::write(
             &conf,
             format!(
-                "{user}persistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\nqueue_qos0_messages true\n\
+                "{user}persistence true\npersistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\nmax_inflight_messages 0\nqueue_qos0_messages true\n\
                  log_dest file {}/mosquitto.log\nlog_type all\n{listeners}\n",
                 dir.display(),
                 dir.display()
@@ -244,6 +248,8 @@ async fn a_sigkilled_agent_resumes_without_gaps_or_reuse() {
             n >= 800
         })
         .await;
+    // At a random point of the pipeline: mid-commit, mid-flush, messages in flight.
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..40))).await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -499,7 +505,23 @@ async fn a_full_outbox_during_an_outage_sheds_rollups_and_health_first_and_repor
     broker.restart();
     publisher.poke();
     let mut seen = SeqSet::of(kept.iter().copied());
-    let got = sub.collect_until(Duration::from_secs(60), |r| seen.add(r)).await;
+    let got = match sub.try_collect_until(Duration::from_secs(60), |r| seen.add(r)).await {
+        Ok(got) => got,
+        Err(got) => {
+            let missing = seen.missing();
+            let classes: Vec<_> = missing.iter().map(|s| classes.get(*s as usize - 1).copied()).collect();
+            panic!(
+                "after 60 s, {} of {} kept messages missing: {:?} classes {:?}; publisher {:?}; received {}: {:?}",
+                missing.len(),
+                kept.len(),
+                &missing[..missing.len().min(20)],
+                &classes[..classes.len().min(20)],
+                *publisher.status().borrow(),
+                got.len(),
+                got.iter().take(6).map(|r| (r.topic.clone(), r.payload["seq"].clone(), r.retain)).collect::<Vec<_>>()
+            );
+        }
+    };
     let stream = outbox_only(&got);
     for r in &stream {
         schemas.check(&r.payload);

@@ -149,6 +149,33 @@ async fn an_oversize_entry_is_discarded_and_reported_without_stalling_the_rest()
     sub.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_reported_and_shutdown_still_returns() {
+    // Nothing listens on this port.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreSettings { path: dir.path().into(), max_bytes: 1 << 20 }, &site()).unwrap();
+    store.commit(&every_kind(), None, Timestamp::now()).await.unwrap();
+    let publisher = Publisher::start(&mqtt(port), &site(), store.clone()).unwrap();
+    let mut status = publisher.status();
+    tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| s.last_error.is_some()))
+        .await
+        .expect("the failure is reported")
+        .unwrap();
+    let err = status.borrow().last_error.clone().unwrap();
+    assert!(err.contains(&format!("mqtt://127.0.0.1:{port}")) && err.contains("unreachable"), "{err}");
+    // Backoff, not rumqttc's bare retry loop (about 10,000 attempts a second on a closed
+    // port): 500 ms doubling with jitter makes about 4 attempts in 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = status.borrow().connect_attempts;
+    assert!((2..=8).contains(&attempts), "connection attempts in ~3 s: {attempts}");
+    let end = tokio::time::timeout(Duration::from_secs(20), publisher.shutdown(Duration::from_secs(5)))
+        .await
+        .expect("shutdown returns while the broker is away");
+    assert!(end.stopped && !end.connected);
+    assert_eq!(store.stats().unwrap().depth, 6, "nothing left the outbox without PUBACK");
+}
+
 /// The outbox topics (status is not an outbox message).
 fn outbox_only(got: &[Received]) -> Vec<Received> {
     got.iter().filter(|r| !r.topic.ends_with("/status")).cloned().collect()

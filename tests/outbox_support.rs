@@ -255,10 +255,13 @@ impl Subscriber {
         let task = tokio::spawn(async move {
             loop {
                 match ev.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(_))) => {
-                        // Re-subscribing is harmless with a persistent session and needed
-                        // without one.
-                        let _ = c2.subscribe(filter2.clone(), rumqttc::QoS::AtLeastOnce).await;
+                    Ok(rumqttc::Event::Incoming(rumqttc::Incoming::ConnAck(ack))) => {
+                        // A resumed persistent session keeps its subscription: subscribe only
+                        // on a fresh session, like a real NOC client (re-subscribing would
+                        // also replay retained messages).
+                        if !ack.session_present {
+                            let _ = c2.subscribe(filter2.clone(), rumqttc::QoS::AtLeastOnce).await;
+                        }
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Incoming::SubAck(_))) => {
                         if let Some(r) = ready.take() {
@@ -287,8 +290,20 @@ impl Subscriber {
     pub async fn collect_until(
         &mut self,
         limit: std::time::Duration,
-        mut done: impl FnMut(&Received) -> bool,
+        done: impl FnMut(&Received) -> bool,
     ) -> Vec<Received> {
+        match self.try_collect_until(limit, done).await {
+            Ok(got) => got,
+            Err(got) => panic!("gave up after {limit:?} with {} messages received", got.len()),
+        }
+    }
+
+    /// Like `collect_until`, but hands back what arrived when `limit` passes.
+    pub async fn try_collect_until(
+        &mut self,
+        limit: std::time::Duration,
+        mut done: impl FnMut(&Received) -> bool,
+    ) -> Result<Vec<Received>, Vec<Received>> {
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -297,11 +312,11 @@ impl Subscriber {
                     let finished = done(&r);
                     got.push(r);
                     if finished {
-                        return got;
+                        return Ok(got);
                     }
                 }
                 Ok(None) => panic!("subscriber channel closed"),
-                Err(_) => panic!("gave up after {limit:?} with {} messages received", got.len()),
+                Err(_) => return Err(got),
             }
         }
     }
@@ -371,5 +386,9 @@ impl SeqSet {
     }
     pub fn complete(&self) -> bool {
         self.seen.len() == self.want.len()
+    }
+    /// The wanted seqs not seen yet.
+    pub fn missing(&self) -> Vec<u64> {
+        self.want.difference(&self.seen).copied().collect()
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
 
@@ -58,6 +58,8 @@ pub enum StoreError {
         "store {path}: cannot open ({source}); nothing was deleted — if the store is corrupt, move the directory aside and restart"
     )]
     Open { path: PathBuf, source: sled::Error },
+    #[error("store {path}: in use by another process (is hallmonitor already running?)")]
+    Locked { path: PathBuf },
     #[error(
         "store {path}: corrupt entry {what}: {reason}; nothing was deleted — move the directory aside to start a new store"
     )]
@@ -183,6 +185,34 @@ pub fn shed_rank_of_new(class: MessageClass) -> u8 {
     }
 }
 
+/// A resolved incident whose chronicle makes it too large to publish keeps its first and
+/// last entries and says how many in between were omitted, rather than being dropped whole
+/// (it is a lifecycle event). `None` when there is no chronicle to trim or nothing fits.
+fn trim_chronicle(payload: &Value, fits: impl Fn(&Value) -> bool) -> Option<Value> {
+    let entries = payload.get("chronicle")?.as_array()?;
+    let n = entries.len();
+    // Keep `keep` entries at each end (at least one omitted), halving until it fits.
+    let mut keep = n.saturating_sub(1) / 2;
+    while keep >= 1 {
+        let omitted = n - 2 * keep;
+        let mut kept: Vec<Value> = entries[..keep].to_vec();
+        let at = entries[keep].get("at").cloned().unwrap_or(Value::Null);
+        kept.push(serde_json::json!({
+            "at": at,
+            "what": "truncated",
+            "detail": format!("{omitted} chronicle entries omitted: the message would exceed the size limit"),
+        }));
+        kept.extend_from_slice(&entries[n - keep..]);
+        let mut p = payload.clone();
+        p["chronicle"] = Value::Array(kept);
+        if fits(&p) {
+            return Some(p);
+        }
+        keep /= 2;
+    }
+    None
+}
+
 /// Bytes an entry counts against `max_bytes`: key plus record.
 pub fn entry_bytes(topic: &str, payload_len: usize) -> u64 {
     (9 + 14 + topic.len() + payload_len) as u64
@@ -195,6 +225,26 @@ pub fn enveloped_payload(site: &SiteId, epoch: &str, seq: u64, created_at: Times
     serde_json::to_vec(&with_envelope(payload, &env)).unwrap_or_default()
 }
 
+/// Opens the sled directory. sled releases its file lock a moment after the last handle is
+/// dropped (its flusher thread ends asynchronously), so a lock conflict is retried briefly
+/// before it is reported as another process holding the store.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                tries += 1;
+                if tries >= 40 {
+                    return Err(StoreError::Locked { path: path.to_owned() });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(StoreError::Open { path: path.to_owned(), source }),
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `settings.path` for `site`.
     pub fn open(settings: &StoreSettings, site: &SiteId) -> Result<Store, StoreError> {
@@ -204,11 +254,7 @@ impl Store {
     /// `open` with explicit cache and payload limits.
     pub fn open_with(settings: &StoreSettings, site: &SiteId, opts: &StoreOptions) -> Result<Store, StoreError> {
         let path = settings.path.join(SLED_DIR);
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(opts.cache_bytes)
-            .open()
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let db = open_sled(&path, opts.cache_bytes)?;
         let read = |source| StoreError::Read { path: path.clone(), source };
         let corrupt = |what: &str, reason: &str| StoreError::Corrupt {
             path: path.clone(),
@@ -301,7 +347,8 @@ impl Store {
     /// once because the outbox is full or it is too large still gets a `seq`, reported in
     /// the drop report).
     ///
-    /// On `Write` nothing was written: keep the batch and retry. On `Flush` the batch is
+    /// Errors are logged here (a full disk is an error, never a panic). On `Write` nothing
+    /// was written: keep the batch and retry. On `Flush` the batch is
     /// written but not yet durable; it becomes visible to the publisher after a later
     /// successful flush (the next `commit` or `flush`), so do not commit it again.
     pub async fn commit(
@@ -310,9 +357,18 @@ impl Store {
         engine_state: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
-        let applied_upto = self.apply(msgs, engine_state, now)?;
-        self.flush_upto(applied_upto).await?;
-        Ok(((applied_upto + 1 - msgs.len() as u64)..=applied_upto).collect())
+        let result = match self.apply(msgs, engine_state, now) {
+            Ok(upto) => self.flush_upto(upto).await.map(|()| upto),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(upto) => Ok(((upto + 1 - msgs.len() as u64)..=upto).collect()),
+            Err(e) => {
+                // Logged here so a full disk is always visible; the caller retries.
+                error!(path = %self.inner.path.display(), messages = msgs.len(), error = %e, "store commit failed");
+                Err(e)
+            }
+        }
     }
 
     /// Saves only the engine state (durably).
@@ -355,7 +411,16 @@ impl Store {
         let mut drops_now: Vec<(u64, MessageClass, DropReason)> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let seq = first_seq + i as u64;
-            let payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            let mut payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            if payload.len() > self.inner.max_payload_bytes
+                && let Some(trimmed) = trim_chronicle(&m.payload, |p| {
+                    enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, p).len()
+                        <= self.inner.max_payload_bytes
+                })
+            {
+                warn!(path = %self.inner.path.display(), seq, "chronicle too large for one message; middle entries omitted");
+                payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &trimmed);
+            }
             let dropped = payload.len() > self.inner.max_payload_bytes;
             if dropped {
                 drops_now.push((seq, m.class, DropReason::Oversize));

@@ -122,6 +122,17 @@ fn corrupt_entry_is_refused_with_its_seq_and_kept() {
 }
 
 #[test]
+fn a_store_held_by_someone_else_is_a_clear_locked_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    // sled's flock is per open file description, so a second open in this process
+    // conflicts just like another process would.
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("already running"), "{err}");
+}
+
+#[test]
 fn a_foreign_non_empty_sled_database_is_not_taken_over() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -213,6 +224,35 @@ fn oversize_message_is_dropped_at_commit_and_reported() {
     let r = store.take_drop_report().unwrap();
     assert_eq!(r.ranges[0].reason, DropReason::Oversize);
     assert_eq!(r.ranges[0].first_seq, 1);
+}
+
+#[test]
+fn an_oversize_chronicle_is_trimmed_in_the_middle_instead_of_dropping_the_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions { max_payload_bytes: 4000, ..StoreOptions::default() };
+    let store = Store::open_with(&settings(dir.path(), 1 << 20), &site(), &opts).unwrap();
+    let chronicle: Vec<Value> = (0..200)
+        .map(|i| json!({"at": Timestamp(i * 1000).to_rfc3339(), "what": "breach_joined", "detail": format!("entry {i}")}))
+        .collect();
+    let resolved = Outbound {
+        topic: "hallmonitor/v1/fra1/incidents/z".into(),
+        qos: 1,
+        retain: false,
+        class: MessageClass::IncidentLifecycle,
+        payload: json!({"type": "incident", "event": "resolved", "chronicle": chronicle}),
+    };
+    rt().block_on(store.commit(&[resolved], None, Timestamp(0))).unwrap();
+    let got = store.peek_from(None, 10).unwrap();
+    assert_eq!(got.len(), 1, "the resolution is kept");
+    assert!(got[0].payload.len() <= 4000);
+    let v: Value = serde_json::from_slice(&got[0].payload).unwrap();
+    let c = v["chronicle"].as_array().unwrap();
+    assert_eq!(c[0]["detail"], "entry 0");
+    assert_eq!(c[c.len() - 1]["detail"], "entry 199");
+    let marker = c.iter().find(|e| e["what"] == "truncated").unwrap();
+    let omitted: usize = marker["detail"].as_str().unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert_eq!(omitted + c.len() - 1, 200, "the marker counts exactly what is missing");
+    assert!(store.pending_drop_report().is_empty());
 }
 
 // ---- property test: the outbox against a simple in-memory model ----

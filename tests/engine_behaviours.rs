@@ -454,3 +454,42 @@ racks = ["C01"]
     assert_eq!(at.0, opened[0].opened_at.0 + HOUR, "cleared when the first occurrence leaves the window");
     assert!(d.engine.active_patterns().is_empty());
 }
+
+#[test]
+fn state_with_rollups_survives_a_restart_after_an_emission() {
+    // Regression: empty rollup accumulators once held ±infinity, which JSON writes as null and
+    // cannot read back, so every restart after the first rollup failed to load the state.
+    let mut cfg = zone_config(1);
+    cfg.push_str("[rollups]\ninterval = \"5m\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..40 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 22.0)]);
+    }
+    d.advance_to(T0 + 6 * MIN);
+    assert!(d.events.iter().any(|(_, e)| matches!(e, Event::Rollup(_))), "a rollup was emitted");
+    let json = serde_json::to_vec(&d.engine.export_state()).unwrap();
+    let state: hallmonitor::engine::EngineState = serde_json::from_slice(&json).expect("state reads back");
+    let mut again = hallmonitor::engine::Engine::new(settings(&cfg));
+    again.import_state(state);
+}
+
+#[test]
+fn removing_a_device_lets_its_incident_resolve() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    for step in 0..20 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-00", "hall1-b", Some("B01"), 29.0), temp(t, "th-01", "hall1-b", Some("B02"), 22.0)]);
+    }
+    assert_eq!(d.engine.open_incidents().len(), 1);
+    // th-00 leaves the configuration (removed, or `enabled = false`): it will never report again.
+    d.engine.reconfigure(settings(&zone_config(2).replace("th-00", "th-99")));
+    for step in 20..80 {
+        let t = T0 + step * 10_000;
+        d.feed(t, &[temp(t, "th-01", "hall1-b", Some("B02"), 22.0)]);
+    }
+    let resolved = d.resolved();
+    assert_eq!(resolved.len(), 1, "the incident resolved after clear_hold");
+    let chronicle = resolved[0].chronicle.as_ref().unwrap();
+    assert!(chronicle.iter().any(|c| c.detail.contains("device removed from the configuration")), "{chronicle:#?}");
+}

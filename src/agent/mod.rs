@@ -26,7 +26,7 @@ pub use clock::Clock;
 use devices::DeviceTable;
 
 use crate::commands::UsageError;
-use crate::config::{self, Config, DeviceSpec};
+use crate::config::{self, Config, DeviceSpec, MqttSettings};
 use crate::engine::{Engine, EngineState, Event, IncidentEventKind, PatternState};
 use crate::model::{Reading, Timestamp};
 use crate::publish::message::{Outbound, outbound_for};
@@ -61,18 +61,23 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
     let mut engine = Engine::new(config.engine.clone());
     if let Some(bytes) = store.load_engine_state()? {
-        let state: EngineState = serde_json::from_slice(&bytes).with_context(|| {
-            format!(
-                "the engine state in {} is unreadable (written by a newer version?); nothing was changed",
-                config.store.path.display()
-            )
-        })?;
-        engine.import_state(state);
-        info!(
-            open_incidents = engine.open_incidents().len(),
-            active_patterns = engine.active_patterns().len(),
-            "engine state restored"
-        );
+        match serde_json::from_slice::<EngineState>(&bytes) {
+            Ok(state) => {
+                engine.import_state(state);
+                info!(
+                    open_incidents = engine.open_incidents().len(),
+                    active_patterns = engine.active_patterns().len(),
+                    "engine state restored"
+                );
+            }
+            // Refusing to start would also strand the outbox; forward it and start the
+            // engine afresh, loudly.
+            Err(e) => error!(
+                error = %e,
+                store = %config.store.path.display(),
+                "engine state unreadable: starting without the open incidents and pattern history it held (the outbox is kept and forwarded)"
+            ),
+        }
     }
     let publisher = Publisher::start(&mqtt, &config.site, store.clone())?;
     let waker = publisher.waker();
@@ -99,6 +104,7 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_health = Instant::now();
     let mut last_state_save = Instant::now();
+    let mut last_buffering_log = Instant::now();
     let mut health_polls = (ProtocolCounts::default(), ProtocolCounts::default());
     let far = || Instant::now() + Duration::from_secs(3600);
 
@@ -111,14 +117,19 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
             _ = opts.shutdown.cancelled() => break,
             _ = sighup.recv() => {
                 match reload(&config) {
-                    Ok(new) => {
+                    Ok(new) if new.site != config.site || new.store.path != config.store.path => error!(
+                        "configuration reload refused: the site id or the store path changed; restart the daemon to apply them"
+                    ),
+                    Ok(mut new) => {
+                        if mqtt_changed(new.mqtt.as_ref(), config.mqtt.as_ref()) {
+                            warn!("configuration reload: [mqtt] changed; it applies after a restart, the running connection is kept");
+                        }
+                        // What runs is what the publisher was started with.
+                        new.mqtt = config.mqtt.clone();
                         engine.reconfigure(new.engine.clone());
                         sources.stop().await;
                         sources = Sources::start(&new.devices, tx.clone(), stats.clone());
                         devices.reconfigure(&new.devices);
-                        if new.mqtt.as_ref().map(crate::publish::broker_name) != config.mqtt.as_ref().map(crate::publish::broker_name) {
-                            warn!("mqtt settings changed: they apply after a restart");
-                        }
                         info!(devices = new.devices.len(), "configuration reloaded");
                         config = new;
                     }
@@ -151,9 +162,23 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
                 if watchdog.is_some() {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
                 }
+                let publisher_now = pub_status.borrow().clone();
+                if !publisher_now.connected
+                    && last_buffering_log.elapsed() >= BUFFERING_LOG_EVERY
+                    && let Ok(outbox) = store.stats()
+                    && outbox.depth > 0
+                {
+                    last_buffering_log = Instant::now();
+                    warn!(
+                        depth = outbox.depth,
+                        bytes = outbox.bytes,
+                        oldest_age_s = outbox.oldest_age(now).map_or(0, |d| d.as_secs()),
+                        broker = %publisher_now.broker,
+                        "broker unreachable: buffering in the outbox"
+                    );
+                }
                 if last_health.elapsed() >= config.health_interval {
                     last_health = Instant::now();
-                    let publisher_now = pub_status.borrow().clone();
                     let body = health_body(&store, &publisher_now, &stats, &mut health_polls, &devices, &engine, started_at, now);
                     pending.outbound.push(body.outbound(&mqtt.topic_prefix, &config.site));
                 }
@@ -161,7 +186,6 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
                     last_state_save = Instant::now();
                     pending.state_due = true;
                 }
-                let publisher_now = pub_status.borrow().clone();
                 let snapshot = status_snapshot(&config, &store, &publisher_now, &stats, &devices, &engine, started_at, now);
                 if let Err(e) = status::write_atomic(&opts.status_dir, &snapshot) {
                     warn!(error = %e, dir = %opts.status_dir.display(), "cannot write the status snapshot");
@@ -212,6 +236,7 @@ const READING_BATCH: usize = 4096;
 const TICK: Duration = Duration::from_secs(2);
 const STATE_SAVE_EVERY: Duration = Duration::from_secs(30);
 const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
+const BUFFERING_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// The running poll tasks; restarted as a whole on reload.
 struct Sources {
@@ -228,9 +253,13 @@ impl Sources {
 
     async fn stop(&mut self) {
         self.cancel.cancel();
-        for t in self.tasks.drain(..) {
-            // A poll task that panicked is already logged by tokio; shutdown goes on.
-            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for mut t in self.tasks.drain(..) {
+            // A poll task that panicked is already logged by tokio; shutdown goes on. One
+            // that does not stop in time is aborted so no old poller outlives a reload.
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 }
@@ -263,9 +292,15 @@ impl PendingCommit {
         if self.outbound.is_empty() && !self.state_due {
             return true;
         }
-        // Serializing our own plain state cannot fail.
-        let state = serde_json::to_vec(&engine.export_state()).unwrap_or_default();
-        match store.commit(&self.outbound, Some(&state), now).await {
+        // Never write a blob we could not read back: keep the last good state instead.
+        let state = match serde_json::to_vec(&engine.export_state()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                error!(error = %e, "cannot serialize the engine state; keeping the last saved one");
+                None
+            }
+        };
+        match store.commit(&self.outbound, state.as_deref(), now).await {
             Ok(_) => {
                 if let Some(since) = self.failing_since.take() {
                     info!(after_s = since.elapsed().as_secs(), "store writable again");
@@ -302,6 +337,25 @@ fn reload(current: &Config) -> Result<Config, config::ConfigError> {
         warn!("{w}");
     }
     Ok(loaded.config)
+}
+
+/// Whether the broker connection settings differ (secrets compared without being printed).
+fn mqtt_changed(a: Option<&MqttSettings>, b: Option<&MqttSettings>) -> bool {
+    let key = |m: &MqttSettings| {
+        (
+            crate::publish::broker_name(m),
+            m.client_id.clone(),
+            m.topic_prefix.clone(),
+            m.username.clone(),
+            m.password.as_ref().map(|p| p.expose().to_owned()),
+            m.ca_file.clone(),
+            m.client_cert_file.clone(),
+            m.client_key_file.clone(),
+            m.keep_alive,
+            m.max_inflight,
+        )
+    };
+    a.map(key) != b.map(key)
 }
 
 /// The systemd watchdog period, if the unit asks for one.

@@ -455,14 +455,18 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
                 transport,
                 enabled: d.enabled,
             };
-            metas.push(DeviceMeta {
-                id: spec.id.clone(),
-                zone: spec.zone.clone(),
-                rack: spec.rack.clone(),
-                feed,
-                breaker_a: d.breaker_a.as_ref().map(|b| *b.get_ref()),
-                is_cooling_unit,
-            });
+            // The engine knows only devices that are polled: a disabled device's open
+            // breaches end (see `Engine::reconfigure`) instead of waiting for readings.
+            if spec.enabled {
+                metas.push(DeviceMeta {
+                    id: spec.id.clone(),
+                    zone: spec.zone.clone(),
+                    rack: spec.rack.clone(),
+                    feed,
+                    breaker_a: d.breaker_a.as_ref().map(|b| *b.get_ref()),
+                    is_cooling_unit,
+                });
+            }
             devices.push(spec);
         }
     }

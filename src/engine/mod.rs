@@ -168,6 +168,24 @@ impl Engine {
         if moved {
             self.rebuild_indexes();
         }
+        self.clear_members_of_removed_devices();
+    }
+
+    /// Devices no longer configured (removed or disabled) send nothing more: their breaches
+    /// end here, so their incidents resolve after `clear_hold` instead of staying open forever.
+    fn clear_members_of_removed_devices(&mut self) {
+        let Some(now) = self.st.advanced_at else { return };
+        let gone: Vec<MemberKey> = self
+            .st
+            .incidents
+            .iter()
+            .flat_map(|i| i.members.iter())
+            .filter(|m| m.breach.cleared_at.is_none() && !self.ix.meta.contains_key(m.key.device.as_str()))
+            .map(|m| m.key.clone())
+            .collect();
+        for key in gone {
+            self.member_cleared(now, &key, None, "device removed from the configuration");
+        }
     }
 
     /// The settings in force.
@@ -241,6 +259,7 @@ impl Engine {
     pub fn import_state(&mut self, state: EngineState) {
         self.st = state;
         self.rebuild_indexes();
+        self.clear_members_of_removed_devices();
     }
 
     /// Noise accounting for `health`.

@@ -21,8 +21,8 @@ impl Engine {
             zone: key.0.clone(),
             metric: key.1.clone(),
             unit,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
+            min: None,
+            max: None,
             sum: 0.0,
             count: 0,
         });
@@ -40,8 +40,8 @@ impl Engine {
             self.st.rollup_from = Some(Timestamp(now.0.div_euclid(ms) * ms));
         }
         let a = &mut self.st.rollups[slot as usize];
-        a.min = a.min.min(v);
-        a.max = a.max.max(v);
+        a.min = Some(a.min.map_or(v, |m| m.min(v)));
+        a.max = Some(a.max.map_or(v, |m| m.max(v)));
         a.sum += v;
         a.count += 1;
     }
@@ -66,13 +66,13 @@ impl Engine {
             zones.entry(a.zone.clone()).or_default().push(RollupMetric {
                 metric: a.metric.clone(),
                 unit: a.unit.to_string(),
-                min: a.min,
+                min: a.min.unwrap_or(f64::NAN),
                 avg: a.sum / a.count as f64,
-                max: a.max,
+                max: a.max.unwrap_or(f64::NAN),
                 count: a.count,
             });
-            a.min = f64::INFINITY;
-            a.max = f64::NEG_INFINITY;
+            a.min = None;
+            a.max = None;
             a.sum = 0.0;
             a.count = 0;
         }

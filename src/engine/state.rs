@@ -246,8 +246,9 @@ pub struct RollupAcc {
     pub zone: ZoneId,
     pub metric: Metric,
     pub unit: Arc<str>,
-    pub min: f64,
-    pub max: f64,
+    /// `None` while the interval has no reading (JSON has no infinities to start from).
+    pub min: Option<f64>,
+    pub max: Option<f64>,
     pub sum: f64,
     pub count: u64,
 }

@@ -289,7 +289,12 @@ impl Poller {
                 quality,
                 error,
             };
-            if self.ctx.readings.send(reading).await.is_err() {
+            // A full channel must not keep a cancelled poller alive (reload, shutdown).
+            let sent = tokio::select! {
+                r = self.ctx.readings.send(reading) => r.is_ok(),
+                _ = self.ctx.cancel.cancelled() => false,
+            };
+            if !sent {
                 return false;
             }
         }

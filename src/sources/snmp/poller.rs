@@ -237,8 +237,13 @@ pub async fn run(mut poller: DevicePoller, ctx: SourceContext) {
             stats.polls_failed.fetch_add(1, Ordering::Relaxed);
         }
         for r in outcome.readings {
-            if ctx.readings.send(r).await.is_err() {
-                return; // nobody listens any more
+            // Nobody listens any more, or the poller is cancelled while the channel is full.
+            let sent = tokio::select! {
+                r = ctx.readings.send(r) => r.is_ok(),
+                _ = ctx.cancel.cancelled() => false,
+            };
+            if !sent {
+                return;
             }
         }
         if ctx.once {

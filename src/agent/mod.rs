@@ -195,6 +195,7 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
         while let Some(event) = engine.poll_event() {
             log_event(&event);
             pending.outbound.push(outbound_for(&mqtt.topic_prefix, &config.site, &event));
+            pending.engine_events = true;
         }
         if pending.is_due() && pending.commit(&store, &engine, clock.now()).await {
             waker.poke();
@@ -266,13 +267,23 @@ impl Sources {
 
 /// Messages and state waiting to be committed. A commit that fails to write keeps them
 /// (the disk may be full) and is retried on the next loop turn; nothing is lost meanwhile.
+///
+/// The engine state goes with every batch that holds engine events (the loop invariant) and
+/// with the periodic save, but not with a batch of the shell's own messages only (health):
+/// those do not come from the engine, so a restart from the previous state neither loses nor
+/// repeats them. The state is large (hundreds of bytes per point: megabytes at a few
+/// thousand points), so writing it with every health message cost CPU, memory and flash wear.
 #[derive(Default)]
 struct PendingCommit {
     outbound: Vec<Outbound>,
+    /// `outbound` holds events taken from the engine since the last commit.
+    engine_events: bool,
     state_due: bool,
     /// A commit wrote but could not flush: flush before anything else.
     flush_due: bool,
     failing_since: Option<Instant>,
+    /// Size of the last serialized engine state, to size the next buffer in one allocation.
+    state_len: usize,
 }
 
 impl PendingCommit {
@@ -292,13 +303,22 @@ impl PendingCommit {
         if self.outbound.is_empty() && !self.state_due {
             return true;
         }
-        // Never write a blob we could not read back: keep the last good state instead.
-        let state = match serde_json::to_vec(&engine.export_state()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                error!(error = %e, "cannot serialize the engine state; keeping the last saved one");
-                None
+        // Only batches with engine events (and the periodic save) carry the state. A state
+        // that does not serialize is never written: the last good one stays.
+        let state = if self.engine_events || self.state_due {
+            let mut buf = Vec::with_capacity(self.state_len + self.state_len / 8);
+            match serde_json::to_writer(&mut buf, &engine.export_state()) {
+                Ok(()) => {
+                    self.state_len = buf.len();
+                    Some(buf)
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot serialize the engine state; keeping the last saved one");
+                    None
+                }
             }
+        } else {
+            None
         };
         match store.commit(&self.outbound, state.as_deref(), now).await {
             Ok(_) => {
@@ -306,12 +326,14 @@ impl PendingCommit {
                     info!(after_s = since.elapsed().as_secs(), "store writable again");
                 }
                 self.outbound.clear();
+                self.engine_events = false;
                 self.state_due = false;
                 true
             }
             Err(StoreError::Flush { .. }) => {
                 // Written, not yet durable: never write it twice.
                 self.outbound.clear();
+                self.engine_events = false;
                 self.state_due = false;
                 self.flush_due = true;
                 false

@@ -251,8 +251,26 @@ impl Engine {
     }
 
     /// The whole state, for the store.
+    ///
+    /// Points in their quiet state (no pending or active rule, no rise history, no run of bad
+    /// readings) are left out: their next reading rebuilds them exactly, and at thousands of
+    /// points they would be nearly all of the state's size.
     pub fn export_state(&self) -> EngineState {
-        self.st.clone()
+        let st = &self.st;
+        EngineState {
+            points: st.points.iter().filter(|p| !p.is_quiet()).cloned().collect(),
+            devices: st.devices.clone(),
+            racks: st.racks.clone(),
+            incidents: st.incidents.clone(),
+            history: st.history.clone(),
+            patterns: st.patterns.clone(),
+            rollups: st.rollups.clone(),
+            rollup_from: st.rollup_from,
+            counters: st.counters,
+            next_incident: st.next_incident,
+            advanced_at: st.advanced_at,
+            events: st.events.clone(),
+        }
     }
 
     /// Replaces the state with one exported earlier (after a restart).

@@ -118,6 +118,18 @@ pub struct PointState {
     pub bad_epoch: u32,
 }
 
+impl PointState {
+    /// Nothing here that the point's next reading would not rebuild exactly.
+    pub fn is_quiet(&self) -> bool {
+        let idle = RuleState::default();
+        self.level == idle
+            && self.breaker == idle
+            && self.rise == idle
+            && self.rise_samples.is_empty()
+            && self.bad_run == 0
+    }
+}
+
 /// One device: reachability and the latest inputs of cross-point rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceState {

@@ -34,6 +34,7 @@ use crate::config::{AuthProtocol, PrivProtocol};
 use crate::model::DeviceId;
 use crate::profiles::SnmpProfile;
 use crate::profiles::snmp::{RowScaling, SnmpTarget};
+use crate::sources::snmp::client;
 
 /// One simulated device behind a community or v3 user name.
 #[derive(Debug, Clone)]
@@ -157,12 +158,12 @@ pub async fn serve_with(
         builder = builder.max_message_size(size);
     }
     for u in &options.v3_users {
-        let (auth, apw) = (auth_protocol(u.auth), u.auth_password.clone());
+        let (auth, apw) = (client::auth_protocol(u.auth), u.auth_password.clone());
         let privacy = u.privacy.clone();
         builder = builder
             .usm_user(u.name.clone().into_bytes(), move |user| match privacy {
                 None => user.auth(auth, apw.as_bytes()),
-                Some((p, ppw)) => user.auth_priv(auth, apw.as_bytes(), priv_protocol(p), ppw.as_bytes()),
+                Some((p, ppw)) => user.auth_priv(auth, apw.as_bytes(), client::priv_protocol(p), ppw.as_bytes()),
             })
             .map_err(|e| err(format!("v3 user {}: {e}", u.name)))?;
     }
@@ -174,26 +175,6 @@ pub async fn serve_with(
         }
     });
     Ok(SimSnmpAgent { local_addr, engine_id, engine_boots, cancel, task })
-}
-
-fn auth_protocol(a: AuthProtocol) -> async_snmp::AuthProtocol {
-    match a {
-        AuthProtocol::Md5 => async_snmp::AuthProtocol::Md5,
-        AuthProtocol::Sha1 => async_snmp::AuthProtocol::Sha1,
-        AuthProtocol::Sha224 => async_snmp::AuthProtocol::Sha224,
-        AuthProtocol::Sha256 => async_snmp::AuthProtocol::Sha256,
-        AuthProtocol::Sha384 => async_snmp::AuthProtocol::Sha384,
-        AuthProtocol::Sha512 => async_snmp::AuthProtocol::Sha512,
-    }
-}
-
-fn priv_protocol(p: PrivProtocol) -> async_snmp::PrivProtocol {
-    match p {
-        PrivProtocol::Des => async_snmp::PrivProtocol::Des,
-        PrivProtocol::Aes128 => async_snmp::PrivProtocol::Aes128,
-        PrivProtocol::Aes192 => async_snmp::PrivProtocol::Aes192Blumenthal,
-        PrivProtocol::Aes256 => async_snmp::PrivProtocol::Aes256Blumenthal,
-    }
 }
 
 /// What lives at one OID of a simulated device.

@@ -503,7 +503,8 @@ fn rediscover_after(n: u32) -> bool {
     (n.is_power_of_two() && n <= 32) || (n > 0 && n.is_multiple_of(32))
 }
 
-fn auth_protocol(a: AuthProtocol) -> async_snmp::AuthProtocol {
+/// Our config's auth protocol in async-snmp's terms (also used by the simulated agent).
+pub(crate) fn auth_protocol(a: AuthProtocol) -> async_snmp::AuthProtocol {
     match a {
         AuthProtocol::Md5 => async_snmp::AuthProtocol::Md5,
         AuthProtocol::Sha1 => async_snmp::AuthProtocol::Sha1,
@@ -514,7 +515,8 @@ fn auth_protocol(a: AuthProtocol) -> async_snmp::AuthProtocol {
     }
 }
 
-fn priv_protocol(p: PrivProtocol) -> async_snmp::PrivProtocol {
+/// Our config's privacy protocol in async-snmp's terms (also used by the simulated agent).
+pub(crate) fn priv_protocol(p: PrivProtocol) -> async_snmp::PrivProtocol {
     match p {
         PrivProtocol::Des => async_snmp::PrivProtocol::Des,
         PrivProtocol::Aes128 => async_snmp::PrivProtocol::Aes128,

@@ -10,6 +10,9 @@
 //! The configurations are the shipped `config/sim-demo.toml` and `config/demo.toml`, compiled
 //! in; the demo only swaps the broker address and the store path for its own.
 
+// Without the embedded broker (gateway builds) only the stub of `run` is compiled.
+#![cfg_attr(not(feature = "embedded-broker"), allow(dead_code, unused_imports))]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};

@@ -200,6 +200,18 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
         if pending.is_due() && pending.commit(&store, &engine, clock.now()).await {
             waker.poke();
         }
+        if pending.failing_since.is_some_and(|since| since.elapsed() >= STORE_FAILURE_EXIT) {
+            // sled does not recover from a failed write until reopened, and what waits in
+            // memory would only grow: exit so systemd restarts the daemon on a reopened store.
+            sources.stop().await;
+            let _ = publisher.shutdown(DRAIN_ON_SHUTDOWN).await;
+            anyhow::bail!(
+                "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
+                config.store.path.display(),
+                humantime::format_duration(STORE_FAILURE_EXIT),
+                pending.outbound.len()
+            );
+        }
     }
 
     // Shutdown: stop polling, let the engine's last events and its state reach the store,
@@ -240,6 +252,7 @@ const TICK: Duration = Duration::from_secs(2);
 const STATE_SAVE_EVERY: Duration = Duration::from_secs(300);
 const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
 const BUFFERING_LOG_EVERY: Duration = Duration::from_secs(60);
+const STORE_FAILURE_EXIT: Duration = Duration::from_secs(300);
 
 /// The running poll tasks; restarted as a whole on reload.
 struct Sources {

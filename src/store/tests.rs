@@ -1,3 +1,6 @@
+//! Tests of the store: the outbox against an in-memory model (proptest), reopen, refusals,
+//! shedding. Compiled only under `#[cfg(test)]` (see the `mod tests` line in mod.rs).
+
 use std::collections::VecDeque;
 
 use proptest::prelude::*;

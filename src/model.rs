@@ -87,9 +87,6 @@ impl Timestamp {
     pub fn now() -> Self {
         Self::from(SystemTime::now())
     }
-    pub fn from_millis(ms: i64) -> Self {
-        Self(ms)
-    }
     pub fn as_millis(self) -> i64 {
         self.0
     }

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
@@ -365,9 +364,6 @@ impl ThresholdRules {
         (any && bounded).then_some(t)
     }
 }
-
-/// Shared handle: the engine and sources read settings; reload swaps the whole `Arc`.
-pub type SharedConfig = Arc<Config>;
 
 #[cfg(test)]
 mod tests {

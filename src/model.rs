@@ -187,7 +187,7 @@ pub struct Reading {
     pub error: Option<Arc<str>>,
 }
 
-/// Incident categories (DESIGN section 3). Closed: the NOC routes on these.
+/// Incident categories (docs/contracts.md#names). Closed: the NOC routes on these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
@@ -263,7 +263,8 @@ mod tests {
     }
 
     #[test]
-    fn reading_json_matches_design_example() {
+    fn reading_json_matches_the_documented_example() {
+        // The example of docs/contracts.md#readings.
         let line = r#"{"at":"2026-11-02T14:05:00Z","device":"pdu-b07-a","point":"sensor_temp","metric":"inlet_temp_c","value":28.4,"unit":"°C","zone":"hall1-b","rack":"B07","label":null,"quality":"good"}"#;
         let r: Reading = serde_json::from_str(line).unwrap();
         assert_eq!(r.device.as_str(), "pdu-b07-a");

@@ -1,4 +1,4 @@
-//! The problem-statement scenario (DESIGN section 7) on a virtual clock: three weeks of a
+//! The problem-statement scenario (docs/scenario.md#the-engine-test) on a virtual clock: three weeks of a
 //! hall with four zones; one zone overheats in the afternoon every few days, a rack's PDU load
 //! steps up mid-way, and three weeks in a major event follows.
 

@@ -160,7 +160,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
     let publisher = Publisher::start_with(opts(mqtt(port, "fra1-gw-a")), store.clone()).unwrap();
     let waker = publisher.waker();
 
-    // Messages flow in batches; the broker goes away for 30 s in the middle (DESIGN/issue 6).
+    // Messages flow in batches; the broker goes away for 30 s in the middle (docs/contracts.md#durability, issue 6).
     let producer = {
         let store = store.clone();
         tokio::spawn(async move {

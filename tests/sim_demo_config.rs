@@ -1,6 +1,6 @@
 //! The shipped demo pair, config/sim-demo.toml (simulator) and config/demo.toml (agent), must
 //! describe the same devices on the same loopback ports, and the scenario must tell the story
-//! of DESIGN section 7.
+//! of docs/scenario.md#the-demo.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -104,7 +104,7 @@ async fn poll_once_prints_decoded_snmp_readings_as_json_lines() {
     assert_eq!(get("outlet_current", Some("outlet-2")).value, Some(3.0));
     let t = get("sensor_temp", Some("sensor-1"));
     assert_eq!((t.value, &*t.unit, t.metric.as_str()), (Some(24.1), "°C", "inlet_temp_c"));
-    // The JSON line carries the DESIGN fields.
+    // The JSON line carries the fields of docs/contracts.md#readings.
     let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     for k in ["at", "device", "point", "metric", "value", "unit", "zone", "rack", "quality"] {
         assert!(line.get(k).is_some(), "missing {k} in {line}");

@@ -1,7 +1,7 @@
 //! `hallmonitor demo [--seconds N]`: the whole pipeline on one machine, nothing else installed.
 //!
 //! Simulated thermal probes and CRAHs (Modbus TCP) and rack PDUs (SNMP) serve the scenario of
-//! DESIGN section 7 on loopback; the real agent (sources, engine, sled outbox, MQTT publisher)
+//! docs/scenario.md#the-demo on loopback; the real agent (sources, engine, sled outbox, MQTT publisher)
 //! polls them on the simulator's compressed clock and publishes to an embedded broker through a
 //! loopback proxy that the demo severs for one hot afternoon (a failing uplink); a subscriber
 //! prints what the NOC receives. The end is a summary: noise reduction, whether the pattern

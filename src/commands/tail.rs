@@ -1,7 +1,7 @@
 //! `hallmonitor tail --broker URL [--site ID] [--zone Z] [--json]`: what the NOC receives,
 //! one readable line per message.
 //!
-//! Subscribes (QoS 1) to the topics of DESIGN section 4 and prints each message as one line:
+//! Subscribes (QoS 1) to the topics of docs/contracts.md#topics and prints each message as one line:
 //! time, site, zone, what happened, category, severity, racks, values, hint. `render_line` is a
 //! pure function of topic and payload bytes so it is tested on known payloads; the command
 //! around it only owns the MQTT connection (reconnects with capped, jittered backoff) and the
@@ -33,7 +33,7 @@ pub struct Args {
     /// Only this zone's incidents, patterns and rollups (site status is still shown).
     #[arg(long)]
     pub zone: Option<String>,
-    /// Topic prefix `P` of DESIGN section 4.
+    /// Topic prefix `P` of docs/contracts.md#topics.
     #[arg(long, default_value = "hallmonitor/v1")]
     pub topic_prefix: String,
     /// Print raw payloads, one per line, instead of readable lines.

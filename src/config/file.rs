@@ -1,4 +1,4 @@
-//! The configuration file as written by a facility engineer (DESIGN section 3).
+//! The configuration file as written by a facility engineer (docs/contracts.md#configuration).
 //!
 //! These `*Config` types mirror the TOML one to one; every field is documented because this
 //! is the user's reference. Values whose problems we want to report with a position (ids,
@@ -78,7 +78,7 @@ pub struct MqttConfig {
     pub url: Spanned<String>,
     /// MQTT client id; must be unique on the broker. Defaults to `hallmonitor-<site>`.
     pub client_id: Option<String>,
-    /// Topic prefix `P` of DESIGN section 4.
+    /// Topic prefix `P` of docs/contracts.md#topics.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
     /// Broker user name.

@@ -1,6 +1,6 @@
 //! What the engine emits: incident events, pattern signals and zone rollups.
 //!
-//! These structs serialize to the payload fields of DESIGN section 5 (the outbox adds the
+//! These structs serialize to the payload fields of docs/contracts.md#payloads (the outbox adds the
 //! envelope: schema, site, msg_id, seq, created_at). Field names are the NOC's contract.
 
 use std::collections::BTreeMap;
@@ -44,7 +44,7 @@ pub enum IncidentEventKind {
     Resolved,
 }
 
-/// An incident payload (DESIGN section 5), `type` = "incident".
+/// An incident payload (docs/contracts.md#incident), `type` = "incident".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentEvent {
     /// `opened`, `updated` or `resolved`.
@@ -198,7 +198,7 @@ pub enum PatternTrigger {
     MajorIncident,
 }
 
-/// A pattern signal payload (DESIGN section 5), `type` = "pattern".
+/// A pattern signal payload (docs/contracts.md#pattern), `type` = "pattern".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatternEvent {
     /// `active`, `updated` or `cleared`.

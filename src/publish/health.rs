@@ -1,4 +1,4 @@
-//! The body of the `P/S/health` message (DESIGN sections 4 and 5), filled by the agent from
+//! The body of the `P/S/health` message (docs/contracts.md#health), filled by the agent from
 //! source stats, the outbox and the engine, and checked by `schemas/health.json`.
 
 use std::collections::BTreeMap;

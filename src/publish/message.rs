@@ -1,4 +1,5 @@
-//! From engine events to MQTT messages: topics, QoS/retain, the envelope (DESIGN 4 and 5).
+//! From engine events to MQTT messages: topics, QoS/retain, the envelope (docs/contracts.md#topics,
+//! docs/contracts.md#envelope).
 //!
 //! Shared by the outbox (which assigns `seq` and `msg_id` when a message becomes durable)
 //! and by `replay` (which prints what would be published).

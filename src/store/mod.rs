@@ -1,6 +1,6 @@
 //! The sled store: the outbox FIFO, the engine state and the store's own metadata.
 //!
-//! Invariants (DESIGN section 6):
+//! Invariants (docs/contracts.md#durability):
 //! - **Nothing enters the outbox without being durable**: `commit` writes a batch of messages
 //!   and the engine state in one atomic sled batch, then flushes; a message becomes visible to
 //!   `peek_from` (and so to the publisher) only once a flush that covered it has completed.

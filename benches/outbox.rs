@@ -12,7 +12,8 @@ use hallmonitor::engine::{
     Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, PatternTrigger,
 };
 use hallmonitor::model::{Category, DeviceId, Metric, PointId, RackId, Severity, SiteId, Timestamp, ZoneId};
-use hallmonitor::publish::message::{Outbound, outbound_for};
+use hallmonitor::outbox::Outbound;
+use hallmonitor::publish::message::outbound_for;
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::Store;
 

@@ -3,11 +3,13 @@
 //! The crate is laid out by pipeline stage; see ARCHITECTURE.md for the map.
 
 pub mod agent;
+pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod logging;
 pub mod model;
+pub mod outbox;
 pub mod profiles;
 pub mod publish;
 pub mod sim;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hallmonitor::config::{MqttSettings, Secret, StoreSettings};
 use hallmonitor::model::Timestamp;
-use hallmonitor::publish::message::{MessageClass, Outbound};
+use hallmonitor::outbox::{MessageClass, Outbound};
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::Store;
 use support::*;

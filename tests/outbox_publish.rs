@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hallmonitor::config::{MqttSettings, StoreSettings};
 use hallmonitor::model::Timestamp;
-use hallmonitor::publish::message::Outbound;
+use hallmonitor::outbox::Outbound;
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::{DropReason, Store, StoreOptions};
 use support::*;

@@ -11,7 +11,8 @@ use hallmonitor::engine::{
     PatternTrigger, PeakValue, RackLoad, RollupEvent, RollupMetric,
 };
 use hallmonitor::model::{Category, DeviceId, Metric, PointId, RackId, Severity, SiteId, Timestamp, ZoneId};
-use hallmonitor::publish::message::{Outbound, outbound_for};
+use hallmonitor::outbox::Outbound;
+use hallmonitor::publish::message::outbound_for;
 use hallmonitor::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts};
 use hallmonitor::store::DropReport;
 use serde_json::Value;

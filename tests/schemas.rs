@@ -7,8 +7,7 @@ mod support;
 
 use hallmonitor::config::StoreSettings;
 use hallmonitor::model::Timestamp;
-use hallmonitor::publish::message::MessageClass;
-use hallmonitor::publish::message::{Envelope, with_envelope};
+use hallmonitor::outbox::{Envelope, MessageClass, with_envelope};
 use hallmonitor::publish::status;
 use hallmonitor::store::{DropReason, DropReport, Store};
 use serde_json::Value;

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use hallmonitor::config::StoreSettings;
 use hallmonitor::model::{SiteId, Timestamp};
-use hallmonitor::publish::message::{MessageClass, Outbound};
+use hallmonitor::outbox::{MessageClass, Outbound};
 use hallmonitor::store::{Store, StoreError};
 
 /// A tmpfs of `size` mounted for the test's lifetime.

@@ -356,42 +356,41 @@ impl Noc {
         color: bool,
         quiet: bool,
     ) -> anyhow::Result<Noc> {
-        use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-        let mut opts =
-            MqttOptions::new(format!("demo-noc-{}", std::process::id()), broker.ip().to_string(), broker.port());
-        opts.set_keep_alive(Duration::from_secs(30));
-        opts.set_max_packet_size(4 << 20, 64 << 10);
-        let (client, mut events) = AsyncClient::new(opts, 1024);
-        client.subscribe(filter, QoS::AtLeastOnce).await?;
+        use crate::publish::BrokerUrl;
+        use crate::publish::subscriber::{Received, Subscriber, subscriber_settings};
+        let url = BrokerUrl { tls: false, host: broker.ip().to_string(), port: broker.port() };
+        let mut settings = subscriber_settings(&url, format!("demo-noc-{}", std::process::id()));
+        settings.reconnect_max = Duration::from_secs(2);
+        let mut subscriber = Subscriber::new(&settings, vec![filter.to_owned()])?;
         // Wait for the subscription to be in place before the agent publishes anything.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match tokio::time::timeout_at(deadline, events.poll()).await {
-                Ok(Ok(Event::Incoming(Incoming::SubAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => anyhow::bail!("the demo's NOC subscriber cannot reach the embedded broker: {e}"),
+            match tokio::time::timeout_at(deadline, subscriber.next()).await {
+                Ok(Received::Subscribed) => break,
+                Ok(Received::Message { .. }) => {}
+                Ok(Received::Retrying { error, .. }) => {
+                    anyhow::bail!("the demo's NOC subscriber cannot reach the embedded broker: {error}")
+                }
                 Err(_) => anyhow::bail!("the embedded broker did not acknowledge the NOC subscription within 10 s"),
             }
         }
         let task = tokio::spawn(async move {
-            let _client = client; // keeps the connection's request channel open
             loop {
-                match events.poll().await {
-                    Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        if let Ok(v) = serde_json::from_slice::<Value>(&p.payload) {
+                match subscriber.next().await {
+                    Received::Message { topic, payload } => {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&payload) {
                             tally.lock().unwrap_or_else(|e| e.into_inner()).record(&v);
                         }
-                        let show = !quiet && !p.topic.ends_with("/health");
+                        let show = !quiet && !topic.ends_with("/health");
                         if show {
-                            let line = super::tail::render_line_styled(&p.topic, &p.payload, color);
+                            let line = super::tail::render_line_styled(&topic, &payload, color);
                             let mut out = std::io::stdout().lock();
                             let _ = writeln!(out, "{line}");
                         }
                     }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "demo NOC subscriber lost the broker; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    Received::Subscribed => {}
+                    Received::Retrying { error, delay } => {
+                        tracing::warn!(error = %error, retry_in = ?delay, "demo NOC subscriber lost the broker; retrying");
                     }
                 }
             }

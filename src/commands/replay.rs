@@ -22,7 +22,8 @@ use serde::Deserialize;
 use super::UsageError;
 use crate::engine::{Engine, Event};
 use crate::model::{DeviceId, Metric, PointId, Quality, RackId, Reading, Timestamp, ZoneId};
-use crate::publish::message::{Envelope, outbound_for, with_envelope};
+use crate::outbox::{Envelope, with_envelope};
+use crate::publish::message::outbound_for;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

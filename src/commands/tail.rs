@@ -4,23 +4,23 @@
 //! Subscribes (QoS 1) to the topics of docs/contracts.md#topics and prints each message as one line:
 //! time, site, zone, what happened, category, severity, racks, values, hint. `render_line` is a
 //! pure function of topic and payload bytes so it is tested on known payloads; the command
-//! around it only owns the MQTT connection (reconnects with capped, jittered backoff) and the
-//! terminal (colours only on a TTY without `NO_COLOR`). A payload it cannot understand is
+//! around it only drives a `publish::subscriber::Subscriber` (which owns the MQTT connection
+//! and reconnects with the shared backoff) and the terminal (colours only on a TTY without `NO_COLOR`). A payload it cannot understand is
 //! reported, never a reason to stop.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event as MqttEvent, Incoming, MqttOptions, QoS, TlsConfiguration, Transport};
 use serde_json::Value;
 
 use super::UsageError;
+use crate::config::Secret;
 use crate::engine::{Breach, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
 use crate::model::{Severity, Timestamp};
+use crate::publish::BrokerUrl;
+use crate::publish::subscriber::{Received, Subscriber, subscriber_settings};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -56,44 +56,6 @@ pub struct Args {
     pub count: Option<u64>,
 }
 
-/// Where and how to connect, parsed from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BrokerUrl {
-    tls: bool,
-    host: String,
-    port: u16,
-}
-
-fn parse_broker_url(url: &str) -> Result<BrokerUrl, String> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        return Err(format!("--broker {url:?} must start with mqtt:// or mqtts://"));
-    };
-    let rest = rest.trim_end_matches('/');
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        // [::1]:1883
-        let (h, p) = v6.split_once(']').ok_or_else(|| format!("--broker {url:?}: unclosed '['"))?;
-        let port = match p.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("--broker {url:?}: bad port"))?,
-            None => default_port,
-        };
-        (h.to_owned(), port)
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| format!("--broker {url:?}: bad port {p:?}"))?),
-            None => (rest.to_owned(), default_port),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("--broker {url:?} has no host"));
-    }
-    Ok(BrokerUrl { tls, host, port })
-}
-
 /// The topic filters to subscribe to.
 pub fn topic_filters(prefix: &str, site: Option<&str>, zone: Option<&str>) -> Vec<String> {
     let base = format!("{}/{}", prefix.trim_end_matches('/'), site.unwrap_or("+"));
@@ -110,7 +72,7 @@ pub fn topic_filters(prefix: &str, site: Option<&str>, zone: Option<&str>) -> Ve
 
 /// Runs `hallmonitor tail` until Ctrl-C, `--count` messages, or a closed stdout.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url = parse_broker_url(&args.broker).map_err(UsageError)?;
+    let url = BrokerUrl::parse(&args.broker).map_err(|e| UsageError(format!("--broker {e}")))?;
     if args.ca_file.is_some() && !url.tls {
         return Err(UsageError("--ca-file needs an mqtts:// broker URL".into()).into());
     }
@@ -125,10 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let client_id = args.client_id.clone().unwrap_or_else(|| format!("hallmonitor-tail-{}", std::process::id()));
-    let mut opts = MqttOptions::new(client_id, url.host.clone(), url.port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    // Resolved incidents carry their whole chronicle: accept large messages.
-    opts.set_max_packet_size(4 << 20, 64 << 10);
+    let mut settings = subscriber_settings(&url, client_id);
     if let Some(user) = &args.username {
         let password = match &args.password_file {
             Some(p) => std::fs::read_to_string(p)
@@ -139,65 +98,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .to_owned(),
             None => String::new(),
         };
-        opts.set_credentials(user.clone(), password);
+        settings.username = Some(user.clone());
+        settings.password = Some(Secret::new(password));
     } else if args.password_file.is_some() {
         return Err(UsageError("--password-file needs --username".into()).into());
     }
-    if let Some(ca) = &args.ca_file {
-        opts.set_transport(Transport::tls_with_config(tls_config(ca)?));
-    }
+    settings.ca_file = args.ca_file.clone();
     let filters = topic_filters(&args.topic_prefix, args.site.as_deref(), args.zone.as_deref());
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let rt = super::runtime()?;
-    rt.block_on(tail(opts, &args, &filters, color))
+    rt.block_on(async {
+        // An unreadable or empty --ca-file is a usage error, like a bad URL.
+        let subscriber = Subscriber::new(&settings, filters.clone()).map_err(|e| UsageError(e.to_string()))?;
+        tail(subscriber, &args, &filters, color).await
+    })
 }
 
-fn tls_config(ca: &std::path::Path) -> anyhow::Result<TlsConfiguration> {
-    let pem = std::fs::read(ca).map_err(|e| UsageError(format!("--ca-file {}: {e}", ca.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        let cert = cert.map_err(|e| UsageError(format!("--ca-file {}: {e}", ca.display())))?;
-        roots.add(cert).map_err(|e| UsageError(format!("--ca-file {}: {e}", ca.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(UsageError(format!("--ca-file {} holds no PEM certificate", ca.display())).into());
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConfiguration::Rustls(Arc::new(config)))
-}
-
-async fn tail(opts: MqttOptions, args: &Args, filters: &[String], color: bool) -> anyhow::Result<ExitCode> {
-    let (client, mut eventloop) = AsyncClient::new(opts, 16);
-    let mut backoff = Duration::from_millis(250);
-    const BACKOFF_MAX: Duration = Duration::from_secs(30);
+async fn tail(mut subscriber: Subscriber, args: &Args, filters: &[String], color: bool) -> anyhow::Result<ExitCode> {
     let mut printed: u64 = 0;
     let mut stdout = std::io::stdout().lock();
     loop {
-        let event = tokio::select! {
-            e = eventloop.poll() => e,
+        let received = tokio::select! {
+            r = subscriber.next() => r,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         };
-        match event {
-            Ok(MqttEvent::Incoming(Incoming::ConnAck(_))) => {
-                backoff = Duration::from_millis(250);
-                // A clean session forgets subscriptions: subscribe on every connect.
-                for f in filters {
-                    if let Err(e) = client.try_subscribe(f.clone(), QoS::AtLeastOnce) {
-                        eprintln!("hallmonitor tail: cannot subscribe to {f}: {e}");
-                    }
-                }
-            }
-            Ok(MqttEvent::Incoming(Incoming::SubAck(_))) => {
-                eprintln!("hallmonitor tail: subscribed to {}", filters.join(", "));
-            }
-            Ok(MqttEvent::Incoming(Incoming::Publish(p))) => {
+        match received {
+            Received::Subscribed => eprintln!("hallmonitor tail: subscribed to {}", filters.join(", ")),
+            Received::Message { topic, payload } => {
                 let line = if args.json {
-                    String::from_utf8_lossy(&p.payload).replace('\n', " ")
+                    String::from_utf8_lossy(&payload).replace('\n', " ")
                 } else {
-                    render_line_styled(&p.topic, &p.payload, color)
+                    render_line_styled(&topic, &payload, color)
                 };
                 if writeln!(stdout, "{line}").and_then(|_| stdout.flush()).is_err() {
                     // The reader went away (a closed pipe): nothing left to do.
@@ -205,24 +136,12 @@ async fn tail(opts: MqttOptions, args: &Args, filters: &[String], color: bool) -
                 }
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
-                    let _ = client.try_disconnect();
+                    subscriber.disconnect();
                     return Ok(ExitCode::SUCCESS);
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
-                // rumqttc has no backoff of its own: without this it retries ~10,000 times a second.
-                let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 4));
-                eprintln!(
-                    "hallmonitor tail: broker {} unreachable ({e}); retrying in {:.1}s",
-                    args.broker,
-                    (backoff + jitter).as_secs_f64()
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff + jitter) => {}
-                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+            Received::Retrying { error, delay } => {
+                eprintln!("hallmonitor tail: {error}; retrying in {:.1}s", delay.as_secs_f64());
             }
         }
     }
@@ -626,16 +545,8 @@ mod tests {
     }
 
     #[test]
-    fn filters_and_urls() {
+    fn filters() {
         assert_eq!(topic_filters("hallmonitor/v1", None, None), vec!["hallmonitor/v1/+/#"]);
         assert_eq!(topic_filters("p/", Some("fra1"), Some("hall1-b"))[1], "p/fra1/incidents/hall1-b");
-        assert_eq!(
-            parse_broker_url("mqtts://noc.example.net").unwrap(),
-            BrokerUrl { tls: true, host: "noc.example.net".into(), port: 8883 }
-        );
-        assert_eq!(parse_broker_url("mqtt://127.0.0.1:1884/").unwrap().port, 1884);
-        assert_eq!(parse_broker_url("mqtt://[::1]:1884").unwrap().host, "::1");
-        assert!(parse_broker_url("http://x").is_err());
-        assert!(parse_broker_url("mqtt://x:notaport").is_err());
     }
 }

@@ -1,11 +1,16 @@
-//! Building the rumqttc options (TLS with rustls + ring, credentials, will) and turning
-//! rumqttc's connection errors into `PublishError`s a technician can act on.
+//! The one place that knows how to reach a broker: the `mqtt[s]://host[:port]` URL, the
+//! rumqttc options (TLS with rustls + ring, credentials, packet sizes, the publisher's will)
+//! and rumqttc's connection errors turned into `PublishError`s a technician can act on. The
+//! publisher and the `Subscriber` (`tail`, the demo's NOC view) both build their clients here;
+//! their reconnects wait `crate::backoff::delay`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, ConnectionError, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
 use crate::config::MqttSettings;
@@ -43,9 +48,73 @@ pub enum PublishError {
     Store { broker: String, source: StoreError },
 }
 
+/// A broker address as a URL names it: `mqtt://host[:port]` or `mqtts://host[:port]`
+/// (ports 1883 and 8883 by default, IPv6 hosts in brackets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerUrl {
+    /// Parses a broker URL; the error names the URL and what is wrong with it.
+    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let default_port = if tls { 8883 } else { 1883 };
+        let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"));
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (h, p) = v6.split_once(']').ok_or_else(|| format!("{url:?}: unclosed '['"))?;
+            match p.strip_prefix(':') {
+                Some(p) => (h, port_of(p)?),
+                None if p.is_empty() => (h, default_port),
+                None => return Err(format!("{url:?}: unexpected {p:?} after the address")),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h, port_of(p)?),
+                None => (rest, default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        Ok(BrokerUrl { tls, host: host.to_owned(), port })
+    }
+}
+
 /// `mqtt://host:port` or `mqtts://host:port`.
 pub fn broker_name(s: &MqttSettings) -> String {
     format!("{}://{}:{}", if s.tls { "mqtts" } else { "mqtt" }, s.host, s.port)
+}
+
+/// What every client of this module sets: client id, keep-alive, packet sizes in and out,
+/// credentials and TLS.
+pub(crate) fn client_options(
+    s: &MqttSettings,
+    max_incoming_bytes: usize,
+    max_outgoing_bytes: usize,
+) -> Result<MqttOptions, PublishError> {
+    let broker = broker_name(s);
+    let mut o = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
+    // rumqttc panics below 1 s; config validation already refuses that, clamp anyway.
+    o.set_keep_alive(s.keep_alive.max(Duration::from_secs(1)));
+    o.set_max_packet_size(max_incoming_bytes, max_outgoing_bytes);
+    if let Some(user) = &s.username {
+        let pass = s.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        o.set_credentials(user.clone(), pass);
+    }
+    if s.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(s, &broker)?))));
+    }
+    Ok(o)
 }
 
 /// rumqttc options for the publisher: a clean session (we subscribe to nothing and resend
@@ -56,24 +125,13 @@ pub fn mqtt_options(
     max_packet_bytes: usize,
     window: u16,
 ) -> Result<MqttOptions, PublishError> {
-    let broker = broker_name(s);
-    let mut o = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
-    // rumqttc panics below 1 s; config validation already refuses that, clamp anyway.
-    o.set_keep_alive(s.keep_alive.max(Duration::from_secs(1)));
+    let mut o = client_options(s, max_packet_bytes, max_packet_bytes)?;
     o.set_clean_session(true);
-    o.set_max_packet_size(max_packet_bytes, max_packet_bytes);
     o.set_inflight(window.max(1));
     o.set_request_channel_capacity(window as usize + 16);
     let status_topic = format!("{}/status", crate::publish::message::site_topic(&s.topic_prefix, site));
     let will = serde_json::to_vec(&status::will(site, &s.client_id)).unwrap_or_default();
     o.set_last_will(LastWill::new(status_topic, will, QoS::AtLeastOnce, true));
-    if let Some(user) = &s.username {
-        let pass = s.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
-        o.set_credentials(user.clone(), pass);
-    }
-    if s.tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(s, &broker)?))));
-    }
     Ok(o)
 }
 
@@ -87,18 +145,13 @@ fn read(broker: &str, what: &'static str, path: &Path) -> Result<Vec<u8>, Publis
 }
 
 /// rustls client config with the ring provider (never aws-lc: two providers in one build
-/// panic at the first handshake).
+/// panic at the first handshake). PEM is read with rustls-pki-types' `PemObject`.
 fn tls_config(s: &MqttSettings, broker: &str) -> Result<rustls::ClientConfig, PublishError> {
     let setup = |detail: String| PublishError::TlsSetup { broker: broker.to_owned(), detail };
     let ca_path = s.ca_file.clone().unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
-    let pem = read(broker, "CA file", &ca_path)?;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| setup(format!("CA file {}: {e}", ca_path.display())))?;
+    for cert in certificates(broker, "CA file", &ca_path)? {
         roots.add(cert).map_err(|e| setup(format!("CA file {}: {e}", ca_path.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(setup(format!("CA file {} holds no PEM certificate", ca_path.display())));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -107,22 +160,32 @@ fn tls_config(s: &MqttSettings, broker: &str) -> Result<rustls::ClientConfig, Pu
         .with_root_certificates(roots);
     match (&s.client_cert_file, &s.client_key_file) {
         (Some(cert_path), Some(key_path)) => {
-            let pem = read(broker, "client certificate", cert_path)?;
-            let certs = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| setup(format!("client certificate {}: {e}", cert_path.display())))?;
-            if certs.is_empty() {
-                return Err(setup(format!("client certificate {} holds no PEM certificate", cert_path.display())));
-            }
+            let certs = certificates(broker, "client certificate", cert_path)?;
             let pem = read(broker, "client key", key_path)?;
-            let key = rustls_pemfile::private_key(&mut pem.as_slice())
-                .map_err(|e| setup(format!("client key {}: {e}", key_path.display())))?
-                .ok_or_else(|| setup(format!("client key {} holds no PEM private key", key_path.display())))?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+                pem::Error::NoItemsFound => {
+                    setup(format!("client key {} holds no PEM private key", key_path.display()))
+                }
+                e => setup(format!("client key {}: {e}", key_path.display())),
+            })?;
             builder.with_client_auth_cert(certs, key).map_err(|e| setup(format!("client certificate/key: {e}")))
         }
         (None, None) => Ok(builder.with_no_client_auth()),
         _ => Err(setup("client_cert_file and client_key_file go together".into())),
     }
+}
+
+/// Every PEM certificate in `path`; none at all is an error naming the file.
+fn certificates(broker: &str, what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, PublishError> {
+    let setup = |detail: String| PublishError::TlsSetup { broker: broker.to_owned(), detail };
+    let pem = read(broker, what, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setup(format!("{what} {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(setup(format!("{what} {} holds no PEM certificate", path.display())));
+    }
+    Ok(certs)
 }
 
 /// Classifies a rumqttc error. `was_connected` tells a lost connection from a failed attempt.
@@ -152,5 +215,79 @@ pub fn classify(s: &MqttSettings, e: &ConnectionError, was_connected: bool) -> P
         ConnectionError::Io(io) if !was_connected => PublishError::Unreachable { broker, detail: io.to_string() },
         other if was_connected => PublishError::Lost { broker, detail: other.to_string() },
         other => PublishError::Unreachable { broker, detail: other.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tls: bool) -> MqttSettings {
+        MqttSettings {
+            host: "127.0.0.1".into(),
+            port: 8883,
+            tls,
+            client_id: "t".into(),
+            topic_prefix: "hallmonitor/v1".into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            keep_alive: Duration::from_secs(30),
+            max_inflight: 16,
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerUrl::parse("mqtts://noc.example.net").unwrap(),
+            BrokerUrl { tls: true, host: "noc.example.net".into(), port: 8883 }
+        );
+        assert_eq!(BrokerUrl::parse("mqtt://127.0.0.1:1884/").unwrap().port, 1884);
+        assert_eq!(
+            BrokerUrl::parse("mqtt://[::1]:1884").unwrap(),
+            BrokerUrl { tls: false, host: "::1".into(), port: 1884 }
+        );
+        assert_eq!(BrokerUrl::parse("mqtt://[::1]").unwrap().port, 1883);
+        for bad in [
+            "http://x",
+            "mqtt://x:notaport",
+            "mqtt://",
+            "mqtt://:1883",
+            "mqtt://[::1",
+            "mqtt://[::1]x",
+            "mqtt://x:70000",
+        ] {
+            let e = BrokerUrl::parse(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let mut s = settings(true);
+        s.ca_file = Some(ca.clone());
+        let e = tls_config(&s, "mqtts://127.0.0.1:8883").unwrap_err().to_string();
+        assert!(e.contains(&format!("CA file {} holds no PEM certificate", ca.display())), "{e}");
+        s.ca_file = Some(dir.path().join("missing.pem"));
+        let e = tls_config(&s, "mqtts://127.0.0.1:8883").unwrap_err().to_string();
+        assert!(e.contains("cannot read CA file") && e.contains("missing.pem"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_certificate_is_an_error_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap();
+        let mut s = settings(true);
+        s.ca_file = Some(ca);
+        let e = tls_config(&s, "b").unwrap_err().to_string();
+        assert!(e.contains("TLS setup") && e.contains("ca.pem"), "{e}");
     }
 }

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::NoiseCounters;
 use crate::model::{DeviceId, SiteId, Timestamp};
-use crate::publish::message::{Outbound, outbound_health};
+use crate::outbox::Outbound;
+use crate::publish::message::outbound_health;
 use crate::publish::publisher::PublisherStatus;
 use crate::store::{DropReport, OutboxStats};
 

@@ -1,66 +1,15 @@
-//! From engine events to MQTT messages: topics, QoS/retain, the envelope (docs/contracts.md#topics,
-//! docs/contracts.md#envelope).
+//! From engine events to MQTT messages: topics, QoS/retain and payload fields
+//! (docs/contracts.md#topics, docs/contracts.md#payloads).
 //!
-//! Shared by the outbox (which assigns `seq` and `msg_id` when a message becomes durable)
-//! and by `replay` (which prints what would be published).
+//! The result is an `outbox::Outbound`; the outbox adds the envelope (`seq`, `msg_id`) when
+//! the message becomes durable. `replay` uses the same mapping to print what would be published.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::engine::Event;
-use crate::model::{SiteId, Timestamp};
-
-/// The `schema` field of every payload.
-pub const SCHEMA: &str = "hallmonitor/v1";
-
-/// What kind of message, which decides its drop priority when the outbox is full:
-/// lower `drop_rank` goes first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageClass {
-    Health,
-    Rollup,
-    /// An incident `updated` event: superseded by the next update or the resolution.
-    IncidentUpdate,
-    /// An incident `opened` or `resolved` event: never dropped while anything else can go.
-    IncidentLifecycle,
-    Pattern,
-    Status,
-}
-
-impl MessageClass {
-    /// Lower goes first when the outbox must shed.
-    pub fn drop_rank(self) -> u8 {
-        match self {
-            MessageClass::Health => 0,
-            MessageClass::Rollup => 1,
-            MessageClass::IncidentUpdate => 2,
-            MessageClass::IncidentLifecycle | MessageClass::Pattern | MessageClass::Status => 3,
-        }
-    }
-}
-
-/// A message ready to be made durable: everything but the envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outbound {
-    pub topic: String,
-    pub qos: u8,
-    pub retain: bool,
-    pub class: MessageClass,
-    /// The payload fields, `type` included, envelope excluded.
-    pub payload: Value,
-}
-
-/// The envelope fields every payload carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    pub site: SiteId,
-    /// Stable across retries and restarts; the NOC drops duplicates by it.
-    pub msg_id: String,
-    /// Per-site, strictly increasing in outbox order.
-    pub seq: u64,
-    pub created_at: Timestamp,
-}
+use crate::model::SiteId;
+use crate::outbox::{MessageClass, Outbound};
 
 /// Topic prefix joined with the site: `P/S`.
 pub fn site_topic(prefix: &str, site: &SiteId) -> String {
@@ -101,27 +50,13 @@ pub fn outbound_health(prefix: &str, site: &SiteId, body: &impl Serialize) -> Ou
     }
 }
 
-/// The payload as published: envelope fields first, then the message's own fields.
-pub fn with_envelope(payload: &Value, env: &Envelope) -> Value {
-    let mut m = Map::new();
-    m.insert("schema".into(), Value::from(SCHEMA));
-    m.insert("site".into(), Value::from(env.site.as_str()));
-    m.insert("msg_id".into(), Value::from(env.msg_id.clone()));
-    m.insert("seq".into(), Value::from(env.seq));
-    m.insert("created_at".into(), Value::from(env.created_at.to_rfc3339()));
-    if let Value::Object(fields) = payload {
-        for (k, v) in fields {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    Value::Object(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::{PatternEvent, PatternState, PatternTrigger};
+    use crate::model::Timestamp;
     use crate::model::{Category, ZoneId};
+    use crate::outbox::{Envelope, with_envelope};
 
     #[test]
     fn pattern_goes_to_retained_zone_topic_with_envelope_first() {

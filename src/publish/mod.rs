@@ -14,15 +14,18 @@
 //! - The retained `P/S/status` says `online` after each connect; the broker publishes the
 //!   `offline` will on an abrupt drop, and a clean shutdown publishes `offline` itself.
 //!
-//! `message` maps engine events to topics and payloads; `connection` builds the rumqttc
-//! options (TLS via rustls + ring) and classifies errors; `publisher` is the task.
+//! `message` maps engine events to topics and payloads; `connection` is the one place that
+//! parses broker URLs, builds rumqttc options (TLS via rustls + ring, credentials) and
+//! classifies errors; `publisher` is the task; `subscriber` is the QoS 1 client of `tail` and
+//! the demo's NOC view. Nothing outside this module uses rumqttc (but the embedded broker).
 
 pub mod connection;
 pub mod health;
 pub mod message;
 pub mod publisher;
 pub mod status;
+pub mod subscriber;
 
-pub use connection::{PublishError, broker_name};
+pub use connection::{BrokerUrl, PublishError, broker_name};
 pub use health::{DeviceCounts, HealthBody, OutboxHealth, PollCounts};
-pub use publisher::{DEFAULT_MAX_PACKET_BYTES, PublishWaker, Publisher, PublisherOptions, PublisherStatus, backoff};
+pub use publisher::{DEFAULT_MAX_PACKET_BYTES, PublishWaker, Publisher, PublisherOptions, PublisherStatus};

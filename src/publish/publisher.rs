@@ -23,10 +23,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::MqttSettings;
 use crate::model::{SiteId, Timestamp};
+use crate::outbox::StoredMessage;
 use crate::publish::connection::{PublishError, broker_name, classify, mqtt_options};
 use crate::publish::message::site_topic;
 use crate::publish::status;
-use crate::store::{DropReason, Store, StoredMessage};
+use crate::store::{DropReason, Store};
 
 /// Default largest MQTT packet, in and out (rumqttc's default is 10 KiB).
 pub const DEFAULT_MAX_PACKET_BYTES: usize = 1024 * 1024;
@@ -523,7 +524,11 @@ impl Task {
         }
         self.connected_at = None;
         self.failures = self.failures.saturating_add(1);
-        let delay = backoff(self.opts.backoff_initial, self.opts.mqtt.reconnect_max, self.failures);
+        let delay = crate::backoff::delay(
+            self.opts.backoff_initial,
+            self.opts.mqtt.reconnect_max,
+            self.failures.saturating_sub(1),
+        );
         // One line per distinct cause; repeats of the same cause only at debug level.
         if self.last_logged_error.as_deref() != Some(text.as_str()) {
             if was_connected {
@@ -564,36 +569,5 @@ impl Task {
                 false
             }
         });
-    }
-}
-
-/// Exponential backoff with "equal jitter": a random delay in [d/2, d] where
-/// d = min(max, initial * 2^(failures-1)). The jitter spreads 500 gateways that lost the
-/// same broker over the interval instead of reconnecting in lockstep.
-pub fn backoff(initial: Duration, max: Duration, failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let d = initial.saturating_mul(1u32 << exp).min(max.max(initial));
-    let half = d / 2;
-    half + Duration::from_millis(fastrand::u64(0..=half.as_millis() as u64))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_is_capped_and_jittered() {
-        let i = Duration::from_millis(500);
-        let max = Duration::from_secs(60);
-        for _ in 0..100 {
-            let d1 = backoff(i, max, 1);
-            assert!(d1 >= Duration::from_millis(250) && d1 <= i, "{d1:?}");
-            let d4 = backoff(i, max, 4);
-            assert!(d4 >= Duration::from_secs(2) && d4 <= Duration::from_secs(4), "{d4:?}");
-            let d30 = backoff(i, max, 30);
-            assert!(d30 >= Duration::from_secs(30) && d30 <= max, "{d30:?}");
-        }
-        let spread: std::collections::HashSet<_> = (0..50).map(|_| backoff(i, max, 8).as_millis()).collect();
-        assert!(spread.len() > 10, "jitter spreads reconnects");
     }
 }

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::model::{SiteId, Timestamp};
-use crate::publish::message::SCHEMA;
+use crate::outbox::SCHEMA;
 
 /// `{"state":"online",...}`, published retained on every connect.
 pub fn online(site: &SiteId, client_id: &str, started_at: Timestamp, now: Timestamp) -> Value {

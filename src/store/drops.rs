@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::publish::message::MessageClass;
+use crate::outbox::MessageClass;
 
 /// At most this many ranges are kept; later drops are still counted per class.
 pub const MAX_DROP_RANGES: usize = 256;

@@ -37,7 +37,7 @@ pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
 
 use crate::config::StoreSettings;
 use crate::model::{SiteId, Timestamp};
-use crate::publish::message::{Envelope, MessageClass, Outbound, with_envelope};
+use crate::outbox::{Envelope, MessageClass, Outbound, StoredMessage, with_envelope};
 use record::{ENGINE_STATE, META_DROPS, META_EPOCH, META_NEXT_SEQ, META_SCHEMA};
 
 /// Layout version this build writes and understands.
@@ -75,21 +75,6 @@ pub enum StoreError {
     Flush { path: PathBuf, source: sled::Error },
     #[error("store {path}: read failed: {source}")]
     Read { path: PathBuf, source: sled::Error },
-}
-
-/// One durable outbox entry, as the publisher sends it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredMessage {
-    pub seq: u64,
-    pub topic: String,
-    pub qos: u8,
-    pub retain: bool,
-    pub class: MessageClass,
-    pub created_at: Timestamp,
-    /// The JSON payload with its envelope, exactly as published.
-    pub payload: Vec<u8>,
-    /// Bytes this entry occupies in the outbox accounting (key + record).
-    pub stored_bytes: u64,
 }
 
 /// Outbox figures for health and `status`.

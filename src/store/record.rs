@@ -6,7 +6,7 @@
 //! order is the FIFO order.
 
 use crate::model::Timestamp;
-use crate::publish::message::MessageClass;
+use crate::outbox::MessageClass;
 
 /// Prefix of outbox keys.
 pub(crate) const OUTBOX: u8 = b'o';

@@ -319,11 +319,10 @@ fn fail(results: &mut [Option<Result<f64, Arc<str>>>], block: &Block, msg: &Arc<
     }
 }
 
-/// Exponential backoff capped at `BACKOFF_CAP`, with jitter in [50 %, 100 %] so devices
-/// behind one gateway do not retry in lockstep.
+/// Delay before read retry `attempt` (0-based): the shared backoff with this poller's
+/// first delay and cap, so devices behind one gateway do not retry in lockstep.
 pub fn backoff(attempt: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16));
-    exp.min(BACKOFF_CAP).mul_f64(0.5 + 0.5 * fastrand::f64())
+    crate::backoff::delay(BACKOFF_BASE, BACKOFF_CAP, attempt)
 }
 
 #[cfg(test)]

@@ -14,7 +14,28 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A Modbus device at a closed TCP port.
+fn modbus_device() -> String {
+    format!("profile = \"modbus-th-probe\"\n[devices.modbus]\naddress = \"127.0.0.1:{}\"\nunit = 1\n", closed_port())
+}
+
+/// An SNMP device at a closed UDP port (its community in `dir/community`).
+fn snmp_device(dir: &Path) -> String {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let community = dir.join("community");
+    std::fs::write(&community, "public\n").unwrap();
+    std::fs::set_permissions(&community, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    format!(
+        "profile = \"entity-sensor\"\n[devices.snmp]\naddress = \"127.0.0.1:{port}\"\ncommunity_file = \"{}\"\n",
+        community.display()
+    )
+}
+
 fn config(store: &Path, interval: &str, down_after: u32) -> String {
+    config_with(store, interval, down_after, &modbus_device())
+}
+
+fn config_with(store: &Path, interval: &str, down_after: u32, device: &str) -> String {
     format!(
         r#"
 [site]
@@ -38,15 +59,10 @@ racks = ["B07"]
 
 [[devices]]
 id = "th-b07"
-profile = "modbus-th-probe"
 zone = "hall1-b"
 rack = "B07"
-[devices.modbus]
-address = "127.0.0.1:{device}"
-unit = 1
-"#,
+{device}"#,
         broker = closed_port(),
-        device = closed_port(),
         store = store.display()
     )
 }
@@ -133,4 +149,80 @@ fn log_lines_to_a_pipe_carry_no_colour_codes() {
     let lines = daemon.drain();
     let coloured: Vec<&String> = lines.iter().filter(|l| l.contains('\u{1b}')).collect();
     assert!(coloured.is_empty(), "ANSI escape codes in piped log lines: {coloured:?}");
+}
+
+/// `hallmonitor status --config FILE --json`, as a technician would ask.
+fn status(config: &Path, runtime_dir: &Path) -> Option<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .env("XDG_RUNTIME_DIR", runtime_dir)
+        .env_remove("RUNTIME_DIRECTORY")
+        .output()
+        .unwrap();
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Polls `status` until `pred` holds for device th-b07 (or the snapshot); returns the snapshot.
+fn wait_status(
+    config: &Path,
+    runtime_dir: &Path,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = status(config, runtime_dir).filter(|s| pred(s)) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "status never showed {what}: {:?}", status(config, runtime_dir));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_modbus_device_is_down_after_down_after_failed_polls_in_log_status_and_engine_alike() {
+    down_after_failed_polls(|_| modbus_device());
+}
+
+#[test]
+fn an_snmp_device_is_down_after_down_after_failed_polls_in_log_status_and_engine_alike() {
+    down_after_failed_polls(snmp_device);
+}
+
+fn down_after_failed_polls(device: impl Fn(&Path) -> String) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = dir.path().join("run");
+    let cfg = dir.path().join("hallmonitor.toml");
+    let store = dir.path().join("store");
+    // Polls 4 s apart: the 2 s status tick shows the state between the first and second.
+    std::fs::write(&cfg, config_with(&store, "4s", 2, &device(dir.path()))).unwrap();
+    let mut daemon = Daemon::start(&cfg, &runtime);
+
+    // One failed poll: status and engine say up, the log does not say down (a warning
+    // that the poll failed is fine).
+    let b07 = |s: &serde_json::Value| s["devices"][0].clone();
+    let snap = wait_status(&cfg, &runtime, "one failed poll", |s| b07(s)["consecutive_failures"] == 1);
+    assert_eq!(b07(&snap)["up"], true, "{snap:#}");
+    assert_eq!(snap["incidents"], serde_json::json!([]), "no comms incident after one failed poll");
+    // What the poll logged has reached the pipe by now (the snapshot came later).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !daemon.drain().iter().any(|l| l.contains("device down")),
+        "device down logged after one failed poll: {:#?}",
+        daemon.seen
+    );
+    let first = daemon.wait_for("poll failed", Duration::from_secs(1));
+    assert!(!first.contains("down"), "{first}");
+
+    // down_after = 2 failed polls: the log, the status and the engine's comms incident.
+    let down = daemon.wait_for("device down", Duration::from_secs(20));
+    assert!(down.contains("th-b07") && down.contains("failures=2"), "{down}");
+    let snap = wait_status(&cfg, &runtime, "the device down", |s| b07(s)["up"] == false);
+    assert!(b07(&snap)["consecutive_failures"].as_u64().unwrap() >= 2, "{snap:#}");
+    wait_status(&cfg, &runtime, "the comms incident", |s| {
+        s["incidents"].as_array().is_some_and(|i| i.iter().any(|i| i["category"] == "comms"))
+    });
+    // The snapshot lives in the runtime directory (a tmpfs), not in the store on flash.
+    assert!(!store.join("status.json").exists());
 }

@@ -59,9 +59,16 @@ impl DeviceTable {
         }
     }
 
-    /// Takes up/down and the failure count from the engine; logs each transition once.
+    /// Takes up/down and the failure count of every device from the engine.
     pub fn sync(&mut self, engine: &Engine) {
-        for (id, s) in &mut self.devices {
+        let ids: Vec<DeviceId> = self.devices.keys().cloned().collect();
+        self.sync_some(engine, &ids);
+    }
+
+    /// Takes up/down and the failure count of `ids` from the engine; logs each transition once.
+    pub fn sync_some(&mut self, engine: &Engine, ids: &[DeviceId]) {
+        for id in ids {
+            let Some(s) = self.devices.get_mut(id) else { continue };
             let Some(comms) = engine.device_comms(id) else { continue };
             s.consecutive_failures = comms.failed_polls;
             let up = !comms.down;

@@ -35,7 +35,7 @@ use devices::DeviceTable;
 use crate::commands::UsageError;
 use crate::config::{self, Config, DeviceSpec, MqttSettings};
 use crate::engine::{Engine, EngineState, Event, IncidentEventKind, PatternState};
-use crate::model::{Reading, Timestamp};
+use crate::model::{DeviceId, Reading, Timestamp};
 use crate::publish::message::{Outbound, outbound_for};
 use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus};
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
@@ -327,14 +327,20 @@ impl Agent {
     /// Feeds a batch of readings to the engine, at the shell's time.
     pub fn on_readings(&mut self, batch: Vec<Reading>) {
         let now = self.clock.now();
+        // The devices this batch is about (a poll's readings come together; a repeat is
+        // harmless).
+        let mut touched: Vec<DeviceId> = Vec::new();
         for mut r in batch {
             if self.clock.is_simulated() {
                 r.at = now;
             }
+            if touched.last() != Some(&r.device) {
+                touched.push(r.device.clone());
+            }
             self.devices.observe(&r);
             self.engine.handle_reading(now, &r);
         }
-        self.devices.sync(&self.engine);
+        self.devices.sync_some(&self.engine, &touched);
     }
 
     /// Runs the engine's due timers.

@@ -154,3 +154,17 @@ async fn sighup_reloads_and_sigterm_stops() {
     assert!(agent.on_signal(Signal::Interrupt).await.is_break());
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn after_a_turn_the_engines_events_are_in_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agent, _rx) = start(dir.path(), &["th-b07"]);
+    let before = agent.store.stats().unwrap().depth;
+    for _ in 0..3 {
+        agent.on_readings(vec![reading(None)]);
+    }
+    assert!(agent.after_turn().await.is_continue());
+    assert!(agent.engine.poll_event().is_none(), "every event was taken");
+    assert!(agent.store.stats().unwrap().depth > before, "the comms incident is durable in the outbox");
+    agent.shutdown().await;
+}

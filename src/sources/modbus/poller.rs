@@ -256,7 +256,7 @@ impl Poller {
         if any_good {
             stats.polls_ok.fetch_add(1, Ordering::Relaxed);
             if self.failures > 0 {
-                debug!(device = %self.spec.id, address = %self.link.address(), unit = self.unit,
+                info!(device = %self.spec.id, address = %self.link.address(), unit = self.unit,
                     failed_before = self.failures, "poll ok again");
             }
             self.failures = 0;

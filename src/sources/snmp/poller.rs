@@ -194,7 +194,7 @@ impl DevicePoller {
         match (result, &self.down) {
             (Ok(()), None) => true,
             (Ok(()), Some(_)) => {
-                tracing::debug!(device, address, "poll ok again");
+                tracing::info!(device, address, "poll ok again");
                 self.down = None;
                 true
             }

@@ -1,7 +1,10 @@
 //! Log output for technicians: readable lines by default, JSON for log shippers.
 //!
 //! Under systemd (`JOURNAL_STREAM` set) the timestamp is left out since journald adds its own.
-//! `RUST_LOG` wins over the configured level.
+//! Colour only when the log goes to a terminal, never to journald, a file or a pipe, and
+//! never when `NO_COLOR` is set. `RUST_LOG` wins over the configured level.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -20,14 +23,31 @@ fn filter(level: Option<&str>) -> EnvFilter {
     }
 }
 
+fn under_journald() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+/// Whether to colour lines written to a stream that is (`to_terminal`) or is not a terminal.
+fn colour(to_terminal: bool) -> bool {
+    colour_for(to_terminal, std::env::var_os("NO_COLOR").as_deref(), under_journald())
+}
+
+fn colour_for(to_terminal: bool, no_color: Option<&std::ffi::OsStr>, journald: bool) -> bool {
+    // https://no-color.org: set and not empty disables colour.
+    let no_color = no_color.is_some_and(|v| !v.is_empty());
+    to_terminal && !no_color && !journald
+}
+
 /// Logs to stdout (journald captures it under systemd). Safe to call twice (a reload):
 /// the second call is ignored.
 pub fn init(format: LogFormat, level: Option<&str>) {
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(level)).with_target(false);
-    let _ = match (format, under_journald) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_target(false)
+        .with_ansi(colour(std::io::stdout().is_terminal()));
+    let _ = match (format, under_journald()) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
 }
@@ -39,10 +59,27 @@ pub fn init_stderr(format: LogFormat) {
 
 /// Logs to stderr from `level` up (`RUST_LOG` wins).
 pub fn init_stderr_at(format: LogFormat, level: &str) {
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter(Some(level))).with_target(false).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(Some(level)))
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal()));
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_for;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color_outside_journald() {
+        assert!(colour_for(true, None, false));
+        assert!(colour_for(true, Some("".as_ref()), false), "an empty NO_COLOR does not count");
+        assert!(!colour_for(false, None, false), "a file or a pipe");
+        assert!(!colour_for(true, Some("1".as_ref()), false), "NO_COLOR");
+        assert!(!colour_for(true, None, true), "journald");
+    }
 }

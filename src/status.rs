@@ -1,13 +1,16 @@
 //! The status snapshot: what the daemon tells a technician standing at the gateway.
 //!
-//! The daemon writes a `StatusSnapshot` every few seconds to `<runtime dir>/status.json`,
-//! where the runtime dir is `$RUNTIME_DIRECTORY` when systemd sets it, else the store path.
-//! `hallmonitor status` reads it. The file is replaced atomically (temporary file in the same
-//! directory, fsync, rename), so a reader never sees half a snapshot, and reading it never
-//! touches the sled store the daemon holds locked.
+//! The daemon writes a `StatusSnapshot` every few seconds to `<dir>/status.json`, where `dir`
+//! is `snapshot_dir`: the runtime directory (`$RUNTIME_DIRECTORY` under systemd, else a
+//! per-daemon directory under `$XDG_RUNTIME_DIR`, `/run` or `/tmp`), a tmpfs on a usual
+//! system, so a snapshot every 2 s wears no flash. `hallmonitor status` reads it, finding
+//! the directory from the same configuration. The file is replaced atomically (a new
+//! temporary file with an unpredictable name, then rename), so a reader never sees half a
+//! snapshot, and reading it never touches the sled store the daemon holds locked.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -185,42 +188,93 @@ pub enum StatusError {
     Write { path: PathBuf, source: std::io::Error },
 }
 
-/// Where the daemon keeps its snapshot: `$RUNTIME_DIRECTORY` (first entry) when systemd set
-/// it, else the store path.
-pub fn runtime_dir(store_path: &Path) -> PathBuf {
-    match std::env::var_os("RUNTIME_DIRECTORY") {
-        Some(v) if !v.is_empty() => {
-            // systemd joins several RuntimeDirectory= entries with ':'.
-            let s = v.to_string_lossy();
-            PathBuf::from(s.split(':').next().unwrap_or(&s))
-        }
-        _ => store_path.to_owned(),
+/// Where the daemon for `site` with its store at `store_path` keeps its snapshot: the first
+/// `$RUNTIME_DIRECTORY` entry when systemd set it; else `<base>/<site>-<hash of store_path>`
+/// (one directory per daemon: two daemons on one machine have two stores), where `<base>` is
+/// `$XDG_RUNTIME_DIR/hallmonitor`, `/run/hallmonitor` for root, else `/tmp/hallmonitor-<uid>`.
+pub fn snapshot_dir(site: &SiteId, store_path: &Path) -> PathBuf {
+    if let Some(dir) = systemd_runtime_dir() {
+        return dir;
+    }
+    runtime_base().join(instance_name(site, store_path))
+}
+
+/// `$RUNTIME_DIRECTORY` (its first entry), if systemd set it.
+pub fn systemd_runtime_dir() -> Option<PathBuf> {
+    let v = std::env::var_os("RUNTIME_DIRECTORY").filter(|v| !v.is_empty())?;
+    // systemd joins several RuntimeDirectory= entries with ':'.
+    let s = v.to_string_lossy();
+    Some(PathBuf::from(s.split(':').next().unwrap_or(&s)))
+}
+
+fn runtime_base() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return xdg.join("hallmonitor");
+    }
+    match current_uid() {
+        Some(0) => PathBuf::from("/run/hallmonitor"),
+        Some(uid) => std::env::temp_dir().join(format!("hallmonitor-{uid}")),
+        None => std::env::temp_dir().join("hallmonitor"),
     }
 }
 
-/// Replaces `dir/status.json` atomically: write a temporary file in `dir`, fsync, rename.
+/// The effective uid, as the owner of `/proc/self` (no libc needed).
+fn current_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// `fra1-0123abcd`: the site, and a hash of the store path that tells two daemons apart.
+fn instance_name(site: &SiteId, store_path: &Path) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in store_path.as_os_str().as_encoded_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{site}-{:08x}", h as u32)
+}
+
+/// Creates `dir` (mode 0700) if needed, refusing one that is not a directory owned by us
+/// (in a shared `/tmp`, someone else could have made it, or a symlink, first).
+fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    let ours = current_uid().is_none_or(|uid| meta.uid() == uid);
+    if !meta.is_dir() || !ours {
+        return Err(std::io::Error::other("not a directory owned by this user"));
+    }
+    Ok(())
+}
+
+/// Replaces `dir/status.json` atomically: a new temporary file with a random name in `dir`
+/// (created exclusively: an existing file or symlink is never written through), then rename.
+/// No fsync: the snapshot lives in a tmpfs and the next one is 2 s away.
 pub fn write_atomic(dir: &Path, snap: &StatusSnapshot) -> Result<(), StatusError> {
     let path = dir.join(FILE_NAME);
-    let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
     let err = |source| StatusError::Write { path: path.clone(), source };
     // Serializing our own plain data cannot fail; map it to an io error all the same.
-    let body = serde_json::to_vec_pretty(snap).map_err(|e| err(std::io::Error::other(e)))?;
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        // The rename is durable only once the directory entry is.
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
+    let mut body = serde_json::to_vec_pretty(snap).map_err(|e| err(std::io::Error::other(e)))?;
+    body.push(b'\n');
+    ensure_dir(dir).map_err(err)?;
+    let (tmp, mut file) = create_temp(dir).map_err(err)?;
+    let result = file.write_all(&body).and_then(|()| fs::rename(&tmp, &path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// A new file `dir/.status.json.<random>.tmp`, readable by all (the snapshot is no secret).
+fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let tmp = dir.join(format!(".{FILE_NAME}.{:016x}.tmp", fastrand::u64(..)));
+        match fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
 /// Reads `dir/status.json`.
@@ -289,9 +343,42 @@ mod tests {
     }
 
     #[test]
-    fn write_into_a_missing_directory_fails_with_the_path() {
+    fn write_creates_its_directory_private() {
         let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("run").join("fra1-0123abcd");
+        write_atomic(&sub, &snapshot()).unwrap();
+        assert_eq!(read(&sub).unwrap(), snapshot());
+        assert_eq!(fs::metadata(&sub).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn write_never_writes_through_a_planted_temporary_file() {
+        // The old temporary name was predictable (`.status.json.<pid>.tmp`): a symlink
+        // planted there redirected the write to any file the daemon may write.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let planted = dir.path().join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        write_atomic(dir.path(), &snapshot()).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(read(dir.path()).unwrap(), snapshot());
+    }
+
+    #[test]
+    fn write_refuses_a_directory_that_is_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("nope"), b"").unwrap();
         let e = write_atomic(&dir.path().join("nope"), &snapshot()).unwrap_err();
         assert!(e.to_string().contains("nope/status.json"), "{e}");
+    }
+
+    #[test]
+    fn each_daemon_has_its_own_snapshot_directory() {
+        let site = SiteId::new("fra1");
+        let a = instance_name(&site, Path::new("/var/lib/hallmonitor"));
+        let b = instance_name(&site, Path::new("/srv/other-store"));
+        assert!(a.starts_with("fra1-") && a != b, "{a} {b}");
+        assert_eq!(a, instance_name(&site, Path::new("/var/lib/hallmonitor")), "stable");
     }
 }

@@ -86,10 +86,29 @@ fn start_agent(config: &Path) -> Child {
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .env("XDG_RUNTIME_DIR", runtime_dir(config))
+        .env_remove("RUNTIME_DIRECTORY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start hallmonitor run")
+}
+
+/// The runtime directory the test's daemon writes its status snapshot under.
+fn runtime_dir(config: &Path) -> std::path::PathBuf {
+    config.parent().unwrap().join("run")
+}
+
+/// `hallmonitor status --config FILE --json`, as a technician would ask.
+fn status(config: &Path) -> Option<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .env("XDG_RUNTIME_DIR", runtime_dir(config))
+        .env_remove("RUNTIME_DIRECTORY")
+        .output()
+        .unwrap();
+    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -183,8 +202,9 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
     signal(&agent, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let snap = hallmonitor::status::read(&store).ok();
-        if snap.as_ref().is_some_and(|s| s.devices.iter().any(|d| d.id == b08 && d.last_ok.is_some())) {
+        let snap = status(&cfg);
+        let devices = snap.as_ref().and_then(|s| s["devices"].as_array().cloned()).unwrap_or_default();
+        if devices.iter().any(|d| d["id"] == b08.as_str() && !d["last_ok"].is_null()) {
             break;
         }
         assert!(Instant::now() < deadline, "reload did not start th-b08: {snap:?}");

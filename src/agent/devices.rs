@@ -1,24 +1,22 @@
-//! Device up/down as the shell sees it from readings, for health and the status snapshot.
+//! Devices as health and the status snapshot show them.
 //!
-//! Sources log "device down"/"device up" themselves; this table only remembers the last
-//! outcome per device so `status` can show it.
+//! Up/down has one definition: the engine's comms rule (`down_after` failed polls in a row,
+//! `Engine::device_comms`), the same that opens the comms incident. This table takes it from
+//! the engine after each batch of readings, logs "device down" / "device up" once per
+//! transition, and adds what the engine does not keep (address, last good poll).
 
 use std::collections::BTreeMap;
 
-use crate::config::DeviceSpec;
-use crate::model::{DeviceId, Quality, Reading, Timestamp};
-use crate::status::DeviceStatus;
+use tracing::warn;
 
-struct Tracked {
-    status: DeviceStatus,
-    down_after: u32,
-    /// Bad readings of one poll share its time: count polls, not points.
-    last_failed_poll: Option<Timestamp>,
-}
+use crate::config::DeviceSpec;
+use crate::engine::Engine;
+use crate::model::{DeviceId, Quality, Reading};
+use crate::status::DeviceStatus;
 
 #[derive(Default)]
 pub struct DeviceTable {
-    devices: BTreeMap<DeviceId, Tracked>,
+    devices: BTreeMap<DeviceId, DeviceStatus>,
 }
 
 impl DeviceTable {
@@ -33,49 +31,59 @@ impl DeviceTable {
         let mut next = BTreeMap::new();
         for spec in specs.iter().filter(|s| s.enabled) {
             let fresh = DeviceStatus::from_spec(spec);
-            let tracked = match self.devices.remove(&spec.id) {
-                Some(mut kept) => {
-                    kept.status = DeviceStatus {
-                        up: kept.status.up,
-                        last_ok: kept.status.last_ok,
-                        last_error: kept.status.last_error,
-                        consecutive_failures: kept.status.consecutive_failures,
-                        ..fresh
-                    };
-                    kept.down_after = spec.down_after;
-                    kept
-                }
-                None => Tracked { status: fresh, down_after: spec.down_after, last_failed_poll: None },
+            let status = match self.devices.remove(&spec.id) {
+                Some(kept) => DeviceStatus {
+                    up: kept.up,
+                    last_ok: kept.last_ok,
+                    last_error: kept.last_error,
+                    consecutive_failures: kept.consecutive_failures,
+                    ..fresh
+                },
+                None => fresh,
             };
-            next.insert(spec.id.clone(), tracked);
+            next.insert(spec.id.clone(), status);
         }
         self.devices = next;
     }
 
+    /// Remembers the last good poll and the last error of a reading's device.
     pub fn observe(&mut self, r: &Reading) {
-        let Some(t) = self.devices.get_mut(&r.device) else { return };
-        let s = &mut t.status;
+        let Some(s) = self.devices.get_mut(&r.device) else { return };
         match r.quality {
-            Quality::Good => {
-                s.last_ok = Some(r.at);
-                s.consecutive_failures = 0;
-                s.up = true;
-                t.last_failed_poll = None;
-            }
+            Quality::Good => s.last_ok = Some(r.at),
             Quality::Bad => {
-                s.last_error = r.error.as_deref().map(str::to_owned);
-                if t.last_failed_poll != Some(r.at) {
-                    t.last_failed_poll = Some(r.at);
-                    s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-                }
-                if s.consecutive_failures >= t.down_after {
-                    s.up = false;
+                if let Some(e) = r.error.as_deref() {
+                    s.last_error = Some(e.to_owned());
                 }
             }
         }
     }
 
+    /// Takes up/down and the failure count of every device from the engine.
+    pub fn sync(&mut self, engine: &Engine) {
+        let ids: Vec<DeviceId> = self.devices.keys().cloned().collect();
+        self.sync_some(engine, &ids);
+    }
+
+    /// Takes up/down and the failure count of `ids` from the engine; logs each transition once.
+    pub fn sync_some(&mut self, engine: &Engine, ids: &[DeviceId]) {
+        for id in ids {
+            let Some(s) = self.devices.get_mut(id) else { continue };
+            let Some(comms) = engine.device_comms(id) else { continue };
+            s.consecutive_failures = comms.failed_polls;
+            let up = !comms.down;
+            if s.up && !up {
+                let error = comms.last_error.as_deref().or(s.last_error.as_deref()).unwrap_or("-");
+                warn!(device = %id, address = %s.address, failures = comms.failed_polls, error, "device down");
+            } else if !s.up && up {
+                // Same level as "device down", so whoever saw one sees the other.
+                warn!(device = %id, address = %s.address, "device up");
+            }
+            s.up = up;
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<DeviceStatus> {
-        self.devices.values().map(|t| t.status.clone()).collect()
+        self.devices.values().cloned().collect()
     }
 }

@@ -2,36 +2,43 @@
 //! the engine's timers. The only place that reads the clock, handles signals, reloads the
 //! configuration, talks to systemd and writes the status snapshot.
 //!
+//! `run` is a loop over `Inputs::next` (signals, the tick, a batch of readings, an engine
+//! timer), each handed to one small method of `Agent`, then `Agent::after_turn` commits.
+//!
 //! Loop invariant: every batch of engine events is committed to the store together with
 //! the engine state that produced it before the publisher is woken, so a crash at any point
 //! neither loses nor duplicates an event.
+//!
+//! The tick (watchdog, health, status) comes before readings in the loop's order: a
+//! sustained backlog of readings cannot starve the watchdog into having the daemon killed.
 
 pub mod clock;
 pub mod devices;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, Interval, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use clock::Clock;
+pub use clock::{Clock, SimulatedTime};
 use devices::DeviceTable;
 
 use crate::commands::UsageError;
 use crate::config::{self, Config, DeviceSpec, MqttSettings};
 use crate::engine::{Engine, EngineState, Event, IncidentEventKind, PatternState};
-use crate::model::{Reading, Timestamp};
+use crate::model::{DeviceId, Reading, Timestamp};
 use crate::outbox::Outbound;
 use crate::publish::message::outbound_for;
-use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, Publisher, PublisherStatus};
+use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus};
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
 use crate::status::{self, BrokerStatus, IncidentStatus, OutboxStatus, PatternStatus, PollCounters, StatusSnapshot};
 use crate::store::{Store, StoreError};
@@ -39,7 +46,7 @@ use crate::store::{Store, StoreError};
 /// How the agent is run: the daemon, or the demo's compressed clock.
 pub struct AgentOptions {
     pub clock: Clock,
-    /// Where the status snapshot goes ($RUNTIME_DIRECTORY under systemd, else the store path).
+    /// Where the status snapshot goes (`crate::status::snapshot_dir`, or the demo's own).
     pub status_dir: PathBuf,
     /// Talk to systemd (READY, watchdog) when it is there.
     pub systemd: bool,
@@ -49,200 +56,444 @@ pub struct AgentOptions {
 
 /// Runs the daemon until SIGTERM/SIGINT or `opts.shutdown`. Returns after a clean shutdown.
 pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
-    let clock = opts.clock.clone();
-    let started_at = clock.now();
-    let Some(mqtt) = config.mqtt.clone() else {
-        return Err(UsageError(format!(
-            "{}: `run` needs an [mqtt] section (where to forward to)",
-            config.path.display()
-        ))
-        .into());
-    };
-    let store = Store::open(&config.store, &config.site)
-        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-    let mut engine = Engine::new(config.engine.clone());
-    if let Some(bytes) = store.load_engine_state()? {
-        match serde_json::from_slice::<EngineState>(&bytes) {
-            Ok(state) => {
-                engine.import_state(state);
-                info!(
-                    open_incidents = engine.open_incidents().len(),
-                    active_patterns = engine.active_patterns().len(),
-                    "engine state restored"
-                );
+    let (mut agent, readings) = Agent::start(config, opts.clock, opts.status_dir, opts.systemd)?;
+    let mut inputs = Inputs::new(readings, TICK, opts.shutdown)?;
+    agent.started();
+    loop {
+        let deadline = agent.next_deadline();
+        let flow = match inputs.next(deadline).await {
+            Input::Signal(s) => agent.on_signal(s).await,
+            Input::Shutdown => ControlFlow::Break(()),
+            Input::Tick => {
+                agent.on_tick();
+                ControlFlow::Continue(())
             }
-            // Refusing to start would also strand the outbox; forward it and start the
-            // engine afresh, loudly.
-            Err(e) => error!(
-                error = %e,
-                store = %config.store.path.display(),
-                "engine state unreadable: starting without the open incidents and pattern history it held (the outbox is kept and forwarded)"
-            ),
+            Input::Readings(batch) => {
+                agent.on_readings(batch);
+                ControlFlow::Continue(())
+            }
+            Input::Timeout => {
+                agent.on_timeout();
+                ControlFlow::Continue(())
+            }
+        };
+        if flow.is_break() {
+            break;
+        }
+        if agent.after_turn().await.is_break() {
+            return Err(agent.give_up().await);
         }
     }
-    let publisher = Publisher::start(&mqtt, &config.site, store.clone())?;
-    let waker = publisher.waker();
-    let pub_status = publisher.status();
+    agent.shutdown().await;
+    Ok(())
+}
 
-    let (tx, mut rx) = mpsc::channel::<Reading>(READING_QUEUE);
-    let stats = Arc::new(SourceStats::default());
-    let mut sources = Sources::start(&config.devices, tx.clone(), stats.clone());
-    let mut devices = DeviceTable::new(&config.devices);
-    let mut config = config;
-    let mut pending = PendingCommit::default();
+/// A signal the daemon acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: shut down.
+    Terminate,
+    /// SIGINT: shut down.
+    Interrupt,
+    /// SIGHUP: reload the configuration.
+    Hangup,
+}
 
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+/// What woke the loop.
+#[derive(Debug)]
+pub enum Input {
+    Signal(Signal),
+    /// `AgentOptions::shutdown` was cancelled.
+    Shutdown,
+    /// The periodic tick: watchdog, health, status.
+    Tick,
+    /// Readings already queued, at most `READING_BATCH + 1`, oldest first.
+    Readings(Vec<Reading>),
+    /// The engine's next timer is due.
+    Timeout,
+}
 
-    let watchdog = opts.systemd.then(watchdog_interval).flatten();
-    if opts.systemd {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+/// Everything the loop waits on, in priority order.
+pub struct Inputs {
+    sigterm: tokio::signal::unix::Signal,
+    sigint: tokio::signal::unix::Signal,
+    sighup: tokio::signal::unix::Signal,
+    shutdown: CancellationToken,
+    readings: mpsc::Receiver<Reading>,
+    tick: Interval,
+}
+
+impl Inputs {
+    /// Installs the signal handlers; the first tick is due at once, then every `tick`.
+    pub fn new(readings: mpsc::Receiver<Reading>, tick: Duration, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let mut tick = tokio::time::interval(tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Ok(Self {
+            sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            shutdown,
+            readings,
+            tick,
+        })
     }
-    info!(site = %config.site, devices = config.devices.len(), broker = %crate::publish::broker_name(&mqtt), "hallmonitor started");
 
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut last_health = Instant::now();
-    let mut last_state_save = Instant::now();
-    let mut last_buffering_log = Instant::now();
-    let mut health_polls = (ProtocolCounts::default(), ProtocolCounts::default());
-    let far = || Instant::now() + Duration::from_secs(3600);
-
-    loop {
-        let deadline = engine.next_timeout().map(|t| clock.instant_of(t));
+    /// The next input; `deadline` is when the engine's next timer is due.
+    pub async fn next(&mut self, deadline: Option<Instant>) -> Input {
+        let far = Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             biased;
-            _ = sigterm.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = sigint.recv() => { info!("SIGINT: shutting down"); break; }
-            _ = opts.shutdown.cancelled() => break,
-            _ = sighup.recv() => {
-                match reload(&config) {
-                    Ok(new) if new.site != config.site || new.store.path != config.store.path => error!(
-                        "configuration reload refused: the site id or the store path changed; restart the daemon to apply them"
-                    ),
-                    Ok(mut new) => {
-                        if mqtt_changed(new.mqtt.as_ref(), config.mqtt.as_ref()) {
-                            warn!("configuration reload: [mqtt] changed; it applies after a restart, the running connection is kept");
-                        }
-                        // What runs is what the publisher was started with.
-                        new.mqtt = config.mqtt.clone();
-                        engine.reconfigure(new.engine.clone());
-                        sources.stop().await;
-                        sources = Sources::start(&new.devices, tx.clone(), stats.clone());
-                        devices.reconfigure(&new.devices);
-                        info!(devices = new.devices.len(), "configuration reloaded");
-                        config = new;
-                    }
-                    Err(e) => error!(error = %e, "configuration reload refused; keeping the running configuration"),
-                }
-            }
-            Some(first) = rx.recv() => {
-                let now = clock.now();
-                let mut handle = |mut r: Reading| {
-                    if clock.is_simulated() {
-                        r.at = now;
-                    }
-                    devices.observe(&r);
-                    engine.handle_reading(now, &r);
-                };
-                handle(first);
-                // Take what is already queued in one go: one commit per batch, not per reading.
-                for _ in 0..READING_BATCH {
-                    match rx.try_recv() {
-                        Ok(r) => handle(r),
+            _ = self.sigterm.recv() => Input::Signal(Signal::Terminate),
+            _ = self.sigint.recv() => Input::Signal(Signal::Interrupt),
+            _ = self.shutdown.cancelled() => Input::Shutdown,
+            // Before readings, which may never run dry (see the module docs).
+            _ = self.tick.tick() => Input::Tick,
+            _ = self.sighup.recv() => Input::Signal(Signal::Hangup),
+            Some(first) = self.readings.recv() => {
+                // Take what is already queued in one go (one commit per batch, not per
+                // reading), but a bounded amount, so a turn stays short.
+                let mut batch = vec![first];
+                while batch.len() <= READING_BATCH {
+                    match self.readings.try_recv() {
+                        Ok(r) => batch.push(r),
                         Err(_) => break,
                     }
                 }
+                Input::Readings(batch)
             }
-            _ = sleep_until(deadline.unwrap_or_else(far)), if deadline.is_some() => {
-                engine.handle_timeout(clock.now());
-            }
-            _ = tick.tick() => {
-                let now = clock.now();
-                if watchdog.is_some() {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                }
-                let publisher_now = pub_status.borrow().clone();
-                if !publisher_now.connected
-                    && last_buffering_log.elapsed() >= BUFFERING_LOG_EVERY
-                    && let Ok(outbox) = store.stats()
-                    && outbox.depth > 0
-                {
-                    last_buffering_log = Instant::now();
-                    warn!(
-                        depth = outbox.depth,
-                        bytes = outbox.bytes,
-                        oldest_age_s = outbox.oldest_age(now).map_or(0, |d| d.as_secs()),
-                        broker = %publisher_now.broker,
-                        "broker unreachable: buffering in the outbox"
+            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => Input::Timeout,
+        }
+    }
+}
+
+/// The running daemon: every stage and the shell's own bookkeeping.
+pub struct Agent {
+    config: Config,
+    /// The settings the publisher runs with (a reload does not change them).
+    mqtt: MqttSettings,
+    clock: Clock,
+    started_at: Timestamp,
+    store: Store,
+    engine: Engine,
+    /// Taken when the agent stops.
+    publisher: Option<Publisher>,
+    waker: PublishWaker,
+    publisher_status: watch::Receiver<PublisherStatus>,
+    /// Kept to start the poll tasks again on reload.
+    readings: mpsc::Sender<Reading>,
+    stats: Arc<SourceStats>,
+    sources: Sources,
+    devices: DeviceTable,
+    pending: PendingCommit,
+    status_dir: PathBuf,
+    systemd: bool,
+    watchdog: bool,
+    last_health: Instant,
+    last_state_save: Instant,
+    last_buffering_log: Instant,
+    /// Poll counters at the last health message.
+    health_polls: (ProtocolCounts, ProtocolCounts),
+}
+
+impl Agent {
+    /// Opens the store, restores the engine, starts the publisher and the poll tasks. Returns
+    /// the receiving end of the readings channel, for `Inputs`.
+    pub fn start(
+        config: Config,
+        clock: Clock,
+        status_dir: PathBuf,
+        systemd: bool,
+    ) -> anyhow::Result<(Agent, mpsc::Receiver<Reading>)> {
+        let started_at = clock.now();
+        let Some(mqtt) = config.mqtt.clone() else {
+            return Err(UsageError(format!(
+                "{}: `run` needs an [mqtt] section (where to forward to)",
+                config.path.display()
+            ))
+            .into());
+        };
+        let store = Store::open(&config.store, &config.site)
+            .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+        let mut engine = Engine::new(config.engine.clone());
+        if let Some(bytes) = store.load_engine_state()? {
+            match serde_json::from_slice::<EngineState>(&bytes) {
+                Ok(state) => {
+                    engine.import_state(state);
+                    info!(
+                        open_incidents = engine.open_incidents().len(),
+                        active_patterns = engine.active_patterns().len(),
+                        "engine state restored"
                     );
                 }
-                if last_health.elapsed() >= config.health_interval {
-                    last_health = Instant::now();
-                    let body = health_body(&store, &publisher_now, &stats, &mut health_polls, &devices, &engine, started_at, now);
-                    pending.outbound.push(body.outbound(&mqtt.topic_prefix, &config.site));
-                }
-                if last_state_save.elapsed() >= STATE_SAVE_EVERY {
-                    last_state_save = Instant::now();
-                    pending.state_due = true;
-                }
-                let snapshot = status_snapshot(&config, &store, &publisher_now, &stats, &devices, &engine, started_at, now);
-                if let Err(e) = status::write_atomic(&opts.status_dir, &snapshot) {
-                    warn!(error = %e, dir = %opts.status_dir.display(), "cannot write the status snapshot");
-                }
+                // Refusing to start would also strand the outbox; forward it and start the
+                // engine afresh, loudly.
+                Err(e) => error!(
+                    error = %e,
+                    store = %config.store.path.display(),
+                    "engine state unreadable: starting without the open incidents and pattern history it held (the outbox is kept and forwarded)"
+                ),
             }
         }
-        while let Some(event) = engine.poll_event() {
-            log_event(&event);
-            pending.outbound.push(outbound_for(&mqtt.topic_prefix, &config.site, &event));
-            pending.engine_events = true;
+        let publisher = Publisher::start(&mqtt, &config.site, store.clone())?;
+        let (tx, rx) = mpsc::channel::<Reading>(READING_QUEUE);
+        let stats = Arc::new(SourceStats::default());
+        let sources = Sources::start(&config.devices, tx.clone(), stats.clone());
+        let mut devices = DeviceTable::new(&config.devices);
+        // Devices the restored engine holds down are down from the start.
+        devices.sync(&engine);
+        let now = Instant::now();
+        let agent = Agent {
+            waker: publisher.waker(),
+            publisher_status: publisher.status(),
+            publisher: Some(publisher),
+            mqtt,
+            clock,
+            started_at,
+            store,
+            engine,
+            readings: tx,
+            stats,
+            sources,
+            devices,
+            pending: PendingCommit::default(),
+            status_dir,
+            systemd,
+            watchdog: systemd && watchdog_interval().is_some(),
+            last_health: now,
+            last_state_save: now,
+            last_buffering_log: now,
+            health_polls: Default::default(),
+            config,
+        };
+        Ok((agent, rx))
+    }
+
+    /// Tells systemd and the log that the daemon runs.
+    fn started(&self) {
+        if self.systemd {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         }
-        if pending.is_due() && pending.commit(&store, &engine, clock.now()).await {
-            waker.poke();
+        info!(site = %self.config.site, devices = self.config.devices.len(), broker = %crate::publish::broker_name(&self.mqtt), "hallmonitor started");
+    }
+
+    /// When the engine's next timer is due, on the loop's clock.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.engine.next_timeout().map(|t| self.clock.instant_of(t))
+    }
+
+    /// SIGTERM/SIGINT stop the loop; SIGHUP reloads.
+    pub async fn on_signal(&mut self, signal: Signal) -> ControlFlow<()> {
+        match signal {
+            Signal::Terminate => info!("SIGTERM: shutting down"),
+            Signal::Interrupt => info!("SIGINT: shutting down"),
+            Signal::Hangup => {
+                self.on_reload().await;
+                return ControlFlow::Continue(());
+            }
         }
-        if pending.failing_since.is_some_and(|since| since.elapsed() >= STORE_FAILURE_EXIT) {
-            // sled does not recover from a failed write until reopened, and what waits in
-            // memory would only grow: exit so systemd restarts the daemon on a reopened store.
-            sources.stop().await;
-            let _ = publisher.shutdown(DRAIN_ON_SHUTDOWN).await;
-            anyhow::bail!(
-                "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
-                config.store.path.display(),
-                humantime::format_duration(STORE_FAILURE_EXIT),
-                pending.outbound.len()
+        ControlFlow::Break(())
+    }
+
+    /// Reloads the configuration file: new devices, rules and zones; incidents, patterns and
+    /// the outbox are kept. A file that does not load, or that changes the site or the store,
+    /// is refused and the running configuration kept.
+    pub async fn on_reload(&mut self) {
+        let mut new = match reload(&self.config) {
+            Ok(new) => new,
+            Err(e) => {
+                error!(error = %e, "configuration reload refused; keeping the running configuration");
+                return;
+            }
+        };
+        if new.site != self.config.site || new.store.path != self.config.store.path {
+            error!(
+                "configuration reload refused: the site id or the store path changed; restart the daemon to apply them"
             );
+            return;
+        }
+        if mqtt_changed(new.mqtt.as_ref(), self.config.mqtt.as_ref()) {
+            warn!("configuration reload: [mqtt] changed; it applies after a restart, the running connection is kept");
+        }
+        // What runs is what the publisher was started with.
+        new.mqtt = self.config.mqtt.clone();
+        self.engine.reconfigure(new.engine.clone());
+        self.sources.stop().await;
+        self.sources = Sources::start(&new.devices, self.readings.clone(), self.stats.clone());
+        self.devices.reconfigure(&new.devices);
+        self.devices.sync(&self.engine);
+        info!(devices = new.devices.len(), "configuration reloaded");
+        self.config = new;
+    }
+
+    /// Feeds a batch of readings to the engine, at the shell's time.
+    pub fn on_readings(&mut self, batch: Vec<Reading>) {
+        let now = self.clock.now();
+        // The devices this batch is about (a poll's readings come together; a repeat is
+        // harmless).
+        let mut touched: Vec<DeviceId> = Vec::new();
+        for mut r in batch {
+            if self.clock.is_simulated() {
+                r.at = now;
+            }
+            if touched.last() != Some(&r.device) {
+                touched.push(r.device.clone());
+            }
+            self.devices.observe(&r);
+            self.engine.handle_reading(now, &r);
+        }
+        self.devices.sync_some(&self.engine, &touched);
+    }
+
+    /// Runs the engine's due timers.
+    pub fn on_timeout(&mut self) {
+        self.engine.handle_timeout(self.clock.now());
+    }
+
+    /// The periodic work: pings the watchdog, logs buffering, queues health when due, marks
+    /// the state save due, writes the status snapshot.
+    pub fn on_tick(&mut self) {
+        let now = self.clock.now();
+        if self.watchdog {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+        let publisher_now = self.publisher_status.borrow().clone();
+        if !publisher_now.connected
+            && self.last_buffering_log.elapsed() >= BUFFERING_LOG_EVERY
+            && let Ok(outbox) = self.store.stats()
+            && outbox.depth > 0
+        {
+            self.last_buffering_log = Instant::now();
+            warn!(
+                depth = outbox.depth,
+                bytes = outbox.bytes,
+                oldest_age_s = outbox.oldest_age(now).map_or(0, |d| d.as_secs()),
+                broker = %publisher_now.broker,
+                "broker unreachable: buffering in the outbox"
+            );
+        }
+        if self.last_health.elapsed() >= self.config.health_interval {
+            self.last_health = Instant::now();
+            let body = self.health_body(&publisher_now, now);
+            self.pending.outbound.push(body.outbound(&self.mqtt.topic_prefix, &self.config.site));
+        }
+        if self.last_state_save.elapsed() >= STATE_SAVE_EVERY {
+            self.last_state_save = Instant::now();
+            self.pending.state_due = true;
+        }
+        self.write_status(&publisher_now, now);
+    }
+
+    /// After every input: takes the engine's events, commits what is due and wakes the
+    /// publisher. Breaks when the store has refused writes for too long.
+    pub async fn after_turn(&mut self) -> ControlFlow<()> {
+        while let Some(event) = self.engine.poll_event() {
+            log_event(&event);
+            self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
+            self.pending.engine_events = true;
+        }
+        if self.pending.is_due() && self.pending.commit(&self.store, &self.engine, self.clock.now()).await {
+            self.waker.poke();
+        }
+        if self.pending.failing_since.is_some_and(|since| since.elapsed() >= STORE_FAILURE_EXIT) {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The store refuses writes: stops and returns the error to exit with.
+    pub async fn give_up(mut self) -> anyhow::Error {
+        // sled does not recover from a failed write until reopened, and what waits in
+        // memory would only grow: exit so systemd restarts the daemon on a reopened store.
+        self.sources.stop().await;
+        if let Some(p) = self.publisher.take() {
+            let _ = p.shutdown(DRAIN_ON_SHUTDOWN).await;
+        }
+        anyhow::anyhow!(
+            "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
+            self.config.store.path.display(),
+            humantime::format_duration(STORE_FAILURE_EXIT),
+            self.pending.outbound.len()
+        )
+    }
+
+    /// Stops polling, lets the engine's last events and its state reach the store, then
+    /// gives the publisher a few seconds to drain.
+    pub async fn shutdown(mut self) {
+        self.sources.stop().await;
+        while let Some(event) = self.engine.poll_event() {
+            log_event(&event);
+            self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
+        }
+        self.pending.state_due = true;
+        for _ in 0..3 {
+            if self.pending.commit(&self.store, &self.engine, self.clock.now()).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.waker.poke();
+        if self.systemd {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        }
+        let final_status = match self.publisher.take() {
+            Some(p) => p.shutdown(DRAIN_ON_SHUTDOWN).await,
+            None => self.publisher_status.borrow().clone(),
+        };
+        let stats_now = self.store.stats().ok();
+        info!(
+            left_in_outbox = stats_now.as_ref().map_or(0, |s| s.depth),
+            acked = final_status.acked_total,
+            "hallmonitor stopped"
+        );
+        let now = self.clock.now();
+        let snapshot = status_snapshot(&self, &final_status, now);
+        let _ = status::write_atomic(&self.status_dir, &snapshot);
+    }
+
+    fn write_status(&self, publisher: &PublisherStatus, now: Timestamp) {
+        let snapshot = status_snapshot(self, publisher, now);
+        if let Err(e) = status::write_atomic(&self.status_dir, &snapshot) {
+            warn!(error = %e, dir = %self.status_dir.display(), "cannot write the status snapshot");
         }
     }
 
-    // Shutdown: stop polling, let the engine's last events and its state reach the store,
-    // then give the publisher a few seconds to drain.
-    sources.stop().await;
-    while let Some(event) = engine.poll_event() {
-        log_event(&event);
-        pending.outbound.push(outbound_for(&mqtt.topic_prefix, &config.site, &event));
-    }
-    pending.state_due = true;
-    for _ in 0..3 {
-        if pending.commit(&store, &engine, clock.now()).await {
-            break;
+    /// The `P/S/health` body: poll outcomes since the previous one, devices, outbox, drops, noise.
+    fn health_body(&mut self, publisher: &PublisherStatus, now: Timestamp) -> HealthBody {
+        let (modbus, snmp) = (self.stats.modbus.snapshot(), self.stats.snmp.snapshot());
+        let delta = |now: &ProtocolCounts, before: &ProtocolCounts| PollCounts {
+            ok: now.polls_ok.saturating_sub(before.polls_ok),
+            failed: now.polls_failed.saturating_sub(before.polls_failed),
+        };
+        let polls = BTreeMap::from([
+            ("modbus".to_owned(), delta(&modbus, &self.health_polls.0)),
+            ("snmp".to_owned(), delta(&snmp, &self.health_polls.1)),
+        ]);
+        self.health_polls = (modbus, snmp);
+        let snapshot = self.devices.snapshot();
+        let down: Vec<_> = snapshot.iter().filter(|d| !d.up).map(|d| d.id.clone()).collect();
+        let outbox = match self.store.stats() {
+            Ok(s) => OutboxHealth::new(&s, publisher, now),
+            Err(e) => {
+                warn!(error = %e, "cannot read outbox figures for health");
+                OutboxHealth::default()
+            }
+        };
+        let dropped = self.store.take_drop_report().unwrap_or_else(|e| {
+            warn!(error = %e, "cannot read the outbox drop report");
+            Default::default()
+        });
+        if dropped.total > 0 {
+            warn!(dropped = dropped.total, "outbox full: messages were dropped (reported in health)");
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        HealthBody {
+            uptime_s: now.since(self.started_at).as_secs(),
+            polls,
+            devices: DeviceCounts { total: snapshot.len() as u64, up: (snapshot.len() - down.len()) as u64, down },
+            outbox,
+            dropped,
+            noise: self.engine.counters(),
+        }
     }
-    waker.poke();
-    if opts.systemd {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    }
-    let final_status = publisher.shutdown(DRAIN_ON_SHUTDOWN).await;
-    let stats_now = store.stats().ok();
-    info!(
-        left_in_outbox = stats_now.as_ref().map_or(0, |s| s.depth),
-        acked = final_status.acked_total,
-        "hallmonitor stopped"
-    );
-    let snapshot = status_snapshot(&config, &store, &final_status, &stats, &devices, &engine, started_at, clock.now());
-    let _ = status::write_atomic(&opts.status_dir, &snapshot);
-    Ok(())
 }
 
 const READING_QUEUE: usize = 8192;
@@ -444,67 +695,10 @@ fn log_event(event: &Event) {
     }
 }
 
-/// The `P/S/health` body: poll outcomes since the previous one, devices, outbox, drops, noise.
-#[allow(clippy::too_many_arguments)]
-fn health_body(
-    store: &Store,
-    publisher: &PublisherStatus,
-    stats: &SourceStats,
-    previous: &mut (ProtocolCounts, ProtocolCounts),
-    devices: &DeviceTable,
-    engine: &Engine,
-    started_at: Timestamp,
-    now: Timestamp,
-) -> HealthBody {
-    let (modbus, snmp) = (stats.modbus.snapshot(), stats.snmp.snapshot());
-    let delta = |now: &ProtocolCounts, before: &ProtocolCounts| PollCounts {
-        ok: now.polls_ok.saturating_sub(before.polls_ok),
-        failed: now.polls_failed.saturating_sub(before.polls_failed),
-    };
-    let polls = BTreeMap::from([
-        ("modbus".to_owned(), delta(&modbus, &previous.0)),
-        ("snmp".to_owned(), delta(&snmp, &previous.1)),
-    ]);
-    *previous = (modbus, snmp);
-    let snapshot = devices.snapshot();
-    let down: Vec<_> = snapshot.iter().filter(|d| !d.up).map(|d| d.id.clone()).collect();
-    let outbox = match store.stats() {
-        Ok(s) => OutboxHealth::new(&s, publisher, now),
-        Err(e) => {
-            warn!(error = %e, "cannot read outbox figures for health");
-            OutboxHealth::default()
-        }
-    };
-    let dropped = store.take_drop_report().unwrap_or_else(|e| {
-        warn!(error = %e, "cannot read the outbox drop report");
-        Default::default()
-    });
-    if dropped.total > 0 {
-        warn!(dropped = dropped.total, "outbox full: messages were dropped (reported in health)");
-    }
-    HealthBody {
-        uptime_s: now.since(started_at).as_secs(),
-        polls,
-        devices: DeviceCounts { total: snapshot.len() as u64, up: (snapshot.len() - down.len()) as u64, down },
-        outbox,
-        dropped,
-        noise: engine.counters(),
-    }
-}
-
 /// What `hallmonitor status` shows, as of `now`.
-#[allow(clippy::too_many_arguments)]
-fn status_snapshot(
-    config: &Config,
-    store: &Store,
-    publisher: &PublisherStatus,
-    stats: &SourceStats,
-    devices: &DeviceTable,
-    engine: &Engine,
-    started_at: Timestamp,
-    now: Timestamp,
-) -> StatusSnapshot {
-    let outbox = store
+fn status_snapshot(agent: &Agent, publisher: &PublisherStatus, now: Timestamp) -> StatusSnapshot {
+    let outbox = agent
+        .store
         .stats()
         .map(|s| OutboxStatus {
             depth: s.depth,
@@ -514,14 +708,14 @@ fn status_snapshot(
         })
         .unwrap_or_default();
     StatusSnapshot {
-        site: config.site.clone(),
+        site: agent.config.site.clone(),
         written_at: now,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at,
-        config_path: config.path.clone(),
-        devices: devices.snapshot(),
-        incidents: engine.open_incidents().iter().map(IncidentStatus::from_event).collect(),
-        patterns: engine.active_patterns().iter().map(PatternStatus::from_event).collect(),
+        started_at: agent.started_at,
+        config_path: agent.config.path.clone(),
+        devices: agent.devices.snapshot(),
+        incidents: agent.engine.open_incidents().iter().map(IncidentStatus::from_event).collect(),
+        patterns: agent.engine.active_patterns().iter().map(PatternStatus::from_event).collect(),
         outbox,
         broker: BrokerStatus {
             url: publisher.broker.clone(),
@@ -529,7 +723,10 @@ fn status_snapshot(
             last_ack_at: publisher.last_puback,
             last_error: publisher.last_error.clone(),
         },
-        polls: PollCounters { modbus: stats.modbus.snapshot(), snmp: stats.snmp.snapshot() },
-        noise: engine.counters(),
+        polls: PollCounters { modbus: agent.stats.modbus.snapshot(), snmp: agent.stats.snmp.snapshot() },
+        noise: agent.engine.counters(),
     }
 }
+
+#[cfg(test)]
+mod tests;

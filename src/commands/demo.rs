@@ -194,7 +194,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let agent = tokio::spawn(agent::run(
         config,
         AgentOptions {
-            clock: Clock::Simulated(clock.clone()),
+            clock: Clock::simulated(clock.clone()),
             status_dir: store_dir.clone(),
             systemd: false,
             shutdown: shutdown.clone(),

@@ -18,7 +18,7 @@ pub struct Args {
 pub fn run(args: Args, format: LogFormat) -> anyhow::Result<ExitCode> {
     let config = super::load_config(&args.config)?;
     crate::logging::init(format, config.log_level.as_deref());
-    let status_dir = crate::status::runtime_dir(&config.store.path);
+    let status_dir = crate::status::snapshot_dir(&config.site, &config.store.path);
     let opts = AgentOptions {
         clock: Clock::System,
         status_dir,

@@ -1,20 +1,24 @@
-//! `hallmonitor status [--state-dir DIR] [--json]`: the running daemon's last status snapshot,
-//! readable at a glance on an 80-column terminal.
+//! `hallmonitor status [--config FILE | --state-dir DIR] [--json]`: the running daemon's last
+//! status snapshot, readable at a glance on an 80-column terminal.
 //!
 //! It only reads `status.json` (see `crate::status`), never the sled store, so it works while
-//! the daemon holds the store. The rendering is a pure function of the snapshot and "now",
-//! so it is tested against fixtures.
+//! the daemon holds the store. The snapshot is found from the daemon's configuration the way
+//! the daemon places it (`status::snapshot_dir`), or under systemd's `/run/hallmonitor`. The
+//! rendering is a pure function of the snapshot and "now", so it is tested against fixtures.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::model::Timestamp;
 use crate::status::{self, DeviceStatus, StatusError, StatusSnapshot};
 
-/// Where the daemon writes its snapshot when run under systemd, then its default store path.
-const DEFAULT_DIRS: &[&str] = &["/run/hallmonitor", "/var/lib/hallmonitor"];
+/// The unit's `RuntimeDirectory`: where the daemon writes under systemd.
+const SYSTEMD_DIR: &str = "/run/hallmonitor";
+
+/// The configuration `run` reads by default.
+const DEFAULT_CONFIG: &str = "/etc/hallmonitor/hallmonitor.toml";
 
 /// A snapshot older than this means the daemon has probably stopped.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
@@ -26,8 +30,11 @@ const WIDTH: usize = 80;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Directory holding status.json (the daemon's RuntimeDirectory or store path).
-    /// Default: /run/hallmonitor, then /var/lib/hallmonitor.
+    /// The daemon's configuration file: the snapshot is found from its site and store.
+    /// Default: /etc/hallmonitor/hallmonitor.toml when readable, else /run/hallmonitor.
+    #[arg(long, short, value_name = "FILE", conflicts_with = "state_dir")]
+    pub config: Option<PathBuf>,
+    /// Directory holding status.json, given directly.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Print the snapshot as JSON instead.
@@ -41,11 +48,17 @@ pub struct Args {
     pub now: Option<String>,
 }
 
-/// Runs `hallmonitor status`: exit 0 with the summary, 1 when there is no readable snapshot.
+/// Runs `hallmonitor status`: exit 0 with the summary, 1 when there is no readable snapshot,
+/// 2 when `--config` does not load.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let snap = match &args.state_dir {
-        Some(dir) => status::read(dir)?,
-        None => read_default()?,
+    let snap = match (&args.state_dir, &args.config) {
+        (Some(dir), _) => status::read(dir)?,
+        (None, Some(file)) => read_for_config(&super::load_config(file)?)?,
+        (None, None) => match crate::config::load(Path::new(DEFAULT_CONFIG)) {
+            Ok(loaded) => read_for_config(&loaded.config)?,
+            // Not installed, or not readable by this user: systemd's directory is all we know.
+            Err(_) => status::read(Path::new(SYSTEMD_DIR))?,
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
@@ -60,21 +73,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_default() -> Result<StatusSnapshot, StatusError> {
+/// The snapshot of the daemon running `config`: where it writes outside systemd, or
+/// systemd's directory; the newer one of that site when both exist.
+fn read_for_config(config: &crate::config::Config) -> Result<StatusSnapshot, StatusError> {
+    let mut dirs = vec![status::snapshot_dir(&config.site, &config.store.path)];
+    if !dirs.contains(&PathBuf::from(SYSTEMD_DIR)) {
+        dirs.push(PathBuf::from(SYSTEMD_DIR));
+    }
+    let mut best: Option<StatusSnapshot> = None;
     let mut first_err = None;
-    for dir in DEFAULT_DIRS {
-        match status::read(std::path::Path::new(dir)) {
-            Ok(s) => return Ok(s),
-            Err(StatusError::Missing { .. }) => {}
+    for dir in &dirs {
+        match status::read(dir) {
+            Ok(s) if s.site == config.site => {
+                if best.as_ref().is_none_or(|b| s.written_at > b.written_at) {
+                    best = Some(s);
+                }
+            }
+            Ok(_) | Err(StatusError::Missing { .. }) => {}
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    Err(first_err.unwrap_or_else(|| {
-        let tried: Vec<String> = DEFAULT_DIRS.iter().map(|d| format!("{d}/{}", status::FILE_NAME)).collect();
-        StatusError::Missing { path: PathBuf::from(tried.join(" or ")) }
-    }))
+    best.ok_or_else(|| {
+        first_err.unwrap_or_else(|| {
+            let tried: Vec<String> = dirs.iter().map(|d| d.join(status::FILE_NAME).display().to_string()).collect();
+            StatusError::Missing { path: PathBuf::from(tried.join(" or ")) }
+        })
+    })
 }
 
 /// The whole human summary as of `now`; `all` lists every up device by name.

@@ -107,6 +107,18 @@ struct PointCache {
     rack: Option<u32>,
 }
 
+/// One device's comms state (`Engine::device_comms`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceComms {
+    /// Down once `down_after` polls in a row failed (its comms breach is open); up again at
+    /// its next good reading.
+    pub down: bool,
+    /// Failed polls in a row.
+    pub failed_polls: u32,
+    /// Why the last failed poll failed.
+    pub last_error: Option<String>,
+}
+
 /// The engine. See the module docs.
 pub struct Engine {
     settings: EngineSettings,
@@ -312,6 +324,13 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// A device as the comms rule sees it (`None` before its first reading). The one
+    /// definition of "down": the shell's log line, health and status take it from here.
+    pub fn device_comms(&self, id: &DeviceId) -> Option<DeviceComms> {
+        let d = self.st.devices.get(self.devices.get(id.as_str())?.state as usize)?;
+        Some(DeviceComms { down: d.down, failed_polls: d.bad_polls, last_error: d.last_error.clone() })
     }
 
     // ----- readings -----

@@ -436,6 +436,18 @@ impl SimClock {
     }
 }
 
+/// The agent runs the demo on this clock (`Clock::simulated`).
+impl crate::agent::SimulatedTime for SimClock {
+    fn now(&self) -> Timestamp {
+        self.at_elapsed(self.origin.elapsed())
+    }
+
+    fn wait_until(&self, at: Timestamp) -> Duration {
+        // `wall_until` counts from the clock's origin; the agent waits from now.
+        self.wall_until(at).saturating_sub(self.origin.elapsed())
+    }
+}
+
 /// Recomputes every value into `values` each `tick` until `cancel`; logs the simulated time
 /// about every 10 wall seconds.
 pub async fn drive(

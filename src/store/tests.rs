@@ -125,6 +125,26 @@ fn corrupt_entry_is_refused_with_its_seq_and_kept() {
 }
 
 #[test]
+fn a_stored_next_seq_of_zero_is_a_corrupt_store_named_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // An empty outbox: nothing else in the store contradicts the bad value.
+    drop(Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap());
+    {
+        let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+        db.insert(META_NEXT_SEQ, &0u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(&settings(dir.path(), 1 << 20), &site()).err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+    assert!(text.contains("next seq") && text.contains("nothing was deleted"), "{text}");
+    assert!(text.contains(&dir.path().join(SLED_DIR).display().to_string()), "{text}");
+    let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+    assert_eq!(db.get(META_NEXT_SEQ).unwrap().as_deref(), Some(&0u64.to_be_bytes()[..]), "nothing was rewritten");
+    assert!(db.get(META_EPOCH).unwrap().is_some(), "nothing was deleted");
+}
+
+#[test]
 fn a_store_held_by_someone_else_is_a_clear_locked_error() {
     let dir = tempfile::tempdir().unwrap();
     let _held = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();

@@ -1,4 +1,4 @@
-//! The per-device poll task: schedule, block reads with retries, decoding, up/down state.
+//! The per-device poll task: schedule, block reads with retries, decoding, failure counts.
 //!
 //! Invariants: one task per device, so polls of a device never overlap; the schedule is a
 //! tokio interval with `MissedTickBehavior::Skip`, so a poll that overruns skips ticks
@@ -46,7 +46,6 @@ pub struct Poller {
     pub ctx: SourceContext,
     plan: Vec<Block>,
     failures: u32,
-    down: bool,
 }
 
 /// What one poll produced: a value or the reason, per point in profile order.
@@ -63,7 +62,7 @@ impl Poller {
         ctx: SourceContext,
     ) -> Self {
         let plan = plan::plan(&profile.points, limits);
-        Self { spec, profile, unit, limits, link, ctx, plan, failures: 0, down: false }
+        Self { spec, profile, unit, limits, link, ctx, plan, failures: 0 }
     }
 
     /// The current read plan (after any splits).
@@ -102,7 +101,7 @@ impl Poller {
         }
     }
 
-    /// One poll: read, decode, emit the readings, update counters and up/down state.
+    /// One poll: read, decode, emit the readings, update counters.
     /// Returns false when nobody listens any more.
     pub async fn poll_once(&mut self) -> bool {
         let at = Timestamp::now();
@@ -248,27 +247,28 @@ impl Poller {
     }
 
     /// Sends the readings of one poll, stamped with the time the poll started, and updates
-    /// counters and up/down state. Returns false when nobody listens any more.
+    /// counters. Returns false when nobody listens any more.
     async fn emit(&mut self, at: Timestamp, results: PointResults) -> bool {
         let stats = &self.ctx.stats.modbus;
         let any_good = results.iter().any(|r| r.is_ok());
+        // Whether the device is down is the engine's comms rule (`down_after`), logged by the
+        // agent; here only the first failed poll of a run is a warning.
         if any_good {
             stats.polls_ok.fetch_add(1, Ordering::Relaxed);
-            if self.down {
-                info!(device = %self.spec.id, address = %self.link.address(), unit = self.unit, "device up");
+            if self.failures > 0 {
+                info!(device = %self.spec.id, address = %self.link.address(), unit = self.unit,
+                    failed_before = self.failures, "poll ok again");
             }
-            self.down = false;
             self.failures = 0;
         } else {
             stats.polls_failed.fetch_add(1, Ordering::Relaxed);
             self.failures = self.failures.saturating_add(1);
-            if !self.down && self.failures >= self.spec.down_after {
-                self.down = true;
-                let error = results.iter().find_map(|r| r.as_ref().err()).map_or("no points", |e| e);
-                warn!(
-                    device = %self.spec.id, address = %self.link.address(), unit = self.unit,
-                    failures = self.failures, error, "device down"
-                );
+            let error = results.iter().find_map(|r| r.as_ref().err()).map_or("no points", |e| e);
+            if self.failures == 1 {
+                warn!(device = %self.spec.id, address = %self.link.address(), unit = self.unit, error, "poll failed");
+            } else {
+                debug!(device = %self.spec.id, address = %self.link.address(), unit = self.unit,
+                    failures = self.failures, error, "poll failed");
             }
         }
         for (point, result) in self.profile.points.iter().zip(results) {
@@ -301,9 +301,9 @@ impl Poller {
         true
     }
 
-    /// Whether the device is currently reported down.
-    pub fn is_down(&self) -> bool {
-        self.down
+    /// Failed polls in a row (0 after a good one).
+    pub fn failed_polls(&self) -> u32 {
+        self.failures
     }
 }
 

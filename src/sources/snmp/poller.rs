@@ -3,8 +3,8 @@
 //! Invariants: polls of one device never overlap (the loop awaits each poll before the
 //! next tick; ticks missed meanwhile are skipped and counted as late); a slow or dead agent
 //! only delays its own task; every poll yields a reading for every point (bad quality with
-//! the reason when it failed); "device down" / "device up" are logged once per transition,
-//! never once per poll.
+//! the reason when it failed); the first failed poll of a run is a warning, the rest are
+//! debug lines ("device down" is the engine's comms rule, logged by the agent).
 //!
 //! Rates (`rate = true` on a counter point): the value is the per-second increase between
 //! two polls. The first poll after start (or after the counter went backwards, or after a
@@ -50,7 +50,7 @@ pub struct DevicePoller {
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
     known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
-    /// Reason the device is down, if it is (for logging transitions once).
+    /// Why polls fail, while they do (to warn once per run of failures).
     down: Option<String>,
 }
 
@@ -185,29 +185,33 @@ impl DevicePoller {
         out
     }
 
-    /// Logs a down/up transition (once per transition) and returns whether the poll was ok.
+    /// Logs the first failed poll of a run (the rest at debug level) and returns whether the
+    /// poll was ok. Whether the device is down is the engine's comms rule (`down_after`),
+    /// logged by the agent.
     fn log_transition(&mut self, result: &Result<(), SnmpError>) -> bool {
         let device = self.spec.id.as_str();
         let address = self.settings.address.as_str();
         match (result, &self.down) {
             (Ok(()), None) => true,
             (Ok(()), Some(_)) => {
-                // Same level as "device down", so whoever saw one sees the other.
-                tracing::warn!(device, address, "device up");
+                tracing::info!(device, address, "poll ok again");
                 self.down = None;
                 true
             }
             (Err(e), None) => {
                 let reason = e.to_string();
                 if e.is_unreachable() {
-                    tracing::warn!(device, address, reason = %reason, "device down");
+                    tracing::warn!(device, address, reason = %reason, "poll failed");
                 } else {
-                    tracing::warn!(device, address, reason = %reason, "device down (agent answers with errors)");
+                    tracing::warn!(device, address, reason = %reason, "poll failed (agent answers with errors)");
                 }
                 self.down = Some(reason);
                 false
             }
-            (Err(_), Some(_)) => false,
+            (Err(e), Some(_)) => {
+                tracing::debug!(device, address, reason = %e, "poll failed");
+                false
+            }
         }
     }
 }

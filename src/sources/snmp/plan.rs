@@ -1,8 +1,8 @@
 //! Request planning and decoding for one SNMP profile, without any IO.
 //!
-//! `Plan::new` turns a profile into the OIDs to GET (scalars, and table cells whose rows
-//! the profile lists) and the table columns to walk (value, label, scaling and filter
-//! columns, each once however many points use it). `Plan::decode` turns what came back
+//! `Plan::new` turns a profile into the OIDs to GET (scalars, table cells whose rows the
+//! profile lists, and sysUpTime.0 when there are counter rates) and the table columns to
+//! walk (value, label, scaling and filter columns, each once however many points use it). `Plan::decode` turns what came back
 //! into one `Cell` per point and row, each either a number with its row factor or a
 //! reason why not. Invariant: every point yields at least one cell, so a point never
 //! goes silent (a column with no rows yields one bad cell saying so).
@@ -67,6 +67,13 @@ pub struct Plan {
     /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
     pub walk_columns: Vec<Oid>,
     points: Vec<PointPlan>,
+    /// sysUpTime.0, asked along with the scalars when the profile has rate points.
+    uptime: Option<Oid>,
+}
+
+/// SNMPv2-MIB sysUpTime.0: hundredths of a second since the agent (re)started.
+fn sys_up_time() -> Oid {
+    Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 3, 0])
 }
 
 fn parse_oid(s: &str) -> Result<Oid, String> {
@@ -177,7 +184,21 @@ impl Plan {
                 string_number: p.string_number,
             });
         }
-        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points })
+        // Counter rates need to know whether the agent restarted between polls.
+        let uptime = profile.points.iter().any(|p| p.rate).then(sys_up_time);
+        if let Some(oid) = &uptime {
+            gets.add(oid.clone());
+        }
+        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime })
+    }
+
+    /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
+    /// profile has rate points) and the agent gave it.
+    pub fn uptime(&self, fetched: &Fetched) -> Option<u32> {
+        match fetched.gets.get(self.uptime.as_ref()?) {
+            Some(Ok(Value::TimeTicks(t))) => Some(*t),
+            _ => None,
+        }
     }
 
     /// Decodes what the requests returned into cells, at least one per point.

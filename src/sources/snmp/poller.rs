@@ -9,7 +9,10 @@
 //! Rates (`rate = true` on a counter point): the value is the per-second increase between
 //! two polls. The first poll after start (or after the counter went backwards, or after a
 //! failed poll of that row) has nothing to compare with, so it yields no reading for that
-//! row; `poll --once` therefore prints no rate points.
+//! row; `poll --once` therefore prints no rate points. A poll where the agent restarted
+//! since the previous one (its sysUpTime, asked along with the scalars, went back or is
+//! shorter than the time since the last poll) starts every rate afresh too: counters
+//! restart from zero on a reboot, and a rate across it would be nonsense.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +50,8 @@ pub struct DevicePoller {
     sockets: Option<Arc<SharedSockets>>,
     /// Last counter sample per (point, row), for rates.
     counters: HashMap<RateKey, (Number, Instant)>,
+    /// The agent's sysUpTime at the last good poll (profiles with rates only).
+    last_uptime: Option<(u32, Instant)>,
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
     known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
@@ -66,6 +71,7 @@ impl DevicePoller {
             session: None,
             sockets: None,
             counters: HashMap::new(),
+            last_uptime: None,
             known_rows: HashMap::new(),
             down: None,
         })
@@ -89,6 +95,7 @@ impl DevicePoller {
         let now = Instant::now();
         match fetched {
             Ok(f) => {
+                self.check_restart(self.plan.uptime(&f), now);
                 let cells = self.plan.decode(&f);
                 let readings = self.readings_from(cells, at, now);
                 PollOutcome { readings, result: Ok(()) }
@@ -96,10 +103,27 @@ impl DevicePoller {
             Err(e) => {
                 // A failed poll breaks every rate's chain of samples.
                 self.counters.clear();
+                self.last_uptime = None;
                 let reason: Arc<str> = Arc::from(e.to_string());
                 let readings = self.bad_readings(at, &reason);
                 PollOutcome { readings, result: Err(e) }
             }
+        }
+    }
+
+    /// Forgets every counter sample when the agent restarted since the last poll, so no
+    /// rate spans the restart. Without a sysUpTime the counters' own checks remain.
+    fn check_restart(&mut self, uptime: Option<u32>, now: Instant) {
+        let prev = std::mem::replace(&mut self.last_uptime, uptime.map(|t| (t, now)));
+        if let (Some((before, at)), Some(ticks)) = (prev, uptime)
+            && scale::agent_restarted(before, ticks, now.duration_since(at))
+        {
+            tracing::info!(
+                device = %self.spec.id,
+                address = %self.settings.address,
+                "agent restarted (sysUpTime went back); counter rates skip this interval"
+            );
+            self.counters.clear();
         }
     }
 

@@ -676,3 +676,57 @@ async fn replies_from_an_address_other_than_the_devices_are_dropped() {
     relay_task.abort();
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_pdu_without_outlet_metering_reports_it_not_present_once_and_stops_asking() {
+    // A switched PDU (AP8853-like): the rPDU2 outlet metering table is empty.
+    let all = SimValues::new();
+    let dev = DeviceId::new("pdu-switched");
+    apc_values(&all, &dev);
+    let values = Arc::new(SimValues::new());
+    for p in ["device_power", "device_energy", "phase_current", "phase_voltage", "sensor_temp", "sensor_humidity"] {
+        for row in 0..=3 {
+            if let Some(v) = all.get(&dev, &PointId::new(p), row) {
+                values.set(&dev, &PointId::new(p), row, v);
+            }
+        }
+    }
+    let stats = Arc::new(simsnmp::SimSnmpStats::default());
+    let options = SimSnmpOptions { stats: Some(stats.clone()), ..Default::default() };
+    let agent = start_sim("s3cret", "pdu-switched", builtin("apc-rpdu2"), 3, values, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    secret(dir.path(), "community", "s3cret");
+    let text = config_text(
+        &device_toml("pdu-switched", "apc-rpdu2", agent.local_addr, r#"community_file = "community""#),
+        "1s",
+        1,
+    );
+    let spec = load(dir.path(), &text).devices.into_iter().next().unwrap();
+
+    // poll --once: every reading good, none for the outlets.
+    let (readings, source_stats) = poll_once(vec![spec.clone()]).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert!(!readings.iter().any(|r| r.point.as_str() == "outlet_current"), "{readings:#?}");
+    assert_eq!(readings.len(), 2 + 4 * 3, "2 scalars + 4 table points x 3 rows");
+    assert_eq!(source_stats.snmp.snapshot().polls_failed, 0);
+
+    // The daemon's poller: after the first poll the outlet columns are no longer walked.
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    let mut poller = DevicePoller::new(spec.clone(), settings, snmp_profile(&spec)).unwrap();
+    let varbinds = || stats.varbinds.load(std::sync::atomic::Ordering::Relaxed);
+    let before = varbinds();
+    let first = poller.poll().await;
+    let first_varbinds = varbinds() - before;
+    assert_eq!(first.result, Ok(()));
+    assert!(first.readings.iter().all(|r| r.quality == Quality::Good && r.point.as_str() != "outlet_current"));
+    let before = varbinds();
+    let second = poller.poll().await;
+    let second_varbinds = varbinds() - before;
+    assert_eq!(second.result, Ok(()));
+    assert_eq!(second.readings.len(), first.readings.len());
+    assert!(
+        second_varbinds < first_varbinds,
+        "the second poll still asks for the outlet table ({second_varbinds} varbinds, {first_varbinds} before)"
+    );
+    agent.stop().await;
+}

@@ -28,6 +28,9 @@ pub struct ProfileConfig {
     pub description: Option<String>,
     /// Where the register map or MIB came from (manual, MIB file and revision).
     pub source: Option<String>,
+    /// Set when the map could not be checked point by point against its public source:
+    /// why not. `check-config` prints it next to every device using the profile.
+    pub unverified: Option<String>,
     /// Modbus only: `"zero-based"` (addresses as sent on the wire, the default) or
     /// `"one-based"` (addresses as printed in many manuals: register 1 is wire address 0).
     pub addressing: Option<Spanned<String>>,
@@ -53,6 +56,13 @@ pub struct PointConfig {
     /// Then add this.
     #[serde(default)]
     pub offset: f64,
+    /// Only some models of the family have this point. When the device lacks it (SNMP
+    /// noSuchObject/noSuchInstance/endOfMibView or a table without rows, Modbus "illegal
+    /// data address"), it is reported once as not present and then left out, instead of
+    /// a bad reading every poll. It is looked for again after the device was unreachable
+    /// and on every restart or reload.
+    #[serde(default)]
+    pub optional: bool,
 
     /// Modbus: `holding` (default), `input`, `coil` or `discrete`.
     pub table: Option<Spanned<String>>,
@@ -127,6 +137,13 @@ impl Profile {
         match self {
             Profile::Modbus(_) => "modbus",
             Profile::Snmp(_) => "snmp",
+        }
+    }
+    /// Why the profile's map is not verified against its source, if it is not.
+    pub fn unverified(&self) -> Option<&str> {
+        match self {
+            Profile::Modbus(p) => p.unverified.as_deref(),
+            Profile::Snmp(p) => p.unverified.as_deref(),
         }
     }
     pub fn point_count(&self) -> usize {

@@ -39,6 +39,9 @@ pub struct Cell {
     pub label: Option<Arc<str>>,
     /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
     pub value: Result<(Number, f64), String>,
+    /// The device does not have this object, instance or table at all (an exception value,
+    /// SNMPv1 noSuchName, or a table without rows): what an `optional` point may be.
+    pub absent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +69,8 @@ pub struct Plan {
     pub get_oids: Vec<Oid>,
     /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
     pub walk_columns: Vec<Oid>,
-    points: Vec<PointPlan>,
+    /// Per profile point; `None` for a point left out (an optional point the device lacks).
+    points: Vec<Option<PointPlan>>,
     /// sysUpTime.0, asked along with the scalars when the profile has rate points.
     uptime: Option<Oid>,
 }
@@ -118,10 +122,20 @@ impl Plan {
     /// Plans the requests for a profile. Fails only on an OID the profile checker let
     /// through but the SNMP library rejects.
     pub fn new(profile: &SnmpProfile) -> Result<Self, String> {
+        Self::without(profile, &HashSet::new())
+    }
+
+    /// Plans the requests for a profile, leaving out the points whose indices are in `skip`
+    /// (they are not asked for and yield no cells).
+    pub fn without(profile: &SnmpProfile, skip: &HashSet<usize>) -> Result<Self, String> {
         let mut gets = Unique::new();
         let mut walks = Unique::new();
         let mut points = Vec::with_capacity(profile.points.len());
-        for p in &profile.points {
+        for (i, p) in profile.points.iter().enumerate() {
+            if skip.contains(&i) {
+                points.push(None);
+                continue;
+            }
             let (label_s, rows_s) = match &p.target {
                 SnmpTarget::Scalar(_) => (None, &[][..]),
                 SnmpTarget::Column { label, rows, .. } => (label.as_deref(), rows.as_slice()),
@@ -173,7 +187,7 @@ impl Plan {
                     }
                 }
             };
-            points.push(PointPlan {
+            points.push(Some(PointPlan {
                 target,
                 label,
                 scale_col,
@@ -182,7 +196,7 @@ impl Plan {
                 suffix,
                 label_prefix: p.label_prefix.clone(),
                 string_number: p.string_number,
-            });
+            }));
         }
         // Counter rates need to know whether the agent restarted between polls.
         let uptime = profile.points.iter().any(|p| p.rate).then(sys_up_time);
@@ -205,14 +219,16 @@ impl Plan {
     pub fn decode(&self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::new();
         for (i, p) in self.points.iter().enumerate() {
+            let Some(p) = p else { continue };
             match &p.target {
                 Target::Scalar(oid) => {
-                    let value = match fetched.gets.get(oid) {
+                    let got = fetched.gets.get(oid);
+                    let value = match got {
                         None => Err(format!("the agent's response did not include {oid}")),
                         Some(Err(reason)) => Err(reason.clone()),
                         Some(Ok(v)) => scale::to_number(v, oid, p.string_number).map(|n| (n, 1.0)),
                     };
-                    cells.push(Cell { point: i, row: None, label: None, value });
+                    cells.push(Cell { point: i, row: None, label: None, value, absent: is_absent(got) });
                 }
                 Target::Column { column, fixed_rows } => {
                     let walked: Vec<RowIndex>;
@@ -238,7 +254,7 @@ impl Plan {
                         } else {
                             format!("table column {column} has no rows matching the profile's row filter")
                         };
-                        cells.push(Cell { point: i, row: None, label: None, value: Err(reason) });
+                        cells.push(Cell { point: i, row: None, label: None, value: Err(reason), absent: true });
                     }
                 }
             }
@@ -263,7 +279,13 @@ impl Plan {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("{}{}", p.label_prefix.as_deref().unwrap_or(""), index_string(base)));
         let oid = join(column, row);
-        let value = match lookup_result(f, column, row) {
+        let got = lookup_result(f, column, row);
+        let absent = match &got {
+            Some(Ok(v)) => v.is_exception(),
+            Some(Err(_)) => true,
+            None => false,
+        };
+        let value = match got {
             None => Err(format!("the agent's response did not include {oid}")),
             Some(Err(reason)) => Err(reason),
             Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
@@ -271,7 +293,17 @@ impl Plan {
                 Ok((n, factor))
             }),
         };
-        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value })
+        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value, absent })
+    }
+}
+
+/// Whether a GET answer says the object is not there: an exception value, or the error
+/// the client records for a GET (only SNMPv1 noSuchName, see `SnmpSession::get`).
+fn is_absent(got: Option<&Result<Value, String>>) -> bool {
+    match got {
+        Some(Ok(v)) => v.is_exception(),
+        Some(Err(_)) => true,
+        None => false,
     }
 }
 

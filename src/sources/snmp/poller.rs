@@ -6,6 +6,11 @@
 //! the reason when it failed); "device down" / "device up" are logged once per transition,
 //! never once per poll.
 //!
+//! Optional points (`optional = true`): one the device turns out not to have (every cell
+//! absent) yields no reading; it is logged once as not present and left out of the
+//! requests until a failed poll or a restart, so a device replaced by another model is
+//! looked at afresh.
+//!
 //! Rates (`rate = true` on a counter point): the value is the per-second increase between
 //! two polls. The first poll after start (or after the counter went backwards, or after a
 //! failed poll of that row) has nothing to compare with, so it yields no reading for that
@@ -14,7 +19,7 @@
 //! shorter than the time since the last poll) starts every rate afresh too: counters
 //! restart from zero on a reboot, and a rate across it would be nonsense.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -55,6 +60,9 @@ pub struct DevicePoller {
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
     known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
+    /// Optional points this device turned out not to have: reported once, then not asked
+    /// for (the plan leaves them out) until a failed poll or a restart.
+    absent: HashSet<usize>,
     /// Reason the device is down, if it is (for logging transitions once).
     down: Option<String>,
 }
@@ -73,6 +81,7 @@ impl DevicePoller {
             counters: HashMap::new(),
             last_uptime: None,
             known_rows: HashMap::new(),
+            absent: HashSet::new(),
             down: None,
         })
     }
@@ -106,6 +115,11 @@ impl DevicePoller {
                 self.last_uptime = None;
                 let reason: Arc<str> = Arc::from(e.to_string());
                 let readings = self.bad_readings(at, &reason);
+                // The device may come back as another model: look for every point again.
+                if !self.absent.is_empty() {
+                    self.absent.clear();
+                    self.replan();
+                }
                 PollOutcome { readings, result: Err(e) }
             }
         }
@@ -167,10 +181,54 @@ impl DevicePoller {
         }
     }
 
+    /// Re-plans the requests without the absent points. The plan was built from this
+    /// profile before, so it cannot fail now; if it did, the old plan stays.
+    fn replan(&mut self) {
+        match Plan::without(&self.profile, &self.absent) {
+            Ok(plan) => self.plan = plan,
+            Err(e) => tracing::error!(device = %self.spec.id, error = %e, "cannot re-plan SNMP requests"),
+        }
+    }
+
+    /// Finds the optional points the device does not have (every cell absent), logs each
+    /// once and leaves them out of the plan from the next poll on.
+    fn note_absent(&mut self, cells: &[Cell]) -> HashSet<usize> {
+        let mut missing: HashSet<usize> = cells
+            .iter()
+            .filter(|c| c.absent && self.profile.points.get(c.point).is_some_and(|p| p.optional))
+            .map(|c| c.point)
+            .collect();
+        for c in cells {
+            if !c.absent {
+                missing.remove(&c.point);
+            }
+        }
+        let mut fresh: Vec<usize> = missing.iter().copied().filter(|i| !self.absent.contains(i)).collect();
+        fresh.sort_unstable();
+        for &i in &fresh {
+            let p = &self.profile.points[i];
+            tracing::info!(
+                device = %self.spec.id,
+                address = %self.settings.address,
+                point = %p.id,
+                "optional point not present on this device; not polled until the device is restarted or reloaded"
+            );
+            self.absent.insert(i);
+        }
+        if !fresh.is_empty() {
+            self.replan();
+        }
+        missing
+    }
+
     fn readings_from(&mut self, cells: Vec<Cell>, at: Timestamp, now: Instant) -> Vec<Reading> {
         let mut out = Vec::with_capacity(cells.len());
         let mut rows: HashMap<usize, Vec<Option<Arc<str>>>> = HashMap::new();
+        let missing = self.note_absent(&cells);
         for cell in cells {
+            if missing.contains(&cell.point) {
+                continue;
+            }
             let p = &self.profile.points[cell.point];
             let (scale_k, offset) = (p.scale, p.offset);
             let rate = p.rate;
@@ -197,6 +255,9 @@ impl DevicePoller {
     fn bad_readings(&self, at: Timestamp, reason: &Arc<str>) -> Vec<Reading> {
         let mut out = Vec::new();
         for i in 0..self.profile.points.len() {
+            if self.absent.contains(&i) {
+                continue;
+            }
             match self.known_rows.get(&i) {
                 Some(labels) if !labels.is_empty() => {
                     for l in labels {

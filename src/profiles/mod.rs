@@ -268,6 +268,34 @@ mod tests {
         }
     }
 
+    /// Profiles checked point by point against their public source (issue 12): each names
+    /// the document and version, and every point is preceded by a comment naming the MIB
+    /// object or register-list entry it comes from. The others say why not, and
+    /// `check-config` prints that.
+    #[test]
+    fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
+        let verified = ["entity-sensor", "geist-watchdog"];
+        for (name, text) in BUILTIN {
+            let cfg: ProfileConfig = toml::from_str(text).unwrap();
+            let source = cfg.source.as_deref().unwrap_or_default();
+            assert!(!source.is_empty(), "{name} names no source");
+            if verified.contains(name) {
+                assert!(cfg.unverified.is_none(), "{name} is verified but says unverified");
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[points]]") {
+                    assert!(
+                        i > 0 && lines[i - 1].starts_with('#'),
+                        "{name}: the point at line {} does not cite its MIB object",
+                        i + 1
+                    );
+                }
+            } else {
+                let why = cfg.unverified.as_deref().unwrap_or_default();
+                assert!(!why.is_empty(), "{name} is not verified and does not say why");
+            }
+        }
+    }
+
     #[test]
     fn builtin_names_are_the_contract() {
         let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();

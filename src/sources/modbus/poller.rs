@@ -137,8 +137,9 @@ impl Poller {
 
     /// Reads every block once (with retries) and decodes the points.
     pub async fn poll(&mut self) -> PointResults {
-        if self.recheck && !self.absent.is_empty() {
-            // Back after an outage, maybe as another model: read the absent points again.
+        if (self.recheck || self.plan.is_empty()) && !self.absent.is_empty() {
+            // Back after an outage, maybe as another model (or nothing else left to read,
+            // which would tell nothing about the device): read the absent points again.
             self.plan.extend(plan::plan_points(&self.profile.points, &self.absent, self.limits));
             self.absent.clear();
         }

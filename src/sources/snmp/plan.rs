@@ -203,6 +203,11 @@ impl Plan {
         if let Some(oid) = &uptime {
             gets.add(oid.clone());
         }
+        // Every point left out (optional points the device lacks): still ask for
+        // something, so a poll keeps telling a live agent from a dead one.
+        if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
+            gets.add(sys_up_time());
+        }
         Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime })
     }
 

@@ -105,12 +105,14 @@ pub fn entity_scale_factor(scale: i64) -> Result<f64, String> {
 }
 
 /// Decimal digits (ENTITY-SENSOR precision, Raritan `*DecimalDigits`) as a factor.
-/// ENTITY-SENSOR allows -8..9 (negative means trailing zeros).
+/// ENTITY-SENSOR-MIB (RFC 3433, EntitySensorPrecision) allows -8..9: 1..9 is the number of
+/// fractional digits; 0 means "not a fixed-point number" and -8..-1 "the number of accurate
+/// digits", neither of which scales the value.
 pub fn decimals_factor(digits: i64) -> Result<f64, String> {
     if !(-8..=9).contains(&digits) {
         return Err(format!("decimal digits {digits} outside -8..9"));
     }
-    Ok(10f64.powi(-(digits as i32)))
+    Ok(10f64.powi(-(digits.max(0) as i32)))
 }
 
 /// Multiplies by `k`, dividing instead when `k` is the reciprocal of a whole number
@@ -226,6 +228,9 @@ mod tests {
         assert!((3.0 * entity_scale_factor(10).unwrap() - 3000.0).abs() < 1e-9);
         assert!(entity_scale_factor(0).is_err());
         assert!(decimals_factor(12).is_err());
+        // RFC 3433: a negative precision counts accurate digits; it does not scale.
+        assert_eq!(decimals_factor(-2), Ok(1.0));
+        assert_eq!(decimals_factor(0), Ok(1.0));
     }
 
     #[test]

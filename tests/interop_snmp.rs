@@ -142,7 +142,7 @@ override .{APC}.9.4.3.1.3.2 octet_str "db-02"
 override .{APC}.9.4.3.1.6.1 integer 12
 override .{APC}.9.4.3.1.6.2 integer 7
 override .{APC}.10.2.2.1.3.1 octet_str "Rack B07 inlet"
-override .{APC}.10.2.2.1.5.1 integer 3
+override .{APC}.10.2.2.1.5.1 integer 2
 override .{APC}.10.2.2.1.8.1 integer 239
 override .{APC}.10.2.2.1.10.1 integer 41
 "#
@@ -265,7 +265,7 @@ async fn snmpsim_recordings_of_apc_and_raritan_pdus_decode_exactly() {
     assert_apc(&readings);
     assert_eq!(value(&readings, "phase_current", Some("phase-3")), 0.0);
     assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 top")), 27.1);
-    // The temperature-only probe (type 2) has no humidity reading.
+    // The temperature-only probe (temperatureOnly(1)) has no humidity reading.
     assert!(
         !readings.iter().any(|r| r.point.as_str() == "sensor_humidity" && r.label.as_deref() == Some("Rack B07 top"))
     );

@@ -274,7 +274,7 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["entity-sensor", "geist-watchdog"];
+        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4"];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -282,7 +282,7 @@ mod tests {
             if verified.contains(name) {
                 assert!(cfg.unverified.is_none(), "{name} is verified but says unverified");
                 let lines: Vec<&str> = text.lines().collect();
-                for (i, l) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[points]]") {
+                for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[points]]") {
                     assert!(
                         i > 0 && lines[i - 1].starts_with('#'),
                         "{name}: the point at line {} does not cite its MIB object",
@@ -294,6 +294,29 @@ mod tests {
                 assert!(!why.is_empty(), "{name} is not verified and does not say why");
             }
         }
+    }
+
+    /// Points the MIB check found wrong, pinned to what the MIB says (PowerNet-MIB 4.2.6
+    /// rPDU2SensorTempHumidityStatusType: temperatureOnly(1), temperatureHumidity(2);
+    /// Sentry4-MIB: st4Phases is st4Objects 5).
+    #[test]
+    fn points_corrected_against_their_mib_stay_correct() {
+        let all = builtins();
+        let snmp = |name: &str| match all.get(name) {
+            Some(Ok(Profile::Snmp(p))) => p.clone(),
+            _ => panic!("{name} is not a built SNMP profile"),
+        };
+        let point = |p: &SnmpProfile, id: &str| {
+            p.points.iter().find(|x| x.id.as_str() == id).cloned().unwrap_or_else(|| panic!("no point {id}"))
+        };
+        let apc = snmp("apc-rpdu2");
+        assert_eq!(point(&apc, "sensor_temp").filter.map(|f| f.values), Some(vec![1, 2]));
+        assert_eq!(point(&apc, "sensor_humidity").filter.map(|f| f.values), Some(vec![2]));
+        let st = snmp("servertech-sentry4");
+        assert_eq!(
+            point(&st, "phase_voltage").target,
+            snmp::SnmpTarget::Column { column: "1.3.6.1.4.1.1718.4.1.5.3.1.3".into(), label: None, rows: vec![] }
+        );
     }
 
     #[test]

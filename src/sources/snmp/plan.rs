@@ -402,14 +402,23 @@ mod tests {
             "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3",
             &[(&[1], Value::OctetString("web-01".into())), (&[2], Value::OctetString("".into()))],
         );
-        // Probe 1 is temperature+humidity, probe 2 temperature only.
-        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5", &[(&[1], Value::Integer(3)), (&[2], Value::Integer(2))]);
+        // Probe 1 is temperatureHumidity(2), probe 2 temperatureOnly(1), probe 3
+        // commsLost(3) (PowerNet-MIB rPDU2SensorTempHumidityStatusType).
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5",
+            &[(&[1], Value::Integer(2)), (&[2], Value::Integer(1)), (&[3], Value::Integer(3))],
+        );
         column(
             &mut f,
             "1.3.6.1.4.1.318.1.1.26.10.2.2.1.8",
-            &[(&[1], Value::Integer(239)), (&[2], Value::Integer(251))],
+            &[(&[1], Value::Integer(239)), (&[2], Value::Integer(251)), (&[3], Value::Integer(0))],
         );
-        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.10", &[(&[1], Value::Integer(45)), (&[2], Value::Integer(-1))]);
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.10.2.2.1.10",
+            &[(&[1], Value::Integer(45)), (&[2], Value::Integer(-1)), (&[3], Value::Integer(0))],
+        );
         let cells = plan.decode(&f);
         let by = |name: &str| -> Vec<&Cell> {
             let idx = p.points.iter().position(|pt| pt.id.as_str() == name).unwrap();
@@ -422,7 +431,7 @@ mod tests {
         assert_eq!(outlets.len(), 2);
         assert_eq!(outlets[0].label.as_deref(), Some("web-01"));
         assert_eq!(outlets[1].label.as_deref(), Some("2"), "empty name falls back to the index");
-        assert_eq!(by("sensor_temp").len(), 2);
+        assert_eq!(by("sensor_temp").len(), 2, "the probe with lost comms is no reading");
         let hum = by("sensor_humidity");
         assert_eq!(hum.len(), 1, "temperature-only probe has no humidity reading");
         assert_eq!(hum[0].value, Ok((Number::Plain(45.0), 1.0)));

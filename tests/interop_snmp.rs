@@ -1,6 +1,7 @@
 //! The SNMP source against real agents: net-snmp's snmpd (v2c, and v3 authPriv SHA + AES
-//! with `createUser`) and snmpsim serving recordings shaped like an APC rPDU2 and a
-//! Raritan PX3 (tests/data/snmpsim/*.snmprec). Each test starts its peer on a free loopback
+//! with `createUser`) and snmpsim serving recordings shaped like an APC rPDU2 (metered by
+//! outlet, and a switched one without the outlet metering table) and a Raritan PX3
+//! (tests/data/snmpsim/*.snmprec). Each test starts its peer on a free loopback
 //! port with its own configuration in a temporary directory and stops it afterwards.
 //!
 //! Peers: Debian package `snmpd` (and `snmp` for nothing here), and snmpsim from PyPI:
@@ -141,7 +142,7 @@ override .{APC}.9.4.3.1.3.2 octet_str "db-02"
 override .{APC}.9.4.3.1.6.1 integer 12
 override .{APC}.9.4.3.1.6.2 integer 7
 override .{APC}.10.2.2.1.3.1 octet_str "Rack B07 inlet"
-override .{APC}.10.2.2.1.5.1 integer 3
+override .{APC}.10.2.2.1.5.1 integer 2
 override .{APC}.10.2.2.1.8.1 integer 239
 override .{APC}.10.2.2.1.10.1 integer 41
 "#
@@ -232,7 +233,7 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/snmpsim");
-    for f in ["apc-rpdu2.snmprec", "raritan-pdu2.snmprec"] {
+    for f in ["apc-rpdu2.snmprec", "apc-rpdu2-switched.snmprec", "raritan-pdu2.snmprec"] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
     let log = dir.join("snmpsim.log");
@@ -264,7 +265,7 @@ async fn snmpsim_recordings_of_apc_and_raritan_pdus_decode_exactly() {
     assert_apc(&readings);
     assert_eq!(value(&readings, "phase_current", Some("phase-3")), 0.0);
     assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 top")), 27.1);
-    // The temperature-only probe (type 2) has no humidity reading.
+    // The temperature-only probe (temperatureOnly(1)) has no humidity reading.
     assert!(
         !readings.iter().any(|r| r.point.as_str() == "sensor_humidity" && r.label.as_deref() == Some("Rack B07 top"))
     );
@@ -283,4 +284,22 @@ async fn snmpsim_recordings_of_apc_and_raritan_pdus_decode_exactly() {
     assert_eq!(value(&readings, "external_humidity", Some("Cold aisle B08 RH")), 45.0);
     let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.metric.as_str(), &*r.unit)).collect();
     assert!(units.contains(&("energy_kwh", "kWh")) && units.contains(&("humidity_pct", "%RH")), "{units:?}");
+}
+
+#[tokio::test]
+async fn snmpsim_switched_apc_pdu_without_outlet_metering_is_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "switched", "apc-rpdu2-switched");
+    let apc = device(dir.path(), "apc-rpdu2", port, r#"community_file = "switched""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &apc).await;
+    // The optional outlet table is absent: no reading for it, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert!(!readings.iter().any(|r| r.point.as_str() == "outlet_current"), "{readings:#?}");
+    assert_eq!(value(&readings, "device_power", None), 310.0);
+    assert_eq!(value(&readings, "phase_voltage", Some("phase-3")), 231.0);
+    assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 inlet")), 23.9);
+    // 2 scalars, 3 phases x 2, temperature x 2, humidity x 1.
+    assert_eq!(readings.len(), 2 + 6 + 2 + 1, "{readings:#?}");
 }

@@ -168,3 +168,47 @@ async fn probe_prints_every_byte_order_side_by_side() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("exception 2 (illegal data address)"), "{stderr}");
 }
+
+#[test]
+fn check_config_says_which_profiles_are_not_verified_against_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hallmonitor.toml");
+    std::fs::write(
+        &config,
+        r#"
+[site]
+id = "fra1"
+
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+
+[[devices]]
+id = "pm-b"
+profile = "schneider-pm5000"
+zone = "hall1-b"
+[devices.modbus]
+address = "127.0.0.1:502"
+unit = 1
+
+[[devices]]
+id = "pm-c"
+profile = "schneider-pm5000"
+zone = "hall1-b"
+[devices.modbus]
+address = "127.0.0.1:502"
+unit = 2
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .arg("check-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("NOT verified")).collect();
+    assert_eq!(lines.len(), 1, "once per profile, not per device:\n{stdout}");
+    assert!(lines[0].contains("schneider-pm5000") && lines[0].contains("register list"), "{stdout}");
+}

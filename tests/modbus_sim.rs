@@ -341,3 +341,55 @@ async fn nan_from_a_device_is_a_bad_reading() {
     assert!(r["power_abcd"].error.as_deref().unwrap().contains("non-finite"), "{:?}", r["power_abcd"]);
     assert_eq!(r["power_cdab"].value, Some(7.0));
 }
+
+#[tokio::test]
+async fn an_optional_point_the_device_lacks_is_not_present_not_bad_and_not_read_again() {
+    // The poller's profile has an optional point at 18 that this model does not have.
+    let device_profile = profile(PROFILE);
+    let poll_profile = profile(&format!(
+        "{PROFILE}\n[[points]]\nname = \"outlet_meter\"\nmetric = \"power_w\"\naddress = 18\ntype = \"u16\"\noptional = true\n"
+    ));
+    let sim = start_sim(vec![(1, "pm1", device_profile)]).await;
+    set(&sim.values, "pm1", "power_abcd", 500.0);
+    let (ctx, mut rx) = ctx(false);
+    let mut poller = poller(spec("pm1", &sim.address, 1, &poll_profile), &ctx);
+
+    assert!(poller.poll_once().await);
+    let r = drain(&mut rx);
+    assert!(!r.contains_key("outlet_meter"), "{:?}", r.get("outlet_meter"));
+    assert_eq!(r.len(), 7);
+    assert!(r.values().all(|x| x.quality == Quality::Good), "{r:#?}");
+    assert_eq!(r["power_abcd"].value, Some(500.0));
+    // Not asked for again: the next poll's requests are exactly its plan, and none of it
+    // covers register 18.
+    let requests = ctx.stats.modbus.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(poller.poll_once().await);
+    let r = drain(&mut rx);
+    assert_eq!(r.len(), 7);
+    assert!(r.values().all(|x| x.quality == Quality::Good), "{r:#?}");
+    let second = ctx.stats.modbus.requests.load(std::sync::atomic::Ordering::Relaxed) - requests;
+    assert_eq!(second as usize, poller.plan().len());
+    assert!(poller.plan().iter().all(|b| !(b.start..b.start + b.count).contains(&18) || b.table.is_bits()));
+    assert_eq!(ctx.stats.modbus.polls_failed.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn poll_once_is_good_on_a_device_lacking_only_optional_points() {
+    let device_profile = profile(PROFILE);
+    let poll_profile = profile(&format!(
+        "{PROFILE}\n[[points]]\nname = \"outlet_meter\"\nmetric = \"power_w\"\naddress = 40\ntype = \"u16\"\noptional = true\n"
+    ));
+    let sim = start_sim(vec![(1, "pm1", device_profile)]).await;
+    let (ctx, mut rx) = ctx(true);
+    let tasks = hallmonitor::sources::modbus::spawn(vec![spec("pm1", &sim.address, 1, &poll_profile)], ctx.clone());
+    drop(ctx);
+    let mut readings = Vec::new();
+    while let Some(r) = rx.recv().await {
+        readings.push(r);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(readings.len(), 7, "{readings:#?}");
+    assert!(readings.iter().all(|r| r.quality == Quality::Good && r.point.as_str() != "outlet_meter"));
+}

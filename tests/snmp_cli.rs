@@ -218,3 +218,29 @@ async fn device_down_and_up_are_logged_once_each_not_per_poll() {
     assert!(stderr.contains("pdu-b07-a") && stderr.contains(&agent.local_addr.to_string()), "{stderr}");
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_once_exits_0_on_a_healthy_pdu_that_lacks_only_optional_outlet_metering() {
+    // A switched PDU (AP8853-like): no rPDU2 outlet metering table.
+    let values = Arc::new(SimValues::new());
+    let d = DeviceId::new("pdu-b07-a");
+    let set = |p: &str, r: u32, v: f64| values.set(&d, &PointId::new(p), r, v);
+    set("device_power", 0, 2470.0);
+    set("device_energy", 0, 1234.5);
+    for r in 1..=2 {
+        set("phase_current", r, 10.0);
+        set("phase_voltage", r, 230.0);
+        set("sensor_temp", r, 24.0);
+        set("sensor_humidity", r, 45.0);
+    }
+    let agent = start(values).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), agent.local_addr, "fra1-ro");
+    let out = run(&["poll", "--config", cfg.to_str().unwrap(), "--once"]).await;
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "exit {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let readings: Vec<Reading> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(readings.len(), 2 + 4 * 2, "{stdout}");
+    assert!(readings.iter().all(|r| r.quality == Quality::Good && r.point.as_str() != "outlet_current"));
+    agent.stop().await;
+}

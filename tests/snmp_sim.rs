@@ -559,3 +559,174 @@ async fn three_hundred_devices_all_answer_through_shared_sockets() {
     assert_eq!(stats.snmp.snapshot().polls_ok, 300);
     agent.stop().await;
 }
+
+/// A device whose only point is a counter rate, served by the simulator.
+fn counter_profile() -> Arc<SnmpProfile> {
+    let text = r#"
+        protocol = "snmp"
+        [[points]]
+        name = "energy_rate"
+        metric = "power_w"
+        oid = "1.3.6.1.4.1.99999.3.1.0"
+        rate = true
+    "#;
+    let cfg: hallmonitor::profiles::ProfileConfig = toml::from_str(text).unwrap();
+    let Profile::Snmp(profile) = cfg.build("counter").unwrap() else { panic!() };
+    profile
+}
+
+fn counter_poller(dir: &Path, addr: SocketAddr, profile: Arc<SnmpProfile>) -> DevicePoller {
+    let cfgfile = load(dir, &config_text(&device_toml("meter", "apc-rpdu2", addr, ""), "300ms", 1));
+    let mut spec = cfgfile.devices.into_iter().next().unwrap();
+    spec.profile = Profile::Snmp(profile.clone());
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    DevicePoller::new(spec, settings, profile).unwrap()
+}
+
+#[tokio::test]
+async fn a_counter_rate_across_an_agent_restart_gives_no_reading() {
+    let profile = counter_profile();
+    let dev = DeviceId::new("meter");
+    let rate = PointId::new("energy_rate");
+    let values = Arc::new(SimValues::new());
+    values.set(&dev, &rate, 0, 1_000.0);
+    let agent = start_sim("public", "meter", profile.clone(), 0, values.clone(), SimSnmpOptions::default()).await;
+    let addr = agent.local_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let mut poller = counter_poller(dir.path(), addr, profile.clone());
+    // Let the agent's sysUpTime grow past what it will be right after the restart.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(poller.poll().await.result, Ok(()));
+
+    // The agent restarts (sysUpTime from zero) and its counter, restarted from zero too,
+    // has already counted past the old value: the counter alone cannot tell.
+    agent.stop().await;
+    let devices = HashMap::from([("public".to_owned(), SimSnmpDevice { id: dev.clone(), profile, rows: 0 })]);
+    let restarted = simsnmp::serve(addr, devices, values.clone(), CancellationToken::new()).await.unwrap();
+    values.set(&dev, &rate, 0, 5_000.0);
+    let across = poller.poll().await;
+    assert_eq!(across.result, Ok(()));
+    assert!(!across.readings.iter().any(|r| r.point == rate), "a rate across the restart: {:?}", across.readings);
+
+    // The next interval has a fresh pair of samples again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    values.set(&dev, &rate, 0, 5_100.0);
+    let after = poller.poll().await;
+    let r = find(&after.readings, "energy_rate", None);
+    assert_eq!(r.quality, Quality::Good);
+    assert!(r.value.is_some_and(|v| v > 0.0 && v <= 500.0), "{r:?}");
+    restarted.stop().await;
+}
+
+/// Relays SNMP requests sent to `listen` on to `agent`, and sends each answer back to the
+/// client from `reply_from` (an address that is not the one the client asked).
+async fn relay(agent: SocketAddr, reply_from: &str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = tokio::net::UdpSocket::bind(reply_from).await.unwrap();
+    let listen = front.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Ok((n, client)) = front.recv_from(&mut buf).await else { return };
+            back.send_to(&buf[..n], agent).await.unwrap();
+            let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), back.recv(&mut buf)).await else {
+                continue;
+            };
+            answer.send_to(&buf[..n], client).await.unwrap();
+        }
+    });
+    (listen, task)
+}
+
+#[tokio::test]
+async fn replies_from_an_address_other_than_the_devices_are_dropped() {
+    let values = Arc::new(SimValues::new());
+    let dev = DeviceId::new("pdu-b07-a");
+    apc_values(&values, &dev);
+    let agent = start_sim("s3cret", "pdu-b07-a", builtin("apc-rpdu2"), 1, values, SimSnmpOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    secret(dir.path(), "community", "s3cret");
+    let spec_for = |addr: SocketAddr| {
+        let text =
+            config_text(&device_toml("pdu-b07-a", "apc-rpdu2", addr, r#"community_file = "community""#), "300ms", 0);
+        load(dir.path(), &text).devices.into_iter().next().unwrap()
+    };
+
+    let (other, relay_task) = relay(agent.local_addr, "127.0.0.2:0").await;
+
+    // Answers from 127.0.0.2 to a request sent to 127.0.0.1: dropped, so the poll times
+    // out, both on a socket of the poller's own and on the process's shared socket.
+    let spec = spec_for(other);
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    let mut own = DevicePoller::new(spec.clone(), settings, snmp_profile(&spec)).unwrap();
+    let outcome = own.poll().await;
+    assert!(
+        matches!(outcome.result, Err(hallmonitor::sources::snmp::SnmpError::Timeout { .. })),
+        "{:?}",
+        outcome.result
+    );
+    assert!(outcome.readings.iter().all(|r| r.quality == Quality::Bad));
+    let (shared, _) = poll_once(vec![spec]).await;
+    assert!(!shared.is_empty() && shared.iter().all(|r| r.quality == Quality::Bad), "{shared:#?}");
+
+    // The real agent, asked directly, answers as usual.
+    let (direct, _) = poll_once(vec![spec_for(agent.local_addr)]).await;
+    assert!(direct.iter().all(|r| r.quality == Quality::Good), "{direct:#?}");
+    relay_task.abort();
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_pdu_without_outlet_metering_reports_it_not_present_once_and_stops_asking() {
+    // A switched PDU (AP8853-like): the rPDU2 outlet metering table is empty.
+    let all = SimValues::new();
+    let dev = DeviceId::new("pdu-switched");
+    apc_values(&all, &dev);
+    let values = Arc::new(SimValues::new());
+    for p in ["device_power", "device_energy", "phase_current", "phase_voltage", "sensor_temp", "sensor_humidity"] {
+        for row in 0..=3 {
+            if let Some(v) = all.get(&dev, &PointId::new(p), row) {
+                values.set(&dev, &PointId::new(p), row, v);
+            }
+        }
+    }
+    let stats = Arc::new(simsnmp::SimSnmpStats::default());
+    let options = SimSnmpOptions { stats: Some(stats.clone()), ..Default::default() };
+    let agent = start_sim("s3cret", "pdu-switched", builtin("apc-rpdu2"), 3, values, options).await;
+    let dir = tempfile::tempdir().unwrap();
+    secret(dir.path(), "community", "s3cret");
+    let text = config_text(
+        &device_toml("pdu-switched", "apc-rpdu2", agent.local_addr, r#"community_file = "community""#),
+        "1s",
+        1,
+    );
+    let spec = load(dir.path(), &text).devices.into_iter().next().unwrap();
+
+    // poll --once: every reading good, none for the outlets.
+    let (readings, source_stats) = poll_once(vec![spec.clone()]).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert!(!readings.iter().any(|r| r.point.as_str() == "outlet_current"), "{readings:#?}");
+    assert_eq!(readings.len(), 2 + 4 * 3, "2 scalars + 4 table points x 3 rows");
+    assert_eq!(source_stats.snmp.snapshot().polls_failed, 0);
+
+    // The daemon's poller: after the first poll the outlet columns are no longer walked.
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
+    let mut poller = DevicePoller::new(spec.clone(), settings, snmp_profile(&spec)).unwrap();
+    let varbinds = || stats.varbinds.load(std::sync::atomic::Ordering::Relaxed);
+    let before = varbinds();
+    let first = poller.poll().await;
+    let first_varbinds = varbinds() - before;
+    assert_eq!(first.result, Ok(()));
+    assert!(first.readings.iter().all(|r| r.quality == Quality::Good && r.point.as_str() != "outlet_current"));
+    let before = varbinds();
+    let second = poller.poll().await;
+    let second_varbinds = varbinds() - before;
+    assert_eq!(second.result, Ok(()));
+    assert_eq!(second.readings.len(), first.readings.len());
+    assert!(
+        second_varbinds < first_varbinds,
+        "the second poll still asks for the outlet table ({second_varbinds} varbinds, {first_varbinds} before)"
+    );
+    agent.stop().await;
+}

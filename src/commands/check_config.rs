@@ -67,6 +67,11 @@ pub fn summary(c: &Config) -> String {
     let _ = writeln!(s, "racks     {racks}");
     let used: Vec<String> = profiles.iter().map(|(p, n)| format!("{p} x{n}")).collect();
     let _ = writeln!(s, "profiles  {}", if used.is_empty() { "none".to_owned() } else { used.join(", ") });
+    let unverified: BTreeMap<&str, &str> =
+        c.devices.iter().filter_map(|d| Some((d.profile.name(), d.profile.unverified()?))).collect();
+    for (name, why) in unverified {
+        let _ = writeln!(s, "          {name}: map NOT verified against its source: {why}");
+    }
     match &c.mqtt {
         Some(m) => {
             let _ = writeln!(

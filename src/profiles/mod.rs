@@ -28,6 +28,9 @@ pub struct ProfileConfig {
     pub description: Option<String>,
     /// Where the register map or MIB came from (manual, MIB file and revision).
     pub source: Option<String>,
+    /// Set when the map could not be checked point by point against its public source:
+    /// why not. `check-config` prints it next to every device using the profile.
+    pub unverified: Option<String>,
     /// Modbus only: `"zero-based"` (addresses as sent on the wire, the default) or
     /// `"one-based"` (addresses as printed in many manuals: register 1 is wire address 0).
     pub addressing: Option<Spanned<String>>,
@@ -53,6 +56,13 @@ pub struct PointConfig {
     /// Then add this.
     #[serde(default)]
     pub offset: f64,
+    /// Only some models of the family have this point. When the device lacks it (SNMP
+    /// noSuchObject/noSuchInstance/endOfMibView or a table without rows, Modbus "illegal
+    /// data address"), it is reported once as not present and then left out, instead of
+    /// a bad reading every poll. It is looked for again after the device was unreachable
+    /// and on every restart or reload.
+    #[serde(default)]
+    pub optional: bool,
 
     /// Modbus: `holding` (default), `input`, `coil` or `discrete`.
     pub table: Option<Spanned<String>>,
@@ -127,6 +137,13 @@ impl Profile {
         match self {
             Profile::Modbus(_) => "modbus",
             Profile::Snmp(_) => "snmp",
+        }
+    }
+    /// Why the profile's map is not verified against its source, if it is not.
+    pub fn unverified(&self) -> Option<&str> {
+        match self {
+            Profile::Modbus(p) => p.unverified.as_deref(),
+            Profile::Snmp(p) => p.unverified.as_deref(),
         }
     }
     pub fn point_count(&self) -> usize {
@@ -249,6 +266,57 @@ mod tests {
             let profile = built.unwrap_or_else(|e| panic!("{e}"));
             assert!(profile.point_count() > 0, "{name} has no points");
         }
+    }
+
+    /// Profiles checked point by point against their public source (issue 12): each names
+    /// the document and version, and every point is preceded by a comment naming the MIB
+    /// object or register-list entry it comes from. The others say why not, and
+    /// `check-config` prints that.
+    #[test]
+    fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
+        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4"];
+        for (name, text) in BUILTIN {
+            let cfg: ProfileConfig = toml::from_str(text).unwrap();
+            let source = cfg.source.as_deref().unwrap_or_default();
+            assert!(!source.is_empty(), "{name} names no source");
+            if verified.contains(name) {
+                assert!(cfg.unverified.is_none(), "{name} is verified but says unverified");
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, _) in lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[points]]") {
+                    assert!(
+                        i > 0 && lines[i - 1].starts_with('#'),
+                        "{name}: the point at line {} does not cite its MIB object",
+                        i + 1
+                    );
+                }
+            } else {
+                let why = cfg.unverified.as_deref().unwrap_or_default();
+                assert!(!why.is_empty(), "{name} is not verified and does not say why");
+            }
+        }
+    }
+
+    /// Points the MIB check found wrong, pinned to what the MIB says (PowerNet-MIB 4.2.6
+    /// rPDU2SensorTempHumidityStatusType: temperatureOnly(1), temperatureHumidity(2);
+    /// Sentry4-MIB: st4Phases is st4Objects 5).
+    #[test]
+    fn points_corrected_against_their_mib_stay_correct() {
+        let all = builtins();
+        let snmp = |name: &str| match all.get(name) {
+            Some(Ok(Profile::Snmp(p))) => p.clone(),
+            _ => panic!("{name} is not a built SNMP profile"),
+        };
+        let point = |p: &SnmpProfile, id: &str| {
+            p.points.iter().find(|x| x.id.as_str() == id).cloned().unwrap_or_else(|| panic!("no point {id}"))
+        };
+        let apc = snmp("apc-rpdu2");
+        assert_eq!(point(&apc, "sensor_temp").filter.map(|f| f.values), Some(vec![1, 2]));
+        assert_eq!(point(&apc, "sensor_humidity").filter.map(|f| f.values), Some(vec![2]));
+        let st = snmp("servertech-sentry4");
+        assert_eq!(
+            point(&st, "phase_voltage").target,
+            snmp::SnmpTarget::Column { column: "1.3.6.1.4.1.1718.4.1.5.3.1.3".into(), label: None, rows: vec![] }
+        );
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub enum WordOrder {
 pub struct ModbusProfile {
     pub name: String,
     pub source: Option<String>,
+    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
+    pub unverified: Option<String>,
     pub points: Vec<ModbusPoint>,
 }
 
@@ -86,6 +88,8 @@ pub struct ModbusPoint {
     pub bit: Option<u8>,
     pub scale: f64,
     pub offset: f64,
+    /// Only some models have it: "illegal data address" is "not present", not bad.
+    pub optional: bool,
 }
 
 pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Vec<ProfileProblem>> {
@@ -219,10 +223,16 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
             bit,
             scale: p.scale,
             offset: p.offset,
+            optional: p.optional,
         });
     }
     if problems.is_empty() {
-        Ok(ModbusProfile { name: name.to_owned(), source: cfg.source.clone(), points })
+        Ok(ModbusProfile {
+            name: name.to_owned(),
+            source: cfg.source.clone(),
+            unverified: cfg.unverified.clone(),
+            points,
+        })
     } else {
         Err(problems)
     }

@@ -16,6 +16,8 @@ use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, def
 pub struct SnmpProfile {
     pub name: String,
     pub source: Option<String>,
+    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
+    pub unverified: Option<String>,
     pub points: Vec<SnmpPoint>,
 }
 
@@ -64,6 +66,8 @@ pub struct SnmpPoint {
     pub filter: Option<RowFilter>,
     /// Label of rows without a label column: prefix + row index.
     pub label_prefix: Option<String>,
+    /// Only some models have it: absent is "not present", not a bad reading.
+    pub optional: bool,
 }
 
 /// Checks a numeric dotted OID and returns it without a leading dot.
@@ -186,11 +190,17 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
                 index_suffix,
                 filter: filter_col.map(|column| RowFilter { column, values: p.filter_values.clone() }),
                 label_prefix: p.label_prefix.clone(),
+                optional: p.optional,
             });
         }
     }
     if problems.is_empty() {
-        Ok(SnmpProfile { name: name.to_owned(), source: cfg.source.clone(), points })
+        Ok(SnmpProfile {
+            name: name.to_owned(),
+            source: cfg.source.clone(),
+            unverified: cfg.unverified.clone(),
+            points,
+        })
     } else {
         Err(problems)
     }

@@ -207,6 +207,7 @@ mod tests {
             bit: None,
             scale,
             offset,
+            optional: false,
         }
     }
 

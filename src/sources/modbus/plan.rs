@@ -138,6 +138,7 @@ mod tests {
             bit: None,
             scale: 1.0,
             offset: 0.0,
+            optional: false,
         }
     }
 

@@ -8,6 +8,11 @@
 //! device's answer and are not retried (except "busy"). After the first unreachable
 //! block the rest of the poll is not attempted: the device is gone, and trying every block
 //! would multiply the timeout by the number of blocks.
+//!
+//! Optional points (`optional = true`): a single-point read of one that the device refuses
+//! with "illegal data address" means this model lacks it. It is logged once, yields no
+//! reading and leaves the plan; after a poll that found the device unreachable it is read
+//! again (the device may have been replaced by another model).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,6 +29,9 @@ use crate::config::{BlockLimits, DeviceSpec};
 use crate::model::{Quality, Reading, Timestamp};
 use crate::profiles::modbus::ModbusProfile;
 use crate::sources::SourceContext;
+
+/// The reason recorded for an absent optional point (never sent as a reading).
+const NOT_PRESENT: &str = "optional point not present on this device";
 
 /// First retry delay; doubled per attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -46,6 +54,11 @@ pub struct Poller {
     pub ctx: SourceContext,
     plan: Vec<Block>,
     failures: u32,
+    /// Optional points the device refused with "illegal data address": reported once,
+    /// left out of the plan, and read again only after the device was unreachable.
+    absent: Vec<usize>,
+    /// The last poll found the device unreachable: look for absent points again.
+    recheck: bool,
 }
 
 /// What one poll produced: a value or the reason, per point in profile order.
@@ -62,7 +75,18 @@ impl Poller {
         ctx: SourceContext,
     ) -> Self {
         let plan = plan::plan(&profile.points, limits);
-        Self { spec, profile, unit, limits, link, ctx, plan, failures: 0 }
+        Self {
+            spec,
+            profile,
+            unit,
+            limits,
+            link,
+            ctx,
+            plan,
+            failures: 0,
+            absent: Vec::new(),
+            recheck: false,
+        }
     }
 
     /// The current read plan (after any splits).
@@ -111,8 +135,19 @@ impl Poller {
 
     /// Reads every block once (with retries) and decodes the points.
     pub async fn poll(&mut self) -> PointResults {
+        if (self.recheck || self.plan.is_empty()) && !self.absent.is_empty() {
+            // Back after an outage, maybe as another model (or nothing else left to read,
+            // which would tell nothing about the device): read the absent points again.
+            self.plan.extend(plan::plan_points(&self.profile.points, &self.absent, self.limits));
+            self.absent.clear();
+        }
         let points = &self.profile.points;
         let mut results: Vec<Option<Result<f64, Arc<str>>>> = vec![None; points.len()];
+        for &i in &self.absent {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(Err(Arc::from(NOT_PRESENT)));
+            }
+        }
         let mut unreachable: Option<Arc<str>> = None;
         let mut next_plan = Vec::with_capacity(self.plan.len());
         let plan = std::mem::take(&mut self.plan);
@@ -143,6 +178,9 @@ impl Poller {
                         }
                     }
                 }
+                Err(e) if e.is_illegal_address() && self.mark_absent(&block.points) => {
+                    fail(&mut results, &block, &Arc::from(NOT_PRESENT));
+                }
                 Err(e) => {
                     let msg: Arc<str> = Arc::from(e.to_string());
                     fail(&mut results, &block, &msg);
@@ -154,6 +192,7 @@ impl Poller {
             }
         }
         self.plan = next_plan;
+        self.recheck = unreachable.is_some();
         // Every point is in some block (plan invariant); a gap here would be a planning bug,
         // reported as a bad reading rather than a panic.
         results
@@ -177,6 +216,9 @@ impl Poller {
                     self.decode(&single, &answer, results);
                     good.extend(&single.points);
                 }
+                Err(e) if e.is_illegal_address() && self.mark_absent(&single.points) => {
+                    fail(results, &single, &Arc::from(NOT_PRESENT));
+                }
                 Err(e) => {
                     let msg: Arc<str> = Arc::from(e.to_string());
                     fail(results, &single, &msg);
@@ -194,6 +236,22 @@ impl Poller {
             }
         }
         Ok(plan::settle(&points.points, &good, &bad, self.limits))
+    }
+
+    /// A refused read of exactly one optional point: the device does not have it. Logs it
+    /// once and records it as absent; the caller leaves it out of the plan.
+    fn mark_absent(&mut self, block_points: &[usize]) -> bool {
+        let &[i] = block_points else { return false };
+        let Some(point) = self.profile.points.get(i) else { return false };
+        if !point.optional {
+            return false;
+        }
+        info!(
+            device = %self.spec.id, address = %self.link.address(), unit = self.unit, point = %point.id,
+            "optional point not present on this device (illegal data address); not read again until the device was unreachable or is restarted"
+        );
+        self.absent.push(i);
+        true
     }
 
     /// One block read with retries and backoff.
@@ -253,6 +311,7 @@ impl Poller {
         let any_good = results.iter().any(|r| r.is_ok());
         // Whether the device is down is the engine's comms rule (`down_after`), logged by the
         // agent; here only the first failed poll of a run is a warning.
+        let absent = std::mem::take(&mut self.absent);
         if any_good {
             stats.polls_ok.fetch_add(1, Ordering::Relaxed);
             if self.failures > 0 {
@@ -271,7 +330,12 @@ impl Poller {
                     failures = self.failures, error, "poll failed");
             }
         }
-        for (point, result) in self.profile.points.iter().zip(results) {
+        let profile = Arc::clone(&self.profile);
+        let mut sent_all = true;
+        for (i, (point, result)) in profile.points.iter().zip(results).enumerate() {
+            if absent.contains(&i) {
+                continue;
+            }
             let (value, quality, error) = match result {
                 Ok(v) => (Some(v), Quality::Good, None),
                 Err(e) => (None, Quality::Bad, Some(e)),
@@ -295,10 +359,12 @@ impl Poller {
                 _ = self.ctx.cancel.cancelled() => false,
             };
             if !sent {
-                return false;
+                sent_all = false;
+                break;
             }
         }
-        true
+        self.absent = absent;
+        sent_all
     }
 
     /// Failed polls in a row (0 after a good one).

@@ -8,6 +8,11 @@
 //! same ephemeral port, after which one device's answers go to the other socket and that
 //! device looks dead forever (seen with 200 per-device sockets: one device down per run).
 //!
+//! Replies are matched to requests by request-id, and (`strict_source`) only accepted from
+//! the device's own address and port: the shared socket binds the unspecified address, so
+//! without that check anyone on the network who guessed a request-id could answer for a
+//! device. A reply from elsewhere is dropped and the request keeps waiting for the real one.
+//!
 //! SNMPv3: async-snmp discovers the engine id on first use and resynchronises the time
 //! window from an authenticated notInTimeWindow report, so an agent that rebooted (boots
 //! counter up, time reset) keeps answering. If the agent's engine id changed (device
@@ -174,6 +179,7 @@ impl SnmpSession {
                 .request_timeout(timeout)
                 .retry(retry)
                 .max_oids_per_request(batch)
+                .strict_source(true)
                 .construction_timeout(timeout.max(Duration::from_secs(1)))
                 .connect()
                 .await
@@ -192,6 +198,7 @@ impl SnmpSession {
                     .request_timeout(timeout)
                     .retry(retry)
                     .max_oids_per_request(batch)
+                    .strict_source(true)
                     .build_with(&transport)
                     .await
                     .map_err(|e| setup(e.to_string()))?

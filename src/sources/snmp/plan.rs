@@ -1,8 +1,8 @@
 //! Request planning and decoding for one SNMP profile, without any IO.
 //!
-//! `Plan::new` turns a profile into the OIDs to GET (scalars, and table cells whose rows
-//! the profile lists) and the table columns to walk (value, label, scaling and filter
-//! columns, each once however many points use it). `Plan::decode` turns what came back
+//! `Plan::new` turns a profile into the OIDs to GET (scalars, table cells whose rows the
+//! profile lists, and sysUpTime.0 when there are counter rates) and the table columns to
+//! walk (value, label, scaling and filter columns, each once however many points use it). `Plan::decode` turns what came back
 //! into one `Cell` per point and row, each either a number with its row factor or a
 //! reason why not. Invariant: every point yields at least one cell, so a point never
 //! goes silent (a column with no rows yields one bad cell saying so).
@@ -39,6 +39,9 @@ pub struct Cell {
     pub label: Option<Arc<str>>,
     /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
     pub value: Result<(Number, f64), String>,
+    /// The device does not have this object, instance or table at all (an exception value,
+    /// SNMPv1 noSuchName, or a table without rows): what an `optional` point may be.
+    pub absent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +69,15 @@ pub struct Plan {
     pub get_oids: Vec<Oid>,
     /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
     pub walk_columns: Vec<Oid>,
-    points: Vec<PointPlan>,
+    /// Per profile point; `None` for a point left out (an optional point the device lacks).
+    points: Vec<Option<PointPlan>>,
+    /// sysUpTime.0, asked along with the scalars when the profile has rate points.
+    uptime: Option<Oid>,
+}
+
+/// SNMPv2-MIB sysUpTime.0: hundredths of a second since the agent (re)started.
+fn sys_up_time() -> Oid {
+    Oid::from_slice(&[1, 3, 6, 1, 2, 1, 1, 3, 0])
 }
 
 fn parse_oid(s: &str) -> Result<Oid, String> {
@@ -111,10 +122,20 @@ impl Plan {
     /// Plans the requests for a profile. Fails only on an OID the profile checker let
     /// through but the SNMP library rejects.
     pub fn new(profile: &SnmpProfile) -> Result<Self, String> {
+        Self::without(profile, &HashSet::new())
+    }
+
+    /// Plans the requests for a profile, leaving out the points whose indices are in `skip`
+    /// (they are not asked for and yield no cells).
+    pub fn without(profile: &SnmpProfile, skip: &HashSet<usize>) -> Result<Self, String> {
         let mut gets = Unique::new();
         let mut walks = Unique::new();
         let mut points = Vec::with_capacity(profile.points.len());
-        for p in &profile.points {
+        for (i, p) in profile.points.iter().enumerate() {
+            if skip.contains(&i) {
+                points.push(None);
+                continue;
+            }
             let (label_s, rows_s) = match &p.target {
                 SnmpTarget::Scalar(_) => (None, &[][..]),
                 SnmpTarget::Column { label, rows, .. } => (label.as_deref(), rows.as_slice()),
@@ -166,7 +187,7 @@ impl Plan {
                     }
                 }
             };
-            points.push(PointPlan {
+            points.push(Some(PointPlan {
                 target,
                 label,
                 scale_col,
@@ -175,23 +196,44 @@ impl Plan {
                 suffix,
                 label_prefix: p.label_prefix.clone(),
                 string_number: p.string_number,
-            });
+            }));
         }
-        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points })
+        // Counter rates need to know whether the agent restarted between polls.
+        let uptime = profile.points.iter().any(|p| p.rate).then(sys_up_time);
+        if let Some(oid) = &uptime {
+            gets.add(oid.clone());
+        }
+        // Every point left out (optional points the device lacks): still ask for
+        // something, so a poll keeps telling a live agent from a dead one.
+        if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
+            gets.add(sys_up_time());
+        }
+        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime })
+    }
+
+    /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
+    /// profile has rate points) and the agent gave it.
+    pub fn uptime(&self, fetched: &Fetched) -> Option<u32> {
+        match fetched.gets.get(self.uptime.as_ref()?) {
+            Some(Ok(Value::TimeTicks(t))) => Some(*t),
+            _ => None,
+        }
     }
 
     /// Decodes what the requests returned into cells, at least one per point.
     pub fn decode(&self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::new();
         for (i, p) in self.points.iter().enumerate() {
+            let Some(p) = p else { continue };
             match &p.target {
                 Target::Scalar(oid) => {
-                    let value = match fetched.gets.get(oid) {
+                    let got = fetched.gets.get(oid);
+                    let value = match got {
                         None => Err(format!("the agent's response did not include {oid}")),
                         Some(Err(reason)) => Err(reason.clone()),
                         Some(Ok(v)) => scale::to_number(v, oid, p.string_number).map(|n| (n, 1.0)),
                     };
-                    cells.push(Cell { point: i, row: None, label: None, value });
+                    cells.push(Cell { point: i, row: None, label: None, value, absent: is_absent(got) });
                 }
                 Target::Column { column, fixed_rows } => {
                     let walked: Vec<RowIndex>;
@@ -217,7 +259,7 @@ impl Plan {
                         } else {
                             format!("table column {column} has no rows matching the profile's row filter")
                         };
-                        cells.push(Cell { point: i, row: None, label: None, value: Err(reason) });
+                        cells.push(Cell { point: i, row: None, label: None, value: Err(reason), absent: true });
                     }
                 }
             }
@@ -242,7 +284,13 @@ impl Plan {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| format!("{}{}", p.label_prefix.as_deref().unwrap_or(""), index_string(base)));
         let oid = join(column, row);
-        let value = match lookup_result(f, column, row) {
+        let got = lookup_result(f, column, row);
+        let absent = match &got {
+            Some(Ok(v)) => v.is_exception(),
+            Some(Err(_)) => true,
+            None => false,
+        };
+        let value = match got {
             None => Err(format!("the agent's response did not include {oid}")),
             Some(Err(reason)) => Err(reason),
             Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
@@ -250,7 +298,17 @@ impl Plan {
                 Ok((n, factor))
             }),
         };
-        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value })
+        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value, absent })
+    }
+}
+
+/// Whether a GET answer says the object is not there: an exception value, or the error
+/// the client records for a GET (only SNMPv1 noSuchName, see `SnmpSession::get`).
+fn is_absent(got: Option<&Result<Value, String>>) -> bool {
+    match got {
+        Some(Ok(v)) => v.is_exception(),
+        Some(Err(_)) => true,
+        None => false,
     }
 }
 
@@ -344,14 +402,23 @@ mod tests {
             "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3",
             &[(&[1], Value::OctetString("web-01".into())), (&[2], Value::OctetString("".into()))],
         );
-        // Probe 1 is temperature+humidity, probe 2 temperature only.
-        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5", &[(&[1], Value::Integer(3)), (&[2], Value::Integer(2))]);
+        // Probe 1 is temperatureHumidity(2), probe 2 temperatureOnly(1), probe 3
+        // commsLost(3) (PowerNet-MIB rPDU2SensorTempHumidityStatusType).
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5",
+            &[(&[1], Value::Integer(2)), (&[2], Value::Integer(1)), (&[3], Value::Integer(3))],
+        );
         column(
             &mut f,
             "1.3.6.1.4.1.318.1.1.26.10.2.2.1.8",
-            &[(&[1], Value::Integer(239)), (&[2], Value::Integer(251))],
+            &[(&[1], Value::Integer(239)), (&[2], Value::Integer(251)), (&[3], Value::Integer(0))],
         );
-        column(&mut f, "1.3.6.1.4.1.318.1.1.26.10.2.2.1.10", &[(&[1], Value::Integer(45)), (&[2], Value::Integer(-1))]);
+        column(
+            &mut f,
+            "1.3.6.1.4.1.318.1.1.26.10.2.2.1.10",
+            &[(&[1], Value::Integer(45)), (&[2], Value::Integer(-1)), (&[3], Value::Integer(0))],
+        );
         let cells = plan.decode(&f);
         let by = |name: &str| -> Vec<&Cell> {
             let idx = p.points.iter().position(|pt| pt.id.as_str() == name).unwrap();
@@ -364,7 +431,7 @@ mod tests {
         assert_eq!(outlets.len(), 2);
         assert_eq!(outlets[0].label.as_deref(), Some("web-01"));
         assert_eq!(outlets[1].label.as_deref(), Some("2"), "empty name falls back to the index");
-        assert_eq!(by("sensor_temp").len(), 2);
+        assert_eq!(by("sensor_temp").len(), 2, "the probe with lost comms is no reading");
         let hum = by("sensor_humidity");
         assert_eq!(hum.len(), 1, "temperature-only probe has no humidity reading");
         assert_eq!(hum[0].value, Ok((Number::Plain(45.0), 1.0)));

@@ -6,12 +6,20 @@
 //! the reason when it failed); the first failed poll of a run is a warning, the rest are
 //! debug lines ("device down" is the engine's comms rule, logged by the agent).
 //!
+//! Optional points (`optional = true`): one the device turns out not to have (every cell
+//! absent) yields no reading; it is logged once as not present and left out of the
+//! requests until a failed poll or a restart, so a device replaced by another model is
+//! looked at afresh.
+//!
 //! Rates (`rate = true` on a counter point): the value is the per-second increase between
 //! two polls. The first poll after start (or after the counter went backwards, or after a
 //! failed poll of that row) has nothing to compare with, so it yields no reading for that
-//! row; `poll --once` therefore prints no rate points.
+//! row; `poll --once` therefore prints no rate points. A poll where the agent restarted
+//! since the previous one (its sysUpTime, asked along with the scalars, went back or is
+//! shorter than the time since the last poll) starts every rate afresh too: counters
+//! restart from zero on a reboot, and a rate across it would be nonsense.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -47,9 +55,14 @@ pub struct DevicePoller {
     sockets: Option<Arc<SharedSockets>>,
     /// Last counter sample per (point, row), for rates.
     counters: HashMap<RateKey, (Number, Instant)>,
+    /// The agent's sysUpTime at the last good poll (profiles with rates only).
+    last_uptime: Option<(u32, Instant)>,
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
     known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
+    /// Optional points this device turned out not to have: reported once, then not asked
+    /// for (the plan leaves them out) until a failed poll or a restart.
+    absent: HashSet<usize>,
     /// Why polls fail, while they do (to warn once per run of failures).
     down: Option<String>,
 }
@@ -66,7 +79,9 @@ impl DevicePoller {
             session: None,
             sockets: None,
             counters: HashMap::new(),
+            last_uptime: None,
             known_rows: HashMap::new(),
+            absent: HashSet::new(),
             down: None,
         })
     }
@@ -89,6 +104,7 @@ impl DevicePoller {
         let now = Instant::now();
         match fetched {
             Ok(f) => {
+                self.check_restart(self.plan.uptime(&f), now);
                 let cells = self.plan.decode(&f);
                 let readings = self.readings_from(cells, at, now);
                 PollOutcome { readings, result: Ok(()) }
@@ -96,10 +112,32 @@ impl DevicePoller {
             Err(e) => {
                 // A failed poll breaks every rate's chain of samples.
                 self.counters.clear();
+                self.last_uptime = None;
                 let reason: Arc<str> = Arc::from(e.to_string());
                 let readings = self.bad_readings(at, &reason);
+                // The device may come back as another model: look for every point again.
+                if !self.absent.is_empty() {
+                    self.absent.clear();
+                    self.replan();
+                }
                 PollOutcome { readings, result: Err(e) }
             }
+        }
+    }
+
+    /// Forgets every counter sample when the agent restarted since the last poll, so no
+    /// rate spans the restart. Without a sysUpTime the counters' own checks remain.
+    fn check_restart(&mut self, uptime: Option<u32>, now: Instant) {
+        let prev = std::mem::replace(&mut self.last_uptime, uptime.map(|t| (t, now)));
+        if let (Some((before, at)), Some(ticks)) = (prev, uptime)
+            && scale::agent_restarted(before, ticks, now.duration_since(at))
+        {
+            tracing::info!(
+                device = %self.spec.id,
+                address = %self.settings.address,
+                "agent restarted (sysUpTime went back); counter rates skip this interval"
+            );
+            self.counters.clear();
         }
     }
 
@@ -143,10 +181,54 @@ impl DevicePoller {
         }
     }
 
+    /// Re-plans the requests without the absent points. The plan was built from this
+    /// profile before, so it cannot fail now; if it did, the old plan stays.
+    fn replan(&mut self) {
+        match Plan::without(&self.profile, &self.absent) {
+            Ok(plan) => self.plan = plan,
+            Err(e) => tracing::error!(device = %self.spec.id, error = %e, "cannot re-plan SNMP requests"),
+        }
+    }
+
+    /// Finds the optional points the device does not have (every cell absent), logs each
+    /// once and leaves them out of the plan from the next poll on.
+    fn note_absent(&mut self, cells: &[Cell]) -> HashSet<usize> {
+        let mut missing: HashSet<usize> = cells
+            .iter()
+            .filter(|c| c.absent && self.profile.points.get(c.point).is_some_and(|p| p.optional))
+            .map(|c| c.point)
+            .collect();
+        for c in cells {
+            if !c.absent {
+                missing.remove(&c.point);
+            }
+        }
+        let mut fresh: Vec<usize> = missing.iter().copied().filter(|i| !self.absent.contains(i)).collect();
+        fresh.sort_unstable();
+        for &i in &fresh {
+            let p = &self.profile.points[i];
+            tracing::info!(
+                device = %self.spec.id,
+                address = %self.settings.address,
+                point = %p.id,
+                "optional point not present on this device; not polled until the device is restarted or reloaded"
+            );
+            self.absent.insert(i);
+        }
+        if !fresh.is_empty() {
+            self.replan();
+        }
+        missing
+    }
+
     fn readings_from(&mut self, cells: Vec<Cell>, at: Timestamp, now: Instant) -> Vec<Reading> {
         let mut out = Vec::with_capacity(cells.len());
         let mut rows: HashMap<usize, Vec<Option<Arc<str>>>> = HashMap::new();
+        let missing = self.note_absent(&cells);
         for cell in cells {
+            if missing.contains(&cell.point) {
+                continue;
+            }
             let p = &self.profile.points[cell.point];
             let (scale_k, offset) = (p.scale, p.offset);
             let rate = p.rate;
@@ -173,6 +255,9 @@ impl DevicePoller {
     fn bad_readings(&self, at: Timestamp, reason: &Arc<str>) -> Vec<Reading> {
         let mut out = Vec::new();
         for i in 0..self.profile.points.len() {
+            if self.absent.contains(&i) {
+                continue;
+            }
             match self.known_rows.get(&i) {
                 Some(labels) if !labels.is_empty() => {
                     for l in labels {

@@ -105,12 +105,14 @@ pub fn entity_scale_factor(scale: i64) -> Result<f64, String> {
 }
 
 /// Decimal digits (ENTITY-SENSOR precision, Raritan `*DecimalDigits`) as a factor.
-/// ENTITY-SENSOR allows -8..9 (negative means trailing zeros).
+/// ENTITY-SENSOR-MIB (RFC 3433, EntitySensorPrecision) allows -8..9: 1..9 is the number of
+/// fractional digits; 0 means "not a fixed-point number" and -8..-1 "the number of accurate
+/// digits", neither of which scales the value.
 pub fn decimals_factor(digits: i64) -> Result<f64, String> {
     if !(-8..=9).contains(&digits) {
         return Err(format!("decimal digits {digits} outside -8..9"));
     }
-    Ok(10f64.powi(-(digits as i32)))
+    Ok(10f64.powi(-(digits.max(0) as i32)))
 }
 
 /// Multiplies by `k`, dividing instead when `k` is the reciprocal of a whole number
@@ -132,20 +134,47 @@ pub fn to_si(raw: f64, row_factor: f64, scale: f64, offset: f64) -> f64 {
 }
 
 /// Per-second rate between two counter samples. `None` when the counter went backwards in
-/// a way a single wrap cannot explain (agent restart or Counter64 reset) or no time passed.
+/// a way a single wrap cannot explain (agent restart, counter reset) or no time passed.
+///
+/// A Counter32 that went backwards is taken as one wrap only when the wrapped increase is
+/// under half the counter's range: a reset counter (agent reboot) that went from 1,000,000
+/// back to 500 would otherwise read as an increase of about 4.29 billion. The cost is that
+/// a counter really advancing by 2^31 or more in one interval is skipped too, which the
+/// meters this agent reads (energy, runtime) never do at sane poll intervals.
 pub fn counter_rate(prev: Number, now: Number, elapsed: Duration) -> Option<f64> {
     let secs = elapsed.as_secs_f64();
     if secs <= 0.0 {
         return None;
     }
     let delta = match (prev, now) {
-        // A Counter32 wraps at 2^32: one wrap between polls is the usual explanation.
-        (Number::Counter32(a), Number::Counter32(b)) => f64::from(b.wrapping_sub(a)),
+        (Number::Counter32(a), Number::Counter32(b)) if b >= a => f64::from(b - a),
+        (Number::Counter32(a), Number::Counter32(b)) => {
+            let wrapped = b.wrapping_sub(a);
+            if wrapped >= 1 << 31 {
+                return None;
+            }
+            f64::from(wrapped)
+        }
         (Number::Counter64(a), Number::Counter64(b)) if b >= a => (b - a) as f64,
         (Number::Plain(a), Number::Plain(b)) if b >= a => b - a,
         _ => return None,
     };
     Some(delta / secs)
+}
+
+/// Whether the agent restarted between two samples of its sysUpTime (in TimeTicks,
+/// hundredths of a second) taken `elapsed` apart: the uptime went back, or the agent has
+/// been up for less time than has passed since the previous sample (a restart followed by
+/// more uptime than before). The tolerance (1 s plus 10 % of the interval) absorbs request
+/// latency and clock drift. A sysUpTime wrap (after 497 days) looks like a restart and
+/// costs one interval's rates.
+pub fn agent_restarted(prev_ticks: u32, now_ticks: u32, elapsed: Duration) -> bool {
+    if now_ticks < prev_ticks {
+        return true;
+    }
+    let up = Duration::from_millis(u64::from(now_ticks) * 10);
+    let slack = Duration::from_secs(1) + elapsed / 10;
+    up + slack < elapsed
 }
 
 #[cfg(test)]
@@ -199,6 +228,9 @@ mod tests {
         assert!((3.0 * entity_scale_factor(10).unwrap() - 3000.0).abs() < 1e-9);
         assert!(entity_scale_factor(0).is_err());
         assert!(decimals_factor(12).is_err());
+        // RFC 3433: a negative precision counts accurate digits; it does not scale.
+        assert_eq!(decimals_factor(-2), Ok(1.0));
+        assert_eq!(decimals_factor(0), Ok(1.0));
     }
 
     #[test]
@@ -219,5 +251,32 @@ mod tests {
         assert_eq!(counter_rate(Number::Counter32(u32::MAX - 9), Number::Counter32(90), s), Some(10.0));
         assert_eq!(counter_rate(Number::Counter64(500), Number::Counter64(100), s), None);
         assert_eq!(counter_rate(Number::Counter64(1), Number::Counter64(2), Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_reset_counter32_gives_no_rate_not_a_huge_one() {
+        let s = Duration::from_secs(10);
+        // Agent rebooted: the counter started again from zero.
+        assert_eq!(counter_rate(Number::Counter32(1_000_000), Number::Counter32(500), s), None);
+        assert_eq!(counter_rate(Number::Counter32(5), Number::Counter32(0), s), None);
+        // A wrap just under half the range is still a wrap.
+        assert_eq!(
+            counter_rate(Number::Counter32(u32::MAX), Number::Counter32((1 << 31) - 2), s),
+            Some(f64::from((1u32 << 31) - 1) / 10.0)
+        );
+    }
+
+    #[test]
+    fn agent_restart_is_seen_in_sys_up_time() {
+        let min = Duration::from_secs(60);
+        // Uptime advanced with the wall clock: no restart.
+        assert!(!agent_restarted(100_000, 106_000, min));
+        // Slightly less uptime than wall time (latency): no restart.
+        assert!(!agent_restarted(100_000, 105_900, min));
+        // Uptime went back.
+        assert!(agent_restarted(100_000, 4_000, min));
+        // Restarted 20 s ago after having been up for only 10 s: uptime is larger than
+        // before but smaller than the time since the last sample.
+        assert!(agent_restarted(1_000, 2_000, min));
     }
 }

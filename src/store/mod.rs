@@ -584,29 +584,28 @@ impl Store {
     /// ack in a crash only means a duplicate with the same `msg_id`.
     pub fn ack(&self, seq: u64) -> Result<bool, StoreError> {
         let mut idx = self.index();
+        Ok(self.remove_message(&mut idx, seq)?.is_some())
+    }
+
+    /// Removes message `seq` from the tree and the index (held by the caller, so the two stay
+    /// in step); its class, or None if it was not there (already acked or dropped).
+    fn remove_message(&self, idx: &mut Index, seq: u64) -> Result<Option<MessageClass>, StoreError> {
         let old = self
             .inner
             .db
             .remove(record::outbox_key(seq))
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
-        let Some(v) = old else { return Ok(false) };
+        let Some(v) = old else { return Ok(None) };
         let class = record::decode_header(&v).map(|h| h.class).unwrap_or(MessageClass::Pattern);
         idx.remove(seq, class, (9 + v.len()) as u64);
-        Ok(true)
+        Ok(Some(class))
     }
 
     /// Removes a message that can never be published (e.g. larger than the broker's packet
     /// limit), recording it in the drop report.
     pub fn discard(&self, seq: u64, reason: DropReason) -> Result<bool, StoreError> {
         let mut idx = self.index();
-        let old = self
-            .inner
-            .db
-            .remove(record::outbox_key(seq))
-            .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
-        let Some(v) = old else { return Ok(false) };
-        let class = record::decode_header(&v).map(|h| h.class).unwrap_or(MessageClass::Pattern);
-        idx.remove(seq, class, (9 + v.len()) as u64);
+        let Some(class) = self.remove_message(&mut idx, seq)? else { return Ok(false) };
         idx.drops.record(class, reason, seq);
         idx.dropped_since_open += 1;
         let report = serde_json::to_vec(&idx.drops).unwrap_or_default();

@@ -208,7 +208,7 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
             anyhow::bail!(
                 "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
                 config.store.path.display(),
-                humantime::format_duration(STORE_FAILURE_EXIT),
+                crate::model::humane_duration(STORE_FAILURE_EXIT),
                 pending.outbound.len()
             );
         }

@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::Timestamp;
+use crate::model::{Timestamp, humane_duration};
 
 /// The simulated site (devices, scenario).
 pub const SIM_CONFIG: &str = include_str!("../../config/sim-demo.toml");
@@ -274,7 +274,7 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
         (Some((p, occ, summary)), Some(c)) if *p < c => {
             println!(
                 "pattern    raised at simulated {p} ({occ} occurrences), {} before the major event at {c}",
-                humane(c.since(*p))
+                humane_duration(c.since(*p))
             );
             println!("           \"{summary}\"");
         }
@@ -293,7 +293,7 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
     match t.outage {
         Some((from, to)) => println!(
             "outage     {} of simulated time ({from} to {to}): {} messages were buffered and delivered after it",
-            humane(to.since(from)),
+            humane_duration(to.since(from)),
             t.buffered
         ),
         None => println!("outage     none in this run"),
@@ -316,15 +316,6 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
             "result     LOST seqs {missing:?} (health is QoS 0: {:?})",
             missing.iter().filter(|s| t.health_seqs.contains(s)).collect::<Vec<_>>()
         );
-    }
-}
-
-fn humane(d: Duration) -> String {
-    let mins = d.as_secs() / 60;
-    match (mins / 1440, (mins % 1440) / 60, mins % 60) {
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h{m:02}m"),
-        (days, h, _) => format!("{days}d {h}h"),
     }
 }
 

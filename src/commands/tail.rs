@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::UsageError;
 use crate::engine::{Breach, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
-use crate::model::{Severity, Timestamp};
+use crate::model::{Severity, Timestamp, humane_duration};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -341,7 +341,7 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
     match e.event {
         IncidentEventKind::Resolved => {
             if let Some(r) = e.resolved_at {
-                let _ = write!(s, " after {}", super::status::fmt_age(r.since(e.opened_at)));
+                let _ = write!(s, " after {}", humane_duration(r.since(e.opened_at)));
             }
             let peaks: Vec<String> = e
                 .peak

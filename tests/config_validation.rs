@@ -93,6 +93,64 @@ fn unknown_field_has_line_and_column() {
 }
 
 #[test]
+fn a_top_level_key_after_a_table_gets_a_hint() {
+    let text = BASE.to_owned() + "profiles_dir = \"profiles\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "unknown field `profiles_dir`", line_of(&text, "profiles_dir"));
+    assert!(errs[0].contains("top-level keys go before the first [table]"), "{errs:?}");
+    // A key that is not a top-level one gets no such hint.
+    let errs = errors(&BASE.replace("[[devices]]\nid = \"crah-b1\"", "[[devices]]\nidd = \"x\"\nid = \"crah-b1\""));
+    assert!(!errs[0].contains("top-level"), "{errs:?}");
+}
+
+#[test]
+fn topic_prefix_must_make_valid_topics() {
+    for (prefix, why) in [
+        ("a/#/b", "wildcard"),
+        ("a/+/b", "wildcard"),
+        ("a//b", "empty level"),
+        ("/a/b", "empty level"),
+        ("a/b/", "empty level"),
+        ("", "empty level"),
+        ("$SYS/hm", "starts with $"),
+    ] {
+        let text = BASE.to_owned() + &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\ntopic_prefix = {prefix:?}\n");
+        let errs = errors(&text);
+        assert_error_at(&errs, &format!("mqtt.topic_prefix {prefix:?}"), line_of(&text, "topic_prefix"));
+        assert!(errs.iter().any(|e| e.contains(why)), "{prefix}: {errs:#?}");
+    }
+    let text = BASE.to_owned() + "\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\ntopic_prefix = \"acme/dc-monitoring/v1\"\n";
+    assert_eq!(load(&text).unwrap().config.mqtt.unwrap().topic_prefix, "acme/dc-monitoring/v1");
+}
+
+#[test]
+fn ids_that_go_into_topics_cannot_hold_topic_characters() {
+    for bad in ["fra+1", "fra#", "fra/1", "$fra"] {
+        let text = BASE.replace("id = \"fra1\"", &format!("id = {bad:?}"));
+        assert_error_at(&errors(&text), &format!("site id {bad:?} must match [a-z0-9_-]+"), 3);
+        let text = BASE.replace("id = \"hall1-c\"", &format!("id = {bad:?}"));
+        assert_error_at(&errors(&text), &format!("zone id {bad:?} must match"), line_of(&text, bad));
+    }
+}
+
+#[test]
+fn durations_out_of_their_range_are_errors_naming_the_range() {
+    let text = BASE.to_owned()
+        + "\n[polling]\ninterval = \"400000000000y\"\ntimeout = \"2h\"\n[patterns]\nwindow = \"10s\"\n\
+           [mqtt]\nurl = \"mqtt://127.0.0.1\"\nkeep_alive = \"500ms\"\n\
+           [thresholds.inlet_temp_c]\nwarn_high = 27.0\nfor = \"2d\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "polling.interval: 400000000000y is out of range (100ms..1d)", line_of(&text, "interval ="));
+    assert_error_at(&errs, "polling.timeout: 2h is out of range (10ms..5m)", line_of(&text, "timeout ="));
+    assert_error_at(&errs, "patterns.window: 10s is out of range (1m..365d)", line_of(&text, "window ="));
+    assert_error_at(&errs, "mqtt.keep_alive: 500ms is out of range (1s..1h)", line_of(&text, "keep_alive"));
+    assert_error_at(&errs, "thresholds.inlet_temp_c.for: 2d is out of range (0ms..1d)", line_of(&text, "for ="));
+    let text =
+        BASE.replace("zone = \"hall1-b\"\n[devices.modbus]", "zone = \"hall1-b\"\ninterval = \"0s\"\n[devices.modbus]");
+    assert_error_at(&errors(&text), "interval: 0s is out of range (100ms..1d)", line_of(&text, "interval = \"0s\""));
+}
+
+#[test]
 fn syntax_and_type_errors_have_positions() {
     let errs = errors("[site]\nid = \"fra1\n");
     assert!(errs[0].starts_with("site.toml:2:"), "{errs:?}");
@@ -149,7 +207,7 @@ fn bad_durations_and_sizes() {
     let errs = errors(&text);
     assert_error_at(&errs, "correlation.clear_hold: bad duration", line_of(&text, "clear_hold"));
     assert_error_at(&errs, "store.max_bytes: bad size", line_of(&text, "max_bytes"));
-    assert_error_at(&errs, "polling.interval must be greater than zero", line_of(&text, "interval = \"0s\""));
+    assert_error_at(&errs, "polling.interval: 0s is out of range (100ms..1d)", line_of(&text, "interval = \"0s\""));
 }
 
 #[test]

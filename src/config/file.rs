@@ -78,9 +78,10 @@ pub struct MqttConfig {
     pub url: Spanned<String>,
     /// MQTT client id; must be unique on the broker. Defaults to `hallmonitor-<site>`.
     pub client_id: Option<String>,
-    /// Topic prefix `P` of DESIGN section 4.
+    /// Topic prefix `P` of DESIGN section 4: levels separated by `/`, none empty, no `+`, `#`
+    /// or leading `$`.
     #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
+    pub topic_prefix: Spanned<String>,
     /// Broker user name.
     pub username: Option<String>,
     /// File holding the broker password (first line). Keep it mode 0600.
@@ -105,8 +106,8 @@ pub struct MqttConfig {
     pub reconnect_max: DurationStr,
 }
 
-fn default_topic_prefix() -> String {
-    "hallmonitor/v1".to_owned()
+fn default_topic_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "hallmonitor/v1".to_owned())
 }
 fn default_keep_alive() -> DurationStr {
     Spanned::new(0..0, "30s".to_owned())

@@ -131,12 +131,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     opts.set_max_packet_size(4 << 20, 64 << 10);
     if let Some(user) = &args.username {
         let password = match &args.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| UsageError(format!("--password-file {}: {e}", p.display())))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
+            Some(p) => {
+                let read = crate::config::read_secret_file(p)
+                    .map_err(|e| UsageError(format!("--password-file {}: {e}", p.display())))?;
+                if let Some(w) = read.warning {
+                    eprintln!("warning: {w}");
+                }
+                read.secret.expose().to_owned()
+            }
             None => String::new(),
         };
         opts.set_credentials(user.clone(), password);

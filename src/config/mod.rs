@@ -7,6 +7,7 @@
 pub mod fields;
 pub mod file;
 pub mod runtime;
+pub mod secret;
 mod validate;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use file::FileConfig;
 pub use runtime::*;
+pub use secret::{SecretFile, read_secret_file, secret_file_warning};
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,9 @@ use toml::Spanned;
 
 use super::file::*;
 use super::runtime::*;
-use super::{ConfigError, Diagnostic, Loaded, Source, parse_duration, parse_size};
+use super::{
+    ConfigError, Diagnostic, Loaded, Source, parse_duration, parse_size, read_secret_file, secret_file_warning,
+};
 use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId, humane_duration};
 use crate::profiles::{self, Profile, ProfileConfig};
 
@@ -58,6 +60,8 @@ struct Checker<'a> {
     src: &'a Source<'a>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Secret files already warned about.
+    warned_files: HashSet<PathBuf>,
 }
 
 /// The span of a value, `None` for defaults (which carry an empty span).
@@ -126,10 +130,12 @@ impl Checker<'_> {
             }
             (Some(f), None) => {
                 let path = self.relative_path(f.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => {
-                        self.check_secret_mode(f, &path);
-                        Some(Secret::new(text.lines().next().unwrap_or("").trim_end()))
+                match read_secret_file(&path) {
+                    Ok(read) => {
+                        if let Some(w) = read.warning {
+                            self.warn_once(f, &path, w);
+                        }
+                        Some(read.secret)
                     }
                     Err(e) => {
                         self.error(f, format!("{what} file {}: {e}", path.display()));
@@ -148,19 +154,10 @@ impl Checker<'_> {
         }
     }
 
-    fn check_secret_mode(&mut self, at: &Spanned<String>, path: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            self.warn(
-                at,
-                format!(
-                    "secret file {} is readable by group or others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ),
-            );
+    /// A permission warning about a secret file, once per file (many devices share one).
+    fn warn_once(&mut self, at: &Spanned<String>, path: &Path, warning: String) {
+        if self.warned_files.insert(path.to_owned()) {
+            self.warn(at, warning);
         }
     }
 
@@ -293,7 +290,7 @@ fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
 }
 
 pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, ConfigError> {
-    let mut c = Checker { src, errors: Vec::new(), warnings: Vec::new() };
+    let mut c = Checker { src, errors: Vec::new(), warnings: Vec::new(), warned_files: HashSet::new() };
 
     c.ident(&file.site.id, "site id");
     let site = SiteId::new(file.site.id.get_ref());
@@ -681,8 +678,18 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
     if sc.max_oids_per_request == 0 || sc.max_repetitions == 0 {
         c.error(s, format!("device {dev:?}: max_oids_per_request and max_repetitions must be positive"));
     }
-    let community =
-        c.secret(&sc.community_file, &sc.community_env, "community").unwrap_or_else(|| Secret::new("public"));
+    // No silent "public": a v1/v2c device names where its community is. v3 does not use one.
+    if version != SnmpVersion::V3 && sc.community_file.is_none() && sc.community_env.is_none() {
+        c.error(
+            s,
+            format!(
+                "device {dev:?}: SNMP v{} needs community_file or community_env (even for \"public\": \
+                 put it in a file)",
+                sc.version.get_ref()
+            ),
+        );
+    }
+    let community = c.secret(&sc.community_file, &sc.community_env, "community").unwrap_or_else(|| Secret::new(""));
     let v3 = if version == SnmpVersion::V3 {
         let Some(user) = &sc.user else {
             c.error(s, format!("device {dev:?}: SNMPv3 needs `user`"));
@@ -691,18 +698,15 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
         let auth = match &sc.auth {
             None => None,
             Some(a) => {
-                let proto = match a.get_ref().to_ascii_lowercase().as_str() {
-                    "md5" => Some(AuthProtocol::Md5),
-                    "sha" | "sha1" => Some(AuthProtocol::Sha1),
-                    "sha224" => Some(AuthProtocol::Sha224),
-                    "sha256" => Some(AuthProtocol::Sha256),
-                    "sha384" => Some(AuthProtocol::Sha384),
-                    "sha512" => Some(AuthProtocol::Sha512),
-                    other => {
-                        c.error(a, format!("auth {other:?}: expected md5, sha1, sha224, sha256, sha384 or sha512"));
-                        None
-                    }
-                };
+                let proto = AuthProtocol::from_name(a.get_ref());
+                match proto {
+                    None => c.error(a, format!("auth {:?}: expected {}", a.get_ref(), AuthProtocol::NAMES)),
+                    Some(p) if p.is_weak() => c.warn(
+                        a,
+                        format!("device {dev:?}: auth md5 is broken; use sha256 or stronger if the device offers it"),
+                    ),
+                    Some(_) => {}
+                }
                 let pw = c.secret(&sc.auth_password_file, &sc.auth_password_env, "auth_password");
                 if pw.is_none() && sc.auth_password_file.is_none() && sc.auth_password_env.is_none() {
                     c.error(a, format!("device {dev:?}: auth needs auth_password_file or auth_password_env"));
@@ -716,16 +720,15 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
                 if sc.auth.is_none() {
                     c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
                 }
-                let proto = match p.get_ref().to_ascii_lowercase().as_str() {
-                    "des" => Some(PrivProtocol::Des),
-                    "aes" | "aes128" => Some(PrivProtocol::Aes128),
-                    "aes192" => Some(PrivProtocol::Aes192),
-                    "aes256" => Some(PrivProtocol::Aes256),
-                    other => {
-                        c.error(p, format!("priv {other:?}: expected des, aes128, aes192 or aes256"));
-                        None
-                    }
-                };
+                let proto = PrivProtocol::from_name(p.get_ref());
+                match proto {
+                    None => c.error(p, format!("priv {:?}: expected {}", p.get_ref(), PrivProtocol::NAMES)),
+                    Some(x) if x.is_weak() => c.warn(
+                        p,
+                        format!("device {dev:?}: priv des is broken; use aes128 or stronger if the device offers it"),
+                    ),
+                    Some(_) => {}
+                }
                 let pw = c.secret(&sc.priv_password_file, &sc.priv_password_env, "priv_password");
                 if pw.is_none() && sc.priv_password_file.is_none() && sc.priv_password_env.is_none() {
                     c.error(p, format!("device {dev:?}: priv needs priv_password_file or priv_password_env"));
@@ -785,7 +788,10 @@ fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<M
     let client_cert_file = file(c, &m.client_cert_file, "client_cert_file");
     let client_key_file = file(c, &m.client_key_file, "client_key_file");
     if let Some(k) = &m.client_key_file {
-        c.check_secret_mode(k, &c.relative_path(k.get_ref()));
+        let path = c.relative_path(k.get_ref());
+        if let Some(w) = secret_file_warning(&path) {
+            c.warn_once(k, &path, w);
+        }
     }
     if client_cert_file.is_some() != client_key_file.is_some() {
         c.error(&m.url, "mqtt: client_cert_file and client_key_file go together");

@@ -84,7 +84,8 @@ pub struct MqttConfig {
     pub topic_prefix: Spanned<String>,
     /// Broker user name.
     pub username: Option<String>,
-    /// File holding the broker password (first line). Keep it mode 0600.
+    /// File holding the broker password (first line). Install it 0640 root:hallmonitor; a
+    /// file other users may access, or its group write, gets a warning.
     pub password_file: Option<Spanned<String>>,
     /// Environment variable holding the broker password.
     pub password_env: Option<Spanned<String>>,
@@ -315,7 +316,8 @@ pub struct SnmpDeviceConfig {
     /// `"1"`, `"2c"` or `"3"`.
     #[serde(default = "default_snmp_version")]
     pub version: Spanned<String>,
-    /// v1/v2c: file holding the community string.
+    /// v1/v2c: file holding the community string (first line). v1/v2c need this or
+    /// `community_env`: there is no default community.
     pub community_file: Option<Spanned<String>>,
     /// v1/v2c: environment variable holding the community string.
     pub community_env: Option<Spanned<String>>,

@@ -14,13 +14,16 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::FileConfig;
 
-/// One field of one configuration struct, as spelled in TOML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// One field of one configuration struct, as spelled in TOML, at one place in the file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigField {
     /// The Rust struct, e.g. `ModbusDeviceConfig`.
     pub owner: &'static str,
     /// The TOML key, e.g. `max_gap`.
     pub key: &'static str,
+    /// Where it goes, dotted, `*` for a name the user picks: `devices.modbus.max_gap`,
+    /// `racks.*.thresholds.*.for`. A struct used in several places has one entry per place.
+    pub path: String,
 }
 
 /// Every field of every struct a configuration file may contain, the top level first.
@@ -29,20 +32,13 @@ pub fn config_fields() -> Vec<ConfigField> {
     // Our own deserializer feeds every field a value of the type asked for, so this succeeds;
     // if a future type needs a shape it does not serve, the list is merely shorter and the
     // documentation test names what is missing.
-    let _ = FileConfig::deserialize(Collector { seen: &seen, depth: 0 });
-    let mut fields = seen.into_inner();
-    let mut unique = Vec::with_capacity(fields.len());
-    for f in fields.drain(..) {
-        if !unique.contains(&f) {
-            unique.push(f);
-        }
-    }
-    unique
+    let _ = FileConfig::deserialize(Collector { seen: &seen, depth: 0, path: String::new() });
+    seen.into_inner()
 }
 
 /// The keys of the file's top level (`site`, `mqtt`, ..., `profiles_dir`).
 pub fn top_level_keys() -> Vec<&'static str> {
-    config_fields().into_iter().filter(|f| f.owner == "FileConfig").map(|f| f.key).collect()
+    config_fields().into_iter().filter(|f| f.path == f.key).map(|f| f.key).collect()
 }
 
 /// Nesting deeper than this means a recursive type; stop rather than overflow the stack.
@@ -51,18 +47,27 @@ const MAX_DEPTH: usize = 32;
 /// toml's `Spanned<T>` deserializes as a struct of this name with start/end/value fields.
 const SPANNED_PREFIX: &str = "$__serde_spanned_private";
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Collector<'a> {
     seen: &'a RefCell<Vec<ConfigField>>,
     depth: usize,
+    /// Dotted path of the value being collected.
+    path: String,
 }
 
 impl<'a> Collector<'a> {
-    fn deeper(self) -> Result<Self, Error> {
+    /// The collector of a nested value, `segment` further down the path (none for wrappers
+    /// such as `Option`, lists and `Spanned`, which TOML does not show).
+    fn deeper(&self, segment: Option<&str>) -> Result<Self, Error> {
         if self.depth >= MAX_DEPTH {
             return Err(de::Error::custom("configuration types nest too deeply"));
         }
-        Ok(Collector { seen: self.seen, depth: self.depth + 1 })
+        let path = match segment {
+            None => self.path.clone(),
+            Some(s) if self.path.is_empty() => s.to_owned(),
+            Some(s) => format!("{}.{s}", self.path),
+        };
+        Ok(Collector { seen: self.seen, depth: self.depth + 1, path })
     }
 }
 
@@ -101,20 +106,20 @@ impl<'de> de::Deserializer<'de> for Collector<'_> {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_some(self.deeper()?)
+        visitor.visit_some(self.deeper(None)?)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self.deeper()?)
+        visitor.visit_newtype_struct(self.deeper(None)?)
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_seq(OneElement { inner: Some(self.deeper()?) })
+        visitor.visit_seq(OneElement { inner: Some(self.deeper(None)?) })
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let inner = self.deeper()?;
-        visitor.visit_map(Entries { keys: Vec::new(), next: 0, key_value: Some(inner), inner })
+        let key = self.deeper(None)?;
+        visitor.visit_map(Entries { keys: Vec::new(), next: 0, key_value: Some(key), parent: self, named: false })
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -123,11 +128,12 @@ impl<'de> de::Deserializer<'de> for Collector<'_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        let inner = self.deeper()?;
-        if !name.starts_with(SPANNED_PREFIX) {
-            self.seen.borrow_mut().extend(fields.iter().map(|key| ConfigField { owner: name, key }));
+        let named = !name.starts_with(SPANNED_PREFIX);
+        if named {
+            let at = |key: &str| if self.path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.path) };
+            self.seen.borrow_mut().extend(fields.iter().map(|key| ConfigField { owner: name, key, path: at(key) }));
         }
-        visitor.visit_map(Entries { keys: fields.to_vec(), next: 0, key_value: None, inner })
+        visitor.visit_map(Entries { keys: fields.to_vec(), next: 0, key_value: None, parent: self, named })
     }
 
     serde::forward_to_deserialize_any! {
@@ -157,7 +163,9 @@ struct Entries<'a> {
     next: usize,
     /// For a map: the one entry's key, still to be produced by the collector.
     key_value: Option<Collector<'a>>,
-    inner: Collector<'a>,
+    parent: Collector<'a>,
+    /// A struct whose fields are TOML keys (not `Spanned`'s private ones, not a map).
+    named: bool,
 }
 
 impl<'de> MapAccess<'de> for Entries<'_> {
@@ -174,7 +182,12 @@ impl<'de> MapAccess<'de> for Entries<'_> {
     }
 
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, Error> {
-        seed.deserialize(self.inner)
+        let segment = match (self.named, self.next.checked_sub(1).and_then(|i| self.keys.get(i))) {
+            (true, Some(key)) => Some(*key),
+            (false, _) if self.keys.is_empty() => Some("*"),
+            _ => None,
+        };
+        seed.deserialize(self.parent.deeper(segment)?)
     }
 }
 
@@ -193,6 +206,11 @@ mod tests {
         assert!(has("ProfileConfig", "addressing"), "[profiles.NAME] is followed");
         assert!(has("PointConfig", "type"));
         assert!(!fields.iter().any(|f| f.owner.starts_with('$')), "toml's Spanned is not a config type");
+        let paths: Vec<&str> = fields.iter().map(|f| f.path.as_str()).collect();
+        assert!(paths.contains(&"devices.modbus.max_gap"), "{paths:#?}");
+        assert!(paths.contains(&"racks.*.thresholds.*.for"), "{paths:#?}");
+        assert!(paths.contains(&"profiles.*.points.type"), "{paths:#?}");
+        assert!(paths.contains(&"profiles_dir"), "{paths:#?}");
         assert_eq!(top_level_keys().first(), Some(&"site"));
     }
 }

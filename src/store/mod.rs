@@ -291,10 +291,6 @@ impl Store {
                 let n = db.get(META_NEXT_SEQ).map_err(read)?.ok_or_else(|| corrupt("next seq", "missing"))?;
                 index.next_seq =
                     u64::from_be_bytes(n.as_ref().try_into().map_err(|_| corrupt("next seq", "not 8 bytes"))?);
-                // Sequence numbers start at 1; a 0 would make `durable_seq` underflow.
-                if index.next_seq == 0 {
-                    return Err(corrupt("next seq", "0 (sequence numbers start at 1)"));
-                }
                 if let Some(d) = db.get(META_DROPS).map_err(read)? {
                     index.drops = serde_json::from_slice(&d).map_err(|e| corrupt("drop report", &e.to_string()))?;
                 }

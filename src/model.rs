@@ -248,9 +248,61 @@ impl fmt::Display for Severity {
     }
 }
 
+/// A duration as every message, log line and report prints it: its largest unit, plus the
+/// next one when that is not zero (`30d`, `5m`, `1m 30s`, `3d 4h`); below a second in
+/// milliseconds (`250ms`). From a second up, fractions of a second are dropped: they are noise
+/// in an age or a span measured between two timestamps. The text reads back as a config duration.
+pub fn humane_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let secs = d.as_secs();
+    // An invariant, not input: `secs >= 1` here, and the last unit is 1, so one unit fits.
+    let first = UNITS.iter().position(|(size, _)| secs >= *size).unwrap_or(UNITS.len() - 1);
+    let (size, unit) = UNITS[first];
+    let mut text = format!("{}{unit}", secs / size);
+    if let Some((next_size, next_unit)) = UNITS.get(first + 1) {
+        let n = secs % size / next_size;
+        if n > 0 {
+            text.push_str(&format!(" {n}{next_unit}"));
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_in_at_most_two_units() {
+        let cases = [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_micros(300), "0ms"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(1500), "1s"),
+            (Duration::from_secs(4), "4s"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(12 * 60 + 3), "12m 3s"),
+            (Duration::from_secs(3600 + 9), "1h"),
+            (Duration::from_secs(3600 + 12 * 60 + 9), "1h 12m"),
+            (Duration::from_secs(3 * 86_400 + 4 * 3600 + 5), "3d 4h"),
+            (Duration::from_secs(30 * 86_400), "30d"),
+            (Duration::from_secs(u64::MAX), "213503982334601d 7h"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(humane_duration(d), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn humane_durations_read_back_as_config_durations() {
+        for text in ["250ms", "2s", "1m 30s", "3d 4h", "30d", "7d", "5m"] {
+            let d = humantime::parse_duration(text).unwrap();
+            assert_eq!(humane_duration(d), text);
+        }
+    }
 
     #[test]
     fn timestamp_round_trips_rfc3339() {

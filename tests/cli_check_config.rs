@@ -16,6 +16,8 @@ fn shipped_example_is_valid_and_summarized() {
     assert!(stdout.contains("devices   4 (1 modbus rtu, 1 modbus tcp, 2 snmp), 1 disabled"), "{stdout}");
     assert!(stdout.contains("zones     3 (hall1-a, hall1-b, hall1-c)"), "{stdout}");
     assert!(stdout.contains("profiles  apc-rpdu2 x2, generic-crah x1, modbus-th-probe x1"), "{stdout}");
+    // Durations print as the config writes them ("30d", not humantime's "30days").
+    assert!(stdout.contains("patterns  3 incidents in 30d (major after 30m)"), "{stdout}");
 }
 
 #[test]

@@ -25,6 +25,7 @@ zone = "hall1-b"
 rack = "B07"
 [devices.snmp]
 address = "127.0.0.1:161"
+community_file = "COMMUNITY_FILE"
 
 [[devices]]
 id = "crah-b1"
@@ -35,7 +36,20 @@ address = "127.0.0.1:502"
 "#;
 
 fn load(text: &str) -> Result<Loaded, ConfigError> {
-    config::load_str(Path::new("site.toml"), text)
+    config::load_str(Path::new("site.toml"), &with_community(text))
+}
+
+/// `text` with BASE's `COMMUNITY_FILE` replaced by a private (0600) community file.
+fn with_community(text: &str) -> String {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let path = FILE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = temp_dir().join("community");
+        std::fs::write(&path, "public\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    });
+    text.replace("COMMUNITY_FILE", &path.display().to_string())
 }
 
 /// Loads `text`, expects failure and returns the rendered error lines.
@@ -90,6 +104,64 @@ fn unknown_field_has_line_and_column() {
     let errs = errors(&text);
     assert_eq!(errs.len(), 1);
     assert_error_at(&errs, "unknown field `idd`", line_of(&text, "idd ="));
+}
+
+#[test]
+fn a_top_level_key_after_a_table_gets_a_hint() {
+    let text = BASE.to_owned() + "profiles_dir = \"profiles\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "unknown field `profiles_dir`", line_of(&text, "profiles_dir"));
+    assert!(errs[0].contains("top-level keys go before the first [table]"), "{errs:?}");
+    // A key that is not a top-level one gets no such hint.
+    let errs = errors(&BASE.replace("[[devices]]\nid = \"crah-b1\"", "[[devices]]\nidd = \"x\"\nid = \"crah-b1\""));
+    assert!(!errs[0].contains("top-level"), "{errs:?}");
+}
+
+#[test]
+fn topic_prefix_must_make_valid_topics() {
+    for (prefix, why) in [
+        ("a/#/b", "wildcard"),
+        ("a/+/b", "wildcard"),
+        ("a//b", "empty level"),
+        ("/a/b", "empty level"),
+        ("a/b/", "empty level"),
+        ("", "empty level"),
+        ("$SYS/hm", "starts with $"),
+    ] {
+        let text = BASE.to_owned() + &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\ntopic_prefix = {prefix:?}\n");
+        let errs = errors(&text);
+        assert_error_at(&errs, &format!("mqtt.topic_prefix {prefix:?}"), line_of(&text, "topic_prefix"));
+        assert!(errs.iter().any(|e| e.contains(why)), "{prefix}: {errs:#?}");
+    }
+    let text = BASE.to_owned() + "\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\ntopic_prefix = \"acme/dc-monitoring/v1\"\n";
+    assert_eq!(load(&text).unwrap().config.mqtt.unwrap().topic_prefix, "acme/dc-monitoring/v1");
+}
+
+#[test]
+fn ids_that_go_into_topics_cannot_hold_topic_characters() {
+    for bad in ["fra+1", "fra#", "fra/1", "$fra"] {
+        let text = BASE.replace("id = \"fra1\"", &format!("id = {bad:?}"));
+        assert_error_at(&errors(&text), &format!("site id {bad:?} must match [a-z0-9_-]+"), 3);
+        let text = BASE.replace("id = \"hall1-c\"", &format!("id = {bad:?}"));
+        assert_error_at(&errors(&text), &format!("zone id {bad:?} must match"), line_of(&text, bad));
+    }
+}
+
+#[test]
+fn durations_out_of_their_range_are_errors_naming_the_range() {
+    let text = BASE.to_owned()
+        + "\n[polling]\ninterval = \"400000000000y\"\ntimeout = \"2h\"\n[patterns]\nwindow = \"10s\"\n\
+           [mqtt]\nurl = \"mqtt://127.0.0.1\"\nkeep_alive = \"500ms\"\n\
+           [thresholds.inlet_temp_c]\nwarn_high = 27.0\nfor = \"2d\"\n";
+    let errs = errors(&text);
+    assert_error_at(&errs, "polling.interval: 400000000000y is out of range (100ms..1d)", line_of(&text, "interval ="));
+    assert_error_at(&errs, "polling.timeout: 2h is out of range (10ms..5m)", line_of(&text, "timeout ="));
+    assert_error_at(&errs, "patterns.window: 10s is out of range (1m..365d)", line_of(&text, "window ="));
+    assert_error_at(&errs, "mqtt.keep_alive: 500ms is out of range (1s..1h)", line_of(&text, "keep_alive"));
+    assert_error_at(&errs, "thresholds.inlet_temp_c.for: 2d is out of range (0ms..1d)", line_of(&text, "for ="));
+    let text =
+        BASE.replace("zone = \"hall1-b\"\n[devices.modbus]", "zone = \"hall1-b\"\ninterval = \"0s\"\n[devices.modbus]");
+    assert_error_at(&errors(&text), "interval: 0s is out of range (100ms..1d)", line_of(&text, "interval = \"0s\""));
 }
 
 #[test]
@@ -149,7 +221,7 @@ fn bad_durations_and_sizes() {
     let errs = errors(&text);
     assert_error_at(&errs, "correlation.clear_hold: bad duration", line_of(&text, "clear_hold"));
     assert_error_at(&errs, "store.max_bytes: bad size", line_of(&text, "max_bytes"));
-    assert_error_at(&errs, "polling.interval must be greater than zero", line_of(&text, "interval = \"0s\""));
+    assert_error_at(&errs, "polling.interval: 0s is out of range (100ms..1d)", line_of(&text, "interval = \"0s\""));
 }
 
 #[test]
@@ -189,6 +261,7 @@ fn secret_files_missing_is_an_error_and_world_readable_a_warning() {
     let cfg_path = dir.join("hallmonitor.toml");
     let text = BASE.to_owned()
         + "\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"fra1\"\npassword_file = \"mqtt.password\"\n";
+    let text = with_community(&text);
     let err = config::load_str(&cfg_path, &text).unwrap_err();
     assert!(err.errors[0].to_string().contains("password file"), "{err}");
     assert!(err.errors[0].position.is_some());
@@ -198,13 +271,14 @@ fn secret_files_missing_is_an_error_and_world_readable_a_warning() {
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
     let loaded = config::load_str(&cfg_path, &text).unwrap();
     assert_eq!(loaded.config.mqtt.as_ref().unwrap().password.as_ref().unwrap().expose(), "s3cret");
-    assert!(loaded.warnings.iter().any(|w| w.message.contains("readable by group or others")), "{:?}", loaded.warnings);
+    assert!(loaded.warnings.iter().any(|w| w.message.contains("accessible to other users")), "{:?}", loaded.warnings);
     // The secret never shows in Debug output (which is what ends up in logs).
     assert!(!format!("{:?}", loaded.config).contains("s3cret"));
 
-    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The README's layout, 0640 root:hallmonitor, is right and passes silently.
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
     let loaded = config::load_str(&cfg_path, &text).unwrap();
-    assert!(loaded.warnings.is_empty());
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -226,6 +300,45 @@ fn snmp_v3_needs_user_and_passwords() {
 }
 
 #[test]
+fn snmp_v1_v2c_device_needs_a_community_source() {
+    let text = BASE.replace("community_file = \"COMMUNITY_FILE\"\n", "");
+    let errs = errors(&text);
+    assert_error_at(
+        &errs,
+        "device \"pdu-b07-a\": SNMP v2c needs community_file or community_env",
+        line_of(&text, "[devices.snmp]"),
+    );
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    let text = BASE.replace("community_file = \"COMMUNITY_FILE\"", "community_env = \"HM_TEST_UNSET_COMMUNITY\"");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("HM_TEST_UNSET_COMMUNITY for community is not set")), "{errs:#?}");
+    let loaded = load(BASE).unwrap();
+    let snmp = loaded.config.devices.iter().find_map(|d| match &d.transport {
+        config::Transport::Snmp(s) => Some(s),
+        _ => None,
+    });
+    assert_eq!(snmp.unwrap().community.expose(), "public");
+}
+
+#[test]
+fn snmp_v3_md5_and_des_are_warned_with_a_position() {
+    let v3 = |auth: &str, privacy: &str| {
+        BASE.replace(
+            "community_file = \"COMMUNITY_FILE\"",
+            &format!(
+                "version = \"3\"\nuser = \"m\"\nauth = \"{auth}\"\nauth_password_file = \"COMMUNITY_FILE\"\n\
+                 priv = \"{privacy}\"\npriv_password_file = \"COMMUNITY_FILE\""
+            ),
+        )
+    };
+    let text = v3("md5", "des");
+    let warnings: Vec<String> = load(&text).unwrap().warnings.iter().map(|w| w.to_string()).collect();
+    assert_error_at(&warnings, "auth md5 is broken", line_of(&text, "auth = "));
+    assert_error_at(&warnings, "priv des is broken", line_of(&text, "priv = "));
+    assert!(load(&v3("sha256", "aes128")).unwrap().warnings.is_empty());
+}
+
+#[test]
 fn inline_profile_errors_point_into_the_profile() {
     let text = BASE.to_owned()
         + "\n[profiles.my-probe]\nprotocol = \"modbus\"\n[[profiles.my-probe.points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\naddress = 3\ntype = \"f33\"\n";
@@ -243,8 +356,10 @@ fn profiles_dir_is_loaded_and_its_errors_name_the_profile_file() {
     )
     .unwrap();
     // profiles_dir is a top-level key: it must come before the first table.
-    let text = "profiles_dir = \"profiles\"\n".to_owned()
-        + &BASE.replace("profile = \"generic-crah\"", "profile = \"acme-th\"");
+    let text = with_community(
+        &("profiles_dir = \"profiles\"\n".to_owned()
+            + &BASE.replace("profile = \"generic-crah\"", "profile = \"acme-th\"")),
+    );
     let cfg_path = dir.join("hallmonitor.toml");
     let loaded = config::load_str(&cfg_path, &text).unwrap();
     assert!(loaded.config.devices.iter().any(|d| d.profile.name() == "acme-th"));

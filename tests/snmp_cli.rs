@@ -167,6 +167,18 @@ async fn probe_walks_a_subtree_and_prints_types() {
             "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6.2 = integer: 30",
         ]
     );
+    // A community file others may read is warned about, like one named in a config ...
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let scalar = ["probe", "snmp", &addr, "--oid", "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6.1", "--community-file"];
+    let out = run(&[&scalar[..], &[cf.to_str().unwrap()]].concat()).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("accessible to other users (mode 0644)"), "{stderr}");
+    // ... and the README's 0640 root:hallmonitor layout is not.
+    std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = run(&[&scalar[..], &[cf.to_str().unwrap()]].concat()).await;
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
     agent.stop().await;
 }
 

@@ -200,9 +200,14 @@ async fn v1_walks_with_getnext_and_marks_a_missing_object_bad() {
         }
     }
     let agent = start_sim("public", "pdu-v1", builtin("apc-rpdu2"), 3, sim_values, SimSnmpOptions::default()).await;
+    secret(dir.path(), "community", "public");
     let cfg = load(
         dir.path(),
-        &config_text(&device_toml("pdu-v1", "apc-rpdu2", agent.local_addr, r#"version = "1""#), "1s", 1),
+        &config_text(
+            &device_toml("pdu-v1", "apc-rpdu2", agent.local_addr, "version = \"1\"\ncommunity_file = \"community\""),
+            "1s",
+            1,
+        ),
     );
     let (readings, _) = poll_once(cfg.devices).await;
     let energy = find(&readings, "device_energy", None);
@@ -233,9 +238,19 @@ async fn too_big_halves_the_batch_and_keeps_it() {
     let options = SimSnmpOptions { max_message_size: Some(484), ..Default::default() };
     let agent = start_sim("public", "many", profile.clone(), 0, values, options).await;
     let dir = tempfile::tempdir().unwrap();
+    secret(dir.path(), "community", "public");
     let cfgfile = load(
         dir.path(),
-        &config_text(&device_toml("many", "apc-rpdu2", agent.local_addr, "max_oids_per_request = 40"), "1s", 1),
+        &config_text(
+            &device_toml(
+                "many",
+                "apc-rpdu2",
+                agent.local_addr,
+                "max_oids_per_request = 40\ncommunity_file = \"community\"",
+            ),
+            "1s",
+            1,
+        ),
     );
     let Transport::Snmp(settings) = &cfgfile.devices[0].transport else { panic!() };
     let mut session = SnmpSession::connect(settings, Duration::from_secs(1), 1).await.unwrap();
@@ -433,7 +448,11 @@ async fn counter_rates_need_two_polls_then_give_per_second_values() {
     values.set(&dev, &PointId::new("temp"), 0, 21.5);
     let agent = start_sim("public", "meter", profile.clone(), 0, values.clone(), SimSnmpOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfgfile = load(dir.path(), &config_text(&device_toml("meter", "apc-rpdu2", agent.local_addr, ""), "1s", 1));
+    secret(dir.path(), "community", "public");
+    let cfgfile = load(
+        dir.path(),
+        &config_text(&device_toml("meter", "apc-rpdu2", agent.local_addr, r#"community_file = "community""#), "1s", 1),
+    );
     let mut spec = cfgfile.devices.into_iter().next().unwrap();
     spec.profile = Profile::Snmp(profile.clone());
     let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
@@ -508,7 +527,9 @@ async fn every_builtin_snmp_profile_round_trips_through_the_simulator() {
         }
         let agent = start_sim("public", name, profile.clone(), 2, values, SimSnmpOptions::default()).await;
         let dir = tempfile::tempdir().unwrap();
-        let cfg = load(dir.path(), &config_text(&device_toml(name, name, agent.local_addr, ""), "1s", 1));
+        secret(dir.path(), "community", "public");
+        let extra = r#"community_file = "community""#;
+        let cfg = load(dir.path(), &config_text(&device_toml(name, name, agent.local_addr, extra), "1s", 1));
         let (readings, _) = poll_once(cfg.devices).await;
         assert!(readings.iter().all(|r| r.quality == Quality::Good), "{name}: {readings:#?}");
         for p in &profile.points {

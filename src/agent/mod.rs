@@ -411,7 +411,7 @@ impl Agent {
         anyhow::anyhow!(
             "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
             self.config.store.path.display(),
-            humantime::format_duration(STORE_FAILURE_EXIT),
+            crate::model::humane_duration(STORE_FAILURE_EXIT),
             self.pending.outbound.len()
         )
     }

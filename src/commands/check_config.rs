@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::{self, Config, Transport};
+use crate::model::humane_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -95,8 +96,8 @@ pub fn summary(c: &Config) -> String {
         s,
         "patterns  {} incidents in {} (major after {})",
         e.recurrence,
-        humantime::format_duration(e.window),
-        humantime::format_duration(e.major_after)
+        humane_duration(e.window),
+        humane_duration(e.major_after)
     );
     s
 }

@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::Timestamp;
+use crate::model::{Timestamp, humane_duration};
 
 /// The simulated site (devices, scenario).
 pub const SIM_CONFIG: &str = include_str!("../../config/sim-demo.toml");
@@ -161,10 +161,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let broker = EmbeddedBroker::start().context("starting the embedded MQTT broker")?;
     let proxy = Proxy::start("127.0.0.1:0".parse()?, broker.addr()).await.context("starting the uplink proxy")?;
     let store_dir = demo_dir()?;
+    // demo.toml names its SNMP community file relative to itself: give it one beside it.
+    write_private(&store_dir.join("snmp-community"), "public\n")?;
     let agent_text = AGENT_CONFIG
         .replace("mqtt://127.0.0.1:1883", &format!("mqtt://{}", proxy.local_addr()))
         .replace("/tmp/hallmonitor-demo", &store_dir.display().to_string());
-    let config = crate::config::load_str(Path::new("config/demo.toml"), &agent_text)?.config;
+    let config = crate::config::load_str(&store_dir.join("demo.toml"), &agent_text)?.config;
     let site = config.site.clone();
 
     println!("hallmonitor demo: site {site}, {} simulated devices, three weeks of a data hall", config.devices.len());
@@ -274,7 +276,7 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
         (Some((p, occ, summary)), Some(c)) if *p < c => {
             println!(
                 "pattern    raised at simulated {p} ({occ} occurrences), {} before the major event at {c}",
-                humane(c.since(*p))
+                humane_duration(c.since(*p))
             );
             println!("           \"{summary}\"");
         }
@@ -293,7 +295,7 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
     match t.outage {
         Some((from, to)) => println!(
             "outage     {} of simulated time ({from} to {to}): {} messages were buffered and delivered after it",
-            humane(to.since(from)),
+            humane_duration(to.since(from)),
             t.buffered
         ),
         None => println!("outage     none in this run"),
@@ -319,15 +321,6 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
     }
 }
 
-fn humane(d: Duration) -> String {
-    let mins = d.as_secs() / 60;
-    match (mins / 1440, (mins % 1440) / 60, mins % 60) {
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h{m:02}m"),
-        (days, h, _) => format!("{days}d {h}h"),
-    }
-}
-
 fn banner(color: bool, text: &str) {
     if color {
         println!("\x1b[1;35m── {text} ──\x1b[0m");
@@ -341,6 +334,12 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("hallmonitor-demo-{}-{}", std::process::id(), fastrand::u32(..)));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// Writes a file only its owner can read (the demo's SNMP community).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(text.as_bytes())
 }
 
 /// The NOC's subscriber, connected straight to the broker (never through the severed uplink).

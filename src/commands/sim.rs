@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::UsageError;
-use crate::model::Timestamp;
+use crate::model::{Timestamp, humane_duration};
 use crate::profiles::Profile;
 use crate::sim::config::{Effect, Endpoint, SimDevice, SimSettings, Target};
 use crate::sim::modbus::SimModbusDevice;
@@ -251,8 +251,8 @@ pub fn plan(s: &SimSettings, values: usize) -> String {
         "  clock   starts {}, speed x{} (1 s = {} simulated), values every {}",
         s.start,
         s.speed,
-        super::status::fmt_age(per_wall_s),
-        humantime::format_duration(s.tick)
+        humane_duration(per_wall_s),
+        humane_duration(s.tick)
     );
     // Runs of consecutive devices of one profile on one port, or on consecutive ports.
     let mut runs: Vec<(&SimDevice, &SimDevice, usize)> = Vec::new();

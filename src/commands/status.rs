@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::model::Timestamp;
+use crate::model::{Timestamp, humane_duration};
 use crate::status::{self, DeviceStatus, StatusError, StatusSnapshot};
 
 /// The unit's `RuntimeDirectory`: where the daemon writes under systemd.
@@ -112,8 +112,8 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
         "hallmonitor {} at site {}: up {}, snapshot {} old",
         s.agent_version,
         s.site,
-        fmt_age(s.written_at.since(s.started_at)),
-        fmt_age(age)
+        humane_duration(s.written_at.since(s.started_at)),
+        humane_duration(age)
     );
     if age > STALE_AFTER {
         let _ = writeln!(o, "WARNING: stale snapshot (written {}): is the daemon running?", s.written_at);
@@ -151,7 +151,7 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
             i.category.as_str(),
             i.zone.as_str(),
             clip(&racks, 14),
-            fmt_age(s.written_at.since(i.opened_at)),
+            humane_duration(s.written_at.since(i.opened_at)),
             i.breaches,
             if i.breaches == 1 { "" } else { "es" }
         );
@@ -178,13 +178,13 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
 
     let ob = &s.outbox;
     let oldest = match ob.oldest_unacked_age_s {
-        Some(a) => format!("oldest un-acked {}", fmt_age(Duration::from_secs(a))),
+        Some(a) => format!("oldest un-acked {}", humane_duration(Duration::from_secs(a))),
         None => "nothing un-acked".to_owned(),
     };
     let _ = writeln!(o, "\nOUTBOX   {} queued ({}), {oldest}, {} dropped", ob.depth, fmt_bytes(ob.bytes), ob.dropped);
     let b = &s.broker;
     let ack = match b.last_ack_at {
-        Some(t) => format!("last ack {} ago", fmt_age(s.written_at.since(t))),
+        Some(t) => format!("last ack {} ago", humane_duration(s.written_at.since(t))),
         None => "no ack yet".to_owned(),
     };
     let state = if b.connected { "connected" } else { "DISCONNECTED" };
@@ -229,7 +229,7 @@ fn device_line(o: &mut String, d: &DeviceStatus, state: &str, at: Timestamp) {
         None => d.zone.to_string(),
     };
     let seen = match d.last_ok {
-        Some(t) => format!("ok {} ago", fmt_age(at.since(t))),
+        Some(t) => format!("ok {} ago", humane_duration(at.since(t))),
         None => "never ok".to_owned(),
     };
     let health = if d.up { seen } else { format!("{} fails, {seen}", d.consecutive_failures) };
@@ -239,21 +239,6 @@ fn device_line(o: &mut String, d: &DeviceStatus, state: &str, at: Timestamp) {
     if !d.up {
         let err = d.last_error.as_deref().unwrap_or("no error recorded");
         let _ = writeln!(o, "{}", clip(&format!("       {}: {err}", d.address), WIDTH));
-    }
-}
-
-/// `4s`, `12m 3s`, `1h 12m`, `3d 4h`: two units at most.
-pub fn fmt_age(d: Duration) -> String {
-    let s = d.as_secs();
-    let (days, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if days > 0 {
-        format!("{days}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {sec}s")
-    } else {
-        format!("{sec}s")
     }
 }
 
@@ -291,14 +276,6 @@ pub fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ages_use_two_units_at_most() {
-        assert_eq!(fmt_age(Duration::from_secs(4)), "4s");
-        assert_eq!(fmt_age(Duration::from_secs(12 * 60 + 3)), "12m 3s");
-        assert_eq!(fmt_age(Duration::from_secs(3600 + 12 * 60 + 9)), "1h 12m");
-        assert_eq!(fmt_age(Duration::from_secs(3 * 86_400 + 4 * 3600 + 5)), "3d 4h");
-    }
 
     #[test]
     fn clip_marks_the_cut() {

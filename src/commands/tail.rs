@@ -18,7 +18,7 @@ use serde_json::Value;
 use super::UsageError;
 use crate::config::Secret;
 use crate::engine::{Breach, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
-use crate::model::{Severity, Timestamp};
+use crate::model::{Severity, Timestamp, humane_duration};
 use crate::publish::BrokerUrl;
 use crate::publish::subscriber::{Received, Subscriber, subscriber_settings};
 
@@ -90,12 +90,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut settings = subscriber_settings(&url, client_id);
     if let Some(user) = &args.username {
         let password = match &args.password_file {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| UsageError(format!("--password-file {}: {e}", p.display())))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
+            Some(p) => {
+                let read = crate::config::read_secret_file(p)
+                    .map_err(|e| UsageError(format!("--password-file {}: {e}", p.display())))?;
+                if let Some(w) = read.warning {
+                    eprintln!("warning: {w}");
+                }
+                read.secret.expose().to_owned()
+            }
             None => String::new(),
         };
         settings.username = Some(user.clone());
@@ -260,7 +262,7 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
     match e.event {
         IncidentEventKind::Resolved => {
             if let Some(r) = e.resolved_at {
-                let _ = write!(s, " after {}", super::status::fmt_age(r.since(e.opened_at)));
+                let _ = write!(s, " after {}", humane_duration(r.since(e.opened_at)));
             }
             let peaks: Vec<String> = e
                 .peak

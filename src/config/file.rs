@@ -78,12 +78,14 @@ pub struct MqttConfig {
     pub url: Spanned<String>,
     /// MQTT client id; must be unique on the broker. Defaults to `hallmonitor-<site>`.
     pub client_id: Option<String>,
-    /// Topic prefix `P` of docs/contracts.md#topics.
+    /// Topic prefix `P` of docs/contracts.md#topics: levels separated by `/`, none empty, no
+    /// `+`, `#` or leading `$`.
     #[serde(default = "default_topic_prefix")]
-    pub topic_prefix: String,
+    pub topic_prefix: Spanned<String>,
     /// Broker user name.
     pub username: Option<String>,
-    /// File holding the broker password (first line). Keep it mode 0600.
+    /// File holding the broker password (first line). Install it 0640 root:hallmonitor; a
+    /// file other users may access, or its group write, gets a warning.
     pub password_file: Option<Spanned<String>>,
     /// Environment variable holding the broker password.
     pub password_env: Option<Spanned<String>>,
@@ -105,8 +107,8 @@ pub struct MqttConfig {
     pub reconnect_max: DurationStr,
 }
 
-fn default_topic_prefix() -> String {
-    "hallmonitor/v1".to_owned()
+fn default_topic_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "hallmonitor/v1".to_owned())
 }
 fn default_keep_alive() -> DurationStr {
     Spanned::new(0..0, "30s".to_owned())
@@ -314,7 +316,8 @@ pub struct SnmpDeviceConfig {
     /// `"1"`, `"2c"` or `"3"`.
     #[serde(default = "default_snmp_version")]
     pub version: Spanned<String>,
-    /// v1/v2c: file holding the community string.
+    /// v1/v2c: file holding the community string (first line). v1/v2c need this or
+    /// `community_env`: there is no default community.
     pub community_file: Option<Spanned<String>>,
     /// v1/v2c: environment variable holding the community string.
     pub community_env: Option<Spanned<String>>,

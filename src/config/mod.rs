@@ -4,8 +4,10 @@
 //! config on a gateway should see every problem in one run, each as `PATH:LINE:COL: message`.
 //! Syntax and type errors end parsing (the TOML crate stops there), so they come alone.
 
+pub mod fields;
 pub mod file;
 pub mod runtime;
+pub mod secret;
 mod validate;
 
 use std::fmt;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 pub use file::FileConfig;
 pub use runtime::*;
+pub use secret::{SecretFile, read_secret_file, secret_file_warning};
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +77,15 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// As `load`, from text already read (`path` is used for messages and relative paths).
 pub fn load_str(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let source = Source { path, text };
-    let parsed: FileConfig = toml::from_str(text).map_err(|e| ConfigError { errors: vec![source.toml_error(&e)] })?;
+    let parsed: FileConfig = toml::from_str(text).map_err(|e| {
+        let mut diag = source.toml_error(&e);
+        if let Some(key) = misplaced_top_level_key(&diag.message) {
+            diag.message.push_str(&format!(
+                " (`{key}` is a top-level key: top-level keys go before the first [table] of the file)"
+            ));
+        }
+        ConfigError { errors: vec![diag] }
+    })?;
     validate::build(&source, parsed)
 }
 
@@ -103,6 +114,14 @@ impl Source<'_> {
         let message = e.message().lines().next().unwrap_or("invalid TOML").to_owned();
         self.diag(e.span(), message)
     }
+}
+
+/// The key of an "unknown field `KEY`" error when KEY is valid at the top level: in TOML a
+/// key written after a `[table]` header belongs to that table, a common slip.
+fn misplaced_top_level_key(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let key = &rest[..rest.find('`')?];
+    fields::top_level_keys().contains(&key).then(|| key.to_owned())
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -172,12 +172,56 @@ pub enum AuthProtocol {
     Sha512,
 }
 
+impl AuthProtocol {
+    /// The names `from_name` accepts, for messages and help.
+    pub const NAMES: &'static str = "md5, sha1, sha224, sha256, sha384 or sha512";
+
+    /// The protocol a config file or command line names (any case; `sha` is `sha1`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "md5" => Self::Md5,
+            "sha" | "sha1" => Self::Sha1,
+            "sha224" => Self::Sha224,
+            "sha256" => Self::Sha256,
+            "sha384" => Self::Sha384,
+            "sha512" => Self::Sha512,
+            _ => return None,
+        })
+    }
+
+    /// Broken enough that a technician should hear about it (still accepted for old devices).
+    pub fn is_weak(self) -> bool {
+        self == Self::Md5
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrivProtocol {
     Des,
     Aes128,
     Aes192,
     Aes256,
+}
+
+impl PrivProtocol {
+    /// The names `from_name` accepts, for messages and help.
+    pub const NAMES: &'static str = "des, aes128 (or aes), aes192 or aes256";
+
+    /// The protocol a config file or command line names (any case).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "des" => Self::Des,
+            "aes" | "aes128" => Self::Aes128,
+            "aes192" => Self::Aes192,
+            "aes256" => Self::Aes256,
+            _ => return None,
+        })
+    }
+
+    /// Broken enough that a technician should hear about it (still accepted for old devices).
+    pub fn is_weak(self) -> bool {
+        self == Self::Des
+    }
 }
 
 /// Which feed of a dual-fed rack a PDU is.

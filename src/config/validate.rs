@@ -9,14 +9,59 @@ use toml::Spanned;
 
 use super::file::*;
 use super::runtime::*;
-use super::{ConfigError, Diagnostic, Loaded, Source, parse_duration, parse_size};
-use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
+use super::{
+    ConfigError, Diagnostic, Loaded, Source, parse_duration, parse_size, read_secret_file, secret_file_warning,
+};
+use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId, humane_duration};
 use crate::profiles::{self, Profile, ProfileConfig};
+
+/// Smallest and largest accepted value of a duration setting.
+type DurationRange = (Duration, Duration);
+
+/// The accepted range of every duration setting: wide enough for any site, narrow enough that
+/// a typo (`"400000000000y"`, `"0s"` for an interval) is caught here, not by a timer overflow.
+mod ranges {
+    use super::DurationRange;
+    use std::time::Duration;
+
+    const fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    const MIN: u64 = 60;
+    const HOUR: u64 = 3_600;
+    const DAY: u64 = 86_400;
+
+    /// Poll interval of a device.
+    pub const POLL_INTERVAL: DurationRange = (ms(100), s(DAY));
+    /// One request to a device.
+    pub const REQUEST_TIMEOUT: DurationRange = (ms(10), s(5 * MIN));
+    /// Quiet time between requests on an RTU bus.
+    pub const BUS_SPACING: DurationRange = (ms(0), s(10));
+    /// MQTT keep-alive (the protocol caps it at about 18 h; below 1 s the client refuses it).
+    pub const KEEP_ALIVE: DurationRange = (s(1), s(HOUR));
+    /// Longest MQTT reconnect backoff.
+    pub const RECONNECT_MAX: DurationRange = (ms(100), s(HOUR));
+    /// A threshold's `for` and the correlation holds: zero means "at once".
+    pub const HOLD: DurationRange = (ms(0), s(DAY));
+    /// A threshold's `rise_within`.
+    pub const RISE_WITHIN: DurationRange = (s(1), s(DAY));
+    /// How long an incident lasts before it is major.
+    pub const MAJOR_AFTER: DurationRange = (s(1), s(30 * DAY));
+    /// The rolling windows of patterns and the load baseline.
+    pub const WINDOW: DurationRange = (s(MIN), s(365 * DAY));
+    /// Rollup and health messages.
+    pub const REPORT_INTERVAL: DurationRange = (s(1), s(DAY));
+}
 
 struct Checker<'a> {
     src: &'a Source<'a>,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// Secret files already warned about.
+    warned_files: HashSet<PathBuf>,
 }
 
 /// The span of a value, `None` for defaults (which carry an empty span).
@@ -36,22 +81,29 @@ impl Checker<'_> {
         self.warnings.push(self.src.diag(span_of(at), msg));
     }
 
-    fn duration(&mut self, d: &DurationStr, what: &str) -> Duration {
+    /// A duration that must lie within `range` (see `ranges`); outside it, an error naming the
+    /// range. The value returned is always inside the range, so nothing downstream overflows.
+    fn duration(&mut self, d: &DurationStr, what: &str, range: DurationRange) -> Duration {
+        let (min, max) = range;
         match parse_duration(d.get_ref()) {
-            Ok(v) => v,
+            Ok(v) if (min..=max).contains(&v) => v,
+            Ok(v) => {
+                self.error(
+                    d,
+                    format!(
+                        "{what}: {} is out of range ({}..{})",
+                        d.get_ref().trim(),
+                        humane_duration(min),
+                        humane_duration(max)
+                    ),
+                );
+                v.clamp(min, max)
+            }
             Err(e) => {
                 self.error(d, format!("{what}: {e}"));
-                Duration::from_secs(1)
+                min
             }
         }
-    }
-
-    fn positive_duration(&mut self, d: &DurationStr, what: &str) -> Duration {
-        let v = self.duration(d, what);
-        if v.is_zero() && parse_duration(d.get_ref()).is_ok() {
-            self.error(d, format!("{what} must be greater than zero"));
-        }
-        v
     }
 
     fn ident(&mut self, id: &Spanned<String>, what: &str) -> bool {
@@ -78,10 +130,12 @@ impl Checker<'_> {
             }
             (Some(f), None) => {
                 let path = self.relative_path(f.get_ref());
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => {
-                        self.check_secret_mode(f, &path);
-                        Some(Secret::new(text.lines().next().unwrap_or("").trim_end()))
+                match read_secret_file(&path) {
+                    Ok(read) => {
+                        if let Some(w) = read.warning {
+                            self.warn_once(f, &path, w);
+                        }
+                        Some(read.secret)
                     }
                     Err(e) => {
                         self.error(f, format!("{what} file {}: {e}", path.display()));
@@ -100,19 +154,10 @@ impl Checker<'_> {
         }
     }
 
-    fn check_secret_mode(&mut self, at: &Spanned<String>, path: &Path) {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            self.warn(
-                at,
-                format!(
-                    "secret file {} is readable by group or others (mode {:o}); chmod 600 it",
-                    path.display(),
-                    meta.permissions().mode() & 0o777
-                ),
-            );
+    /// A permission warning about a secret file, once per file (many devices share one).
+    fn warn_once(&mut self, at: &Spanned<String>, path: &Path, warning: String) {
+        if self.warned_files.insert(path.to_owned()) {
+            self.warn(at, warning);
         }
     }
 
@@ -169,13 +214,13 @@ impl Checker<'_> {
                 self.error(f, format!("thresholds.{name}: breaker fractions are in (0, 1], e.g. 0.8"));
             }
         }
-        let hold_for = t.hold_for.as_ref().map(|d| self.duration(d, &format!("thresholds.{name}.for")));
+        let hold_for = t.hold_for.as_ref().map(|d| self.duration(d, &format!("thresholds.{name}.for"), ranges::HOLD));
         let rise = match (&t.rise, &t.rise_within) {
             (Some(r), Some(w)) => {
                 if *r.get_ref() <= 0.0 {
                     self.error(r, format!("thresholds.{name}: rise must be positive"));
                 }
-                Some((*r.get_ref(), self.positive_duration(w, &format!("thresholds.{name}.rise_within"))))
+                Some((*r.get_ref(), self.duration(w, &format!("thresholds.{name}.rise_within"), ranges::RISE_WITHIN)))
             }
             (Some(r), None) => {
                 self.error(r, format!("thresholds.{name}: rise needs rise_within (e.g. \"5m\")"));
@@ -211,6 +256,22 @@ impl Checker<'_> {
     }
 }
 
+/// Checks that every topic under `prefix` is a valid MQTT topic a NOC can subscribe to:
+/// no wildcards, no empty level, not in the broker's reserved `$` space.
+fn check_topic_prefix(prefix: &str) -> Result<(), &'static str> {
+    if prefix.contains(['+', '#']) {
+        Err("contains a wildcard (+ or #); topics cannot")
+    } else if prefix.starts_with('$') {
+        Err("starts with $, which brokers reserve for their own topics ($SYS)")
+    } else if prefix.contains('\0') {
+        Err("contains a NUL character")
+    } else if prefix.split('/').any(str::is_empty) {
+        Err("has an empty level (a//b, or a leading or trailing /)")
+    } else {
+        Ok(())
+    }
+}
+
 /// `host:port` with a default port; the host may be an IP or a DNS name.
 fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
     if s.parse::<std::net::SocketAddr>().is_ok() {
@@ -229,14 +290,14 @@ fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
 }
 
 pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, ConfigError> {
-    let mut c = Checker { src, errors: Vec::new(), warnings: Vec::new() };
+    let mut c = Checker { src, errors: Vec::new(), warnings: Vec::new(), warned_files: HashSet::new() };
 
     c.ident(&file.site.id, "site id");
     let site = SiteId::new(file.site.id.get_ref());
 
     // Polling defaults.
-    let interval = c.positive_duration(&file.polling.interval, "polling.interval");
-    let timeout = c.positive_duration(&file.polling.timeout, "polling.timeout");
+    let interval = c.duration(&file.polling.interval, "polling.interval", ranges::POLL_INTERVAL);
+    let timeout = c.duration(&file.polling.timeout, "polling.timeout", ranges::REQUEST_TIMEOUT);
     if file.polling.down_after == 0 {
         c.error_nowhere("polling.down_after must be at least 1");
     }
@@ -390,8 +451,8 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
                 ),
             );
         }
-        let dev_interval = d.interval.as_ref().map_or(interval, |i| c.positive_duration(i, "interval"));
-        let dev_timeout = d.timeout.as_ref().map_or(timeout, |t| c.positive_duration(t, "timeout"));
+        let dev_interval = d.interval.as_ref().map_or(interval, |i| c.duration(i, "interval", ranges::POLL_INTERVAL));
+        let dev_timeout = d.timeout.as_ref().map_or(timeout, |t| c.duration(t, "timeout", ranges::REQUEST_TIMEOUT));
         let feed = match d.feed.as_ref().map(|f| (f, f.get_ref().as_str())) {
             None => None,
             Some((_, "a" | "A")) => Some(Feed::A),
@@ -488,17 +549,19 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     };
 
     // Engine.
-    let clear_hold = c.duration(&file.correlation.clear_hold, "correlation.clear_hold");
-    let update_min_interval = c.duration(&file.correlation.update_min_interval, "correlation.update_min_interval");
-    let baseline_window = c.positive_duration(&file.correlation.baseline_window, "correlation.baseline_window");
+    let clear_hold = c.duration(&file.correlation.clear_hold, "correlation.clear_hold", ranges::HOLD);
+    let update_min_interval =
+        c.duration(&file.correlation.update_min_interval, "correlation.update_min_interval", ranges::HOLD);
+    let baseline_window = c.duration(&file.correlation.baseline_window, "correlation.baseline_window", ranges::WINDOW);
     let recurrence = *file.patterns.recurrence.get_ref();
     if !(1..=1000).contains(&recurrence) {
         c.error(&file.patterns.recurrence, "patterns.recurrence must be between 1 and 1000");
     }
-    let window = c.positive_duration(&file.patterns.window, "patterns.window");
-    let major_after = c.positive_duration(&file.patterns.major_after, "patterns.major_after");
-    let rollup_interval = file.rollups.interval.as_ref().map(|i| c.positive_duration(i, "rollups.interval"));
-    let health_interval = c.positive_duration(&file.health.interval, "health.interval");
+    let window = c.duration(&file.patterns.window, "patterns.window", ranges::WINDOW);
+    let major_after = c.duration(&file.patterns.major_after, "patterns.major_after", ranges::MAJOR_AFTER);
+    let rollup_interval =
+        file.rollups.interval.as_ref().map(|i| c.duration(i, "rollups.interval", ranges::REPORT_INTERVAL));
+    let health_interval = c.duration(&file.health.interval, "health.interval", ranges::REPORT_INTERVAL);
 
     if !c.errors.is_empty() {
         return Err(ConfigError { errors: c.errors });
@@ -577,7 +640,7 @@ fn modbus_transport(c: &mut Checker<'_>, dev: &str, m: &Spanned<ModbusDeviceConf
             if mc.baud == 0 {
                 c.error(s, format!("device {dev:?}: baud must be positive"));
             }
-            let spacing = c.duration(&mc.spacing, "spacing");
+            let spacing = c.duration(&mc.spacing, "spacing", ranges::BUS_SPACING);
             Some(Transport::ModbusRtu {
                 serial: SerialSettings {
                     path: s.get_ref().clone(),
@@ -615,8 +678,18 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
     if sc.max_oids_per_request == 0 || sc.max_repetitions == 0 {
         c.error(s, format!("device {dev:?}: max_oids_per_request and max_repetitions must be positive"));
     }
-    let community =
-        c.secret(&sc.community_file, &sc.community_env, "community").unwrap_or_else(|| Secret::new("public"));
+    // No silent "public": a v1/v2c device names where its community is. v3 does not use one.
+    if version != SnmpVersion::V3 && sc.community_file.is_none() && sc.community_env.is_none() {
+        c.error(
+            s,
+            format!(
+                "device {dev:?}: SNMP v{} needs community_file or community_env (even for \"public\": \
+                 put it in a file)",
+                sc.version.get_ref()
+            ),
+        );
+    }
+    let community = c.secret(&sc.community_file, &sc.community_env, "community").unwrap_or_else(|| Secret::new(""));
     let v3 = if version == SnmpVersion::V3 {
         let Some(user) = &sc.user else {
             c.error(s, format!("device {dev:?}: SNMPv3 needs `user`"));
@@ -625,18 +698,15 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
         let auth = match &sc.auth {
             None => None,
             Some(a) => {
-                let proto = match a.get_ref().to_ascii_lowercase().as_str() {
-                    "md5" => Some(AuthProtocol::Md5),
-                    "sha" | "sha1" => Some(AuthProtocol::Sha1),
-                    "sha224" => Some(AuthProtocol::Sha224),
-                    "sha256" => Some(AuthProtocol::Sha256),
-                    "sha384" => Some(AuthProtocol::Sha384),
-                    "sha512" => Some(AuthProtocol::Sha512),
-                    other => {
-                        c.error(a, format!("auth {other:?}: expected md5, sha1, sha224, sha256, sha384 or sha512"));
-                        None
-                    }
-                };
+                let proto = AuthProtocol::from_name(a.get_ref());
+                match proto {
+                    None => c.error(a, format!("auth {:?}: expected {}", a.get_ref(), AuthProtocol::NAMES)),
+                    Some(p) if p.is_weak() => c.warn(
+                        a,
+                        format!("device {dev:?}: auth md5 is broken; use sha256 or stronger if the device offers it"),
+                    ),
+                    Some(_) => {}
+                }
                 let pw = c.secret(&sc.auth_password_file, &sc.auth_password_env, "auth_password");
                 if pw.is_none() && sc.auth_password_file.is_none() && sc.auth_password_env.is_none() {
                     c.error(a, format!("device {dev:?}: auth needs auth_password_file or auth_password_env"));
@@ -650,16 +720,15 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
                 if sc.auth.is_none() {
                     c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
                 }
-                let proto = match p.get_ref().to_ascii_lowercase().as_str() {
-                    "des" => Some(PrivProtocol::Des),
-                    "aes" | "aes128" => Some(PrivProtocol::Aes128),
-                    "aes192" => Some(PrivProtocol::Aes192),
-                    "aes256" => Some(PrivProtocol::Aes256),
-                    other => {
-                        c.error(p, format!("priv {other:?}: expected des, aes128, aes192 or aes256"));
-                        None
-                    }
-                };
+                let proto = PrivProtocol::from_name(p.get_ref());
+                match proto {
+                    None => c.error(p, format!("priv {:?}: expected {}", p.get_ref(), PrivProtocol::NAMES)),
+                    Some(x) if x.is_weak() => c.warn(
+                        p,
+                        format!("device {dev:?}: priv des is broken; use aes128 or stronger if the device offers it"),
+                    ),
+                    Some(_) => {}
+                }
                 let pw = c.secret(&sc.priv_password_file, &sc.priv_password_env, "priv_password");
                 if pw.is_none() && sc.priv_password_file.is_none() && sc.priv_password_env.is_none() {
                     c.error(p, format!("device {dev:?}: priv needs priv_password_file or priv_password_env"));
@@ -719,7 +788,10 @@ fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<M
     let client_cert_file = file(c, &m.client_cert_file, "client_cert_file");
     let client_key_file = file(c, &m.client_key_file, "client_key_file");
     if let Some(k) = &m.client_key_file {
-        c.check_secret_mode(k, &c.relative_path(k.get_ref()));
+        let path = c.relative_path(k.get_ref());
+        if let Some(w) = secret_file_warning(&path) {
+            c.warn_once(k, &path, w);
+        }
     }
     if client_cert_file.is_some() != client_key_file.is_some() {
         c.error(&m.url, "mqtt: client_cert_file and client_key_file go together");
@@ -730,13 +802,13 @@ fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<M
     if !tls && (ca_file.is_some() || client_cert_file.is_some()) {
         c.error(&m.url, "mqtt.ca_file and client certificates need an mqtts:// url");
     }
-    let keep_alive = c.duration(&m.keep_alive, "mqtt.keep_alive");
-    if keep_alive < Duration::from_secs(1) {
-        c.error(&m.keep_alive, "mqtt.keep_alive must be at least 1s");
-    }
-    let reconnect_max = c.positive_duration(&m.reconnect_max, "mqtt.reconnect_max");
+    let keep_alive = c.duration(&m.keep_alive, "mqtt.keep_alive", ranges::KEEP_ALIVE);
+    let reconnect_max = c.duration(&m.reconnect_max, "mqtt.reconnect_max", ranges::RECONNECT_MAX);
     if m.max_inflight == 0 {
         c.error(&m.url, "mqtt.max_inflight must be at least 1");
+    }
+    if let Err(e) = check_topic_prefix(m.topic_prefix.get_ref()) {
+        c.error(&m.topic_prefix, format!("mqtt.topic_prefix {:?} {e}", m.topic_prefix.get_ref()));
     }
     let client_id = m.client_id.clone().unwrap_or_else(|| format!("hallmonitor-{site}"));
     if client_id.is_empty() {
@@ -747,7 +819,7 @@ fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<M
         port,
         tls,
         client_id,
-        topic_prefix: m.topic_prefix.trim_end_matches('/').to_owned(),
+        topic_prefix: m.topic_prefix.get_ref().clone(),
         username: m.username.clone(),
         password,
         ca_file,

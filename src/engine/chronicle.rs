@@ -89,20 +89,6 @@ pub fn num(v: f64) -> String {
     if s == "-0" { "0".to_owned() } else { s.to_owned() }
 }
 
-/// A length of time for people: `45s`, `6m 20s`, `2h 5m`, `3d 4h`.
-pub fn span(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    let (days, hours, mins, secs) = (s / 86_400, s % 86_400 / 3_600, s % 3_600 / 60, s % 60);
-    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (secs, "s")]
-        .iter()
-        .skip_while(|(n, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect();
-    if parts.is_empty() { "0s".to_owned() } else { parts.join(" ") }
-}
-
 /// `inlet_temp_c 28.4 °C > 27 on sensor-b07 (B07)`; comms breaches read `sensor-b07 (B07) unreachable`.
 pub fn describe(b: &Breach) -> String {
     let mut s = String::new();
@@ -149,15 +135,6 @@ mod tests {
         assert_eq!(d[MAX_ENTRIES - 1].what, "resolved");
         assert_eq!(d[MAX_ENTRIES].what, "truncated");
         assert!(d[MAX_ENTRIES].detail.starts_with("801 "));
-    }
-
-    #[test]
-    fn spans_read_like_a_human_wrote_them() {
-        use std::time::Duration;
-        assert_eq!(span(Duration::from_secs(380)), "6m 20s");
-        assert_eq!(span(Duration::from_secs(17 * 60)), "17m");
-        assert_eq!(span(Duration::from_secs(2 * 3600 + 5 * 60 + 7)), "2h 5m");
-        assert_eq!(span(Duration::from_secs(0)), "0s");
     }
 
     #[test]

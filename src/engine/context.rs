@@ -9,9 +9,8 @@
 use super::Engine;
 use super::chronicle;
 use super::events::RackLoad;
-use super::humane;
 use super::state::{Bucket, RackState};
-use crate::model::{RackId, Timestamp};
+use crate::model::{RackId, Timestamp, humane_duration};
 
 /// Load changes below this (percent) are not worth a hint.
 const HINT_MIN_CHANGE_PCT: f64 = 10.0;
@@ -102,7 +101,7 @@ impl Engine {
             racks = z.racks.clone();
         }
         let loads: Vec<RackLoad> = racks.iter().filter_map(|r| self.rack_load(r)).collect();
-        let window = humane(self.settings.baseline_window);
+        let window = humane_duration(self.settings.baseline_window);
         let hint = loads
             .iter()
             .filter(|l| l.change_pct.abs() >= HINT_MIN_CHANGE_PCT)

@@ -9,12 +9,12 @@
 //! its bound again (a crossing not yet held for `for`) restarts the hold: a sensor flapping
 //! around its line keeps one incident open instead of opening one per flap.
 
+use super::Engine;
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
 use super::state::{Incident, Member, MemberKey};
 use super::thresholds::Hit;
-use super::{Engine, humane};
-use crate::model::{Category, Severity, Timestamp, ZoneId};
+use crate::model::{Category, Severity, Timestamp, ZoneId, humane_duration};
 
 impl Engine {
     /// A breach was raised (or returned): join the zone's open incident or open one.
@@ -190,7 +190,7 @@ impl Engine {
         while ii < self.st.incidents.len() {
             let inc = &self.st.incidents[ii];
             if !inc.major && now >= inc.opened_at.saturating_add(self.settings.major_after) {
-                let reason = format!("has lasted more than {}", humane(self.settings.major_after));
+                let reason = format!("has lasted more than {}", humane_duration(self.settings.major_after));
                 self.raise_major(now, ii, &reason);
             }
             let inc = &self.st.incidents[ii];
@@ -213,8 +213,11 @@ impl Engine {
         }
         let inc = &mut self.st.incidents[ii];
         let lasted = now.since(inc.opened_at);
-        let detail =
-            format!("all members clear for {}; open {}", humane(self.settings.clear_hold), chronicle::span(lasted));
+        let detail = format!(
+            "all members clear for {}; open {}",
+            humane_duration(self.settings.clear_hold),
+            humane_duration(lasted)
+        );
         inc.chronicle.push(chronicle::plain(now, "resolved", detail));
         let mut ev = self.incident_event(ii, IncidentEventKind::Resolved, true);
         ev.resolved_at = Some(now);

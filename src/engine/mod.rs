@@ -867,19 +867,3 @@ fn category_of(p: &PointState, rule: RuleKind) -> Category {
         _ => Category::of_metric(p.metric.as_str()).unwrap_or(Category::Power),
     }
 }
-
-/// A duration the way configs write it: `30d`, `5m`, `90s`.
-pub fn humane(d: Duration) -> String {
-    let s = d.as_secs();
-    if s == 0 {
-        format!("{}ms", d.as_millis())
-    } else if s.is_multiple_of(86_400) {
-        format!("{}d", s / 86_400)
-    } else if s.is_multiple_of(3_600) {
-        format!("{}h", s / 3_600)
-    } else if s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}

@@ -10,8 +10,8 @@
 
 use super::events::{Event, PatternEvent, PatternState, PatternTrigger};
 use super::state::{ActivePattern, Incident, Occurrence};
-use super::{Engine, chronicle, humane};
-use crate::model::{Category, RackId, Timestamp, ZoneId};
+use super::{Engine, chronicle};
+use crate::model::{Category, RackId, Timestamp, ZoneId, humane_duration};
 
 /// Widest hour band considered a time-of-day cluster.
 const MAX_BAND_HOURS: u32 = 6;
@@ -78,7 +78,7 @@ impl Engine {
                 p.event.summary = format!(
                     "{zone}: {category} incidents back below {} in {}; pattern cleared",
                     self.settings.recurrence,
-                    humane(self.settings.window)
+                    humane_duration(self.settings.window)
                 );
                 self.push_pattern(p.event);
             }
@@ -116,7 +116,7 @@ impl Engine {
             .and_then(|i| i.context.hint.clone())
             .or_else(|| occs.iter().rev().find_map(|o| o.hint.clone()));
         let n = occs.len();
-        let window = humane(self.settings.window);
+        let window = humane_duration(self.settings.window);
         let mut summary = format!("{zone}: {n} {category} incidents in {window}");
         if zones.len() > 1 {
             summary
@@ -183,7 +183,7 @@ impl Engine {
             summary.push_str(&format!("; {w}"));
         }
         if occs.len() > 1 {
-            summary.push_str(&format!("; {} such incidents in {}", occs.len(), humane(self.settings.window)));
+            summary.push_str(&format!("; {} such incidents in {}", occs.len(), humane_duration(self.settings.window)));
         }
         if let Some(t) = &time_of_day {
             summary.push_str(&format!(", clustered {}", t.split(',').next().unwrap_or(t)));
@@ -203,7 +203,7 @@ impl Engine {
             category: inc.category,
             trigger: PatternTrigger::MajorIncident,
             occurrences: occs.len().max(1) as u32,
-            window: humane(self.settings.window),
+            window: humane_duration(self.settings.window),
             incident_ids: vec![inc.id.clone()],
             first_seen: inc.opened_at,
             last_seen: now,

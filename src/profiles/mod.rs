@@ -48,7 +48,9 @@ pub struct PointConfig {
     pub name: Spanned<String>,
     /// Metric with its SI unit in the name, e.g. `inlet_temp_c`.
     pub metric: Spanned<String>,
-    /// Unit of the value after scaling; derived from the metric name when omitted.
+    /// Unit of the value after scaling; derived from the metric name when omitted (`_c` °C,
+    /// `_pct` %, `_a` A, `_v` V, `_w` W, `_kw` kW, `_kwh` kWh, `_va` VA, `_hz` Hz, `_s` s,
+    /// `_h` h, `_rpm` rpm, `_pa` Pa, `_lpm` L/min, `_m3h` m³/h).
     pub unit: Option<String>,
     /// Multiply the raw value by this (e.g. 0.1 for tenths).
     #[serde(default = "one")]
@@ -229,6 +231,13 @@ pub fn default_unit(metric: &str) -> &'static str {
         m if m.ends_with("_w") => "W",
         m if m.ends_with("_va") => "VA",
         m if m.ends_with("_hz") => "Hz",
+        m if m.ends_with("_kw") => "kW",
+        m if m.ends_with("_s") => "s",
+        m if m.ends_with("_h") => "h",
+        m if m.ends_with("_rpm") => "rpm",
+        m if m.ends_with("_pa") => "Pa",
+        m if m.ends_with("_lpm") => "L/min",
+        m if m.ends_with("_m3h") => "m³/h",
         _ => "",
     }
 }
@@ -259,6 +268,28 @@ pub(crate) fn check_unique_names(cfg: &ProfileConfig, problems: &mut Vec<Profile
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_suffixes_imply_their_unit() {
+        for (metric, unit) in [
+            ("inlet_temp_c", "°C"),
+            ("current_a", "A"),
+            ("energy_kwh", "kWh"),
+            ("power_kw", "kW"),
+            ("power_w", "W"),
+            ("uptime_s", "s"),
+            ("runtime_h", "h"),
+            ("fan_speed_rpm", "rpm"),
+            ("filter_dp_pa", "Pa"),
+            ("water_flow_lpm", "L/min"),
+            ("air_flow_m3h", "m³/h"),
+            ("humidity_pct", "%RH"),
+            ("alarm", ""),
+            ("something_else", ""),
+        ] {
+            assert_eq!(default_unit(metric), unit, "{metric}");
+        }
+    }
 
     #[test]
     fn every_builtin_profile_builds() {

@@ -54,10 +54,6 @@ impl std::fmt::Display for Span {
     }
 }
 
-fn human(d: &Duration) -> String {
-    humantime::format_duration(*d).to_string()
-}
-
 /// A failed Modbus request or connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ModbusError {
@@ -67,13 +63,13 @@ pub enum ModbusError {
     #[error("cannot connect to {address}: {io}")]
     Connect { address: String, io: std::io::Error },
     /// The TCP connection was not established within the timeout.
-    #[error("no connection to {address} within {}", human(.after))]
+    #[error("no connection to {address} within {}", crate::model::humane_duration(*.after))]
     ConnectTimeout { address: String, after: Duration },
     /// The serial port of an RTU bus could not be opened.
     #[error("cannot open serial port {path}: {message}")]
     SerialOpen { path: String, message: String },
     /// No answer within the timeout.
-    #[error("timeout after {}: no answer from unit {unit} at {address} reading {span}", human(.after))]
+    #[error("timeout after {}: no answer from unit {unit} at {address} reading {span}", crate::model::humane_duration(*.after))]
     Timeout { address: String, unit: u8, span: Span, after: Duration },
     /// The connection broke during a request (reset, closed by the device).
     #[error("connection to {address} lost reading {span} from unit {unit}: {io}")]

@@ -2,14 +2,14 @@
 //! its SNMP type, one per line (`OID = TYPE: value`), for writing profiles in the field.
 //! A scalar instance OID is fetched with GET. Exit code 1 when the agent cannot be asked.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use async_snmp::{Oid, Value};
 
 use super::client::SnmpSession;
-use crate::config::{AuthProtocol, PrivProtocol, Secret, SnmpSettings, SnmpV3, SnmpVersion};
+use crate::config::{AuthProtocol, PrivProtocol, Secret, SnmpSettings, SnmpV3, SnmpVersion, read_secret_file};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,10 +54,13 @@ pub struct V3Args {
     pub priv_password_file: Option<PathBuf>,
 }
 
-fn read_secret(path: &PathBuf, what: &str) -> anyhow::Result<Secret> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| crate::commands::UsageError(format!("{what} file {}: {e}", path.display())))?;
-    Ok(Secret::new(text.lines().next().unwrap_or("").trim_end()))
+/// Reads a secret file named on the command line; a permission problem is a warning on stderr.
+fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {
+    let read = read_secret_file(path).map_err(|e| usage(format!("{what} file {}: {e}", path.display())))?;
+    if let Some(w) = read.warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(read.secret)
 }
 
 fn usage(msg: String) -> anyhow::Error {
@@ -83,15 +86,8 @@ pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
         let auth = match &args.auth {
             None => None,
             Some(a) => {
-                let proto = match a.to_ascii_lowercase().as_str() {
-                    "md5" => AuthProtocol::Md5,
-                    "sha" | "sha1" => AuthProtocol::Sha1,
-                    "sha224" => AuthProtocol::Sha224,
-                    "sha256" => AuthProtocol::Sha256,
-                    "sha384" => AuthProtocol::Sha384,
-                    "sha512" => AuthProtocol::Sha512,
-                    other => return Err(usage(format!("--auth {other:?}: expected md5, sha1, sha224..sha512"))),
-                };
+                let proto = AuthProtocol::from_name(a)
+                    .ok_or_else(|| usage(format!("--auth {a:?}: expected {}", AuthProtocol::NAMES)))?;
                 let file = args
                     .auth_password_file
                     .as_ref()
@@ -105,13 +101,8 @@ pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
                 if auth.is_none() {
                     return Err(usage("--priv requires --auth".into()));
                 }
-                let proto = match p.to_ascii_lowercase().as_str() {
-                    "des" => PrivProtocol::Des,
-                    "aes" | "aes128" => PrivProtocol::Aes128,
-                    "aes192" => PrivProtocol::Aes192,
-                    "aes256" => PrivProtocol::Aes256,
-                    other => return Err(usage(format!("--priv {other:?}: expected des, aes128, aes192, aes256"))),
-                };
+                let proto = PrivProtocol::from_name(p)
+                    .ok_or_else(|| usage(format!("--priv {p:?}: expected {}", PrivProtocol::NAMES)))?;
                 let file = args
                     .priv_password_file
                     .as_ref()

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod logging;
 pub mod model;
 pub mod profiles;

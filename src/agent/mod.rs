@@ -25,9 +25,9 @@ use tracing::{error, info, warn};
 pub use clock::Clock;
 use devices::DeviceTable;
 
-use crate::commands::UsageError;
 use crate::config::{self, Config, DeviceSpec, MqttSettings};
 use crate::engine::{Engine, EngineState, Event, IncidentEventKind, PatternState};
+use crate::error::UsageError;
 use crate::model::{Reading, Timestamp};
 use crate::publish::message::{Outbound, outbound_for};
 use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, Publisher, PublisherStatus};

@@ -146,10 +146,10 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
 
     use crate::agent::{self, AgentOptions, Clock};
-    use crate::commands::sim::{bind_all, fitted_clock, start_servers};
     use crate::sim::broker::EmbeddedBroker;
+    use crate::sim::devices::{Ports, bind_all, start_servers};
     use crate::sim::proxy::Proxy;
-    use crate::sim::scenario::{Scenario, drive};
+    use crate::sim::scenario::{Scenario, drive, fitted_clock};
     use crate::sim::{SimValues, config as simcfg};
 
     let seconds = args.seconds.max(10);
@@ -177,7 +177,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let values = Arc::new(SimValues::new());
     scenario.apply(clock.now(), &values);
-    let sockets = bind_all(scenario.settings()).await?;
+    let sockets = bind_all(scenario.settings(), Ports::AsConfigured).await?;
     for missing in start_servers(sockets, &values, &cancel).await {
         println!("demo: {missing}");
     }

@@ -13,11 +13,7 @@ pub mod tail;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
-
-/// A mistake in how the command was called (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::error::UsageError;
 
 /// Maps an error to the exit code contract: 2 for usage and configuration errors, else 1.
 pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod model;
 pub mod profiles;
 pub mod publish;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
 pub mod status;

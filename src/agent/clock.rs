@@ -9,11 +9,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::Timestamp;
+#[cfg(feature = "sim")]
 use crate::sim::scenario::SimClock;
 
 #[derive(Debug, Clone)]
 pub enum Clock {
     System,
+    #[cfg(feature = "sim")]
     Simulated(SimClock),
 }
 
@@ -21,19 +23,25 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         match self {
             Clock::System => Timestamp::now(),
+            #[cfg(feature = "sim")]
             Clock::Simulated(c) => c.now(),
         }
     }
 
     /// Whether readings must be re-stamped with this clock (sources stamp the system time).
     pub fn is_simulated(&self) -> bool {
-        matches!(self, Clock::Simulated(_))
+        match self {
+            Clock::System => false,
+            #[cfg(feature = "sim")]
+            Clock::Simulated(_) => true,
+        }
     }
 
     /// The real instant at which this clock will show `at` (now, if it already does).
     pub fn instant_of(&self, at: Timestamp) -> Instant {
         let wait = match self {
             Clock::System => Duration::from_millis(at.0.saturating_sub(Timestamp::now().0).max(0) as u64),
+            #[cfg(feature = "sim")]
             Clock::Simulated(c) => c.wall_until(at),
         };
         // Far-away deadlines are capped: the loop wakes, finds nothing due and sleeps again.
@@ -41,7 +49,7 @@ impl Clock {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
 

@@ -1,11 +1,14 @@
-//! One module per CLI command; each is a thin layer over the pipeline stages.
+//! One module per CLI command; each is a thin layer over the pipeline stages. `sim` and `demo`
+//! exist only with the `sim` and `embedded-broker` features (not in gateway builds).
 
 pub mod check_config;
+#[cfg(feature = "embedded-broker")]
 pub mod demo;
 pub mod poll;
 pub mod probe;
 pub mod replay;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod tail;

@@ -7,11 +7,13 @@ pub mod backoff;
 pub mod commands;
 pub mod config;
 pub mod engine;
+pub mod error;
 pub mod logging;
 pub mod model;
 pub mod outbox;
 pub mod profiles;
 pub mod publish;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
 pub mod status;

@@ -9,6 +9,15 @@ use hallmonitor::logging::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(name = "hallmonitor", version, about = "Edge agent for data-center facility telemetry")]
+#[cfg_attr(
+    not(feature = "sim"),
+    command(after_help = "demo and sim: not in this gateway build; build with default features \
+                          (cargo build --release) to get them.")
+)]
+#[cfg_attr(
+    all(feature = "sim", not(feature = "embedded-broker")),
+    command(after_help = "demo: not in this build; build with default features (cargo build --release) to get it.")
+)]
 struct Cli {
     /// Log output: `text` (readable lines) or `json` (for log shippers).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -24,6 +33,7 @@ enum Command {
     /// Validate a configuration file and print a summary.
     CheckConfig(commands::check_config::Args),
     /// The whole pipeline on this machine with simulated devices and an embedded broker.
+    #[cfg(feature = "embedded-broker")]
     Demo(commands::demo::Args),
     /// Subscribe to a broker and print what the NOC receives.
     Tail(commands::tail::Args),
@@ -37,6 +47,7 @@ enum Command {
     /// Run the engine over recorded readings and print what it would publish.
     Replay(commands::replay::Args),
     /// Run simulated devices only (benchmarks, tests).
+    #[cfg(feature = "sim")]
     Sim(commands::sim::Args),
 }
 
@@ -45,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, cli.log_format),
         Command::CheckConfig(a) => commands::check_config::run(a),
+        #[cfg(feature = "embedded-broker")]
         Command::Demo(a) => {
             // stdout is the NOC's view; the agent's own log would repeat it, so only errors.
             logging::init_stderr_at(cli.log_format, "error");
@@ -61,6 +73,7 @@ fn main() -> ExitCode {
             logging::init_stderr(cli.log_format);
             commands::replay::run(a)
         }
+        #[cfg(feature = "sim")]
         Command::Sim(a) => {
             logging::init(cli.log_format, None);
             commands::sim::run(a)

@@ -32,9 +32,9 @@ use tracing::{error, info, warn};
 pub use clock::{Clock, SimulatedTime};
 use devices::DeviceTable;
 
-use crate::commands::UsageError;
 use crate::config::{self, Config, DeviceSpec, MqttSettings};
 use crate::engine::{Engine, EngineState, Event, IncidentEventKind, PatternState};
+use crate::error::UsageError;
 use crate::model::{DeviceId, Reading, Timestamp};
 use crate::outbox::Outbound;
 use crate::publish::message::outbound_for;

@@ -10,9 +10,6 @@
 //! The configurations are the shipped `config/sim-demo.toml` and `config/demo.toml`, compiled
 //! in; the demo only swaps the broker address and the store path for its own.
 
-// Without the embedded broker (gateway builds) only the stub of `run` is compiled.
-#![cfg_attr(not(feature = "embedded-broker"), allow(dead_code, unused_imports))]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -42,21 +39,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    #[cfg(feature = "embedded-broker")]
-    {
-        let rt = super::runtime()?;
-        rt.block_on(demo(args))
-    }
-    #[cfg(not(feature = "embedded-broker"))]
-    {
-        let _ = args;
-        Err(super::UsageError(
-            "this build has no embedded broker (built with --no-default-features, as for a gateway); \
-             run the demo from a default build: cargo run --release -- demo"
-                .into(),
-        )
-        .into())
-    }
+    let rt = super::runtime()?;
+    rt.block_on(demo(args))
 }
 
 /// What the NOC side saw, for the summary.
@@ -141,15 +125,14 @@ impl Tally {
     }
 }
 
-#[cfg(feature = "embedded-broker")]
 async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
 
     use crate::agent::{self, AgentOptions, Clock};
-    use crate::commands::sim::{bind_all, fitted_clock, start_servers};
     use crate::sim::broker::EmbeddedBroker;
+    use crate::sim::devices::{Ports, bind_all, start_servers};
     use crate::sim::proxy::Proxy;
-    use crate::sim::scenario::{Scenario, drive};
+    use crate::sim::scenario::{Scenario, drive, fitted_clock};
     use crate::sim::{SimValues, config as simcfg};
 
     let seconds = args.seconds.max(10);
@@ -160,13 +143,16 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
 
     let broker = EmbeddedBroker::start().context("starting the embedded MQTT broker")?;
     let proxy = Proxy::start("127.0.0.1:0".parse()?, broker.addr()).await.context("starting the uplink proxy")?;
+    // The simulated devices get free ports (whatever else runs here); the agent is told which.
+    let sockets = bind_all(scenario.settings(), Ports::AnyFree).await?;
     let store_dir = demo_dir()?;
     // demo.toml names its SNMP community file relative to itself: give it one beside it.
     write_private(&store_dir.join("snmp-community"), "public\n")?;
     let agent_text = AGENT_CONFIG
         .replace("mqtt://127.0.0.1:1883", &format!("mqtt://{}", proxy.local_addr()))
         .replace("/tmp/hallmonitor-demo", &store_dir.display().to_string());
-    let config = crate::config::load_str(&store_dir.join("demo.toml"), &agent_text)?.config;
+    let mut config = crate::config::load_str(&store_dir.join("demo.toml"), &agent_text)?.config;
+    use_bound_ports(&mut config, &sockets.bound)?;
     let site = config.site.clone();
 
     println!("hallmonitor demo: site {site}, {} simulated devices, three weeks of a data hall", config.devices.len());
@@ -179,7 +165,6 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     let values = Arc::new(SimValues::new());
     scenario.apply(clock.now(), &values);
-    let sockets = bind_all(scenario.settings()).await?;
     for missing in start_servers(sockets, &values, &cancel).await {
         println!("demo: {missing}");
     }
@@ -327,6 +312,25 @@ fn banner(color: bool, text: &str) {
     } else {
         println!("── {text} ──");
     }
+}
+
+/// Points the agent's devices at the ports the simulator actually bound (the shipped configs
+/// name fixed ports, which anything else on the machine may hold).
+fn use_bound_ports(config: &mut crate::config::Config, bound: &crate::sim::devices::BoundPorts) -> anyhow::Result<()> {
+    use crate::config::Transport;
+    for d in &mut config.devices {
+        let (address, ports) = match &mut d.transport {
+            Transport::ModbusTcp { address, .. } => (address, &bound.modbus),
+            Transport::Snmp(s) => (&mut s.address, &bound.snmp),
+            Transport::ModbusRtu { .. } => continue,
+        };
+        let configured = address.strip_prefix("127.0.0.1:").and_then(|p| p.parse::<u16>().ok());
+        let Some(port) = configured.and_then(|p| ports.get(&p)) else {
+            anyhow::bail!("demo: device {} polls {address}, which no simulated device serves", d.id);
+        };
+        *address = format!("127.0.0.1:{port}");
+    }
+    Ok(())
 }
 
 /// A fresh private directory for the demo's store and status snapshot.

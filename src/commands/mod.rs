@@ -1,11 +1,14 @@
-//! One module per CLI command; each is a thin layer over the pipeline stages.
+//! One module per CLI command; each is a thin layer over the pipeline stages. `sim` and `demo`
+//! exist only with the `sim` and `embedded-broker` features (not in gateway builds).
 
 pub mod check_config;
+#[cfg(feature = "embedded-broker")]
 pub mod demo;
 pub mod poll;
 pub mod probe;
 pub mod replay;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod tail;
@@ -13,11 +16,7 @@ pub mod tail;
 use std::process::ExitCode;
 
 use crate::config::ConfigError;
-
-/// A mistake in how the command was called (exit code 2).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use crate::error::UsageError;
 
 /// Maps an error to the exit code contract: 2 for usage and configuration errors, else 1.
 pub fn exit_code_for(e: &anyhow::Error) -> ExitCode {

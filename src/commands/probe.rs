@@ -11,8 +11,9 @@ pub enum Probe {
 }
 
 pub fn run(probe: Probe) -> anyhow::Result<ExitCode> {
+    let rt = super::runtime()?;
     match probe {
-        Probe::Modbus(a) => crate::sources::modbus::probe::run(a),
-        Probe::Snmp(a) => crate::sources::snmp::probe::run(a),
+        Probe::Modbus(a) => crate::sources::modbus::probe::run(a, &rt),
+        Probe::Snmp(a) => crate::sources::snmp::probe::run(a, &rt),
     }
 }

@@ -1,13 +1,10 @@
 //! `hallmonitor sim --config PATH`: simulated devices on loopback, driven by a scenario.
 //!
-//! Loads and checks the simulator TOML (`crate::sim::config`), binds every port it names on
-//! 127.0.0.1 up front (so a port in use is reported at once, by number and device), starts the
-//! scenario's value driver, and hands each bound socket to its protocol server. Runs until
-//! Ctrl-C / SIGTERM or `--seconds`.
+//! Loads and checks the simulator TOML (`crate::sim::config`), starts the devices on the ports it
+//! names on 127.0.0.1 (`crate::sim::devices`: a port in use is reported at once, by number and
+//! device) and the scenario's value driver. Runs until Ctrl-C / SIGTERM or `--seconds`.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,11 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::UsageError;
 use crate::model::{Timestamp, humane_duration};
-use crate::profiles::Profile;
 use crate::sim::config::{Effect, Endpoint, SimDevice, SimSettings, Target};
-use crate::sim::modbus::SimModbusDevice;
-use crate::sim::scenario::{Scenario, SimClock, drive};
-use crate::sim::snmp::SimSnmpDevice;
+use crate::sim::devices::{Ports, bind_all, start_servers};
+use crate::sim::scenario::{Scenario, SimClock, drive, fitted_clock};
 use crate::sim::{SimValues, config};
 
 #[derive(clap::Args, Debug)]
@@ -86,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let clock = fitted.unwrap_or_else(|| SimClock::new(settings.start, settings.speed));
         // Values exist before any server answers.
         scenario.apply(clock.now(), &values);
-        let sockets = bind_all(&settings).await?;
+        let sockets = bind_all(&settings, Ports::AsConfigured).await?;
         let not_linked = start_servers(sockets, &values, &cancel).await;
         for what in &not_linked {
             println!("sim: {what}");
@@ -100,34 +95,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("sim: stopped at simulated {}", clock.now());
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// A clock that runs the scenario from its start to an hour after its last scheduled
-/// excursion in about `wall`, spending 60 % of it inside excursions (widened by 30 minutes).
-pub fn fitted_clock(scenario: &Scenario, wall: Duration) -> (SimClock, String) {
-    let start = scenario.settings().start;
-    let horizon = start.saturating_add(Duration::from_secs(366 * 86_400));
-    let margin = Duration::from_secs(30 * 60);
-    let occ = scenario.occurrences(start, horizon, margin);
-    let end = occ.last().map_or(start.saturating_add(Duration::from_secs(86_400)), |(_, b)| {
-        b.saturating_add(Duration::from_secs(3600))
-    });
-    let clock = SimClock::focused(start, end, &occ, wall, 0.6);
-    let focus_speed = occ
-        .first()
-        .map(|(a, b)| clock.speed_at(clock.wall_until(Timestamp((a.as_millis() + b.as_millis()) / 2))))
-        .unwrap_or(0.0);
-    let line = format!(
-        "  fitted  {} to {} (day {}) in {} s: x{:.0} through {} excursion stretches, x{:.0} between",
-        start,
-        end,
-        scenario.day_of(end),
-        wall.as_secs(),
-        focus_speed,
-        occ.len(),
-        clock.speed_at(Duration::ZERO),
-    );
-    (clock, line)
 }
 
 async fn wait_for_end(seconds: Option<u64>) {
@@ -153,85 +120,6 @@ async fn wait_for_end(seconds: Option<u64>) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
-}
-
-/// Every socket the simulator serves on, bound on 127.0.0.1, with the devices behind it.
-pub struct SimSockets {
-    /// Modbus TCP: port, listener, unit id -> device.
-    pub modbus: Vec<(u16, tokio::net::TcpListener, BTreeMap<u8, SimDevice>)>,
-    /// SNMP: port, socket, community -> device.
-    pub snmp: Vec<(u16, tokio::net::UdpSocket, BTreeMap<String, SimDevice>)>,
-}
-
-/// Binds every port of the plan on 127.0.0.1; a port in use is an error naming it.
-pub async fn bind_all(settings: &SimSettings) -> anyhow::Result<SimSockets> {
-    let mut out = SimSockets { modbus: Vec::new(), snmp: Vec::new() };
-    let addr = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    for (port, units) in settings.modbus_ports() {
-        let l = tokio::net::TcpListener::bind(addr(port)).await.map_err(|e| {
-            anyhow::anyhow!("sim: cannot listen on 127.0.0.1:{port} (Modbus TCP for {}): {e}", first_id(units.values()))
-        })?;
-        out.modbus.push((port, l, units.into_iter().map(|(u, d)| (u, d.clone())).collect()));
-    }
-    for (port, communities) in settings.snmp_ports() {
-        let s = tokio::net::UdpSocket::bind(addr(port)).await.map_err(|e| {
-            anyhow::anyhow!("sim: cannot bind 127.0.0.1:{port} (SNMP for {}): {e}", first_id(communities.values()))
-        })?;
-        out.snmp.push((port, s, communities.into_iter().map(|(c, d)| (c, d.clone())).collect()));
-    }
-    Ok(out)
-}
-
-fn first_id<'a>(mut devices: impl Iterator<Item = &'a &'a SimDevice>) -> String {
-    devices.next().map(|d| d.id.to_string()).unwrap_or_default()
-}
-
-/// Hands each bound socket to its protocol server; returns what could not be started.
-pub async fn start_servers(sockets: SimSockets, values: &Arc<SimValues>, cancel: &CancellationToken) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (port, listener, units) in sockets.modbus {
-        let mut served = std::collections::HashMap::new();
-        for (unit, d) in units {
-            match &d.profile {
-                Profile::Modbus(p) => {
-                    served.insert(unit, SimModbusDevice { id: d.id.clone(), profile: p.clone() });
-                }
-                Profile::Snmp(_) => problems.push(format!("{} on Modbus port {port} has an SNMP profile", d.id)),
-            }
-        }
-        let (values, cancel) = (values.clone(), cancel.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::sim::modbus::serve(listener, served, values, cancel).await {
-                tracing::error!(port, error = %e, "sim: Modbus server stopped");
-            }
-        });
-    }
-    for (port, socket, communities) in sockets.snmp {
-        let mut served = std::collections::HashMap::new();
-        for (community, d) in communities {
-            match &d.profile {
-                Profile::Snmp(p) => {
-                    served.insert(community, SimSnmpDevice { id: d.id.clone(), profile: p.clone(), rows: d.rows });
-                }
-                Profile::Modbus(_) => problems.push(format!("{} on SNMP port {port} has a Modbus profile", d.id)),
-            }
-        }
-        // The SNMP agent binds its own socket: release ours (it proved the port free) first.
-        let bind = socket.local_addr().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
-        drop(socket);
-        match crate::sim::snmp::serve(bind, served, values.clone(), cancel.clone()).await {
-            Ok(agent) => {
-                // Hold the agent's handle until the simulator stops.
-                let cancel = cancel.clone();
-                tokio::spawn(async move {
-                    cancel.cancelled().await;
-                    drop(agent);
-                });
-            }
-            Err(e) => problems.push(format!("SNMP agent on port {port}: {e}")),
-        }
-    }
-    problems
 }
 
 /// What the simulator will run, one line per run of similar devices.

@@ -6,6 +6,7 @@
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
+pub mod devices;
 pub mod modbus;
 pub mod proxy;
 pub mod scenario;

@@ -490,6 +490,34 @@ fn unit_noise(key: u64, step: u64) -> f64 {
     rng.f64() * 2.0 - 1.0
 }
 
+/// A clock that runs the scenario from its start to an hour after its last scheduled
+/// excursion in about `wall`, spending 60 % of it inside excursions (widened by 30 minutes).
+pub fn fitted_clock(scenario: &Scenario, wall: Duration) -> (SimClock, String) {
+    let start = scenario.settings().start;
+    let horizon = start.saturating_add(Duration::from_secs(366 * 86_400));
+    let margin = Duration::from_secs(30 * 60);
+    let occ = scenario.occurrences(start, horizon, margin);
+    let end = occ.last().map_or(start.saturating_add(Duration::from_secs(86_400)), |(_, b)| {
+        b.saturating_add(Duration::from_secs(3600))
+    });
+    let clock = SimClock::focused(start, end, &occ, wall, 0.6);
+    let focus_speed = occ
+        .first()
+        .map(|(a, b)| clock.speed_at(clock.wall_until(Timestamp((a.as_millis() + b.as_millis()) / 2))))
+        .unwrap_or(0.0);
+    let line = format!(
+        "  fitted  {} to {} (day {}) in {} s: x{:.0} through {} excursion stretches, x{:.0} between",
+        start,
+        end,
+        scenario.day_of(end),
+        wall.as_secs(),
+        focus_speed,
+        occ.len(),
+        clock.speed_at(Duration::ZERO),
+    );
+    (clock, line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

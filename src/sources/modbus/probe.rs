@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use super::decode::{Order, decode_raw};
 use super::error::Span;
 use super::transport::{Answer, Endpoint, Link, ReadRequest};
-use crate::commands::UsageError;
 use crate::config::{Parity, SerialSettings};
+use crate::error::UsageError;
 use crate::profiles::modbus::{Table, ValueType};
 use crate::sources::SourceStats;
 
@@ -89,7 +89,8 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
     Ok(Endpoint::Tcp(addr))
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Runs the probe on `rt` (the command layer owns the runtime).
+pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     if !(1..=125).contains(&args.count) {
         return Err(UsageError("--count must be 1..=125".into()).into());
     }
@@ -100,7 +101,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let endpoint = endpoint(&args).map_err(UsageError)?;
     let table = if args.input { Table::Input } else { Table::Holding };
     let span = Span { table, start, count: args.count };
-    let rt = crate::commands::runtime()?;
     let words = rt.block_on(async {
         let cancel = CancellationToken::new();
         let (link, task) = Link::spawn(endpoint.clone(), Arc::new(SourceStats::default()), cancel.clone());

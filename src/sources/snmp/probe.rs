@@ -64,7 +64,7 @@ fn read_secret(path: &Path, what: &str) -> anyhow::Result<Secret> {
 }
 
 fn usage(msg: String) -> anyhow::Error {
-    crate::commands::UsageError(msg).into()
+    crate::error::UsageError(msg).into()
 }
 
 /// Turns the command line into the settings a configured device would have.
@@ -132,11 +132,11 @@ pub fn format_varbind(oid: &Oid, value: &Value) -> String {
     format!("{oid} = {}: {shown}", value.kind())
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Runs the probe on `rt` (the command layer owns the runtime).
+pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let root = Oid::parse(args.oid.trim_start_matches('.'))
         .map_err(|e| usage(format!("--oid {:?} is not a numeric OID: {e}", args.oid)))?;
     let settings = settings(&args)?;
-    let rt = crate::commands::runtime()?;
     rt.block_on(async move {
         let mut session = match SnmpSession::connect(&settings, args.timeout, args.retries).await {
             Ok(s) => s,

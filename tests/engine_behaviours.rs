@@ -493,3 +493,103 @@ fn removing_a_device_lets_its_incident_resolve() {
     let chronicle = resolved[0].chronicle.as_ref().unwrap();
     assert!(chronicle.iter().any(|c| c.detail.contains("device removed from the configuration")), "{chronicle:#?}");
 }
+
+/// `zone_config` with the default `[patterns]` settings (no `major_after` of its own).
+fn default_patterns_config(sensors: usize) -> String {
+    zone_config(sensors).replace("major_after = \"2h\"\n", "")
+}
+
+fn major_patterns(d: &Driver) -> Vec<&hallmonitor::engine::PatternEvent> {
+    d.patterns()
+        .into_iter()
+        .filter(|(_, p)| p.trigger == PatternTrigger::MajorIncident && p.state == hallmonitor::engine::PatternState::Active)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[test]
+fn an_ordinary_warning_of_90_minutes_is_no_major_incident_but_a_critical_one_is() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    // 29.5 °C for 90 minutes, then back to normal: a warning the shift handles.
+    let mut t = T0;
+    while t < T0 + 4 * HOUR {
+        let v = if t < T0 + 90 * MIN { 29.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        t += MIN;
+    }
+    assert_eq!(d.opened().len(), 1);
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+
+    // The same sensor at 33 °C (critical): a major incident at once.
+    while t < T0 + 5 * HOUR {
+        d.feed(t, &sensors_at(t, 1, |_| 33.0));
+        t += MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert!(major[0].summary.contains("turned critical"), "{}", major[0].summary);
+}
+
+#[test]
+fn a_warning_still_active_after_hours_is_a_major_incident_one_clearing_is_not() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    let mut t = T0;
+    // 29.5 °C for 10 h.
+    while t < T0 + 10 * HOUR {
+        d.feed(t, &sensors_at(t, 1, |_| 29.5));
+        t += 5 * MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert!(major[0].summary.contains("has lasted more than 8h"), "{}", major[0].summary);
+    let opened_at = d.opened()[0].opened_at;
+    assert_eq!(d.patterns()[0].0, opened_at.saturating_add(std::time::Duration::from_secs(8 * 3600)));
+
+    // An incident whose sensor is back under its threshold when 8 h are up (it resolves
+    // after its clear hold) raises nothing.
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    let mut t = T0;
+    while t < T0 + 9 * HOUR {
+        let v = if t < T0 + 8 * HOUR - 2 * MIN { 29.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        t += MIN;
+    }
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+}
+
+#[test]
+fn a_device_dark_for_hours_is_no_major_incident_until_it_stays_dark_for_a_day() {
+    let mut cfg = default_patterns_config(1);
+    cfg.push_str("[polling]\ndown_after = 3\n");
+    let mut d = Driver::new(settings(&cfg));
+    let dark = |t: i64| vec![bad(t, "th-00", "temp", "inlet_temp_c", "hall1-b")];
+    let mut t = T0;
+    // A PDU dark for 6 h, then back: one comms incident, no pattern.
+    while t < T0 + 7 * HOUR {
+        if t < T0 + 6 * HOUR {
+            d.feed(t, &dark(t));
+        } else {
+            d.feed(t, &sensors_at(t, 1, |_| 23.0));
+        }
+        t += 5 * MIN;
+    }
+    assert_eq!(d.opened().len(), 1);
+    assert_eq!(d.opened()[0].category, Category::Comms);
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+
+    // Dark again for 26 h: the pattern comes 24 h after the comms incident opened.
+    let from = t;
+    while t < from + 26 * HOUR {
+        d.feed(t, &dark(t));
+        t += 5 * MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert_eq!(major[0].category, Category::Comms);
+    assert!(major[0].summary.contains("unreachable for more than 1d"), "{}", major[0].summary);
+    let opened_at = d.opened()[1].opened_at;
+    assert_eq!(d.patterns().last().map(|p| p.0), Some(opened_at.saturating_add(std::time::Duration::from_secs(24 * 3600))));
+}

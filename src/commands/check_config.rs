@@ -88,10 +88,11 @@ pub fn summary(c: &Config) -> String {
     let e = &c.engine;
     let _ = writeln!(
         s,
-        "patterns  {} incidents in {} (major after {})",
+        "patterns  {} incidents in {} (major after {}, unreachable after {})",
         e.recurrence,
         humantime::format_duration(e.window),
-        humantime::format_duration(e.major_after)
+        humantime::format_duration(e.major_after),
+        humantime::format_duration(e.unreachable_major_after)
     );
     s
 }

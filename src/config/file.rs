@@ -420,14 +420,22 @@ pub struct PatternsConfig {
     /// ... within this rolling window -> pattern signal.
     #[serde(default = "default_window")]
     pub window: DurationStr,
-    /// An incident this long, or critical, is a problem on its own.
+    /// An incident still active this long, or critical, is a problem on its own.
     #[serde(default = "default_major_after")]
     pub major_after: DurationStr,
+    /// A device unreachable this long (a comms incident) is a problem on its own.
+    #[serde(default = "default_unreachable_major_after")]
+    pub unreachable_major_after: DurationStr,
 }
 
 impl Default for PatternsConfig {
     fn default() -> Self {
-        Self { recurrence: default_recurrence(), window: default_window(), major_after: default_major_after() }
+        Self {
+            recurrence: default_recurrence(),
+            window: default_window(),
+            major_after: default_major_after(),
+            unreachable_major_after: default_unreachable_major_after(),
+        }
     }
 }
 fn default_recurrence() -> Spanned<i64> {
@@ -437,7 +445,10 @@ fn default_window() -> DurationStr {
     Spanned::new(0..0, "30d".to_owned())
 }
 fn default_major_after() -> DurationStr {
-    Spanned::new(0..0, "30m".to_owned())
+    Spanned::new(0..0, "8h".to_owned())
+}
+fn default_unreachable_major_after() -> DurationStr {
+    Spanned::new(0..0, "24h".to_owned())
 }
 
 #[derive(Debug, Deserialize, Default)]

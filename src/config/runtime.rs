@@ -215,7 +215,10 @@ pub struct EngineSettings {
     pub baseline_window: Duration,
     pub recurrence: u32,
     pub window: Duration,
+    /// An active incident this long (or critical) raises a `major_incident` pattern.
     pub major_after: Duration,
+    /// The same for a comms incident (devices unreachable): longer, a dark device is common.
+    pub unreachable_major_after: Duration,
     pub rollup_interval: Option<Duration>,
 }
 

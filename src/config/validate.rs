@@ -497,6 +497,8 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     }
     let window = c.positive_duration(&file.patterns.window, "patterns.window");
     let major_after = c.positive_duration(&file.patterns.major_after, "patterns.major_after");
+    let unreachable_major_after =
+        c.positive_duration(&file.patterns.unreachable_major_after, "patterns.unreachable_major_after");
     let rollup_interval = file.rollups.interval.as_ref().map(|i| c.positive_duration(i, "rollups.interval"));
     let health_interval = c.positive_duration(&file.health.interval, "health.interval");
 
@@ -515,6 +517,7 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
         recurrence: recurrence as u32,
         window,
         major_after,
+        unreachable_major_after,
         rollup_interval,
     };
     let config = Config {

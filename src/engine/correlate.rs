@@ -189,8 +189,15 @@ impl Engine {
         let mut ii = 0;
         while ii < self.st.incidents.len() {
             let inc = &self.st.incidents[ii];
-            if !inc.major && now >= inc.opened_at.saturating_add(self.settings.major_after) {
-                let reason = format!("has lasted more than {}", humane(self.settings.major_after));
+            if let Some(due) = self.major_due(inc)
+                && now >= due
+            {
+                let reason = match inc.category {
+                    Category::Comms => {
+                        format!("has had a device unreachable for more than {}", humane(self.settings.unreachable_major_after))
+                    }
+                    _ => format!("has lasted more than {}", humane(self.settings.major_after)),
+                };
                 self.raise_major(now, ii, &reason);
             }
             let inc = &self.st.incidents[ii];
@@ -205,6 +212,20 @@ impl Engine {
             }
             ii += 1;
         }
+    }
+
+    /// When a long incident becomes a `major_incident` pattern: `major_after` after it opened
+    /// (`unreachable_major_after` for unreachable devices), if it is still active then. One
+    /// whose members have all cleared is on its way out, not a problem on its own.
+    pub(super) fn major_due(&self, inc: &Incident) -> Option<Timestamp> {
+        if inc.major || inc.all_clear_since().is_some() {
+            return None;
+        }
+        let after = match inc.category {
+            Category::Comms => self.settings.unreachable_major_after,
+            _ => self.settings.major_after,
+        };
+        Some(inc.opened_at.saturating_add(after))
     }
 
     fn resolve(&mut self, now: Timestamp, ii: usize) {

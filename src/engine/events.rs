@@ -194,7 +194,8 @@ pub enum PatternState {
 pub enum PatternTrigger {
     /// `recurrence` incidents of one category in one zone (and adjacent zones) within `window`.
     Recurrence,
-    /// One incident that turned critical or lasted `major_after`.
+    /// One incident that turned critical, or is still active after `major_after`
+    /// (`unreachable_major_after` for unreachable devices).
     MajorIncident,
 }
 

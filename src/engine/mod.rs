@@ -226,8 +226,8 @@ impl Engine {
         let mut next: Option<Timestamp> = None;
         let mut at = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
         for inc in &self.st.incidents {
-            if !inc.major {
-                at(inc.opened_at.saturating_add(self.settings.major_after));
+            if let Some(due) = self.major_due(inc) {
+                at(due);
             }
             if let Some(clear) = inc.all_clear_since() {
                 at(clear.saturating_add(self.settings.clear_hold));

@@ -4,8 +4,10 @@
 //! occurrences in the zone and its adjacent zones within the rolling `window`; it goes
 //! `active` when the count reaches `recurrence` (and the zone itself had at least one), is
 //! `updated` on each further occurrence, and `cleared` once the window holds fewer again. An
-//! incident that turns critical or lasts `major_after` raises a `major_incident` pattern,
-//! cleared when the incident resolves. History is pruned to the window, so memory is bounded
+//! incident that turns critical, or is still active `major_after` after it opened
+//! (`unreachable_major_after` for a comms incident: devices unreachable), raises a
+//! `major_incident` pattern, cleared when the incident resolves. Patterns are a hand-off to
+//! problem management and must stay rare: an ordinary warning handled within a shift is not one. History is pruned to the window, so memory is bounded
 //! by how many incidents a window can hold, never by run length.
 
 use super::events::{Event, PatternEvent, PatternState, PatternTrigger};

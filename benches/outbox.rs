@@ -97,6 +97,8 @@ fn incident(i: u64) -> Outbound {
         since: t(0),
         cleared_at: None,
         rule: "high".into(),
+        peak: Some(28.4),
+        clears_at: None,
     };
     let ev = Event::Incident(IncidentEvent {
         event: IncidentEventKind::Opened,

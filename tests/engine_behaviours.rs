@@ -502,7 +502,9 @@ fn default_patterns_config(sensors: usize) -> String {
 fn major_patterns(d: &Driver) -> Vec<&hallmonitor::engine::PatternEvent> {
     d.patterns()
         .into_iter()
-        .filter(|(_, p)| p.trigger == PatternTrigger::MajorIncident && p.state == hallmonitor::engine::PatternState::Active)
+        .filter(|(_, p)| {
+            p.trigger == PatternTrigger::MajorIncident && p.state == hallmonitor::engine::PatternState::Active
+        })
         .map(|(_, p)| p)
         .collect()
 }
@@ -591,5 +593,67 @@ fn a_device_dark_for_hours_is_no_major_incident_until_it_stays_dark_for_a_day() 
     assert_eq!(major[0].category, Category::Comms);
     assert!(major[0].summary.contains("unreachable for more than 1d"), "{}", major[0].summary);
     let opened_at = d.opened()[1].opened_at;
-    assert_eq!(d.patterns().last().map(|p| p.0), Some(opened_at.saturating_add(std::time::Duration::from_secs(24 * 3600))));
+    assert_eq!(
+        d.patterns().last().map(|p| p.0),
+        Some(opened_at.saturating_add(std::time::Duration::from_secs(24 * 3600)))
+    );
+}
+
+fn labeled(t: i64, device: &str, label: &str, v: f64) -> hallmonitor::model::Reading {
+    let mut r = good(t, device, "ext_temp", "inlet_temp_c", "°C", v, "hall1-b", Some("B01"));
+    r.label = Some(std::sync::Arc::from(label));
+    r
+}
+
+#[test]
+fn breach_lists_name_each_sensor_once_worst_first_with_its_peak() {
+    let mut cfg = zone_config(1);
+    cfg.push_str(&device("pdu-b01", "test-pdu", "hall1-b", Some("B01"), ""));
+    let mut d = Driver::new(settings(&cfg));
+    let mut t = T0;
+    // Three sensors of one PDU and a probe; "Inlet top" peaks at 30.5 then eases to 29.7.
+    for step in 0..20 {
+        let top = if step < 10 { 29.0 + step as f64 * 0.15 } else { 29.7 };
+        let mut rs = vec![
+            labeled(t, "pdu-b01", "Inlet top", top),
+            labeled(t, "pdu-b01", "Inlet mid", 28.0),
+            labeled(t, "pdu-b01", "Inlet bottom", 33.0),
+        ];
+        rs.extend(sensors_at(t, 1, |_| 27.5));
+        d.feed(t, &rs);
+        t += MIN;
+    }
+    let open = d.engine.open_incidents();
+    let last = open.first().expect("an incident");
+    assert_eq!(
+        hallmonitor::engine::breach_list(&last.breaches, 3),
+        "pdu-b01 Inlet bottom inlet_temp_c 33 °C > 32, pdu-b01 Inlet top inlet_temp_c 29.7 °C > 27 (peak 30.4), \
+         pdu-b01 Inlet mid inlet_temp_c 28 °C > 27, +1 more"
+    );
+    // The "+1 more" is the probe, named by its device.
+    assert!(hallmonitor::engine::breach_list(&last.breaches, 9).ends_with("th-00 inlet_temp_c 27.5 °C > 27"));
+}
+
+#[test]
+fn a_sensor_back_under_its_threshold_inside_the_hysteresis_reads_as_clearing() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    let mut t = T0;
+    for step in 0..12 {
+        // th-00 goes to 29.5 and comes back to 26.8: under 27 but not yet under 27 - 0.5.
+        let v0 = if step < 6 { 29.5 } else { 26.8 };
+        d.feed(t, &sensors_at(t, 2, |i| if i == 0 { v0 } else { 28.0 }));
+        t += MIN;
+    }
+    let open = d.engine.open_incidents();
+    let last = open.first().expect("an incident");
+    let b = last.breaches.iter().find(|b| b.device.as_str() == "th-00").expect("th-00 still a member");
+    assert_eq!(b.cleared_at, None, "inside the hysteresis the breach is still held");
+    assert_eq!(b.clears_at, Some(26.5));
+    assert_eq!(b.peak, Some(29.5));
+    let list = hallmonitor::engine::breach_list(&last.breaches, 3);
+    assert_eq!(
+        list,
+        "th-01 inlet_temp_c 28 °C > 27, th-00 inlet_temp_c 26.8 °C (clearing: under 27, clears below 26.5)"
+    );
+    assert!(!list.contains("26.8 °C >"), "no value under its threshold shown as a breach: {list}");
 }

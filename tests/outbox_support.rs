@@ -40,6 +40,8 @@ fn breach(device: &str, rack: &str, value: f64) -> Breach {
         since: t("2026-11-02T14:05:00Z"),
         cleared_at: None,
         rule: "high".into(),
+        peak: Some(value),
+        clears_at: None,
     }
 }
 

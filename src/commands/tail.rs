@@ -19,7 +19,7 @@ use rumqttc::{AsyncClient, Event as MqttEvent, Incoming, MqttOptions, QoS, TlsCo
 use serde_json::Value;
 
 use super::UsageError;
-use crate::engine::{Breach, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
+use crate::engine::{IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
 use crate::model::{Severity, Timestamp};
 
 #[derive(clap::Args, Debug)]
@@ -363,14 +363,9 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
             }
         }
         IncidentEventKind::Opened | IncidentEventKind::Updated => {
-            let active: Vec<&Breach> = e.breaches.iter().filter(|b| b.cleared_at.is_none()).collect();
-            let shown: Vec<String> = active.iter().take(3).map(|b| breach(b)).collect();
-            if !shown.is_empty() {
-                let more = active.len().saturating_sub(shown.len());
-                let _ = write!(s, " | {}", shown.join(", "));
-                if more > 0 {
-                    let _ = write!(s, " +{more} more");
-                }
+            let list = crate::engine::breach_list(&e.breaches, 3);
+            if !list.is_empty() {
+                let _ = write!(s, " | {list}");
             }
         }
     }
@@ -384,20 +379,6 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
     }
     let _ = write!(s, " [{}]", e.incident_id);
     s
-}
-
-/// `inlet_temp_c 29.1°C>27 B07`; a comms breach reads `th-c02 unreachable`.
-fn breach(b: &Breach) -> String {
-    let place = b.rack.as_ref().map(|r| r.to_string()).unwrap_or_else(|| b.device.to_string());
-    if b.rule == "comms" {
-        return format!("{} unreachable", b.device);
-    }
-    let op = if b.rule == "low" { "<" } else { ">" };
-    let value = b.value.map(num).unwrap_or_else(|| "?".into());
-    match b.threshold {
-        Some(t) => format!("{} {value}{}{op}{} {place}", b.metric, b.unit, num(t)),
-        None => format!("{} {value}{} {place}", b.metric, b.unit),
-    }
 }
 
 fn pattern(e: &PatternEvent, st: Style) -> String {
@@ -531,7 +512,7 @@ mod tests {
         assert_eq!(
             render_line("hallmonitor/v1/fra1/incidents/hall1-b", OPENED.as_bytes()),
             "2026-11-02 14:06:00 fra1 hall1-b incident OPENED   thermal warning racks B07,B08 \
-             | inlet_temp_c 29.1°C>27 B07, inlet_temp_c 28°C>27 B08 \
+             | th-b07 inlet_temp_c 29.1 °C > 27, th-b08 inlet_temp_c 28 °C > 27 \
              | B07 draws 35 % more than its 7-day median [fra1-hall1-b-thermal-20261102T1405]"
         );
     }
@@ -586,8 +567,8 @@ mod tests {
             "threshold":20.0,"severity":"warning","rack":"C03","since":"2026-11-02T08:00:00Z","rule":"low"}]}"#;
         assert_eq!(
             render_line("hallmonitor/v1/fra1/incidents/hall1-c", p.as_bytes()),
-            "2026-11-02 09:00:00 fra1 hall1-c incident updated  comms warning | th-c02 unreachable, \
-             humidity_pct 18%RH<20 C03 [i2]"
+            "2026-11-02 09:00:00 fra1 hall1-c incident updated  comms warning | th-c03 humidity_pct 18 %RH < 20, \
+             th-c02 unreachable [i2]"
         );
     }
 

@@ -94,25 +94,25 @@ impl Engine {
     }
 
     /// A held breach changed severity or rule.
-    pub(super) fn member_changed(&mut self, now: Timestamp, key: &MemberKey, hit: Hit, v: f64) {
+    pub(super) fn member_changed(&mut self, now: Timestamp, key: &MemberKey, hit: Hit, v: f64, clears_at: Option<f64>) {
         let Some((ii, mi)) = self.find_member(key) else { return };
         let inc = &mut self.st.incidents[ii];
         let b = &mut inc.members[mi].breach;
         b.severity = hit.severity;
         b.threshold = Some(hit.bound);
         b.rule = hit.rule.as_str().to_owned();
-        b.value = Some(v);
+        set_value(b, v, clears_at);
         let b = b.clone();
         update_peak(inc, &b, now);
         self.after_change(now, ii);
     }
 
     /// A held breach has a new value (no event; the next one carries it).
-    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64, bound: f64) {
+    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64, bound: f64, clears_at: Option<f64>) {
         let Some((ii, mi)) = self.find_member(key) else { return };
         let inc = &mut self.st.incidents[ii];
-        inc.members[mi].breach.value = Some(v);
         inc.members[mi].breach.threshold = Some(bound);
+        set_value(&mut inc.members[mi].breach, v, clears_at);
         let b = inc.members[mi].breach.clone();
         update_peak(inc, &b, now);
     }
@@ -123,6 +123,7 @@ impl Engine {
         let inc = &mut self.st.incidents[ii];
         let b = &mut inc.members[mi].breach;
         b.cleared_at = Some(now);
+        b.clears_at = None;
         if v.is_some() {
             b.value = v;
         }
@@ -194,7 +195,10 @@ impl Engine {
             {
                 let reason = match inc.category {
                     Category::Comms => {
-                        format!("has had a device unreachable for more than {}", humane(self.settings.unreachable_major_after))
+                        format!(
+                            "has had a device unreachable for more than {}",
+                            humane(self.settings.unreachable_major_after)
+                        )
                     }
                     _ => format!("has lasted more than {}", humane(self.settings.major_after)),
                 };
@@ -278,6 +282,18 @@ impl Engine {
             chronicle: with_chronicle.then(|| inc.chronicle.delivered()),
         }
     }
+}
+
+/// A held breach's latest value, its own peak, and whether it is clearing.
+fn set_value(b: &mut Breach, v: f64, clears_at: Option<f64>) {
+    b.value = Some(v);
+    b.clears_at = clears_at;
+    let low = b.rule == "low";
+    b.peak = Some(match b.peak {
+        Some(p) if low => p.min(v),
+        Some(p) => p.max(v),
+        None => v,
+    });
 }
 
 /// Keeps the worst value per metric (lowest for low-side breaches, highest otherwise).

@@ -106,6 +106,13 @@ pub struct Breach {
     pub cleared_at: Option<Timestamp>,
     /// Which rule: `high`, `low`, `rise`, `breaker`, `redundancy`, `comms`, `alarm`.
     pub rule: String,
+    /// Worst value of this member during the incident (lowest for a `low` rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<f64>,
+    /// Present while the value is back inside `threshold` but not yet past the hysteresis:
+    /// the breach is clearing and clears once the value passes this bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clears_at: Option<f64>,
 }
 
 /// The worst value of one metric during an incident.

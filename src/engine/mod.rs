@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use chronicle::breach_list;
 pub use events::*;
 pub use state::EngineState;
 
@@ -634,17 +635,35 @@ impl Engine {
             }
             Step::Held { from, to } => {
                 let key = self.member_key(pi, slot);
+                let clears_at = self.clears_at(pi, slot, to, v);
                 if from.severity != to.severity || from.rule != to.rule {
-                    self.member_changed(now, &key, to, v);
+                    self.member_changed(now, &key, to, v, clears_at);
                 } else {
                     // Same breach; a moving bound (the rise rule's window minimum) is no news.
-                    self.member_value(now, &key, v, to.bound);
+                    self.member_value(now, &key, v, to.bound, clears_at);
                 }
             }
             Step::Cleared(_) => {
                 let key = self.member_key(pi, slot);
                 self.member_cleared(now, &key, Some(v), "back inside its bounds");
             }
+        }
+    }
+
+    /// For a held breach whose value is back inside its bound but not past the hysteresis:
+    /// the value it clears at (`bound - hysteresis` for a high-side rule).
+    fn clears_at(&mut self, pi: u32, slot: Slot, hit: Hit, v: f64) -> Option<f64> {
+        let rules = self.rules(pi);
+        let t = match slot {
+            Slot::Level => rules.level?,
+            Slot::Breaker => rules.breaker?,
+            Slot::Rise | Slot::Comms => return None,
+        };
+        let h = t.hysteresis.max(0.0);
+        match hit.rule {
+            RuleKind::Low => (v >= hit.bound).then_some(hit.bound + h),
+            RuleKind::High | RuleKind::Breaker | RuleKind::Redundancy => (v <= hit.bound).then_some(hit.bound - h),
+            RuleKind::Rise | RuleKind::Comms | RuleKind::Alarm => None,
         }
     }
 
@@ -667,6 +686,8 @@ impl Engine {
             since,
             cleared_at: None,
             rule: hit.rule.as_str().to_owned(),
+            peak: v,
+            clears_at: None,
         }
     }
 
@@ -834,6 +855,8 @@ fn comms_breach(d: &DeviceState, now: Timestamp) -> Breach {
         since: now,
         cleared_at: None,
         rule: RuleKind::Comms.as_str().to_owned(),
+        peak: None,
+        clears_at: None,
     }
 }
 

@@ -73,9 +73,12 @@ pub fn incident(kind: IncidentEventKind, n: u32) -> Event {
         context: IncidentContext {
             rack_load: vec![RackLoad {
                 rack: RackId::new("B07"),
-                power_w: 6900.0,
-                baseline_w: 5000.0,
+                power_w: Some(6900.0),
+                baseline_w: Some(5000.0),
                 change_pct: 38.0,
+                basis: "power_w".into(),
+                current_a: None,
+                baseline_a: None,
             }],
             probable_cause: None,
             hint: Some("B07 draws 38 % more than its 7-day median".into()),

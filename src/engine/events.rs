@@ -145,17 +145,34 @@ pub struct IncidentContext {
     pub hint: Option<String>,
 }
 
-/// One rack's power now against its baseline.
+/// One rack's load now against its baseline: watts (`power_w`, `baseline_w`), or, where its
+/// PDUs report current without power or voltage, amps (`current_a`, `baseline_a`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RackLoad {
     /// The rack.
     pub rack: RackId,
-    /// Rack power now (sum of its PDUs), watts.
-    pub power_w: f64,
-    /// Median over the baseline window, watts.
-    pub baseline_w: f64,
+    /// Rack power now (sum of its PDUs), watts; absent when `basis` is `current_a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    /// Median over the baseline window, watts; absent when `basis` is `current_a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_w: Option<f64>,
     /// (now - baseline) / baseline, in percent.
     pub change_pct: f64,
+    /// What the load is measured from: `power_w` (reported power), `current_x_voltage`
+    /// (current times voltage where a PDU reports no power) or `current_a` (amps only).
+    #[serde(default = "power_basis")]
+    pub basis: String,
+    /// Rack current now (sum of its PDUs' currents), amps; with `basis` `current_a` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_a: Option<f64>,
+    /// Median current over the baseline window, amps; with `basis` `current_a` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_a: Option<f64>,
+}
+
+fn power_basis() -> String {
+    "power_w".to_owned()
 }
 
 /// One line of an incident's timeline.

@@ -403,7 +403,7 @@ impl Engine {
                 dix.extra.push(pi);
             }
         }
-        if p.kind == PointKind::Power
+        if p.kind.is_rack_load()
             && let Some(rack) = &p.rack
         {
             let rs = self.rack_slot(rack);
@@ -468,7 +468,7 @@ impl Engine {
             c.rollup = Some(self.rollup_slot(key, unit));
         }
         let p = &self.st.points[pi as usize];
-        if p.kind == PointKind::Power
+        if p.kind.is_rack_load()
             && let Some(rack) = p.rack.clone()
         {
             c.rack = Some(self.rack_slot(&rack));
@@ -496,14 +496,19 @@ impl Engine {
         }
         self.evaluate(now, pi, v, &rules);
         match self.st.points[pi as usize].kind {
-            PointKind::Plain | PointKind::DewPoint | PointKind::Redundancy => {}
+            PointKind::Plain | PointKind::DewPoint | PointKind::Redundancy | PointKind::Voltage => {}
             PointKind::InletTemp | PointKind::Humidity => self.dew_point_input(now, di, pi, v),
             PointKind::Power => {
                 if let Some(rs) = rules.rack {
                     self.rack_power_sample(now, rs);
                 }
             }
-            PointKind::PhaseCurrent => self.redundancy_input(now, pi),
+            PointKind::PhaseCurrent => {
+                self.redundancy_input(now, pi);
+                if let Some(rs) = rules.rack {
+                    self.rack_power_sample(now, rs);
+                }
+            }
             PointKind::Alarm => self.cooling_alarm_input(now, di, v),
         }
     }

@@ -115,6 +115,7 @@ fn incident(i: u64) -> Outbound {
             hint: Some("B07 draws 38 % more than its 7-day median".into()),
             ..Default::default()
         },
+        changes: Vec::new(),
         chronicle: None,
     });
     outbound_for("hallmonitor/v1", &SiteId::new("fra1"), &ev)

@@ -657,3 +657,31 @@ fn a_sensor_back_under_its_threshold_inside_the_hysteresis_reads_as_clearing() {
     );
     assert!(!list.contains("26.8 °C >"), "no value under its threshold shown as a breach: {list}");
 }
+
+#[test]
+fn an_update_says_what_changed_since_the_previous_event() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    let mut t = T0;
+    for minute in 0..16 {
+        let v0 = match minute {
+            0..=5 => 29.0,
+            6..=8 => 30.5,
+            _ => 33.0,
+        };
+        let v1 = if minute >= 3 { 28.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 2, |i| if i == 0 { v0 } else { v1 }));
+        t += MIN;
+    }
+    let updates: Vec<Vec<String>> =
+        d.incidents().iter().filter(|i| i.event == IncidentEventKind::Updated).map(|i| i.changes.clone()).collect();
+    let all: Vec<&String> = updates.iter().flatten().collect();
+    assert!(all.contains(&&"racks added: B02".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"in breach: th-01 temp".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"new peak inlet_temp_c 33 °C on th-00 (B01)".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"severity warning -> critical".to_owned()), "{updates:#?}");
+    // Each change is told once, not repeated by every later update.
+    assert_eq!(all.iter().filter(|c| c.starts_with("racks added")).count(), 1, "{updates:#?}");
+    assert!(updates.iter().all(|u| !u.is_empty()));
+    // Opened carries no changes; its payload has the whole picture.
+    assert!(d.opened()[0].changes.is_empty());
+}

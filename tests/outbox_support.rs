@@ -83,6 +83,7 @@ pub fn incident(kind: IncidentEventKind, n: u32) -> Event {
             probable_cause: None,
             hint: Some("B07 draws 38 % more than its 7-day median".into()),
         },
+        changes: if kind == IncidentEventKind::Updated { vec!["racks added: B08".into()] } else { Vec::new() },
         chronicle: resolved.then(|| {
             vec![
                 ChronicleEntry {

@@ -412,7 +412,8 @@ fn log_event(event: &Event) {
                     warn!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, detail, "incident opened")
                 }
                 IncidentEventKind::Updated => {
-                    info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, breaches = e.breaches.len(), detail, "incident updated")
+                    let changes = e.changes.join("; ");
+                    info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, changes, breaches = e.breaches.len(), detail, "incident updated")
                 }
                 IncidentEventKind::Resolved => {
                     info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, racks, chronicle = e.chronicle.as_ref().map_or(0, |c| c.len()), "incident resolved")

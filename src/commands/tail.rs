@@ -362,6 +362,10 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
                 let _ = write!(s, " | chronicle {} entr{}", c.len(), if c.len() == 1 { "y" } else { "ies" });
             }
         }
+        // An update says what changed since the previous event; the full list is in the payload.
+        IncidentEventKind::Updated if !e.changes.is_empty() => {
+            let _ = write!(s, " | {}", e.changes.join("; "));
+        }
         IncidentEventKind::Opened | IncidentEventKind::Updated => {
             let list = crate::engine::breach_list(&e.breaches, 3);
             if !list.is_empty() {
@@ -553,6 +557,21 @@ mod tests {
             render_line("hallmonitor/v1/fra1/patterns/hall1-b", p.as_bytes()),
             "2026-11-08 16:31:00 fra1 hall1-b PATTERN ACTIVE  thermal (+hall1-a) 3 in 30d, 14:00-17:00 UTC, 3 of 3 \
              racks B07 | 3 thermal incidents in 7 days"
+        );
+    }
+
+    #[test]
+    fn an_update_shows_what_changed_not_the_whole_list_again() {
+        let p = r#"{"site":"fra1","created_at":"2026-11-02T14:36:00Z","type":"incident","event":"updated",
+          "incident_id":"i3","zone":"hall1-b","category":"thermal","severity":"critical",
+          "opened_at":"2026-11-02T14:05:00Z","racks":["B07","B08"],"peak":{},"context":{},
+          "breaches":[{"device":"th-b07","point":"temp","metric":"inlet_temp_c","value":33.0,"unit":"°C",
+            "threshold":32.0,"severity":"critical","rack":"B07","since":"2026-11-02T14:04:00Z","rule":"high"}],
+          "changes":["severity warning -> critical","racks added: B08"]}"#;
+        assert_eq!(
+            render_line("hallmonitor/v1/fra1/incidents/hall1-b", p.as_bytes()),
+            "2026-11-02 14:36:00 fra1 hall1-b incident updated  thermal CRITICAL racks B07,B08 \
+             | severity warning -> critical; racks added: B08 [i3]"
         );
     }
 

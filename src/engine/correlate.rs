@@ -11,10 +11,10 @@
 
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
-use super::state::{Incident, Member, MemberKey};
+use super::state::{Incident, Member, MemberKey, Sent};
 use super::thresholds::Hit;
 use super::{Engine, humane};
-use crate::model::{Category, Severity, Timestamp, ZoneId};
+use crate::model::{Category, DeviceId, PointId, Severity, Timestamp, ZoneId};
 
 impl Engine {
     /// A breach was raised (or returned): join the zone's open incident or open one.
@@ -73,6 +73,7 @@ impl Engine {
             last_emit: now,
             dirty: false,
             major: false,
+            sent: Default::default(),
         };
         let text = format!("{category} incident opened in {zone}: {}", describe(&breach));
         inc.chronicle.push(about_breach(now, "opened", text, &breach));
@@ -255,7 +256,12 @@ impl Engine {
         let inc = &mut self.st.incidents[ii];
         inc.last_emit = now;
         inc.dirty = false;
-        let ev = self.incident_event(ii, kind, false);
+        let mut ev = self.incident_event(ii, kind, false);
+        let now_sent = sent_of(&self.st.incidents[ii]);
+        if kind == IncidentEventKind::Updated {
+            ev.changes = changes(&self.st.incidents[ii].sent, &now_sent, &ev);
+        }
+        self.st.incidents[ii].sent = now_sent;
         self.push_incident_event(ev);
     }
 
@@ -279,9 +285,82 @@ impl Engine {
             breaches: inc.members.iter().map(|m| m.breach.clone()).collect(),
             peak: inc.peak.clone(),
             context: inc.context.clone(),
+            changes: Vec::new(),
             chronicle: with_chronicle.then(|| inc.chronicle.delivered()),
         }
     }
+}
+
+/// What an event about the incident carries now, for the next one's `changes`.
+fn sent_of(inc: &Incident) -> Sent {
+    let mut sensors = Vec::new();
+    for m in inc.members.iter().filter(|m| m.breach.cleared_at.is_none()) {
+        let s = (m.key.device.clone(), m.key.point.clone(), m.key.label.clone());
+        if !sensors.contains(&s) {
+            sensors.push(s);
+        }
+    }
+    Sent {
+        severity: Some(inc.severity),
+        racks: inc.racks.clone(),
+        sensors,
+        peaks: inc.peak.iter().map(|(m, p)| (m.clone(), p.value)).collect(),
+        hint: inc.context.hint.clone(),
+        probable_cause: inc.context.probable_cause.clone(),
+    }
+}
+
+/// What changed between two events of an incident, one phrase each; sensors are named up to
+/// `NAMED`, counted beyond.
+fn changes(before: &Sent, now: &Sent, ev: &IncidentEvent) -> Vec<String> {
+    const NAMED: usize = 3;
+    let name = |s: &(DeviceId, PointId, Option<std::sync::Arc<str>>)| match &s.2 {
+        Some(l) => format!("{} {l}", s.0),
+        None => format!("{} {}", s.0, s.1),
+    };
+    let listed = |items: Vec<String>, what: &str| -> Option<String> {
+        match items.len() {
+            0 => None,
+            n if n <= NAMED => Some(format!("{what} {}", items.join(", "))),
+            n => Some(format!("{what} {} and {} more", items[..NAMED].join(", "), n - NAMED)),
+        }
+    };
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (before.severity, now.severity)
+        && a != b
+    {
+        out.push(format!("severity {a} -> {b}"));
+    }
+    let racks: Vec<String> = now.racks.iter().filter(|r| !before.racks.contains(r)).map(|r| r.to_string()).collect();
+    out.extend(listed(racks, "racks added:"));
+    let joined: Vec<String> = now.sensors.iter().filter(|s| !before.sensors.contains(s)).map(name).collect();
+    out.extend(listed(joined, "in breach:"));
+    let cleared: Vec<String> = before.sensors.iter().filter(|s| !now.sensors.contains(s)).map(name).collect();
+    out.extend(listed(cleared, "back to normal:"));
+    for (metric, v) in &now.peaks {
+        let old = before.peaks.iter().find(|(m, _)| m == metric).map(|(_, v)| *v);
+        if old.is_none_or(|o| (o - v).abs() >= 0.05)
+            && let Some(p) = ev.peak.get(metric)
+        {
+            let place = p.rack.as_ref().map_or_else(|| p.device.to_string(), |r| format!("{} ({r})", p.device));
+            let unit = if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) };
+            out.push(format!("new peak {metric} {}{unit} on {place}", chronicle::num(*v)));
+        }
+    }
+    if now.probable_cause != before.probable_cause
+        && let Some(c) = &now.probable_cause
+    {
+        out.push(format!("probable cause: {c}"));
+    }
+    if now.hint != before.hint
+        && let Some(h) = &now.hint
+    {
+        out.push(h.clone());
+    }
+    if out.is_empty() {
+        out.push("values refreshed".to_owned());
+    }
+    out
 }
 
 /// A held breach's latest value, its own peak, and whether it is clearing.

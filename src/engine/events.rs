@@ -71,6 +71,10 @@ pub struct IncidentEvent {
     /// Rack load against baseline, probable cause, a hint line.
     #[serde(default)]
     pub context: IncidentContext,
+    /// On `updated`: what changed since the incident's previous event, one short phrase each
+    /// (severity, racks added, sensors joined or cleared, new peaks, context).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
     /// The whole timeline; present on `resolved`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chronicle: Option<Vec<ChronicleEntry>>,

@@ -251,6 +251,21 @@ pub struct Incident {
     pub dirty: bool,
     /// A `major_incident` pattern has been raised for it.
     pub major: bool,
+    /// What its last event said, to tell the next `updated` what changed.
+    #[serde(default)]
+    pub sent: Sent,
+}
+
+/// What an incident's last event carried, as far as `changes` compares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    pub severity: Option<Severity>,
+    pub racks: Vec<RackId>,
+    /// Sensors in breach (device, point, label).
+    pub sensors: Vec<(DeviceId, PointId, Option<Arc<str>>)>,
+    pub peaks: Vec<(Metric, f64)>,
+    pub hint: Option<String>,
+    pub probable_cause: Option<String>,
 }
 
 impl Incident {

@@ -685,3 +685,57 @@ fn an_update_says_what_changed_since_the_previous_event() {
     // Opened carries no changes; its payload has the whole picture.
     assert!(d.opened()[0].changes.is_empty());
 }
+
+#[test]
+fn the_ashrae_class_sets_the_critical_inlet_bounds() {
+    let severity_at = |class: &str, v: f64| {
+        let cfg = zone_config(1).replace("id = \"fra1\"\n", &format!("id = \"fra1\"\nashrae_class = \"{class}\"\n"));
+        let mut d = Driver::new(settings(&cfg));
+        for m in 0..5 {
+            d.feed(T0 + m * MIN, &sensors_at(T0 + m * MIN, 1, |_| v));
+        }
+        d.engine.active_breaches().iter().filter(|b| b.rule != "rise").map(|b| b.severity).max()
+    };
+    assert_eq!(severity_at("A1", 34.0), Some(Severity::Critical), "A1 allowable ends at 32 °C");
+    assert_eq!(severity_at("A3", 34.0), Some(Severity::Warning), "A3 allows up to 40 °C");
+    assert_eq!(severity_at("a4", 44.0), Some(Severity::Warning));
+    assert_eq!(severity_at("A2", 36.0), Some(Severity::Critical));
+    assert_eq!(severity_at("A4", 6.0), Some(Severity::Warning), "A4 allows down to 5 °C");
+
+    let bad = zone_config(1).replace("id = \"fra1\"\n", "id = \"fra1\"\nashrae_class = \"B2\"\n");
+    let err = hallmonitor::config::load_str(std::path::Path::new("site.toml"), &format!("{bad}\n{PROFILES}"))
+        .err()
+        .expect("B2 is no ASHRAE class")
+        .to_string();
+    assert!(err.contains("site.toml:") && err.contains("site.ashrae_class must be A1, A2, A3 or A4"), "{err}");
+}
+
+#[test]
+fn a_rise_of_more_than_20_c_in_an_hour_warns_by_default_and_5_c_where_tape_drives_are() {
+    // An A4 room warming from 16 to 38 °C over 50 minutes (the high bound is 45 °C).
+    let cfg = zone_config(1).replace("id = \"fra1\"\n", "id = \"fra1\"\nashrae_class = \"A4\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    for m in 0..=50 {
+        let t = T0 + m * MIN;
+        d.feed(t, &sensors_at(t, 1, |_| 16.0 + 22.0 * m as f64 / 50.0));
+    }
+    let rises: Vec<_> = d.engine.active_breaches().into_iter().filter(|b| b.rule == "rise").collect();
+    assert_eq!(rises.len(), 1, "{:#?}", d.engine.active_breaches());
+    assert_eq!(rises[0].severity, Severity::Warning);
+
+    // A slow, normal day (4 °C over an hour) raises nothing by default, but a tape library's
+    // rack set to 5 °C per hour warns on a 6 °C rise that stays inside 18-27 °C.
+    let mut cfg = zone_config(1);
+    cfg.push_str("[racks.B01.thresholds.inlet_temp_c]\nrise = 5.0\nrise_within = \"1h\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    let mut quiet = Driver::new(settings(&zone_config(1)));
+    for m in 0..=40 {
+        let t = T0 + m * MIN;
+        let v = 19.0 + 6.0 * m as f64 / 40.0;
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        quiet.feed(t, &sensors_at(t, 1, |_| v));
+    }
+    assert!(quiet.engine.active_breaches().is_empty());
+    let b = d.engine.active_breaches();
+    assert!(b.len() == 1 && b[0].rule == "rise", "{b:#?}");
+}

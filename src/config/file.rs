@@ -69,6 +69,9 @@ pub struct FileConfig {
 pub struct SiteConfig {
     /// Site id, `[a-z0-9_-]+`; appears in every topic and id.
     pub id: Spanned<String>,
+    /// ASHRAE allowable class of the IT equipment, `A1` (default) to `A4`: the critical
+    /// inlet temperature bounds.
+    pub ashrae_class: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

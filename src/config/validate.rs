@@ -338,7 +338,14 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     let mut devices = Vec::new();
     let mut metas = Vec::new();
     let mut device_ids: HashSet<String> = HashSet::new();
-    let mut rules = ThresholdRules::with_facility_defaults();
+    let class = match &file.site.ashrae_class {
+        None => AshraeClass::A1,
+        Some(v) => AshraeClass::parse(v.get_ref()).unwrap_or_else(|| {
+            c.error(v, format!("site.ashrae_class must be A1, A2, A3 or A4, not {:?}", v.get_ref()));
+            AshraeClass::A1
+        }),
+    };
+    let mut rules = ThresholdRules::for_ashrae_class(class);
     rules.site = c.thresholds(&file.thresholds);
     for z in &file.zones {
         let layers = c.thresholds(&z.thresholds);

@@ -739,3 +739,27 @@ fn a_rise_of_more_than_20_c_in_an_hour_warns_by_default_and_5_c_where_tape_drive
     let b = d.engine.active_breaches();
     assert!(b.len() == 1 && b[0].rule == "rise", "{b:#?}");
 }
+
+#[test]
+fn a_critical_incident_of_the_same_kind_every_day_is_handed_off_once() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    // Three days, each with an hour at 33 °C (critical) in the afternoon.
+    for day in 0..3 {
+        let mut t = T0 + day * DAY + 14 * HOUR;
+        while t < T0 + day * DAY + 16 * HOUR {
+            let v = if t < T0 + day * DAY + 15 * HOUR { 33.0 } else { 23.0 };
+            d.feed(t, &sensors_at(t, 1, |_| v));
+            t += MIN;
+        }
+    }
+    assert_eq!(d.opened().len(), 3);
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "one hand-off for one recurring problem: {:#?}", d.patterns());
+    assert_eq!(major[0].incident_ids, [d.opened()[0].incident_id.clone()]);
+    let second = &d.resolved()[1];
+    let chron = second.chronicle.as_ref().unwrap();
+    assert!(
+        chron.iter().any(|e| e.what == "pattern" && e.detail.contains("no new major-incident pattern")),
+        "{chron:#?}"
+    );
+}

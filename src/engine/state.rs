@@ -290,6 +290,9 @@ pub struct Occurrence {
     /// The incident's load hint when it opened (for pattern summaries).
     #[serde(default)]
     pub hint: Option<String>,
+    /// A `major_incident` pattern was raised for it.
+    #[serde(default)]
+    pub major: bool,
 }
 
 /// A pattern signal that is active, as last emitted.

@@ -378,7 +378,8 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
             e.context.rack_load.iter().map(|l| format!("{} load {:+.0} %", l.rack, l.change_pct)).collect();
         (!loads.is_empty()).then(|| loads.join(", "))
     });
-    if let Some(h) = hint {
+    // Said already when it is one of the changes.
+    if let Some(h) = hint.filter(|h| !e.changes.iter().any(|c| c.ends_with(h.as_str()))) {
         let _ = write!(s, " | {}", st.paint(&h, CYAN));
     }
     let _ = write!(s, " [{}]", e.incident_id);

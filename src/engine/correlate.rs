@@ -352,13 +352,14 @@ fn changes(before: &Sent, now: &Sent, ev: &IncidentEvent) -> Vec<String> {
     {
         out.push(format!("probable cause: {c}"));
     }
-    if now.hint != before.hint
+    // A load hint that appears is news; its percentage drifting from update to update is not.
+    if before.hint.is_none()
         && let Some(h) = &now.hint
     {
         out.push(h.clone());
     }
     if out.is_empty() {
-        out.push("values refreshed".to_owned());
+        out.push("timeline updated (values, returns of sensors already listed)".to_owned());
     }
     out
 }

@@ -200,7 +200,8 @@ impl Engine {
         let time_of_day = time_of_day(&hours);
         let worst = inc.peak.iter().next().map(|(m, p)| {
             let place = p.rack.as_ref().map_or_else(|| p.device.to_string(), |r| format!("{} ({r})", p.device));
-            format!("peak {m} {} {} on {place}", chronicle::num(p.value), p.unit)
+            let unit = if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) };
+            format!("peak {m} {}{unit} on {place}", chronicle::num(p.value))
         });
         let mut summary = format!("{}: {} incident {} {reason}", inc.zone, inc.category, inc.id);
         if let Some(w) = worst {

@@ -98,6 +98,8 @@ fn incident(i: u64) -> Outbound {
         since: t(0),
         cleared_at: None,
         rule: "high".into(),
+        peak: Some(28.4),
+        clears_at: None,
     };
     let ev = Event::Incident(IncidentEvent {
         event: IncidentEventKind::Opened,
@@ -114,6 +116,7 @@ fn incident(i: u64) -> Outbound {
             hint: Some("B07 draws 38 % more than its 7-day median".into()),
             ..Default::default()
         },
+        changes: Vec::new(),
         chronicle: None,
     });
     outbound_for("hallmonitor/v1", &SiteId::new("fra1"), &ev)

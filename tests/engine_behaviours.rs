@@ -493,3 +493,273 @@ fn removing_a_device_lets_its_incident_resolve() {
     let chronicle = resolved[0].chronicle.as_ref().unwrap();
     assert!(chronicle.iter().any(|c| c.detail.contains("device removed from the configuration")), "{chronicle:#?}");
 }
+
+/// `zone_config` with the default `[patterns]` settings (no `major_after` of its own).
+fn default_patterns_config(sensors: usize) -> String {
+    zone_config(sensors).replace("major_after = \"2h\"\n", "")
+}
+
+fn major_patterns(d: &Driver) -> Vec<&hallmonitor::engine::PatternEvent> {
+    d.patterns()
+        .into_iter()
+        .filter(|(_, p)| {
+            p.trigger == PatternTrigger::MajorIncident && p.state == hallmonitor::engine::PatternState::Active
+        })
+        .map(|(_, p)| p)
+        .collect()
+}
+
+#[test]
+fn an_ordinary_warning_of_90_minutes_is_no_major_incident_but_a_critical_one_is() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    // 29.5 °C for 90 minutes, then back to normal: a warning the shift handles.
+    let mut t = T0;
+    while t < T0 + 4 * HOUR {
+        let v = if t < T0 + 90 * MIN { 29.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        t += MIN;
+    }
+    assert_eq!(d.opened().len(), 1);
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+
+    // The same sensor at 33 °C (critical): a major incident at once.
+    while t < T0 + 5 * HOUR {
+        d.feed(t, &sensors_at(t, 1, |_| 33.0));
+        t += MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert!(major[0].summary.contains("turned critical"), "{}", major[0].summary);
+}
+
+#[test]
+fn a_warning_still_active_after_hours_is_a_major_incident_one_clearing_is_not() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    let mut t = T0;
+    // 29.5 °C for 10 h.
+    while t < T0 + 10 * HOUR {
+        d.feed(t, &sensors_at(t, 1, |_| 29.5));
+        t += 5 * MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert!(major[0].summary.contains("has lasted more than 8h"), "{}", major[0].summary);
+    let opened_at = d.opened()[0].opened_at;
+    assert_eq!(d.patterns()[0].0, opened_at.saturating_add(std::time::Duration::from_secs(8 * 3600)));
+
+    // An incident whose sensor is back under its threshold when 8 h are up (it resolves
+    // after its clear hold) raises nothing.
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    let mut t = T0;
+    while t < T0 + 9 * HOUR {
+        let v = if t < T0 + 8 * HOUR - 2 * MIN { 29.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        t += MIN;
+    }
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+}
+
+#[test]
+fn a_device_dark_for_hours_is_no_major_incident_until_it_stays_dark_for_a_day() {
+    let mut cfg = default_patterns_config(1);
+    cfg.push_str("[polling]\ndown_after = 3\n");
+    let mut d = Driver::new(settings(&cfg));
+    let dark = |t: i64| vec![bad(t, "th-00", "temp", "inlet_temp_c", "hall1-b")];
+    let mut t = T0;
+    // A PDU dark for 6 h, then back: one comms incident, no pattern.
+    while t < T0 + 7 * HOUR {
+        if t < T0 + 6 * HOUR {
+            d.feed(t, &dark(t));
+        } else {
+            d.feed(t, &sensors_at(t, 1, |_| 23.0));
+        }
+        t += 5 * MIN;
+    }
+    assert_eq!(d.opened().len(), 1);
+    assert_eq!(d.opened()[0].category, Category::Comms);
+    assert_eq!(d.resolved().len(), 1);
+    assert!(major_patterns(&d).is_empty(), "{:#?}", d.patterns());
+
+    // Dark again for 26 h: the pattern comes 24 h after the comms incident opened.
+    let from = t;
+    while t < from + 26 * HOUR {
+        d.feed(t, &dark(t));
+        t += 5 * MIN;
+    }
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "{:#?}", d.patterns());
+    assert_eq!(major[0].category, Category::Comms);
+    assert!(major[0].summary.contains("unreachable for more than 1d"), "{}", major[0].summary);
+    let opened_at = d.opened()[1].opened_at;
+    assert_eq!(
+        d.patterns().last().map(|p| p.0),
+        Some(opened_at.saturating_add(std::time::Duration::from_secs(24 * 3600)))
+    );
+}
+
+fn labeled(t: i64, device: &str, label: &str, v: f64) -> hallmonitor::model::Reading {
+    let mut r = good(t, device, "ext_temp", "inlet_temp_c", "°C", v, "hall1-b", Some("B01"));
+    r.label = Some(std::sync::Arc::from(label));
+    r
+}
+
+#[test]
+fn breach_lists_name_each_sensor_once_worst_first_with_its_peak() {
+    let mut cfg = zone_config(1);
+    cfg.push_str(&device("pdu-b01", "test-pdu", "hall1-b", Some("B01"), ""));
+    let mut d = Driver::new(settings(&cfg));
+    let mut t = T0;
+    // Three sensors of one PDU and a probe; "Inlet top" peaks at 30.5 then eases to 29.7.
+    for step in 0..20 {
+        let top = if step < 10 { 29.0 + step as f64 * 0.15 } else { 29.7 };
+        let mut rs = vec![
+            labeled(t, "pdu-b01", "Inlet top", top),
+            labeled(t, "pdu-b01", "Inlet mid", 28.0),
+            labeled(t, "pdu-b01", "Inlet bottom", 33.0),
+        ];
+        rs.extend(sensors_at(t, 1, |_| 27.5));
+        d.feed(t, &rs);
+        t += MIN;
+    }
+    let open = d.engine.open_incidents();
+    let last = open.first().expect("an incident");
+    assert_eq!(
+        hallmonitor::engine::breach_list(&last.breaches, 3),
+        "pdu-b01 Inlet bottom inlet_temp_c 33 °C > 32, pdu-b01 Inlet top inlet_temp_c 29.7 °C > 27 (peak 30.4), \
+         pdu-b01 Inlet mid inlet_temp_c 28 °C > 27, +1 more"
+    );
+    // The "+1 more" is the probe, named by its device.
+    assert!(hallmonitor::engine::breach_list(&last.breaches, 9).ends_with("th-00 inlet_temp_c 27.5 °C > 27"));
+}
+
+#[test]
+fn a_sensor_back_under_its_threshold_inside_the_hysteresis_reads_as_clearing() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    let mut t = T0;
+    for step in 0..12 {
+        // th-00 goes to 29.5 and comes back to 26.8: under 27 but not yet under 27 - 0.5.
+        let v0 = if step < 6 { 29.5 } else { 26.8 };
+        d.feed(t, &sensors_at(t, 2, |i| if i == 0 { v0 } else { 28.0 }));
+        t += MIN;
+    }
+    let open = d.engine.open_incidents();
+    let last = open.first().expect("an incident");
+    let b = last.breaches.iter().find(|b| b.device.as_str() == "th-00").expect("th-00 still a member");
+    assert_eq!(b.cleared_at, None, "inside the hysteresis the breach is still held");
+    assert_eq!(b.clears_at, Some(26.5));
+    assert_eq!(b.peak, Some(29.5));
+    let list = hallmonitor::engine::breach_list(&last.breaches, 3);
+    assert_eq!(
+        list,
+        "th-01 inlet_temp_c 28 °C > 27, th-00 inlet_temp_c 26.8 °C (clearing: under 27, clears below 26.5)"
+    );
+    assert!(!list.contains("26.8 °C >"), "no value under its threshold shown as a breach: {list}");
+}
+
+#[test]
+fn an_update_says_what_changed_since_the_previous_event() {
+    let mut d = Driver::new(settings(&zone_config(2)));
+    let mut t = T0;
+    for minute in 0..16 {
+        let v0 = match minute {
+            0..=5 => 29.0,
+            6..=8 => 30.5,
+            _ => 33.0,
+        };
+        let v1 = if minute >= 3 { 28.5 } else { 23.0 };
+        d.feed(t, &sensors_at(t, 2, |i| if i == 0 { v0 } else { v1 }));
+        t += MIN;
+    }
+    let updates: Vec<Vec<String>> =
+        d.incidents().iter().filter(|i| i.event == IncidentEventKind::Updated).map(|i| i.changes.clone()).collect();
+    let all: Vec<&String> = updates.iter().flatten().collect();
+    assert!(all.contains(&&"racks added: B02".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"in breach: th-01 temp".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"new peak inlet_temp_c 33 °C on th-00 (B01)".to_owned()), "{updates:#?}");
+    assert!(all.contains(&&"severity warning -> critical".to_owned()), "{updates:#?}");
+    // Each change is told once, not repeated by every later update.
+    assert_eq!(all.iter().filter(|c| c.starts_with("racks added")).count(), 1, "{updates:#?}");
+    assert!(updates.iter().all(|u| !u.is_empty()));
+    // Opened carries no changes; its payload has the whole picture.
+    assert!(d.opened()[0].changes.is_empty());
+}
+
+#[test]
+fn the_ashrae_class_sets_the_critical_inlet_bounds() {
+    let severity_at = |class: &str, v: f64| {
+        let cfg = zone_config(1).replace("id = \"fra1\"\n", &format!("id = \"fra1\"\nashrae_class = \"{class}\"\n"));
+        let mut d = Driver::new(settings(&cfg));
+        for m in 0..5 {
+            d.feed(T0 + m * MIN, &sensors_at(T0 + m * MIN, 1, |_| v));
+        }
+        d.engine.active_breaches().iter().filter(|b| b.rule != "rise").map(|b| b.severity).max()
+    };
+    assert_eq!(severity_at("A1", 34.0), Some(Severity::Critical), "A1 allowable ends at 32 °C");
+    assert_eq!(severity_at("A3", 34.0), Some(Severity::Warning), "A3 allows up to 40 °C");
+    assert_eq!(severity_at("a4", 44.0), Some(Severity::Warning));
+    assert_eq!(severity_at("A2", 36.0), Some(Severity::Critical));
+    assert_eq!(severity_at("A4", 6.0), Some(Severity::Warning), "A4 allows down to 5 °C");
+
+    let bad = zone_config(1).replace("id = \"fra1\"\n", "id = \"fra1\"\nashrae_class = \"B2\"\n");
+    let err = match hallmonitor::config::load_str(std::path::Path::new("site.toml"), &format!("{bad}\n{PROFILES}")) {
+        Ok(_) => panic!("B2 is no ASHRAE class"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("site.toml:") && err.contains("site.ashrae_class must be A1, A2, A3 or A4"), "{err}");
+}
+
+#[test]
+fn a_rise_of_more_than_20_c_in_an_hour_warns_by_default_and_5_c_where_tape_drives_are() {
+    // An A4 room warming from 16 to 38 °C over 50 minutes (the high bound is 45 °C).
+    let cfg = zone_config(1).replace("id = \"fra1\"\n", "id = \"fra1\"\nashrae_class = \"A4\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    for m in 0..=50 {
+        let t = T0 + m * MIN;
+        d.feed(t, &sensors_at(t, 1, |_| 16.0 + 22.0 * m as f64 / 50.0));
+    }
+    let rises: Vec<_> = d.engine.active_breaches().into_iter().filter(|b| b.rule == "rise").collect();
+    assert_eq!(rises.len(), 1, "{:#?}", d.engine.active_breaches());
+    assert_eq!(rises[0].severity, Severity::Warning);
+
+    // A slow, normal day (4 °C over an hour) raises nothing by default, but a tape library's
+    // rack set to 5 °C per hour warns on a 6 °C rise that stays inside 18-27 °C.
+    let mut cfg = zone_config(1);
+    cfg.push_str("[racks.B01.thresholds.inlet_temp_c]\nrise = 5.0\nrise_within = \"1h\"\n");
+    let mut d = Driver::new(settings(&cfg));
+    let mut quiet = Driver::new(settings(&zone_config(1)));
+    for m in 0..=40 {
+        let t = T0 + m * MIN;
+        let v = 19.0 + 6.0 * m as f64 / 40.0;
+        d.feed(t, &sensors_at(t, 1, |_| v));
+        quiet.feed(t, &sensors_at(t, 1, |_| v));
+    }
+    assert!(quiet.engine.active_breaches().is_empty());
+    let b = d.engine.active_breaches();
+    assert!(b.len() == 1 && b[0].rule == "rise", "{b:#?}");
+}
+
+#[test]
+fn a_critical_incident_of_the_same_kind_every_day_is_handed_off_once() {
+    let mut d = Driver::new(settings(&default_patterns_config(1)));
+    // Three days, each with an hour at 33 °C (critical) in the afternoon.
+    for day in 0..3 {
+        let mut t = T0 + day * DAY + 14 * HOUR;
+        while t < T0 + day * DAY + 16 * HOUR {
+            let v = if t < T0 + day * DAY + 15 * HOUR { 33.0 } else { 23.0 };
+            d.feed(t, &sensors_at(t, 1, |_| v));
+            t += MIN;
+        }
+    }
+    assert_eq!(d.opened().len(), 3);
+    let major = major_patterns(&d);
+    assert_eq!(major.len(), 1, "one hand-off for one recurring problem: {:#?}", d.patterns());
+    assert_eq!(major[0].incident_ids, [d.opened()[0].incident_id.clone()]);
+    let second = &d.resolved()[1];
+    let chron = second.chronicle.as_ref().unwrap();
+    assert!(
+        chron.iter().any(|e| e.what == "pattern" && e.detail.contains("no new major-incident pattern")),
+        "{chron:#?}"
+    );
+}

@@ -97,28 +97,78 @@ fn power(t: i64, rack: &str, k: usize) -> f64 {
     base + noise as f64 * 10.0
 }
 
-fn tick(t: i64) -> Vec<Reading> {
+/// What the PDUs report.
+#[derive(Clone, Copy, PartialEq)]
+enum Meter {
+    Power,
+    /// Three phase currents and a voltage, no power (many metered PDUs).
+    CurrentAndVoltage,
+    /// Three phase currents only.
+    Current,
+}
+
+fn tick(t: i64, meter: Meter) -> Vec<Reading> {
     let mut out = Vec::new();
     for (zone, racks) in ZONES {
         for (k, r) in racks.iter().enumerate() {
             let l = r.to_lowercase();
-            out.push(temp(T0 + t, &format!("th-{l}"), zone, Some(r), inlet(t, zone, r, k)));
+            let (at, pdu) = (T0 + t, format!("pdu-{l}"));
+            out.push(temp(at, &format!("th-{l}"), zone, Some(r), inlet(t, zone, r, k)));
             let p = power(t, r, k);
-            out.push(good(T0 + t, &format!("pdu-{l}"), "power", "power_w", "W", p, zone, Some(r)));
+            if meter == Meter::Power {
+                out.push(good(at, &pdu, "power", "power_w", "W", p, zone, Some(r)));
+                continue;
+            }
+            for phase in ["phase-1", "phase-2", "phase-3"] {
+                let mut i = good(at, &pdu, "current", "phase_current_a", "A", p / 230.0 / 3.0, zone, Some(r));
+                i.label = Some(phase.into());
+                out.push(i);
+            }
+            if meter == Meter::CurrentAndVoltage {
+                out.push(good(at, &pdu, "voltage", "voltage_v", "V", 230.0, zone, Some(r)));
+            }
         }
     }
     out
 }
 
 fn run_weeks(days: i64) -> Driver {
+    run_metered(days, Meter::Power)
+}
+
+fn run_metered(days: i64, meter: Meter) -> Driver {
     let mut d = Driver::new(settings(&config()));
     let mut t = 0;
     while t < days * DAY {
-        d.feed(T0 + t, &tick(t));
+        d.feed(T0 + t, &tick(t, meter));
         t += STEP;
     }
     d.advance_to(T0 + days * DAY);
     d
+}
+
+#[test]
+fn pdus_reporting_current_without_power_still_give_the_load_context() {
+    // Current and voltage: watts as current × voltage, said so.
+    let d = run_metered(10, Meter::CurrentAndVoltage);
+    let third = d.opened()[2];
+    let b07 = third.context.rack_load.iter().find(|l| l.rack.as_str() == "B07").expect("B07 load context");
+    assert_eq!(b07.basis, "current_x_voltage");
+    assert!((b07.change_pct - 37.5).abs() < 1.5, "{b07:?}");
+    assert!((b07.baseline_w.unwrap_or_default() - 4020.0).abs() < 30.0, "{b07:?}");
+    assert_eq!(third.context.hint.as_deref(), Some("B07 draws 37 % more than its 7d median (from current × voltage)"));
+
+    // Current only: amps against an amps baseline, no watts made up.
+    let d = run_metered(10, Meter::Current);
+    let third = d.opened()[2];
+    let b07 = third.context.rack_load.iter().find(|l| l.rack.as_str() == "B07").expect("B07 load context");
+    assert_eq!(b07.basis, "current_a");
+    assert_eq!((b07.power_w, b07.baseline_w), (None, None));
+    assert!((b07.baseline_a.unwrap_or_default() - 4020.0 / 230.0).abs() < 0.2, "{b07:?}");
+    assert!((b07.current_a.unwrap_or_default() - 5520.0 / 230.0).abs() < 0.2, "{b07:?}");
+    assert_eq!(third.context.hint.as_deref(), Some("B07 draws 37 % more current than its 7d median"));
+    let json = serde_json::to_value(b07).unwrap();
+    assert!(json.get("power_w").is_none() && json["current_a"].is_number(), "{json}");
 }
 
 #[test]
@@ -190,7 +240,8 @@ fn recurring_afternoon_overheating_becomes_one_incident_each_and_a_pattern_befor
     let third = &opened[2];
     let b07 = third.context.rack_load.iter().find(|l| l.rack.as_str() == "B07").expect("B07 load context");
     assert!((b07.change_pct - 37.5).abs() < 1.5, "{b07:?}");
-    assert!((b07.baseline_w - 4020.0).abs() < 30.0, "{b07:?}");
+    assert!((b07.baseline_w.unwrap_or_default() - 4020.0).abs() < 30.0, "{b07:?}");
+    assert_eq!(b07.basis, "power_w");
     assert_eq!(third.context.hint.as_deref(), Some("B07 draws 37 % more than its 7d median"));
     // Before the step, no load hint.
     assert_eq!(opened[0].context.hint, None);

@@ -146,7 +146,7 @@ fn tail_prints_known_payloads_as_lines() {
     assert_eq!(
         lines,
         [
-            "2026-11-02 14:06:00 fra1 hall1-b incident OPENED   thermal warning racks B07 | inlet_temp_c 29.1°C>27 B07 \
+            "2026-11-02 14:06:00 fra1 hall1-b incident OPENED   thermal warning racks B07 | th-b07 inlet_temp_c 29.1 °C > 27 \
              | B07 draws 35 % more than its 7-day median [fra1-hall1-b-thermal-20261102T1405]",
             "2026-11-08 16:31:00 fra1 hall1-b PATTERN ACTIVE  thermal 3 in 30d, 14:00-17:00 UTC, 3 of 3 racks B07 \
              | 3 thermal incidents in hall1-b within 7 days",

@@ -41,6 +41,8 @@ fn breach(device: &str, rack: &str, value: f64) -> Breach {
         since: t("2026-11-02T14:05:00Z"),
         cleared_at: None,
         rule: "high".into(),
+        peak: Some(value),
+        clears_at: None,
     }
 }
 
@@ -72,13 +74,17 @@ pub fn incident(kind: IncidentEventKind, n: u32) -> Event {
         context: IncidentContext {
             rack_load: vec![RackLoad {
                 rack: RackId::new("B07"),
-                power_w: 6900.0,
-                baseline_w: 5000.0,
+                power_w: Some(6900.0),
+                baseline_w: Some(5000.0),
                 change_pct: 38.0,
+                basis: "power_w".into(),
+                current_a: None,
+                baseline_a: None,
             }],
             probable_cause: None,
             hint: Some("B07 draws 38 % more than its 7-day median".into()),
         },
+        changes: if kind == IncidentEventKind::Updated { vec!["racks added: B08".into()] } else { Vec::new() },
         chronicle: resolved.then(|| {
             vec![
                 ChronicleEntry {

@@ -84,3 +84,16 @@ fn schemas_reject_what_the_noc_must_not_accept() {
     payload["opened_at"] = "yesterday".into();
     assert!(!schemas.is_valid(&payload), "times are RFC 3339");
 }
+
+#[test]
+fn rack_load_in_amps_matches_the_schema_and_needs_watts_or_amps() {
+    let schemas = Schemas::load();
+    let opened = every_kind().remove(0);
+    let mut payload = with_envelope(&opened.payload, &envelope(1));
+    let amps = serde_json::json!({"rack": "B07", "change_pct": 37.0, "basis": "current_a",
+        "current_a": 24.0, "baseline_a": 17.5});
+    payload["context"]["rack_load"] = serde_json::json!([amps]);
+    assert!(schemas.is_valid(&payload), "amps only");
+    payload["context"]["rack_load"] = serde_json::json!([{"rack": "B07", "change_pct": 37.0}]);
+    assert!(!schemas.is_valid(&payload), "a rack load without watts or amps");
+}

@@ -658,24 +658,14 @@ fn log_event(event: &Event) {
     match event {
         Event::Incident(e) => {
             let racks = e.racks.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
-            let worst = e.breaches.iter().filter(|b| b.cleared_at.is_none()).max_by(|a, b| a.severity.cmp(&b.severity));
-            let detail = worst
-                .map(|b| {
-                    format!(
-                        "{} {}{} on {}",
-                        b.metric,
-                        b.value.map_or("-".into(), |v| format!("{v:.1}")),
-                        b.unit,
-                        b.device
-                    )
-                })
-                .unwrap_or_default();
+            let detail = crate::engine::breach_list(&e.breaches, 3);
             match e.event {
                 IncidentEventKind::Opened => {
                     warn!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, detail, "incident opened")
                 }
                 IncidentEventKind::Updated => {
-                    info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, breaches = e.breaches.len(), detail, "incident updated")
+                    let changes = e.changes.join("; ");
+                    info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, severity = %e.severity, racks, changes, breaches = e.breaches.len(), detail, "incident updated")
                 }
                 IncidentEventKind::Resolved => {
                     info!(incident = %e.incident_id, zone = %e.zone, category = %e.category, racks, chronicle = e.chronicle.as_ref().map_or(0, |c| c.len()), "incident resolved")

@@ -94,10 +94,11 @@ pub fn summary(c: &Config) -> String {
     let e = &c.engine;
     let _ = writeln!(
         s,
-        "patterns  {} incidents in {} (major after {})",
+        "patterns  {} incidents in {} (major after {}, unreachable after {})",
         e.recurrence,
         humane_duration(e.window),
-        humane_duration(e.major_after)
+        humane_duration(e.major_after),
+        humane_duration(e.unreachable_major_after)
     );
     s
 }

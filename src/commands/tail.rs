@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::UsageError;
 use crate::config::Secret;
-use crate::engine::{Breach, IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
+use crate::engine::{IncidentEvent, IncidentEventKind, PatternEvent, PatternState, RollupEvent};
 use crate::model::{Severity, Timestamp, humane_duration};
 use crate::publish::BrokerUrl;
 use crate::publish::subscriber::{Received, Subscriber, subscriber_settings};
@@ -283,15 +283,14 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
                 let _ = write!(s, " | chronicle {} entr{}", c.len(), if c.len() == 1 { "y" } else { "ies" });
             }
         }
+        // An update says what changed since the previous event; the full list is in the payload.
+        IncidentEventKind::Updated if !e.changes.is_empty() => {
+            let _ = write!(s, " | {}", e.changes.join("; "));
+        }
         IncidentEventKind::Opened | IncidentEventKind::Updated => {
-            let active: Vec<&Breach> = e.breaches.iter().filter(|b| b.cleared_at.is_none()).collect();
-            let shown: Vec<String> = active.iter().take(3).map(|b| breach(b)).collect();
-            if !shown.is_empty() {
-                let more = active.len().saturating_sub(shown.len());
-                let _ = write!(s, " | {}", shown.join(", "));
-                if more > 0 {
-                    let _ = write!(s, " +{more} more");
-                }
+            let list = crate::engine::breach_list(&e.breaches, 3);
+            if !list.is_empty() {
+                let _ = write!(s, " | {list}");
             }
         }
     }
@@ -300,25 +299,12 @@ fn incident(e: &IncidentEvent, st: Style) -> String {
             e.context.rack_load.iter().map(|l| format!("{} load {:+.0} %", l.rack, l.change_pct)).collect();
         (!loads.is_empty()).then(|| loads.join(", "))
     });
-    if let Some(h) = hint {
+    // Said already when it is one of the changes.
+    if let Some(h) = hint.filter(|h| !e.changes.iter().any(|c| c.ends_with(h.as_str()))) {
         let _ = write!(s, " | {}", st.paint(&h, CYAN));
     }
     let _ = write!(s, " [{}]", e.incident_id);
     s
-}
-
-/// `inlet_temp_c 29.1°C>27 B07`; a comms breach reads `th-c02 unreachable`.
-fn breach(b: &Breach) -> String {
-    let place = b.rack.as_ref().map(|r| r.to_string()).unwrap_or_else(|| b.device.to_string());
-    if b.rule == "comms" {
-        return format!("{} unreachable", b.device);
-    }
-    let op = if b.rule == "low" { "<" } else { ">" };
-    let value = b.value.map(num).unwrap_or_else(|| "?".into());
-    match b.threshold {
-        Some(t) => format!("{} {value}{}{op}{} {place}", b.metric, b.unit, num(t)),
-        None => format!("{} {value}{} {place}", b.metric, b.unit),
-    }
 }
 
 fn pattern(e: &PatternEvent, st: Style) -> String {
@@ -452,7 +438,7 @@ mod tests {
         assert_eq!(
             render_line("hallmonitor/v1/fra1/incidents/hall1-b", OPENED.as_bytes()),
             "2026-11-02 14:06:00 fra1 hall1-b incident OPENED   thermal warning racks B07,B08 \
-             | inlet_temp_c 29.1°C>27 B07, inlet_temp_c 28°C>27 B08 \
+             | th-b07 inlet_temp_c 29.1 °C > 27, th-b08 inlet_temp_c 28 °C > 27 \
              | B07 draws 35 % more than its 7-day median [fra1-hall1-b-thermal-20261102T1405]"
         );
     }
@@ -497,6 +483,21 @@ mod tests {
     }
 
     #[test]
+    fn an_update_shows_what_changed_not_the_whole_list_again() {
+        let p = r#"{"site":"fra1","created_at":"2026-11-02T14:36:00Z","type":"incident","event":"updated",
+          "incident_id":"i3","zone":"hall1-b","category":"thermal","severity":"critical",
+          "opened_at":"2026-11-02T14:05:00Z","racks":["B07","B08"],"peak":{},"context":{},
+          "breaches":[{"device":"th-b07","point":"temp","metric":"inlet_temp_c","value":33.0,"unit":"°C",
+            "threshold":32.0,"severity":"critical","rack":"B07","since":"2026-11-02T14:04:00Z","rule":"high"}],
+          "changes":["severity warning -> critical","racks added: B08"]}"#;
+        assert_eq!(
+            render_line("hallmonitor/v1/fra1/incidents/hall1-b", p.as_bytes()),
+            "2026-11-02 14:36:00 fra1 hall1-b incident updated  thermal CRITICAL racks B07,B08 \
+             | severity warning -> critical; racks added: B08 [i3]"
+        );
+    }
+
+    #[test]
     fn comms_and_low_breaches() {
         let p = r#"{"site":"fra1","created_at":"2026-11-02T09:00:00Z","type":"incident","event":"updated",
           "incident_id":"i2","zone":"hall1-c","category":"comms","severity":"warning",
@@ -507,8 +508,8 @@ mod tests {
             "threshold":20.0,"severity":"warning","rack":"C03","since":"2026-11-02T08:00:00Z","rule":"low"}]}"#;
         assert_eq!(
             render_line("hallmonitor/v1/fra1/incidents/hall1-c", p.as_bytes()),
-            "2026-11-02 09:00:00 fra1 hall1-c incident updated  comms warning | th-c02 unreachable, \
-             humidity_pct 18%RH<20 C03 [i2]"
+            "2026-11-02 09:00:00 fra1 hall1-c incident updated  comms warning | th-c03 humidity_pct 18 %RH < 20, \
+             th-c02 unreachable [i2]"
         );
     }
 

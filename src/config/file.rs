@@ -69,6 +69,9 @@ pub struct FileConfig {
 pub struct SiteConfig {
     /// Site id, `[a-z0-9_-]+`; appears in every topic and id.
     pub id: Spanned<String>,
+    /// ASHRAE allowable class of the IT equipment, `A1` (default) to `A4`: the critical
+    /// inlet temperature bounds.
+    pub ashrae_class: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,14 +426,22 @@ pub struct PatternsConfig {
     /// ... within this rolling window -> pattern signal.
     #[serde(default = "default_window")]
     pub window: DurationStr,
-    /// An incident this long, or critical, is a problem on its own.
+    /// An incident still active this long, or critical, is a problem on its own.
     #[serde(default = "default_major_after")]
     pub major_after: DurationStr,
+    /// A device unreachable this long (a comms incident) is a problem on its own.
+    #[serde(default = "default_unreachable_major_after")]
+    pub unreachable_major_after: DurationStr,
 }
 
 impl Default for PatternsConfig {
     fn default() -> Self {
-        Self { recurrence: default_recurrence(), window: default_window(), major_after: default_major_after() }
+        Self {
+            recurrence: default_recurrence(),
+            window: default_window(),
+            major_after: default_major_after(),
+            unreachable_major_after: default_unreachable_major_after(),
+        }
     }
 }
 fn default_recurrence() -> Spanned<i64> {
@@ -440,7 +451,10 @@ fn default_window() -> DurationStr {
     Spanned::new(0..0, "30d".to_owned())
 }
 fn default_major_after() -> DurationStr {
-    Spanned::new(0..0, "30m".to_owned())
+    Spanned::new(0..0, "8h".to_owned())
+}
+fn default_unreachable_major_after() -> DurationStr {
+    Spanned::new(0..0, "24h".to_owned())
 }
 
 #[derive(Debug, Deserialize, Default)]

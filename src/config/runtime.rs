@@ -259,7 +259,10 @@ pub struct EngineSettings {
     pub baseline_window: Duration,
     pub recurrence: u32,
     pub window: Duration,
+    /// An active incident this long (or critical) raises a `major_incident` pattern.
     pub major_after: Duration,
+    /// The same for a comms incident (devices unreachable): longer, a dark device is common.
+    pub unreachable_major_after: Duration,
     pub rollup_interval: Option<Duration>,
 }
 
@@ -316,6 +319,40 @@ impl ThresholdLayer {
 
 type Layers = HashMap<Metric, ThresholdLayer>;
 
+/// ASHRAE equipment class (thermal guidelines for data processing environments): it sets
+/// the allowable inlet temperature range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AshraeClass {
+    #[default]
+    A1,
+    A2,
+    A3,
+    A4,
+}
+
+impl AshraeClass {
+    /// `A1`..`A4` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "A1" => Some(Self::A1),
+            "A2" => Some(Self::A2),
+            "A3" => Some(Self::A3),
+            "A4" => Some(Self::A4),
+            _ => None,
+        }
+    }
+
+    /// Allowable inlet temperature range, °C.
+    pub fn allowable_c(self) -> (f64, f64) {
+        match self {
+            Self::A1 => (15.0, 32.0),
+            Self::A2 => (10.0, 35.0),
+            Self::A3 => (5.0, 40.0),
+            Self::A4 => (5.0, 45.0),
+        }
+    }
+}
+
 /// Thresholds at every level; `resolve` merges them for one device and metric.
 #[derive(Debug, Clone, Default)]
 pub struct ThresholdRules {
@@ -327,16 +364,24 @@ pub struct ThresholdRules {
 }
 
 impl ThresholdRules {
-    /// Facility-aware defaults: ASHRAE thermal envelope (recommended 18–27 °C as warning,
-    /// A1 allowable 15–32 °C as critical), recommended dew point −9..15 °C, A1 allowable
-    /// humidity 8–80 %RH. Current metrics get the breaker rules through `breaker_*`.
+    /// Facility-aware defaults for ASHRAE class A1; see `for_ashrae_class`.
     pub fn with_facility_defaults() -> Self {
+        Self::for_ashrae_class(AshraeClass::A1)
+    }
+
+    /// Facility-aware defaults: ASHRAE thermal envelope (recommended 18–27 °C as warning,
+    /// the class's allowable range as critical, a rise of more than 20 °C within an hour as
+    /// a warning), recommended dew point −9..15 °C, A1 allowable humidity 8–80 %RH. Current
+    /// metrics get the breaker rules through `breaker_*`.
+    pub fn for_ashrae_class(class: AshraeClass) -> Self {
         let mut defaults = Layers::new();
+        let (low, high) = class.allowable_c();
         let temp = ThresholdLayer {
             warn_high: Some(27.0),
-            crit_high: Some(32.0),
+            crit_high: Some(high),
             warn_low: Some(18.0),
-            crit_low: Some(15.0),
+            crit_low: Some(low),
+            rise: Some((20.0, Duration::from_secs(3600))),
             ..Default::default()
         };
         defaults.insert(Metric::new("inlet_temp_c"), temp);

@@ -399,7 +399,14 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     let mut devices = Vec::new();
     let mut metas = Vec::new();
     let mut device_ids: HashSet<String> = HashSet::new();
-    let mut rules = ThresholdRules::with_facility_defaults();
+    let class = match &file.site.ashrae_class {
+        None => AshraeClass::A1,
+        Some(v) => AshraeClass::parse(v.get_ref()).unwrap_or_else(|| {
+            c.error(v, format!("site.ashrae_class must be A1, A2, A3 or A4, not {:?}", v.get_ref()));
+            AshraeClass::A1
+        }),
+    };
+    let mut rules = ThresholdRules::for_ashrae_class(class);
     rules.site = c.thresholds(&file.thresholds);
     for z in &file.zones {
         let layers = c.thresholds(&z.thresholds);
@@ -559,6 +566,8 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     }
     let window = c.duration(&file.patterns.window, "patterns.window", ranges::WINDOW);
     let major_after = c.duration(&file.patterns.major_after, "patterns.major_after", ranges::MAJOR_AFTER);
+    let unreachable_major_after =
+        c.duration(&file.patterns.unreachable_major_after, "patterns.unreachable_major_after", ranges::MAJOR_AFTER);
     let rollup_interval =
         file.rollups.interval.as_ref().map(|i| c.duration(i, "rollups.interval", ranges::REPORT_INTERVAL));
     let health_interval = c.duration(&file.health.interval, "health.interval", ranges::REPORT_INTERVAL);
@@ -578,6 +587,7 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
         recurrence: recurrence as u32,
         window,
         major_after,
+        unreachable_major_after,
         rollup_interval,
     };
     let config = Config {

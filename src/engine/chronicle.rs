@@ -119,6 +119,70 @@ pub fn describe(b: &Breach) -> String {
     s
 }
 
+/// The breaches of an incident as a person scans them: one entry per sensor (device, point,
+/// row label) still in breach, the worst first (by severity, then by how far past its bound,
+/// relative to the bound, now), each with its own peak; at most `max` entries, then `+N more`.
+/// `pdu-b07-a 3 inlet_temp_c 29.7 °C > 27 (peak 30.1)`; a sensor back under its bound but
+/// inside the hysteresis reads `... 26.6 °C (clearing: under 27, clears below 26)`.
+pub fn breach_list(breaches: &[Breach], max: usize) -> String {
+    let mut worst: Vec<(&Breach, f64)> = Vec::new();
+    for b in breaches.iter().filter(|b| b.cleared_at.is_none()) {
+        let m = margin(b);
+        let same = |o: &&Breach| o.device == b.device && o.point == b.point && o.label == b.label;
+        match worst.iter_mut().find(|(o, _)| same(o)) {
+            Some(e) if (b.severity, m) > (e.0.severity, e.1) => *e = (b, m),
+            Some(_) => {}
+            None => worst.push((b, m)),
+        }
+    }
+    worst.sort_by(|a, b| b.0.severity.cmp(&a.0.severity).then(b.1.total_cmp(&a.1)));
+    let mut parts: Vec<String> = worst.iter().take(max).map(|(b, _)| list_entry(b)).collect();
+    if worst.len() > max {
+        parts.push(format!("+{} more", worst.len() - max));
+    }
+    parts.join(", ")
+}
+
+/// How far a breach is now past its bound, relative to the bound (negative while clearing).
+fn margin(b: &Breach) -> f64 {
+    let (Some(v), Some(t)) = (b.value, b.threshold) else { return 0.0 };
+    let past = if b.rule == "low" { t - v } else { v - t };
+    past / t.abs().max(1.0)
+}
+
+fn list_entry(b: &Breach) -> String {
+    let sensor = match &b.label {
+        Some(l) => format!("{} {l}", b.device),
+        None => b.device.to_string(),
+    };
+    if b.rule == "comms" {
+        return format!("{sensor} unreachable");
+    }
+    let unit = if b.unit.is_empty() { String::new() } else { format!(" {}", b.unit) };
+    let v = b.value.map(tenth).unwrap_or_else(|| "?".into());
+    let bound = b.threshold.map(tenth).unwrap_or_else(|| "?".into());
+    let low = b.rule == "low";
+    if let Some(c) = b.clears_at {
+        let (side, past) = if low { ("over", "above") } else { ("under", "below") };
+        return format!("{sensor} {} {v}{unit} (clearing: {side} {bound}, clears {past} {})", b.metric, tenth(c));
+    }
+    let mut s = match b.rule.as_str() {
+        "rise" => format!("{sensor} {} {v}{unit}, up from {bound} (rising fast)", b.metric),
+        _ => format!("{sensor} {} {v}{unit} {} {bound}", b.metric, if low { "<" } else { ">" }),
+    };
+    if let (Some(p), Some(v)) = (b.peak, b.value)
+        && (p - v).abs() >= 0.05
+    {
+        s.push_str(&format!(" (peak {})", tenth(p)));
+    }
+    s
+}
+
+/// A number to one decimal, as `num` writes it: `27`, `29.7`.
+fn tenth(v: f64) -> String {
+    num((v * 10.0).round() / 10.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,14 +2,17 @@
 //! as the probable cause.
 //!
 //! A rack's power is the sum of its PDUs' latest `power_w` (a PDU's unlabeled total when it
-//! has one, else the sum of its labeled rows). The baseline is the median of hourly means over
+//! has one, else the sum of its labeled rows). A PDU that reports no power but current
+//! (`phase_current_a`) counts as current × its `voltage_v` (apparent power, close to watts at
+//! an IT load's power factor), or, without a voltage, the rack is measured in amps against an
+//! amps baseline; `RackLoad::basis` says which. The baseline is the median of hourly means over
 //! `baseline_window`: memory per rack is one small bucket per hour of the window, whatever the
 //! run length.
 
 use super::Engine;
 use super::chronicle;
 use super::events::RackLoad;
-use super::state::{Bucket, RackState};
+use super::state::{Bucket, LoadBasis, PointKind, RackState};
 use crate::model::{RackId, Timestamp, humane_duration};
 
 /// Load changes below this (percent) are not worth a hint.
@@ -21,17 +24,25 @@ impl Engine {
             return *i;
         }
         let i = self.st.racks.len() as u32;
-        self.st.racks.push(RackState { id: rack.clone(), power_w: None, buckets: Default::default() });
+        self.st.racks.push(RackState {
+            id: rack.clone(),
+            power_w: None,
+            buckets: Default::default(),
+            basis: LoadBasis::default(),
+        });
         self.racks.insert(rack.clone(), i);
         self.rack_points.push(Vec::new());
         i
     }
 
-    /// A PDU of the rack reported power: recompute the rack total and add it to this hour.
+    /// A PDU of the rack reported power or current: recompute the rack total and add it to
+    /// this hour. Per PDU: its power if it reports any; else its current × its mean voltage;
+    /// else its current alone. The rack is in watts when every PDU gives watts, else in amps
+    /// (the sum of the currents); a change of basis restarts the baseline, whose samples
+    /// would not compare.
     pub(super) fn rack_power_sample(&mut self, now: Timestamp, rs: u32) {
         let points = &self.rack_points[rs as usize];
-        // Per device: (unlabeled total, labeled sum).
-        let mut per_device: Vec<(&str, Option<f64>, f64)> = Vec::new();
+        let mut per_device: Vec<(&str, DeviceLoad)> = Vec::new();
         for &pi in points {
             let p = &self.st.points[pi as usize];
             let Some((_, v)) = p.last else { continue };
@@ -39,19 +50,48 @@ impl Engine {
             let idx = match per_device.iter().position(|e| e.0 == dev) {
                 Some(i) => i,
                 None => {
-                    per_device.push((dev, None, 0.0));
+                    per_device.push((dev, DeviceLoad::default()));
                     per_device.len() - 1
                 }
             };
-            if p.label.is_none() {
-                per_device[idx].1 = Some(per_device[idx].1.unwrap_or(0.0) + v);
-            } else {
-                per_device[idx].2 += v;
+            let d = &mut per_device[idx].1;
+            let labeled = p.label.is_some();
+            match p.kind {
+                PointKind::Power => d.power.add(labeled, v),
+                PointKind::PhaseCurrent => d.current.add(labeled, v),
+                _ => d.volts.push(v),
             }
         }
-        let total: f64 = per_device.iter().map(|(_, t, l)| t.unwrap_or(*l)).sum();
+        let mut watts = Some(0.0);
+        let mut amps = 0.0;
+        let mut derived = false;
+        for (_, d) in &per_device {
+            let current = d.current.total();
+            if let Some(i) = current {
+                amps += i;
+            }
+            let w = match (d.power.total(), current) {
+                (Some(w), _) => Some(w),
+                (None, Some(i)) if !d.volts.is_empty() => {
+                    derived = true;
+                    Some(i * d.volts.iter().sum::<f64>() / d.volts.len() as f64)
+                }
+                (None, Some(_)) => None,
+                (None, None) => Some(0.0), // only a voltage so far
+            };
+            watts = watts.zip(w).map(|(a, b)| a + b);
+        }
+        let (total, basis) = match watts {
+            Some(w) if derived => (w, LoadBasis::CurrentXVoltage),
+            Some(w) => (w, LoadBasis::PowerW),
+            None => (amps, LoadBasis::CurrentA),
+        };
         let window_ms = self.settings.baseline_window.as_millis().min(i64::MAX as u128) as i64;
         let rack = &mut self.st.racks[rs as usize];
+        if rack.basis != basis {
+            rack.basis = basis;
+            rack.buckets.clear();
+        }
         rack.power_w = Some(total);
         let hour = now.0.div_euclid(Timestamp::MS_PER_HOUR) * Timestamp::MS_PER_HOUR;
         match rack.buckets.back_mut() {
@@ -81,11 +121,16 @@ impl Engine {
         let baseline_w = if means.len() % 2 == 1 { means[mid] } else { (means[mid - 1] + means[mid]) / 2.0 };
         let change_pct =
             if baseline_w.abs() > f64::EPSILON { (power_w - baseline_w) / baseline_w * 100.0 } else { 0.0 };
+        let (now, baseline) = (Some(round1(power_w)), Some(round1(baseline_w)));
+        let amps = r.basis == LoadBasis::CurrentA;
         Some(RackLoad {
             rack: rack.clone(),
-            power_w: round1(power_w),
-            baseline_w: round1(baseline_w),
+            power_w: if amps { None } else { now },
+            baseline_w: if amps { None } else { baseline },
             change_pct: round1(change_pct),
+            basis: r.basis.as_str().to_owned(),
+            current_a: if amps { now } else { None },
+            baseline_a: if amps { baseline } else { None },
         })
     }
 
@@ -108,8 +153,11 @@ impl Engine {
             .max_by(|a, b| a.change_pct.total_cmp(&b.change_pct))
             .map(|l| {
                 let dir = if l.change_pct >= 0.0 { "more" } else { "less" };
+                let what = if l.current_a.is_some() { " current" } else { "" };
+                let from =
+                    if l.basis == LoadBasis::CurrentXVoltage.as_str() { " (from current × voltage)" } else { "" };
                 format!(
-                    "{} draws {} % {dir} than its {window} median",
+                    "{} draws {} % {dir}{what} than its {window} median{from}",
                     l.rack,
                     chronicle::num(l.change_pct.abs().round())
                 )
@@ -121,11 +169,16 @@ impl Engine {
             let parts: Vec<String> = new
                 .iter()
                 .map(|l| {
+                    let (now, base, unit) = match (l.power_w, l.baseline_w) {
+                        (Some(p), Some(b)) => (p, b, "W"),
+                        _ => (l.current_a.unwrap_or_default(), l.baseline_a.unwrap_or_default(), "A"),
+                    };
+                    let from = if l.basis == LoadBasis::CurrentXVoltage.as_str() { ", current × voltage" } else { "" };
                     format!(
-                        "{} {} W vs {} W {window} median ({:+} %)",
+                        "{} {} {unit} vs {} {unit} {window} median ({:+} %{from})",
                         l.rack,
-                        chronicle::num(l.power_w),
-                        chronicle::num(l.baseline_w),
+                        chronicle::num(now),
+                        chronicle::num(base),
                         chronicle::num(l.change_pct)
                     )
                 })
@@ -155,6 +208,32 @@ impl Engine {
         inc.chronicle.push(chronicle::plain(now, "context", format!("probable cause: {cause}")));
         inc.context.probable_cause = Some(cause);
         inc.dirty = true;
+    }
+}
+
+/// One PDU's latest inputs to its rack's load.
+#[derive(Debug, Default)]
+struct DeviceLoad {
+    power: Sum,
+    current: Sum,
+    volts: Vec<f64>,
+}
+
+/// A PDU's unlabeled total when it has one, else the sum of its labeled rows.
+#[derive(Debug, Default)]
+struct Sum {
+    total: Option<f64>,
+    rows: Option<f64>,
+}
+
+impl Sum {
+    fn add(&mut self, labeled: bool, v: f64) {
+        let slot = if labeled { &mut self.rows } else { &mut self.total };
+        *slot = Some(slot.unwrap_or(0.0) + v);
+    }
+
+    fn total(&self) -> Option<f64> {
+        self.total.or(self.rows)
     }
 }
 

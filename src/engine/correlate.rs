@@ -9,12 +9,12 @@
 //! its bound again (a crossing not yet held for `for`) restarts the hold: a sensor flapping
 //! around its line keeps one incident open instead of opening one per flap.
 
-use super::Engine;
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
-use super::state::{Incident, Member, MemberKey};
+use super::state::{Incident, Member, MemberKey, Sent};
 use super::thresholds::Hit;
-use crate::model::{Category, Severity, Timestamp, ZoneId, humane_duration};
+use super::Engine;
+use crate::model::{Category, DeviceId, PointId, Severity, Timestamp, ZoneId, humane_duration};
 
 impl Engine {
     /// A breach was raised (or returned): join the zone's open incident or open one.
@@ -73,6 +73,7 @@ impl Engine {
             last_emit: now,
             dirty: false,
             major: false,
+            sent: Default::default(),
         };
         let text = format!("{category} incident opened in {zone}: {}", describe(&breach));
         inc.chronicle.push(about_breach(now, "opened", text, &breach));
@@ -94,25 +95,25 @@ impl Engine {
     }
 
     /// A held breach changed severity or rule.
-    pub(super) fn member_changed(&mut self, now: Timestamp, key: &MemberKey, hit: Hit, v: f64) {
+    pub(super) fn member_changed(&mut self, now: Timestamp, key: &MemberKey, hit: Hit, v: f64, clears_at: Option<f64>) {
         let Some((ii, mi)) = self.find_member(key) else { return };
         let inc = &mut self.st.incidents[ii];
         let b = &mut inc.members[mi].breach;
         b.severity = hit.severity;
         b.threshold = Some(hit.bound);
         b.rule = hit.rule.as_str().to_owned();
-        b.value = Some(v);
+        set_value(b, v, clears_at);
         let b = b.clone();
         update_peak(inc, &b, now);
         self.after_change(now, ii);
     }
 
     /// A held breach has a new value (no event; the next one carries it).
-    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64, bound: f64) {
+    pub(super) fn member_value(&mut self, now: Timestamp, key: &MemberKey, v: f64, bound: f64, clears_at: Option<f64>) {
         let Some((ii, mi)) = self.find_member(key) else { return };
         let inc = &mut self.st.incidents[ii];
-        inc.members[mi].breach.value = Some(v);
         inc.members[mi].breach.threshold = Some(bound);
+        set_value(&mut inc.members[mi].breach, v, clears_at);
         let b = inc.members[mi].breach.clone();
         update_peak(inc, &b, now);
     }
@@ -123,6 +124,7 @@ impl Engine {
         let inc = &mut self.st.incidents[ii];
         let b = &mut inc.members[mi].breach;
         b.cleared_at = Some(now);
+        b.clears_at = None;
         if v.is_some() {
             b.value = v;
         }
@@ -189,8 +191,18 @@ impl Engine {
         let mut ii = 0;
         while ii < self.st.incidents.len() {
             let inc = &self.st.incidents[ii];
-            if !inc.major && now >= inc.opened_at.saturating_add(self.settings.major_after) {
-                let reason = format!("has lasted more than {}", humane_duration(self.settings.major_after));
+            if let Some(due) = self.major_due(inc)
+                && now >= due
+            {
+                let reason = match inc.category {
+                    Category::Comms => {
+                        format!(
+                            "has had a device unreachable for more than {}",
+                            humane_duration(self.settings.unreachable_major_after)
+                        )
+                    }
+                    _ => format!("has lasted more than {}", humane_duration(self.settings.major_after)),
+                };
                 self.raise_major(now, ii, &reason);
             }
             let inc = &self.st.incidents[ii];
@@ -205,6 +217,20 @@ impl Engine {
             }
             ii += 1;
         }
+    }
+
+    /// When a long incident becomes a `major_incident` pattern: `major_after` after it opened
+    /// (`unreachable_major_after` for unreachable devices), if it is still active then. One
+    /// whose members have all cleared is on its way out, not a problem on its own.
+    pub(super) fn major_due(&self, inc: &Incident) -> Option<Timestamp> {
+        if inc.major || inc.all_clear_since().is_some() {
+            return None;
+        }
+        let after = match inc.category {
+            Category::Comms => self.settings.unreachable_major_after,
+            _ => self.settings.major_after,
+        };
+        Some(inc.opened_at.saturating_add(after))
     }
 
     fn resolve(&mut self, now: Timestamp, ii: usize) {
@@ -233,7 +259,12 @@ impl Engine {
         let inc = &mut self.st.incidents[ii];
         inc.last_emit = now;
         inc.dirty = false;
-        let ev = self.incident_event(ii, kind, false);
+        let mut ev = self.incident_event(ii, kind, false);
+        let now_sent = sent_of(&self.st.incidents[ii]);
+        if kind == IncidentEventKind::Updated {
+            ev.changes = changes(&self.st.incidents[ii].sent, &now_sent, &ev);
+        }
+        self.st.incidents[ii].sent = now_sent;
         self.push_incident_event(ev);
     }
 
@@ -257,9 +288,95 @@ impl Engine {
             breaches: inc.members.iter().map(|m| m.breach.clone()).collect(),
             peak: inc.peak.clone(),
             context: inc.context.clone(),
+            changes: Vec::new(),
             chronicle: with_chronicle.then(|| inc.chronicle.delivered()),
         }
     }
+}
+
+/// What an event about the incident carries now, for the next one's `changes`.
+fn sent_of(inc: &Incident) -> Sent {
+    let mut sensors = Vec::new();
+    for m in inc.members.iter().filter(|m| m.breach.cleared_at.is_none()) {
+        let s = (m.key.device.clone(), m.key.point.clone(), m.key.label.clone());
+        if !sensors.contains(&s) {
+            sensors.push(s);
+        }
+    }
+    Sent {
+        severity: Some(inc.severity),
+        racks: inc.racks.clone(),
+        sensors,
+        peaks: inc.peak.iter().map(|(m, p)| (m.clone(), p.value)).collect(),
+        hint: inc.context.hint.clone(),
+        probable_cause: inc.context.probable_cause.clone(),
+    }
+}
+
+/// What changed between two events of an incident, one phrase each; sensors are named up to
+/// `NAMED`, counted beyond.
+fn changes(before: &Sent, now: &Sent, ev: &IncidentEvent) -> Vec<String> {
+    const NAMED: usize = 3;
+    let name = |s: &(DeviceId, PointId, Option<std::sync::Arc<str>>)| match &s.2 {
+        Some(l) => format!("{} {l}", s.0),
+        None => format!("{} {}", s.0, s.1),
+    };
+    let listed = |items: Vec<String>, what: &str| -> Option<String> {
+        match items.len() {
+            0 => None,
+            n if n <= NAMED => Some(format!("{what} {}", items.join(", "))),
+            n => Some(format!("{what} {} and {} more", items[..NAMED].join(", "), n - NAMED)),
+        }
+    };
+    let mut out = Vec::new();
+    if let (Some(a), Some(b)) = (before.severity, now.severity)
+        && a != b
+    {
+        out.push(format!("severity {a} -> {b}"));
+    }
+    let racks: Vec<String> = now.racks.iter().filter(|r| !before.racks.contains(r)).map(|r| r.to_string()).collect();
+    out.extend(listed(racks, "racks added:"));
+    let joined: Vec<String> = now.sensors.iter().filter(|s| !before.sensors.contains(s)).map(name).collect();
+    out.extend(listed(joined, "in breach:"));
+    let cleared: Vec<String> = before.sensors.iter().filter(|s| !now.sensors.contains(s)).map(name).collect();
+    out.extend(listed(cleared, "back to normal:"));
+    for (metric, v) in &now.peaks {
+        let old = before.peaks.iter().find(|(m, _)| m == metric).map(|(_, v)| *v);
+        if old.is_none_or(|o| (o - v).abs() >= 0.05)
+            && let Some(p) = ev.peak.get(metric)
+        {
+            let place = p.rack.as_ref().map_or_else(|| p.device.to_string(), |r| format!("{} ({r})", p.device));
+            let unit = if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) };
+            out.push(format!("new peak {metric} {}{unit} on {place}", chronicle::num(*v)));
+        }
+    }
+    if now.probable_cause != before.probable_cause
+        && let Some(c) = &now.probable_cause
+    {
+        out.push(format!("probable cause: {c}"));
+    }
+    // A load hint that appears is news; its percentage drifting from update to update is not.
+    if before.hint.is_none()
+        && let Some(h) = &now.hint
+    {
+        out.push(h.clone());
+    }
+    if out.is_empty() {
+        out.push("timeline updated (values, returns of sensors already listed)".to_owned());
+    }
+    out
+}
+
+/// A held breach's latest value, its own peak, and whether it is clearing.
+fn set_value(b: &mut Breach, v: f64, clears_at: Option<f64>) {
+    b.value = Some(v);
+    b.clears_at = clears_at;
+    let low = b.rule == "low";
+    b.peak = Some(match b.peak {
+        Some(p) if low => p.min(v),
+        Some(p) => p.max(v),
+        None => v,
+    });
 }
 
 /// Keeps the worst value per metric (lowest for low-side breaches, highest otherwise).

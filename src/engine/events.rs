@@ -71,6 +71,10 @@ pub struct IncidentEvent {
     /// Rack load against baseline, probable cause, a hint line.
     #[serde(default)]
     pub context: IncidentContext,
+    /// On `updated`: what changed since the incident's previous event, one short phrase each
+    /// (severity, racks added, sensors joined or cleared, new peaks, context).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
     /// The whole timeline; present on `resolved`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chronicle: Option<Vec<ChronicleEntry>>,
@@ -106,6 +110,13 @@ pub struct Breach {
     pub cleared_at: Option<Timestamp>,
     /// Which rule: `high`, `low`, `rise`, `breaker`, `redundancy`, `comms`, `alarm`.
     pub rule: String,
+    /// Worst value of this member during the incident (lowest for a `low` rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<f64>,
+    /// Present while the value is back inside `threshold` but not yet past the hysteresis:
+    /// the breach is clearing and clears once the value passes this bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clears_at: Option<f64>,
 }
 
 /// The worst value of one metric during an incident.
@@ -138,17 +149,34 @@ pub struct IncidentContext {
     pub hint: Option<String>,
 }
 
-/// One rack's power now against its baseline.
+/// One rack's load now against its baseline: watts (`power_w`, `baseline_w`), or, where its
+/// PDUs report current without power or voltage, amps (`current_a`, `baseline_a`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RackLoad {
     /// The rack.
     pub rack: RackId,
-    /// Rack power now (sum of its PDUs), watts.
-    pub power_w: f64,
-    /// Median over the baseline window, watts.
-    pub baseline_w: f64,
+    /// Rack power now (sum of its PDUs), watts; absent when `basis` is `current_a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    /// Median over the baseline window, watts; absent when `basis` is `current_a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_w: Option<f64>,
     /// (now - baseline) / baseline, in percent.
     pub change_pct: f64,
+    /// What the load is measured from: `power_w` (reported power), `current_x_voltage`
+    /// (current times voltage where a PDU reports no power) or `current_a` (amps only).
+    #[serde(default = "power_basis")]
+    pub basis: String,
+    /// Rack current now (sum of its PDUs' currents), amps; with `basis` `current_a` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_a: Option<f64>,
+    /// Median current over the baseline window, amps; with `basis` `current_a` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_a: Option<f64>,
+}
+
+fn power_basis() -> String {
+    "power_w".to_owned()
 }
 
 /// One line of an incident's timeline.
@@ -194,7 +222,8 @@ pub enum PatternState {
 pub enum PatternTrigger {
     /// `recurrence` incidents of one category in one zone (and adjacent zones) within `window`.
     Recurrence,
-    /// One incident that turned critical or lasted `major_after`.
+    /// One incident that turned critical, or is still active after `major_after`
+    /// (`unreachable_major_after` for unreachable devices).
     MajorIncident,
 }
 

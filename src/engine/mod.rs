@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use chronicle::breach_list;
 pub use events::*;
 pub use state::EngineState;
 
@@ -238,8 +239,8 @@ impl Engine {
         let mut next: Option<Timestamp> = None;
         let mut at = |t: Timestamp| next = Some(next.map_or(t, |n| n.min(t)));
         for inc in &self.st.incidents {
-            if !inc.major {
-                at(inc.opened_at.saturating_add(self.settings.major_after));
+            if let Some(due) = self.major_due(inc) {
+                at(due);
             }
             if let Some(clear) = inc.all_clear_since() {
                 at(clear.saturating_add(self.settings.clear_hold));
@@ -421,7 +422,7 @@ impl Engine {
                 dix.extra.push(pi);
             }
         }
-        if p.kind == PointKind::Power
+        if p.kind.is_rack_load()
             && let Some(rack) = &p.rack
         {
             let rs = self.rack_slot(rack);
@@ -486,7 +487,7 @@ impl Engine {
             c.rollup = Some(self.rollup_slot(key, unit));
         }
         let p = &self.st.points[pi as usize];
-        if p.kind == PointKind::Power
+        if p.kind.is_rack_load()
             && let Some(rack) = p.rack.clone()
         {
             c.rack = Some(self.rack_slot(&rack));
@@ -514,14 +515,19 @@ impl Engine {
         }
         self.evaluate(now, pi, v, &rules);
         match self.st.points[pi as usize].kind {
-            PointKind::Plain | PointKind::DewPoint | PointKind::Redundancy => {}
+            PointKind::Plain | PointKind::DewPoint | PointKind::Redundancy | PointKind::Voltage => {}
             PointKind::InletTemp | PointKind::Humidity => self.dew_point_input(now, di, pi, v),
             PointKind::Power => {
                 if let Some(rs) = rules.rack {
                     self.rack_power_sample(now, rs);
                 }
             }
-            PointKind::PhaseCurrent => self.redundancy_input(now, pi),
+            PointKind::PhaseCurrent => {
+                self.redundancy_input(now, pi);
+                if let Some(rs) = rules.rack {
+                    self.rack_power_sample(now, rs);
+                }
+            }
             PointKind::Alarm => self.cooling_alarm_input(now, di, v),
         }
     }
@@ -653,17 +659,35 @@ impl Engine {
             }
             Step::Held { from, to } => {
                 let key = self.member_key(pi, slot);
+                let clears_at = self.clears_at(pi, slot, to, v);
                 if from.severity != to.severity || from.rule != to.rule {
-                    self.member_changed(now, &key, to, v);
+                    self.member_changed(now, &key, to, v, clears_at);
                 } else {
                     // Same breach; a moving bound (the rise rule's window minimum) is no news.
-                    self.member_value(now, &key, v, to.bound);
+                    self.member_value(now, &key, v, to.bound, clears_at);
                 }
             }
             Step::Cleared(_) => {
                 let key = self.member_key(pi, slot);
                 self.member_cleared(now, &key, Some(v), "back inside its bounds");
             }
+        }
+    }
+
+    /// For a held breach whose value is back inside its bound but not past the hysteresis:
+    /// the value it clears at (`bound - hysteresis` for a high-side rule).
+    fn clears_at(&mut self, pi: u32, slot: Slot, hit: Hit, v: f64) -> Option<f64> {
+        let rules = self.rules(pi);
+        let t = match slot {
+            Slot::Level => rules.level?,
+            Slot::Breaker => rules.breaker?,
+            Slot::Rise | Slot::Comms => return None,
+        };
+        let h = t.hysteresis.max(0.0);
+        match hit.rule {
+            RuleKind::Low => (v >= hit.bound).then_some(hit.bound + h),
+            RuleKind::High | RuleKind::Breaker | RuleKind::Redundancy => (v <= hit.bound).then_some(hit.bound - h),
+            RuleKind::Rise | RuleKind::Comms | RuleKind::Alarm => None,
         }
     }
 
@@ -686,6 +710,8 @@ impl Engine {
             since,
             cleared_at: None,
             rule: hit.rule.as_str().to_owned(),
+            peak: v,
+            clears_at: None,
         }
     }
 
@@ -853,6 +879,8 @@ fn comms_breach(d: &DeviceState, now: Timestamp) -> Breach {
         since: now,
         cleared_at: None,
         rule: RuleKind::Comms.as_str().to_owned(),
+        peak: None,
+        clears_at: None,
     }
 }
 

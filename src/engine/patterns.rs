@@ -4,8 +4,12 @@
 //! occurrences in the zone and its adjacent zones within the rolling `window`; it goes
 //! `active` when the count reaches `recurrence` (and the zone itself had at least one), is
 //! `updated` on each further occurrence, and `cleared` once the window holds fewer again. An
-//! incident that turns critical or lasts `major_after` raises a `major_incident` pattern,
-//! cleared when the incident resolves. History is pruned to the window, so memory is bounded
+//! incident that turns critical, or is still active `major_after` after it opened
+//! (`unreachable_major_after` for a comms incident: devices unreachable), raises a
+//! `major_incident` pattern, cleared when the incident resolves; once per zone and category
+//! within the window (a daily critical of the same kind is the same problem, already handed
+//! off: its chronicle says so). Patterns are a hand-off to problem management and must stay
+//! rare: an ordinary warning handled within a shift is not one. History is pruned to the window, so memory is bounded
 //! by how many incidents a window can hold, never by run length.
 
 use super::events::{Event, PatternEvent, PatternState, PatternTrigger};
@@ -27,6 +31,7 @@ impl Engine {
             at: inc.opened_at,
             racks: inc.racks.clone(),
             hint: inc.context.hint.clone(),
+            major: false,
         });
         let zone = inc.zone.clone();
         let category = inc.category;
@@ -169,6 +174,25 @@ impl Engine {
         if inc.major {
             return;
         }
+        // The same problem (zone, category) already went to problem management within the
+        // window: say so in the chronicle instead of handing it off again every time.
+        if let Some(earlier) = self
+            .st
+            .history
+            .iter()
+            .find(|o| o.major && o.zone == inc.zone && o.category == inc.category && o.incident_id != inc.id)
+        {
+            let detail = format!(
+                "{reason}; no new major-incident pattern: {} in {} was one within {}",
+                earlier.incident_id,
+                earlier.zone,
+                humane_duration(self.settings.window)
+            );
+            let inc = &mut self.st.incidents[ii];
+            inc.major = true;
+            inc.chronicle.push(chronicle::plain(now, "pattern", detail));
+            return;
+        }
         let hood = self.neighbourhood(&inc.zone);
         let occs: Vec<&Occurrence> =
             self.st.history.iter().filter(|o| o.category == inc.category && hood.contains(&o.zone)).collect();
@@ -176,7 +200,8 @@ impl Engine {
         let time_of_day = time_of_day(&hours);
         let worst = inc.peak.iter().next().map(|(m, p)| {
             let place = p.rack.as_ref().map_or_else(|| p.device.to_string(), |r| format!("{} ({r})", p.device));
-            format!("peak {m} {} {} on {place}", chronicle::num(p.value), p.unit)
+            let unit = if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) };
+            format!("peak {m} {}{unit} on {place}", chronicle::num(p.value))
         });
         let mut summary = format!("{}: {} incident {} {reason}", inc.zone, inc.category, inc.id);
         if let Some(w) = worst {
@@ -212,6 +237,9 @@ impl Engine {
             summary: summary.clone(),
         };
         let id = inc.id.clone();
+        if let Some(o) = self.st.history.iter_mut().find(|o| o.incident_id == id) {
+            o.major = true;
+        }
         let inc = &mut self.st.incidents[ii];
         inc.major = true;
         inc.chronicle.push(chronicle::plain(now, "pattern", format!("pattern {}: {summary}", event.pattern_id)));

@@ -63,8 +63,10 @@ pub enum PointKind {
     Humidity,
     /// `power_w`: rack load context.
     Power,
-    /// `phase_current_a`: A+B redundancy input.
+    /// `phase_current_a`: A+B redundancy input; rack load where no power is reported.
     PhaseCurrent,
+    /// `voltage_v`: with the current, rack load where no power is reported.
+    Voltage,
     /// `alarm` (0/1).
     Alarm,
     /// Synthetic: dew point derived from a device's temperature and humidity.
@@ -74,12 +76,18 @@ pub enum PointKind {
 }
 
 impl PointKind {
+    /// Inputs of the rack load context.
+    pub fn is_rack_load(self) -> bool {
+        matches!(self, PointKind::Power | PointKind::PhaseCurrent | PointKind::Voltage)
+    }
+
     pub fn of(metric: &str) -> Self {
         match metric {
             "inlet_temp_c" => PointKind::InletTemp,
             "humidity_pct" => PointKind::Humidity,
             "power_w" => PointKind::Power,
             "phase_current_a" => PointKind::PhaseCurrent,
+            "voltage_v" => PointKind::Voltage,
             "alarm" => PointKind::Alarm,
             _ => PointKind::Plain,
         }
@@ -165,12 +173,38 @@ pub struct Bucket {
     pub n: u32,
 }
 
-/// A rack's load: hourly means over the baseline window.
+/// What a rack's load is measured from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBasis {
+    /// Its PDUs report power (watts).
+    #[default]
+    PowerW,
+    /// Some PDUs report current and voltage only: watts as current × voltage.
+    CurrentXVoltage,
+    /// Some PDUs report current only: amps, against an amps baseline.
+    CurrentA,
+}
+
+impl LoadBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBasis::PowerW => "power_w",
+            LoadBasis::CurrentXVoltage => "current_x_voltage",
+            LoadBasis::CurrentA => "current_a",
+        }
+    }
+}
+
+/// A rack's load: hourly means over the baseline window, in the unit of its `basis`
+/// (`power_w` and `Bucket::sum_w` hold amps for `CurrentA`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RackState {
     pub id: RackId,
     pub power_w: Option<f64>,
     pub buckets: VecDeque<Bucket>,
+    #[serde(default)]
+    pub basis: LoadBasis,
 }
 
 /// Which rule of a point a member is.
@@ -217,6 +251,21 @@ pub struct Incident {
     pub dirty: bool,
     /// A `major_incident` pattern has been raised for it.
     pub major: bool,
+    /// What its last event said, to tell the next `updated` what changed.
+    #[serde(default)]
+    pub sent: Sent,
+}
+
+/// What an incident's last event carried, as far as `changes` compares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    pub severity: Option<Severity>,
+    pub racks: Vec<RackId>,
+    /// Sensors in breach (device, point, label).
+    pub sensors: Vec<(DeviceId, PointId, Option<Arc<str>>)>,
+    pub peaks: Vec<(Metric, f64)>,
+    pub hint: Option<String>,
+    pub probable_cause: Option<String>,
 }
 
 impl Incident {
@@ -241,6 +290,9 @@ pub struct Occurrence {
     /// The incident's load hint when it opened (for pattern summaries).
     #[serde(default)]
     pub hint: Option<String>,
+    /// A `major_incident` pattern was raised for it.
+    #[serde(default)]
+    pub major: bool,
 }
 
 /// A pattern signal that is active, as last emitted.

@@ -21,7 +21,8 @@
 //!     incident open there was seen opening;
 //!   - every pattern signal names incidents that were seen, in its zones, and its states go
 //!     active -> updated* -> cleared.
-//!   Also: messages by type, incidents, patterns, max outbox depth (from health), drops, and
+//!
+//!   It also prints messages by type, incidents, patterns, max outbox depth (from health), drops, and
 //!   per fault the recovery time: from its end until the first message created after it
 //!   arrived.
 
@@ -60,7 +61,9 @@ fn main() -> ExitCode {
         }
         Some("verify") => verify(&need("--messages"), &need("--faults"), &need("--status")),
         _ => {
-            eprintln!("usage: soak_check record --port P --site S --out FILE | verify --messages F --faults F --status F");
+            eprintln!(
+                "usage: soak_check record --port P --site S --out FILE | verify --messages F --faults F --status F"
+            );
             ExitCode::from(2)
         }
     }
@@ -167,9 +170,15 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
             Some(first) => {
                 duplicates += 1;
                 if first.v["msg_id"] != payload["msg_id"] {
-                    v(Some(t), format!("seq {seq} arrived with msg_id {} and {}", first.v["msg_id"], payload["msg_id"]));
+                    v(
+                        Some(t),
+                        format!("seq {seq} arrived with msg_id {} and {}", first.v["msg_id"], payload["msg_id"]),
+                    );
                 } else if first.payload_text != text {
-                    v(Some(t), format!("seq {seq} (msg_id {}) arrived twice with different payloads", payload["msg_id"]));
+                    v(
+                        Some(t),
+                        format!("seq {seq} (msg_id {}) arrived twice with different payloads", payload["msg_id"]),
+                    );
                 }
             }
             None => {
@@ -294,7 +303,8 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
         }
         let state = m.v["state"].as_str().unwrap_or("?").to_owned();
         let before = pattern_state.get(&id).map(String::as_str).unwrap_or("cleared");
-        let ok = matches!((before, state.as_str()), ("cleared", "active") | ("active" | "updated", "updated" | "cleared"));
+        let ok =
+            matches!((before, state.as_str()), ("cleared", "active") | ("active" | "updated", "updated" | "cleared"));
         if !ok && pattern_shed {
             excused += 1;
         } else if !ok {
@@ -334,14 +344,21 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
     }
 
     // --- summary --------------------------------------------------------------------------------
-    println!("soak_check: {received} messages received ({without_seq} without seq: status), {} distinct seqs 1..={max_seq}, {duplicates} duplicates", by_seq.len());
+    println!(
+        "soak_check: {received} messages received ({without_seq} without seq: status), {} distinct seqs 1..={max_seq}, {duplicates} duplicates",
+        by_seq.len()
+    );
     println!("  by type:      {}", counts.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
     println!(
         "  incidents:    {} seen, {opened} opened, {resolved} resolved, {} open at the end (agent state)",
         incidents.len(),
         open_at_end.len()
     );
-    println!("  patterns:     {} signals over {} pattern ids", counts.get("pattern").copied().unwrap_or(0), pattern_state.len());
+    println!(
+        "  patterns:     {} signals over {} pattern ids",
+        counts.get("pattern").copied().unwrap_or(0),
+        pattern_state.len()
+    );
     println!(
         "  outbox:       max depth {max_depth} (health), shed {shed_total} ({}), {} left at the end",
         shed_classes.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "),

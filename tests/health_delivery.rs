@@ -53,8 +53,7 @@ fn fake_broker(listener: TcpListener, tx: mpsc::Sender<Published>) {
     for connection in 1u32.. {
         let Ok((mut s, _)) = listener.accept() else { return };
         let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-        loop {
-            let Ok((head, body)) = read_packet(&mut s) else { break };
+        while let Ok((head, body)) = read_packet(&mut s) {
             match head >> 4 {
                 1 => {
                     let _ = s.write_all(&[0x20, 0x02, 0x00, 0x00]);

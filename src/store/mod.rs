@@ -514,7 +514,8 @@ impl Store {
         }
         for n in new.iter().filter(|n| n.dropped && n.class == MessageClass::Health) {
             let m = &msgs[(n.seq - first_seq) as usize];
-            if let Some(r) = m.payload.get("dropped").and_then(|d| serde_json::from_value::<DropReport>(d.clone()).ok()) {
+            if let Some(r) = m.payload.get("dropped").and_then(|d| serde_json::from_value::<DropReport>(d.clone()).ok())
+            {
                 carried.push((n.seq, r));
             }
         }

@@ -189,6 +189,8 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
 
     // --- gaps, except what health reported as shed ----------------------------------------
     let mut shed: Vec<(u64, u64)> = Vec::new();
+    // class, first_seq, last_seq of every reported shed range.
+    let mut shed_ranges: Vec<(String, u64, u64)> = Vec::new();
     let mut shed_total = 0u64;
     let mut shed_classes: BTreeMap<String, u64> = BTreeMap::new();
     let mut max_depth = 0u64;
@@ -206,6 +208,7 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
         for r in d["ranges"].as_array().into_iter().flatten() {
             if let (Some(a), Some(b)) = (r["first_seq"].as_u64(), r["last_seq"].as_u64()) {
                 shed.push((a, b));
+                shed_ranges.push((r["class"].as_str().unwrap_or("?").to_owned(), a, b));
             }
         }
     }
@@ -243,9 +246,12 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
         .flatten()
         .filter_map(|i| i["incident_id"].as_str().map(str::to_owned))
         .collect();
-    // What a reported shed may explain: a lost `opened`/`resolved` or pattern signal.
+    // What a reported shed may explain: a lost `opened`/`resolved` or pattern signal, when a
+    // range of that class was shed strictly between seqs `lo` and `hi`.
+    let shed_between =
+        |class: &str, lo: u64, hi: u64| shed_ranges.iter().any(|(c, a, b)| c == class && *a < hi && *b > lo);
     let lifecycle_shed = shed_classes.get("incident_lifecycle").copied().unwrap_or(0) > 0;
-    let pattern_shed = shed_classes.get("pattern").copied().unwrap_or(0) > 0;
+    let seq_of = |m: &Msg| m.v["seq"].as_u64().unwrap_or(0);
     let mut excused = 0u64;
     let (mut opened, mut resolved) = (0u64, 0u64);
     let mut zone_of: HashMap<String, String> = HashMap::new();
@@ -260,7 +266,10 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
         if n_open > 1 {
             v(at, format!("incident {id} opened {n_open} times (events {kinds:?})"));
         }
-        if kinds[0] != "opened" && !lifecycle_shed {
+        let (first_seq, last_seq) = (seq_of(evs[0]), seq_of(evs[evs.len() - 1]));
+        if kinds[0] != "opened" && shed_between("incident_lifecycle", 0, first_seq) {
+            excused += 1;
+        } else if kinds[0] != "opened" {
             v(at, format!("incident {id}: first event is {} (events {kinds:?})", kinds[0]));
         }
         if n_res > 1 || (n_res == 1 && kinds.last() != Some(&"resolved")) {
@@ -269,7 +278,7 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
         if evs.windows(2).any(|w| w[1].t < w[0].t) {
             v(at, format!("incident {id}: events arrived out of seq order"));
         }
-        if n_res == 0 && !open_at_end.contains(id) && lifecycle_shed {
+        if n_res == 0 && !open_at_end.contains(id) && shed_between("incident_lifecycle", last_seq, u64::MAX) {
             excused += 1;
         } else if n_res == 0 && !open_at_end.contains(id) {
             v(at, format!("incident {id} opened, never resolved, and not open in the agent's final state"));
@@ -287,13 +296,14 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
     }
 
     // --- patterns ----------------------------------------------------------------------------
-    let mut pattern_state: BTreeMap<String, String> = BTreeMap::new();
+    // pattern id -> (state, seq) of its last signal.
+    let mut pattern_state: BTreeMap<String, (String, u64)> = BTreeMap::new();
     for m in by_seq.values().filter(|m| m.v["type"] == "pattern") {
         let id = m.v["pattern_id"].as_str().unwrap_or("?").to_owned();
         let zones: BTreeSet<&str> = m.v["zones"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         for inc in m.v["incident_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             match zone_of.get(inc) {
-                None if lifecycle_shed => excused += 1,
+                None if shed_between("incident_lifecycle", 0, seq_of(m)) => excused += 1,
                 None => v(Some(m.t), format!("pattern {id} names incident {inc}, which never reached the NOC")),
                 Some(z) if !zones.is_empty() && !zones.contains(z.as_str()) => {
                     v(Some(m.t), format!("pattern {id} names incident {inc} of zone {z}, not in its zones {zones:?}"))
@@ -302,15 +312,15 @@ fn verify(messages: &str, faults: &str, status: &str) -> ExitCode {
             }
         }
         let state = m.v["state"].as_str().unwrap_or("?").to_owned();
-        let before = pattern_state.get(&id).map(String::as_str).unwrap_or("cleared");
+        let (before, before_seq) = pattern_state.get(&id).map_or(("cleared", 0), |(s, q)| (s.as_str(), *q));
         let ok =
             matches!((before, state.as_str()), ("cleared", "active") | ("active" | "updated", "updated" | "cleared"));
-        if !ok && pattern_shed {
+        if !ok && shed_between("pattern", before_seq, seq_of(m)) {
             excused += 1;
         } else if !ok {
             v(Some(m.t), format!("pattern {id}: {state} after {before}"));
         }
-        pattern_state.insert(id, state);
+        pattern_state.insert(id, (state, seq_of(m)));
     }
 
     // --- faults and recovery -------------------------------------------------------------------

@@ -497,7 +497,7 @@ async fn a_full_outbox_during_an_outage_sheds_rollups_and_health_first_and_repor
     // carries the report (checked below: it is still in the outbox).
     let report2 = store.take_drop_report().unwrap();
     assert!(!report2.by_class.contains_key(&MessageClass::IncidentLifecycle), "{report2:?}");
-    // What survived; QoS 0 health may overtake queued QoS 1 messages, so wait for all of it.
+    // What survived the shedding; wait until all of it arrived.
     let kept: Vec<u64> = store.peek_from(None, 100_000).unwrap().iter().map(|m| m.seq).collect();
     assert!(kept.contains(&health_seq));
 

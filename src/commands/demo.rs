@@ -51,7 +51,7 @@ struct Tally {
     duplicates: u64,
     /// A seq seen twice with different msg_ids: a real bug, shown in the summary.
     conflicting: Vec<u64>,
-    /// Health (QoS 0) seqs: the only ones whose loss would be allowed.
+    /// Health seqs, to tell which lost seqs were health messages.
     health_seqs: BTreeSet<u64>,
     incidents_opened: u64,
     incident_messages: u64,
@@ -300,7 +300,7 @@ fn print_summary(t: &Tally, status: Option<&crate::status::StatusSnapshot>) {
         println!("result     zero lost messages across the outage");
     } else {
         println!(
-            "result     LOST seqs {missing:?} (health is QoS 0: {:?})",
+            "result     LOST seqs {missing:?} (of them health: {:?})",
             missing.iter().filter(|s| t.health_seqs.contains(s)).collect::<Vec<_>>()
         );
     }

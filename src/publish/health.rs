@@ -72,7 +72,7 @@ pub struct HealthBody {
 }
 
 impl HealthBody {
-    /// The outbound message (QoS 0, retained, `P/S/health`).
+    /// The outbound message (QoS 1, retained, `P/S/health`).
     pub fn outbound(&self, prefix: &str, site: &SiteId) -> Outbound {
         outbound_health(prefix, site, self)
     }

@@ -35,7 +35,9 @@ pub fn outbound_for(prefix: &str, site: &SiteId, event: &Event) -> Outbound {
     Outbound { topic, qos: 1, retain, class, payload }
 }
 
-/// The health message (QoS 0, retained) from any serializable body.
+/// The health message (QoS 1, retained) from any serializable body. QoS 1 like everything
+/// else that carries a `seq`: it leaves the outbox only on its PUBACK (or by the `max_bytes`
+/// bound, which reports the shed range), so a gap in `seq` always means loss.
 pub fn outbound_health(prefix: &str, site: &SiteId, body: &impl Serialize) -> Outbound {
     let mut payload = serde_json::to_value(body).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut payload {
@@ -43,7 +45,7 @@ pub fn outbound_health(prefix: &str, site: &SiteId, body: &impl Serialize) -> Ou
     }
     Outbound {
         topic: format!("{}/health", site_topic(prefix, site)),
-        qos: 0,
+        qos: 1,
         retain: true,
         class: MessageClass::Health,
         payload,

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - **Nothing leaves the outbox before PUBACK**: an outbox entry is deleted only when the
-//!   broker acknowledged that exact message (QoS 1), or once it was written (QoS 0 health).
+//!   broker acknowledged that exact message (QoS 1; every message the agent makes), or once
+//!   it was written (a QoS 0 entry left by a version that published health at QoS 0).
 //! - Messages go out in outbox (`seq`) order through one connection with a bounded in-flight
 //!   window; after any reconnect, and at start, publishing resumes from the oldest
 //!   un-acknowledged entry, so the NOC sees every `seq`, in order, duplicates only with an

@@ -72,6 +72,22 @@ impl DropReport {
         }
         self.ranges.push(DroppedRange { class, reason, first_seq: seq, last_seq: seq, count: 1 });
     }
+
+    /// Appends the drops of `later` (which happened after this report's).
+    pub fn extend(&mut self, later: DropReport) {
+        self.total += later.total;
+        for (class, n) in later.by_class {
+            *self.by_class.entry(class).or_default() += n;
+        }
+        for r in later.ranges {
+            if self.ranges.len() >= MAX_DROP_RANGES {
+                self.ranges_truncated = true;
+                break;
+            }
+            self.ranges.push(r);
+        }
+        self.ranges_truncated |= later.ranges_truncated;
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@
 //!   oldest first (health, rollups, incident updates); incident `opened`/`resolved` events and
 //!   pattern signals go only when nothing else is left. The health message being committed
 //!   (it carries the drop report) is kept over older incident updates. Every drop is logged, counted and kept
-//!   (persisted) for the next health message (`take_drop_report`).
+//!   (persisted) for the next health message (`take_drop_report`); when a health message is
+//!   itself shed, the report it carried goes back in front of the pending one.
 //! - `seq` is per store, strictly increasing, never reused; `msg_id` is `"<epoch>-<seq>"` with a
 //!   random epoch chosen when the store is created, so a reset store cannot collide with ids
 //!   the NOC has already seen.
@@ -489,6 +490,33 @@ impl Store {
             drops_now.push((seq, class, DropReason::Full));
             batch.remove(&record::outbox_key(seq));
         }
+        // A health message shed here takes away the drop report it carries: put those reports
+        // back in front of the pending one, so the next health message repeats them and every
+        // shed seq is still reported.
+        let mut carried: Vec<(u64, DropReport)> = Vec::new();
+        for &(seq, class, _) in &victims {
+            if class == MessageClass::Health
+                && let Some(r) = self.carried_drop_report(seq)
+            {
+                carried.push((seq, r));
+            }
+        }
+        for n in new.iter().filter(|n| n.dropped && n.class == MessageClass::Health) {
+            let m = &msgs[(n.seq - first_seq) as usize];
+            if let Some(r) = m.payload.get("dropped").and_then(|d| serde_json::from_value::<DropReport>(d.clone()).ok())
+            {
+                carried.push((n.seq, r));
+            }
+        }
+        if !carried.is_empty() {
+            carried.sort_by_key(|c| c.0);
+            let mut merged = DropReport::default();
+            for (_, r) in carried {
+                merged.extend(r);
+            }
+            merged.extend(report);
+            report = merged;
+        }
         drops_now.sort_by_key(|d| d.0);
         for &(seq, class, reason) in &drops_now {
             report.record(class, reason, seq);
@@ -533,6 +561,16 @@ impl Store {
                 by_class = ?by_class, max_bytes = self.inner.max_bytes, "outbox dropped messages");
         }
         Ok(last_seq)
+    }
+
+    /// The non-empty `dropped` report inside the stored health message `seq`.
+    fn carried_drop_report(&self, seq: u64) -> Option<DropReport> {
+        let v = self.inner.db.get(record::outbox_key(seq)).ok()??;
+        let h = record::decode_header(&v).ok()?;
+        let (_, payload) = record::body(&v, &h).ok()?;
+        let json: Value = serde_json::from_slice(payload).ok()?;
+        let r: DropReport = serde_json::from_value(json.get("dropped")?.clone()).ok()?;
+        (!r.is_empty()).then_some(r)
     }
 
     fn class_at(&self, seq: u64) -> Option<MessageClass> {

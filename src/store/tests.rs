@@ -218,6 +218,38 @@ fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
 }
 
 #[test]
+fn a_shed_health_message_hands_its_drop_report_to_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let one = {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
+        rt.block_on(s.commit(&[msg(MessageClass::Health, 1000)], None, Timestamp(0))).unwrap();
+        s.stats().unwrap().bytes
+    };
+    let store = Store::open(&settings(dir.path(), 4 * one + 200), &site()).unwrap();
+    let (l, r) = (msg(MessageClass::IncidentLifecycle, 1000), msg(MessageClass::Rollup, 1000));
+    // seqs 1..=4: L L R R; seq 5 (L) sheds rollup 3.
+    rt.block_on(store.commit(&[l.clone(), l.clone(), r.clone(), r], None, Timestamp(0))).unwrap();
+    rt.block_on(store.commit(std::slice::from_ref(&l), None, Timestamp(0))).unwrap();
+    let report = store.take_drop_report().unwrap();
+    assert_eq!(report.ranges.iter().map(|r| (r.first_seq, r.last_seq)).collect::<Vec<_>>(), vec![(3, 3)]);
+    // Health seq 6 carries that report (and sheds rollup 4); then seq 7 sheds health 6.
+    let mut health = msg(MessageClass::Health, 1000);
+    health.payload["dropped"] = serde_json::to_value(&report).unwrap();
+    rt.block_on(store.commit(&[health], None, Timestamp(0))).unwrap();
+    rt.block_on(store.commit(&[l], None, Timestamp(0))).unwrap();
+    let left: Vec<_> = store.peek_from(None, 100).unwrap().iter().map(|m| m.seq).collect();
+    assert!(!left.contains(&6), "the health message was shed: {left:?}");
+    // The next health message must still report seq 3, not only 4 and 6.
+    let report = store.take_drop_report().unwrap();
+    let covered = |s: u64| report.ranges.iter().any(|r| r.first_seq <= s && s <= r.last_seq);
+    assert!(covered(3) && covered(4) && covered(6), "{report:?}");
+    assert_eq!(report.total, 3);
+    assert_eq!(report.ranges[0].first_seq, 3, "the older report first");
+}
+
+#[test]
 fn drop_report_survives_a_restart_until_taken() {
     let dir = tempfile::tempdir().unwrap();
     {

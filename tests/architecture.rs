@@ -54,7 +54,6 @@ const CRATES: &[(&str, &[&str])] = &[
 const ENGINE_FORBIDDEN: &[&str] =
     &["tokio", "tokio_util", "Instant::now", "SystemTime", "Timestamp::now", "sleep", "sleep_until"];
 
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Violation {
     file: String,
@@ -68,7 +67,8 @@ struct Violation {
 fn the_code_follows_the_architecture() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let found = check_tree(root);
-    let failures: Vec<String> = found.iter().map(|v| format!("{}:{}: {} ({})", v.file, v.line, v.rule, v.why)).collect();
+    let failures: Vec<String> =
+        found.iter().map(|v| format!("{}:{}: {} ({})", v.file, v.line, v.rule, v.why)).collect();
     assert!(failures.is_empty(), "architecture violations:\n{}", failures.join("\n"));
 }
 

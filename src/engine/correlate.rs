@@ -9,11 +9,11 @@
 //! its bound again (a crossing not yet held for `for`) restarts the hold: a sensor flapping
 //! around its line keeps one incident open instead of opening one per flap.
 
+use super::Engine;
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
 use super::state::{Incident, Member, MemberKey, Sent};
 use super::thresholds::Hit;
-use super::Engine;
 use crate::model::{Category, DeviceId, PointId, Severity, Timestamp, ZoneId, humane_duration};
 
 impl Engine {

@@ -75,18 +75,7 @@ impl Poller {
         ctx: SourceContext,
     ) -> Self {
         let plan = plan::plan(&profile.points, limits);
-        Self {
-            spec,
-            profile,
-            unit,
-            limits,
-            link,
-            ctx,
-            plan,
-            failures: 0,
-            absent: Vec::new(),
-            recheck: false,
-        }
+        Self { spec, profile, unit, limits, link, ctx, plan, failures: 0, absent: Vec::new(), recheck: false }
     }
 
     /// The current read plan (after any splits).

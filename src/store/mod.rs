@@ -39,7 +39,7 @@ pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
 use crate::config::StoreSettings;
 use crate::model::{SiteId, Timestamp};
 use crate::outbox::{Envelope, MessageClass, Outbound, StoredMessage, with_envelope};
-use record::{ENGINE_STATE, META_DROPS, META_EPOCH, META_NEXT_SEQ, META_SCHEMA};
+use record::{ENGINE_STATE, META_DROPS, META_EPOCH, META_NEXT_SEQ, META_SCHEMA, META_STATE_CHUNKS, STATE_CHUNK_BYTES};
 
 /// Layout version this build writes and understands.
 pub const STORE_SCHEMA_VERSION: u32 = 1;
@@ -143,6 +143,9 @@ struct Index {
     droppable: [BTreeMap<u64, u64>; 3],
     drops: DropReport,
     dropped_since_open: u64,
+    /// Chunks of the saved engine state (`record::state_chunk_key`), so a smaller state can
+    /// remove the ones it no longer needs.
+    state_chunks: u32,
 }
 
 impl Index {
@@ -283,6 +286,11 @@ impl Store {
                 }
                 if let Some(d) = db.get(META_DROPS).map_err(read)? {
                     index.drops = serde_json::from_slice(&d).map_err(|e| corrupt("drop report", &e.to_string()))?;
+                }
+                if let Some(c) = db.get(META_STATE_CHUNKS).map_err(read)? {
+                    index.state_chunks = u32::from_be_bytes(
+                        c.as_ref().try_into().map_err(|_| corrupt("engine state chunk count", "not 4 bytes"))?,
+                    );
                 }
                 for item in db.range(record::outbox_key(0)..) {
                     let (k, v) = item.map_err(read)?;
@@ -530,9 +538,19 @@ impl Store {
         if !drops_now.is_empty() {
             batch.insert(META_DROPS, serde_json::to_vec(&report).unwrap_or_default());
         }
-        if let Some(s) = engine_state {
-            batch.insert(ENGINE_STATE, s);
-        }
+        let state_chunks = engine_state.map(|s| {
+            let chunks = s.chunks(STATE_CHUNK_BYTES);
+            let count = chunks.len() as u32;
+            for (n, chunk) in (0u32..).zip(chunks) {
+                batch.insert(&record::state_chunk_key(n), chunk);
+            }
+            for n in count..idx.state_chunks {
+                batch.remove(&record::state_chunk_key(n));
+            }
+            batch.insert(META_STATE_CHUNKS, &count.to_be_bytes());
+            batch.remove(ENGINE_STATE);
+            count
+        });
 
         self.inner
             .db
@@ -540,6 +558,9 @@ impl Store {
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
 
         // Written: now the accounting may follow.
+        if let Some(count) = state_chunks {
+            idx.state_chunks = count;
+        }
         for &(seq, class, size) in &victims {
             idx.remove(seq, class, size);
         }
@@ -699,12 +720,23 @@ impl Store {
 
     /// The engine state saved by the last `commit` that carried one.
     pub fn load_engine_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let v = self
-            .inner
-            .db
-            .get(ENGINE_STATE)
-            .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?;
-        Ok(v.map(|v| v.to_vec()))
+        let db = &self.inner.db;
+        let read = |source| StoreError::Read { path: self.inner.path.clone(), source };
+        if db.get(META_STATE_CHUNKS).map_err(read)?.is_none() {
+            // Saved by a version that wrote the state as one value (or never saved).
+            return Ok(db.get(ENGINE_STATE).map_err(read)?.map(|v| v.to_vec()));
+        }
+        let count = self.index().state_chunks;
+        let mut state = Vec::with_capacity(count as usize * STATE_CHUNK_BYTES);
+        for n in 0..count {
+            let chunk = db.get(record::state_chunk_key(n)).map_err(read)?.ok_or_else(|| StoreError::Corrupt {
+                path: self.inner.path.clone(),
+                what: "engine state".to_owned(),
+                reason: format!("chunk {n} of {count} is missing"),
+            })?;
+            state.extend_from_slice(&chunk);
+        }
+        Ok(Some(state))
     }
 
     /// Highest `seq` the publisher may send (covered by a completed flush).

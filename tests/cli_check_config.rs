@@ -17,7 +17,7 @@ fn shipped_example_is_valid_and_summarized() {
     assert!(stdout.contains("zones     3 (hall1-a, hall1-b, hall1-c)"), "{stdout}");
     assert!(stdout.contains("profiles  apc-rpdu2 x2, generic-crah x1, modbus-th-probe x1"), "{stdout}");
     // Durations print as the config writes them ("30d", not humantime's "30days").
-    assert!(stdout.contains("patterns  3 incidents in 30d (major after 30m)"), "{stdout}");
+    assert!(stdout.contains("patterns  3 incidents in 30d (major after 8h, unreachable after 1d)"), "{stdout}");
 }
 
 #[test]

@@ -233,7 +233,13 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/snmpsim");
-    for f in ["apc-rpdu2.snmprec", "apc-rpdu2-switched.snmprec", "raritan-pdu2.snmprec"] {
+    for f in [
+        "apc-rpdu2.snmprec",
+        "apc-rpdu2-switched.snmprec",
+        "raritan-pdu2.snmprec",
+        "ups-mib.snmprec",
+        "ups-mib-basic.snmprec",
+    ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
     let log = dir.join("snmpsim.log");
@@ -302,4 +308,71 @@ async fn snmpsim_switched_apc_pdu_without_outlet_metering_is_healthy() {
     assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 inlet")), 23.9);
     // 2 scalars, 3 phases x 2, temperature x 2, humidity x 1.
     assert_eq!(readings.len(), 2 + 6 + 2 + 1, "{readings:#?}");
+}
+
+/// UPS-MIB (RFC 1628): a three-phase online UPS on battery (brownout on its input) with
+/// every optional object, and a small line-interactive one without the optional objects
+/// (no bypass table, no current or power columns, no battery voltage or temperature).
+#[tokio::test]
+async fn snmpsim_recordings_of_ups_mib_upses_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "ups-mib");
+    secret(dir.path(), "basic", "ups-mib-basic");
+    let full = device(dir.path(), "ups-mib", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "battery_status", None), 2.0);
+    assert_eq!(value(&readings, "battery_low", None), 0.0);
+    assert_eq!(value(&readings, "seconds_on_battery", None), 95.0);
+    assert_eq!(value(&readings, "runtime_remaining", None), 21.0);
+    assert_eq!(value(&readings, "battery_charge", None), 97.0);
+    assert_eq!(value(&readings, "battery_voltage", None), 408.0);
+    assert_eq!(value(&readings, "battery_temp", None), 24.0);
+    assert_eq!(value(&readings, "input_frequency", Some("input-2")), 49.9);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1")), 161.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2")), 158.0);
+    assert_eq!(value(&readings, "input_current", Some("input-3")), 1.3);
+    assert_eq!(value(&readings, "input_power", Some("input-3")), 160.0);
+    assert_eq!(value(&readings, "output_source", None), 5.0);
+    assert_eq!(value(&readings, "on_battery", None), 1.0);
+    assert_eq!(value(&readings, "on_bypass", None), 0.0);
+    assert_eq!(value(&readings, "output_frequency", None), 50.0);
+    assert_eq!(value(&readings, "output_voltage", Some("output-3")), 229.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1")), 24.1);
+    assert_eq!(value(&readings, "output_power", Some("output-2")), 4400.0);
+    assert_eq!(value(&readings, "output_load", Some("output-1")), 83.0);
+    assert_eq!(value(&readings, "bypass_voltage", Some("bypass-2")), 159.0);
+    assert_eq!(value(&readings, "alarms_present", None), 2.0);
+    // 7 battery points, 4 input columns x 3 lines, 4 output scalars and flags, 4 output
+    // columns x 3 lines, 3 bypass lines, the alarm count.
+    assert_eq!(readings.len(), 7 + 12 + 4 + 12 + 3 + 1, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    for expected in [("runtime_remaining", "min"), ("battery_charge", "%"), ("input_frequency", "Hz"), ("on_battery", "")] {
+        assert!(units.contains(&expected), "{expected:?} in {units:?}");
+    }
+
+    let basic = device(dir.path(), "ups-mib", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in
+        ["battery_voltage", "battery_temp", "input_current", "input_power", "output_current", "output_power", "bypass_voltage"]
+    {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "runtime_remaining", None), 48.0);
+    assert_eq!(value(&readings, "battery_charge", None), 100.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1")), 196.0);
+    assert_eq!(value(&readings, "input_frequency", Some("input-1")), 50.1);
+    // booster(6): neither on battery nor on bypass.
+    assert_eq!(value(&readings, "output_source", None), 6.0);
+    assert_eq!(value(&readings, "on_battery", None), 0.0);
+    assert_eq!(value(&readings, "on_bypass", None), 0.0);
+    assert_eq!(value(&readings, "output_load", Some("output-1")), 31.0);
+    assert_eq!(value(&readings, "alarms_present", None), 0.0);
+    // 5 battery points, 2 input columns, 4 output scalars and flags, 2 output columns, alarms.
+    assert_eq!(readings.len(), 5 + 2 + 4 + 2 + 1, "{readings:#?}");
 }

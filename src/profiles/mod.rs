@@ -50,7 +50,7 @@ pub struct PointConfig {
     pub metric: Spanned<String>,
     /// Unit of the value after scaling; derived from the metric name when omitted (`_c` °C,
     /// `_pct` %, `_a` A, `_v` V, `_w` W, `_kw` kW, `_kwh` kWh, `_va` VA, `_hz` Hz, `_s` s,
-    /// `_h` h, `_rpm` rpm, `_pa` Pa, `_lpm` L/min, `_m3h` m³/h).
+    /// `_h` h, `_min` min, `_rpm` rpm, `_pa` Pa, `_lpm` L/min, `_m3h` m³/h).
     pub unit: Option<String>,
     /// Multiply the raw value by this (e.g. 0.1 for tenths).
     #[serde(default = "one")]
@@ -115,6 +115,11 @@ pub struct PointConfig {
     /// SNMP: label for rows without a `label_column`: this prefix plus the row index
     /// (e.g. `"phase-"` gives `phase-1`). Without either, the label is the row index.
     pub label_prefix: Option<String>,
+    /// SNMP: read an enumeration as a 0/1 flag: the reading is 1 when the raw value is one
+    /// of these, else 0 (e.g. `[5]` on UPS-MIB upsOutputSource: battery(5)), so that a
+    /// threshold at 0.5 raises on that state. `scale` and `offset` do not apply.
+    #[serde(default)]
+    pub flag_values: Vec<i64>,
 }
 
 fn one() -> f64 {
@@ -197,6 +202,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("schneider-pm5000", include_str!("builtin/schneider-pm5000.toml")),
     ("generic-crah", include_str!("builtin/generic-crah.toml")),
     ("modbus-th-probe", include_str!("builtin/modbus-th-probe.toml")),
+    ("ups-mib", include_str!("builtin/ups-mib.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -238,6 +244,7 @@ pub fn default_unit(metric: &str) -> &'static str {
         m if m.ends_with("_pa") => "Pa",
         m if m.ends_with("_lpm") => "L/min",
         m if m.ends_with("_m3h") => "m³/h",
+        m if m.ends_with("_min") => "min",
         _ => "",
     }
 }
@@ -283,6 +290,7 @@ mod tests {
             ("filter_dp_pa", "Pa"),
             ("water_flow_lpm", "L/min"),
             ("air_flow_m3h", "m³/h"),
+            ("runtime_min", "min"),
             ("humidity_pct", "%RH"),
             ("alarm", ""),
             ("something_else", ""),
@@ -305,7 +313,7 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4"];
+        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib"];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -362,6 +370,7 @@ mod tests {
             "schneider-pm5000",
             "generic-crah",
             "modbus-th-probe",
+            "ups-mib",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

@@ -359,6 +359,24 @@ mod tests {
     }
 
     #[test]
+    fn flag_values_are_an_snmp_flag_without_scaling() {
+        let problems = |text: &str| match toml::from_str::<ProfileConfig>(text).unwrap().build("t") {
+            Ok(_) => String::new(),
+            Err(p) => p.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "),
+        };
+        let snmp = "protocol = \"snmp\"\n[[points]]\nname = \"on_battery\"\nmetric = \"ups_on_battery\"\noid = \"1.3.6.1.2.1.33.1.4.1.0\"\nflag_values = [5]\n";
+        assert_eq!(problems(snmp), "");
+        let scaled = problems(&format!("{snmp}scale = 0.1\n"));
+        assert!(scaled.contains("`flag_values` makes a 0/1 flag"), "{scaled}");
+        let modbus = problems(
+            "protocol = \"modbus\"\n[[points]]\nname = \"x\"\nmetric = \"alarm\"\naddress = 0\nflag_values = [5]\n",
+        );
+        assert!(modbus.contains("`flag_values` is an SNMP field"), "{modbus}");
+        let Ok(Profile::Snmp(p)) = toml::from_str::<ProfileConfig>(snmp).unwrap().build("t") else { panic!() };
+        assert_eq!((p.points[0].flag(5.0), p.points[0].flag(3.0)), (Some(1.0), Some(0.0)));
+    }
+
+    #[test]
     fn builtin_names_are_the_contract() {
         let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
         for n in [

@@ -818,3 +818,29 @@ racks = ["B07"]
     assert_eq!(sevs.last(), Some(&Severity::Critical), "{sevs:?}");
     assert_eq!(d.opened()[0].category, Category::Power);
 }
+
+/// The apc-ats profile's flag: an ATS that lost redundancy is a critical power incident of
+/// the rack it feeds, at once and by default.
+#[test]
+fn an_ats_that_lost_redundancy_is_a_critical_power_incident_of_its_rack() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+"#
+    .to_owned()
+        + &device("ats-b07", "test-pdu", "hall1-b", Some("B07"), "");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..20 {
+        let t = T0 + step * 10_000;
+        let lost = if step >= 5 { 1.0 } else { 0.0 };
+        d.feed(t, &[good(t, "ats-b07", "redundancy_lost", "ats_redundancy_lost", "", lost, "hall1-b", Some("B07"))]);
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].category, opened[0].severity), (Category::Power, Severity::Critical));
+    assert_eq!(opened[0].opened_at, Timestamp(T0 + 5 * 10_000));
+    assert_eq!(opened[0].racks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), ["B07"]);
+}

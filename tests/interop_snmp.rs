@@ -239,6 +239,8 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
         "raritan-pdu2.snmprec",
         "ups-mib.snmprec",
         "ups-mib-basic.snmprec",
+        "apc-ats.snmprec",
+        "apc-ats-basic.snmprec",
     ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
@@ -375,4 +377,51 @@ async fn snmpsim_recordings_of_ups_mib_upses_decode_exactly() {
     assert_eq!(value(&readings, "alarms_present", None), 0.0);
     // 5 battery points, 2 input columns, 4 output scalars and flags, 2 output columns, alarms.
     assert_eq!(readings.len(), 5 + 2 + 4 + 2 + 1, "{readings:#?}");
+}
+
+/// PowerNet-MIB ATS group: an AP4423 on source A with source B failed (redundancy lost),
+/// and an older AP7721 on source B, fully redundant, without the source status objects and
+/// the input and output tables (only the phase tables).
+#[tokio::test]
+async fn snmpsim_recordings_of_apc_transfer_switches_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "apc-ats");
+    secret(dir.path(), "basic", "apc-ats-basic");
+    let full = device(dir.path(), "apc-ats", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "selected_source", None), 1.0);
+    assert_eq!(value(&readings, "redundancy_lost", None), 1.0);
+    assert_eq!(value(&readings, "source_a_failed", None), 0.0);
+    assert_eq!(value(&readings, "source_b_failed", None), 1.0);
+    assert_eq!(value(&readings, "input_frequency", Some("Feed A (UPS-1)")), 50.0);
+    assert_eq!(value(&readings, "input_frequency", Some("Feed B (utility)")), 0.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1.1")), 231.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2.1")), 0.0);
+    assert_eq!(value(&readings, "output_frequency", Some("output-1")), 50.0);
+    assert_eq!(value(&readings, "output_voltage", Some("output-1.1")), 230.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1.1")), 14.2);
+    assert_eq!(value(&readings, "output_load", Some("output-1.1")), 44.0);
+    assert_eq!(value(&readings, "output_power", Some("output-1.1")), 3266.0);
+    assert_eq!(readings.len(), 4 + 2 + 2 + 1 + 4, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    assert!(units.contains(&("output_power", "VA")) && units.contains(&("output_load", "%")), "{units:?}");
+
+    let basic = device(dir.path(), "apc-ats", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["source_a_failed", "source_b_failed", "input_frequency", "output_frequency"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "selected_source", None), 2.0);
+    assert_eq!(value(&readings, "redundancy_lost", None), 0.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2.1")), 230.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1.1")), 6.3);
+    assert_eq!(value(&readings, "output_load", Some("output-1.1")), 39.0);
+    assert_eq!(value(&readings, "output_power", Some("output-1.1")), 1443.0);
+    assert_eq!(readings.len(), 2 + 2 + 4, "{readings:#?}");
 }

@@ -203,6 +203,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("generic-crah", include_str!("builtin/generic-crah.toml")),
     ("modbus-th-probe", include_str!("builtin/modbus-th-probe.toml")),
     ("ups-mib", include_str!("builtin/ups-mib.toml")),
+    ("apc-ats", include_str!("builtin/apc-ats.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -313,7 +314,7 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib"];
+        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib", "apc-ats"];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -389,6 +390,7 @@ mod tests {
             "generic-crah",
             "modbus-th-probe",
             "ups-mib",
+            "apc-ats",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

@@ -217,11 +217,17 @@ impl Category {
             }
             "humidity_pct" => Category::Humidity,
             // UPS and transfer-switch states and loads (UPS-MIB, PowerNet ATS): power incidents.
-            "ups_on_battery" | "ups_on_bypass" | "ups_battery_low" | "ups_alarms" | "battery_charge_pct"
-            | "runtime_min" | "battery_temp_c" | "load_pct" | "frequency_hz" | "ats_redundancy_lost"
-            | "ats_source_failed" => {
-                Category::Power
-            }
+            "ups_on_battery"
+            | "ups_on_bypass"
+            | "ups_battery_low"
+            | "ups_alarms"
+            | "battery_charge_pct"
+            | "runtime_min"
+            | "battery_temp_c"
+            | "load_pct"
+            | "frequency_hz"
+            | "ats_redundancy_lost"
+            | "ats_source_failed" => Category::Power,
             "phase_current_a" | "outlet_current_a" | "voltage_v" | "power_w" | "feed_load_pct" => Category::Power,
             "alarm" | "fan_speed_pct" => Category::Cooling,
             m if m.ends_with("_temp_c") => Category::Thermal,

@@ -351,7 +351,9 @@ async fn snmpsim_recordings_of_ups_mib_upses_decode_exactly() {
     // columns x 3 lines, 3 bypass lines, the alarm count.
     assert_eq!(readings.len(), 7 + 12 + 4 + 12 + 3 + 1, "{readings:#?}");
     let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
-    for expected in [("runtime_remaining", "min"), ("battery_charge", "%"), ("input_frequency", "Hz"), ("on_battery", "")] {
+    for expected in
+        [("runtime_remaining", "min"), ("battery_charge", "%"), ("input_frequency", "Hz"), ("on_battery", "")]
+    {
         assert!(units.contains(&expected), "{expected:?} in {units:?}");
     }
 
@@ -360,9 +362,15 @@ async fn snmpsim_recordings_of_ups_mib_upses_decode_exactly() {
     assert_eq!(result, Ok(()));
     // The optional objects are absent: no reading for them, and nothing bad.
     assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
-    for absent in
-        ["battery_voltage", "battery_temp", "input_current", "input_power", "output_current", "output_power", "bypass_voltage"]
-    {
+    for absent in [
+        "battery_voltage",
+        "battery_temp",
+        "input_current",
+        "input_power",
+        "output_current",
+        "output_power",
+        "bypass_voltage",
+    ] {
         assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
     }
     assert_eq!(value(&readings, "runtime_remaining", None), 48.0);

@@ -432,7 +432,12 @@ impl ThresholdRules {
         // UPS output load, % of its capacity.
         defaults.insert(
             Metric::new("load_pct"),
-            ThresholdLayer { warn_high: Some(80.0), crit_high: Some(90.0), hysteresis: Some(2.0), ..Default::default() },
+            ThresholdLayer {
+                warn_high: Some(80.0),
+                crit_high: Some(90.0),
+                hysteresis: Some(2.0),
+                ..Default::default()
+            },
         );
         Self { defaults, ..Default::default() }
     }

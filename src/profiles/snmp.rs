@@ -182,7 +182,9 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
         if !p.flag_values.is_empty() && (p.rate || p.scale != 1.0 || p.offset != 0.0) {
             problems.push(ProfileProblem::at(
                 &p.name,
-                format!("point {pname:?}: `flag_values` makes a 0/1 flag; it does not go with `rate`, `scale` or `offset`"),
+                format!(
+                    "point {pname:?}: `flag_values` makes a 0/1 flag; it does not go with `rate`, `scale` or `offset`"
+                ),
             ));
         }
         if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {

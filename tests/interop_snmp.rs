@@ -241,6 +241,8 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
         "ups-mib-basic.snmprec",
         "apc-ats.snmprec",
         "apc-ats-basic.snmprec",
+        "eaton-epdu.snmprec",
+        "eaton-epdu-basic.snmprec",
     ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
@@ -432,4 +434,54 @@ async fn snmpsim_recordings_of_apc_transfer_switches_decode_exactly() {
     assert_eq!(value(&readings, "output_load", Some("output-1.1")), 39.0);
     assert_eq!(value(&readings, "output_power", Some("output-1.1")), 1443.0);
     assert_eq!(readings.len(), 2 + 2 + 4, "{readings:#?}");
+}
+
+/// EATON-EPDU-MIB: a three-phase advanced-monitored ePDU with outlet metering, breakers and
+/// one of two temperature probes connected, and a single-phase monitored one without outlet
+/// metering, percent load or probes.
+#[tokio::test]
+async fn snmpsim_recordings_of_eaton_epdus_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "eaton-epdu");
+    secret(dir.path(), "basic", "eaton-epdu-basic");
+    let full = device(dir.path(), "eaton-epdu", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "input_frequency", Some("input-0.1")), 50.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.1")), 230.1);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.3")), 231.0);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.1")), 12.45);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.3")), 11.02);
+    // The neutral (inputCurrentMeasType neutral(2)) is no phase current.
+    assert!(!readings.iter().any(|r| r.label.as_deref() == Some("input-0.1.4")), "{readings:#?}");
+    assert_eq!(value(&readings, "input_load", Some("input-0.1.1")), 78.0);
+    assert_eq!(value(&readings, "input_power", Some("input-0.1")), 7420.0);
+    assert_eq!(value(&readings, "input_energy", Some("input-0.1")), 12345.678);
+    assert_eq!(value(&readings, "group_current", Some("Breaker L2")), 6.4);
+    assert_eq!(value(&readings, "outlet_current", Some("web-01")), 1.25);
+    assert_eq!(value(&readings, "outlet_current", Some("db-02")), 0.73);
+    assert_eq!(value(&readings, "sensor_temp", Some("Front")), 23.4);
+    // The disconnected(0) probe has no reading.
+    assert!(!readings.iter().any(|r| r.label.as_deref() == Some("Rear")), "{readings:#?}");
+    assert_eq!(value(&readings, "sensor_humidity", Some("Front RH")), 45.2);
+    assert_eq!(readings.len(), 1 + 3 + 3 + 3 + 1 + 1 + 3 + 2 + 1 + 1, "{readings:#?}");
+
+    let basic = device(dir.path(), "eaton-epdu", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional tables are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["input_load", "outlet_current", "sensor_temp", "sensor_humidity"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "input_frequency", Some("input-0.1")), 60.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.1")), 208.0);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.1")), 15.5);
+    assert_eq!(value(&readings, "input_power", Some("input-0.1")), 3150.0);
+    assert_eq!(value(&readings, "input_energy", Some("input-0.1")), 98.765);
+    assert_eq!(value(&readings, "group_current", Some("Section A")), 7.7);
+    assert_eq!(value(&readings, "group_current", Some("Section B")), 7.8);
+    assert_eq!(readings.len(), 5 + 2, "{readings:#?}");
 }

@@ -204,6 +204,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("modbus-th-probe", include_str!("builtin/modbus-th-probe.toml")),
     ("ups-mib", include_str!("builtin/ups-mib.toml")),
     ("apc-ats", include_str!("builtin/apc-ats.toml")),
+    ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -314,7 +315,7 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib", "apc-ats"];
+        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib", "apc-ats", "eaton-epdu"];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -391,6 +392,7 @@ mod tests {
             "modbus-th-probe",
             "ups-mib",
             "apc-ats",
+            "eaton-epdu",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

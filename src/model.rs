@@ -229,7 +229,12 @@ impl Category {
             | "ats_redundancy_lost"
             | "ats_source_failed" => Category::Power,
             "phase_current_a" | "outlet_current_a" | "voltage_v" | "power_w" | "feed_load_pct" => Category::Power,
-            "alarm" | "fan_speed_pct" => Category::Cooling,
+            "alarm"
+            | "fan_speed_pct"
+            | "cooling_alarms"
+            | "leak_detected"
+            | "entering_fluid_temp_c"
+            | "leaving_fluid_temp_c" => Category::Cooling,
             m if m.ends_with("_temp_c") => Category::Thermal,
             m if m.ends_with("_current_a") => Category::Power,
             _ => return None,

@@ -243,6 +243,8 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
         "apc-ats-basic.snmprec",
         "eaton-epdu.snmprec",
         "eaton-epdu-basic.snmprec",
+        "apc-inrow.snmprec",
+        "apc-inrow-basic.snmprec",
     ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
@@ -484,4 +486,54 @@ async fn snmpsim_recordings_of_eaton_epdus_decode_exactly() {
     assert_eq!(value(&readings, "group_current", Some("Section A")), 7.7);
     assert_eq!(value(&readings, "group_current", Some("Section B")), 7.8);
     assert_eq!(readings.len(), 5 + 2, "{readings:#?}");
+}
+
+/// PowerNet-MIB airIRRC: an ACRC301S with a leak sensor and containment pressure, and an
+/// older ACRC100 without either.
+#[tokio::test]
+async fn snmpsim_recordings_of_apc_inrow_coolers_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "apc-inrow");
+    secret(dir.path(), "basic", "apc-inrow-basic");
+    let full = device(dir.path(), "apc-inrow", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "rack_inlet_temp", None), 23.8);
+    assert_eq!(value(&readings, "supply_air_temp", None), 18.3);
+    assert_eq!(value(&readings, "return_air_temp", None), 36.2);
+    assert_eq!(value(&readings, "cooling_output", None), 18.4);
+    assert_eq!(value(&readings, "cooling_demand", None), 19.0);
+    assert_eq!(value(&readings, "air_flow", None), 1350.0);
+    assert_eq!(value(&readings, "fan_speed", None), 62.5);
+    assert_eq!(value(&readings, "filter_dp", None), 51.0);
+    assert_eq!(value(&readings, "containment_dp", None), 3.0);
+    assert_eq!(value(&readings, "valve_position", None), 57.0);
+    assert_eq!(value(&readings, "fluid_flow", None), 0.74);
+    assert_eq!(value(&readings, "entering_fluid_temp", None), 12.1);
+    assert_eq!(value(&readings, "leaving_fluid_temp", None), 16.3);
+    assert_eq!(value(&readings, "leak", None), 0.0);
+    assert_eq!(value(&readings, "alarms_present", None), 1.0);
+    assert_eq!(readings.len(), 15, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    for expected in [("cooling_output", "kW"), ("air_flow", "L/s"), ("filter_dp", "Pa"), ("leak", "")] {
+        assert!(units.contains(&expected), "{expected:?} in {units:?}");
+    }
+
+    let basic = device(dir.path(), "apc-inrow", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["containment_dp", "leak"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "rack_inlet_temp", None), 22.1);
+    assert_eq!(value(&readings, "cooling_output", None), 9.5);
+    assert_eq!(value(&readings, "air_flow", None), 610.0);
+    assert_eq!(value(&readings, "fluid_flow", None), 0.41);
+    assert_eq!(value(&readings, "leaving_fluid_temp", None), 14.9);
+    assert_eq!(value(&readings, "alarms_present", None), 0.0);
+    assert_eq!(readings.len(), 13, "{readings:#?}");
 }

@@ -205,6 +205,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("ups-mib", include_str!("builtin/ups-mib.toml")),
     ("apc-ats", include_str!("builtin/apc-ats.toml")),
     ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
+    ("apc-inrow", include_str!("builtin/apc-inrow.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -315,7 +316,16 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4", "ups-mib", "apc-ats", "eaton-epdu"];
+        let verified = [
+            "apc-rpdu2",
+            "entity-sensor",
+            "geist-watchdog",
+            "servertech-sentry4",
+            "ups-mib",
+            "apc-ats",
+            "eaton-epdu",
+            "apc-inrow",
+        ];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -393,6 +403,7 @@ mod tests {
             "ups-mib",
             "apc-ats",
             "eaton-epdu",
+            "apc-inrow",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

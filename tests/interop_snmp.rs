@@ -245,6 +245,8 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
         "eaton-epdu-basic.snmprec",
         "apc-inrow.snmprec",
         "apc-inrow-basic.snmprec",
+        "vertiv-geist.snmprec",
+        "vertiv-geist-basic.snmprec",
     ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
@@ -536,4 +538,46 @@ async fn snmpsim_recordings_of_apc_inrow_coolers_decode_exactly() {
     assert_eq!(value(&readings, "leaving_fluid_temp", None), 14.9);
     assert_eq!(value(&readings, "alarms_present", None), 0.0);
     assert_eq!(readings.len(), 13, "{readings:#?}");
+}
+
+/// VERTIV-V5-MIB: a three-phase Geist PDU with breakers, outlet metering, a temperature probe
+/// and an airflow/humidity probe, and a single-phase one without breakers or outlet metering
+/// whose only probe is unplugged (Unavailable).
+#[tokio::test]
+async fn snmpsim_recordings_of_vertiv_geist_pdus_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "vertiv-geist");
+    secret(dir.path(), "basic", "vertiv-geist-basic");
+    let full = device(dir.path(), "vertiv-geist", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "pdu_power", Some("pdu-1")), 5320.0);
+    assert_eq!(value(&readings, "pdu_energy", Some("pdu-1")), 8765.432);
+    assert_eq!(value(&readings, "phase_voltage", Some("L2")), 229.7);
+    assert_eq!(value(&readings, "phase_current", Some("L1")), 8.12);
+    assert_eq!(value(&readings, "phase_current", Some("L3")), 7.9);
+    assert_eq!(value(&readings, "phase_power", Some("L3")), 1860.0);
+    assert_eq!(value(&readings, "breaker_current", Some("CB2")), 3.92);
+    assert_eq!(value(&readings, "outlet_current", Some("Outlet 1")), 1.55);
+    assert_eq!(value(&readings, "sensor_temp", Some("Cold aisle B10")), 22.4);
+    assert_eq!(value(&readings, "airflow_sensor_temp", Some("Hot aisle B10")), 35.2);
+    assert_eq!(value(&readings, "airflow_sensor_humidity", Some("Hot aisle B10")), 31.0);
+    assert_eq!(value(&readings, "airflow_sensor_dew_point", Some("Hot aisle B10")), 15.4);
+    assert_eq!(readings.len(), 2 + 3 * 3 + 2 + 2 + 1 + 3, "{readings:#?}");
+
+    let basic = device(dir.path(), "vertiv-geist", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional tables are absent (or the probe unavailable): no reading, nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["breaker_current", "outlet_current", "sensor_temp", "airflow_sensor_temp"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "pdu_power", Some("pdu-1")), 1480.0);
+    assert_eq!(value(&readings, "pdu_energy", Some("pdu-1")), 250.0);
+    assert_eq!(value(&readings, "phase_voltage", Some("L1")), 208.0);
+    assert_eq!(value(&readings, "phase_current", Some("L1")), 7.12);
+    assert_eq!(readings.len(), 2 + 3, "{readings:#?}");
 }

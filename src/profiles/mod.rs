@@ -206,6 +206,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("apc-ats", include_str!("builtin/apc-ats.toml")),
     ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
     ("apc-inrow", include_str!("builtin/apc-inrow.toml")),
+    ("vertiv-geist", include_str!("builtin/vertiv-geist.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -404,6 +405,7 @@ mod tests {
             "apc-ats",
             "eaton-epdu",
             "apc-inrow",
+            "vertiv-geist",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

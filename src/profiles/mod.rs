@@ -326,6 +326,7 @@ mod tests {
             "apc-ats",
             "eaton-epdu",
             "apc-inrow",
+            "vertiv-geist",
         ];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();

@@ -292,6 +292,21 @@ pub fn humane_duration(d: Duration) -> String {
 mod tests {
     use super::*;
 
+    /// Issue 12: UPS and ATS states are power incidents; a hot battery or chilled water is
+    /// not a hall thermal incident.
+    #[test]
+    fn ups_ats_and_cooler_metrics_have_their_category() {
+        for m in ["ups_on_battery", "ups_on_bypass", "ups_battery_low", "load_pct", "battery_temp_c"] {
+            assert_eq!(Category::of_metric(m), Some(Category::Power), "{m}");
+        }
+        assert_eq!(Category::of_metric("ats_redundancy_lost"), Some(Category::Power));
+        for m in ["leak_detected", "cooling_alarms", "entering_fluid_temp_c", "leaving_fluid_temp_c"] {
+            assert_eq!(Category::of_metric(m), Some(Category::Cooling), "{m}");
+        }
+        assert_eq!(Category::of_metric("inlet_temp_c"), Some(Category::Thermal));
+        assert_eq!(Category::of_metric("ups_output_source"), None);
+    }
+
     #[test]
     fn durations_print_in_at_most_two_units() {
         let cases = [

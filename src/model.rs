@@ -216,8 +216,25 @@ impl Category {
                 Category::Thermal
             }
             "humidity_pct" => Category::Humidity,
+            // UPS and transfer-switch states and loads (UPS-MIB, PowerNet ATS): power incidents.
+            "ups_on_battery"
+            | "ups_on_bypass"
+            | "ups_battery_low"
+            | "ups_alarms"
+            | "battery_charge_pct"
+            | "runtime_min"
+            | "battery_temp_c"
+            | "load_pct"
+            | "frequency_hz"
+            | "ats_redundancy_lost"
+            | "ats_source_failed" => Category::Power,
             "phase_current_a" | "outlet_current_a" | "voltage_v" | "power_w" | "feed_load_pct" => Category::Power,
-            "alarm" | "fan_speed_pct" => Category::Cooling,
+            "alarm"
+            | "fan_speed_pct"
+            | "cooling_alarms"
+            | "leak_detected"
+            | "entering_fluid_temp_c"
+            | "leaving_fluid_temp_c" => Category::Cooling,
             m if m.ends_with("_temp_c") => Category::Thermal,
             m if m.ends_with("_current_a") => Category::Power,
             _ => return None,
@@ -274,6 +291,21 @@ pub fn humane_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: UPS and ATS states are power incidents; a hot battery or chilled water is
+    /// not a hall thermal incident.
+    #[test]
+    fn ups_ats_and_cooler_metrics_have_their_category() {
+        for m in ["ups_on_battery", "ups_on_bypass", "ups_battery_low", "load_pct", "battery_temp_c"] {
+            assert_eq!(Category::of_metric(m), Some(Category::Power), "{m}");
+        }
+        assert_eq!(Category::of_metric("ats_redundancy_lost"), Some(Category::Power));
+        for m in ["leak_detected", "cooling_alarms", "entering_fluid_temp_c", "leaving_fluid_temp_c"] {
+            assert_eq!(Category::of_metric(m), Some(Category::Cooling), "{m}");
+        }
+        assert_eq!(Category::of_metric("inlet_temp_c"), Some(Category::Thermal));
+        assert_eq!(Category::of_metric("ups_output_source"), None);
+    }
 
     #[test]
     fn durations_print_in_at_most_two_units() {

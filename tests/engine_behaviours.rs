@@ -763,3 +763,84 @@ fn a_critical_incident_of_the_same_kind_every_day_is_handed_off_once() {
         "{chron:#?}"
     );
 }
+
+/// The ups-mib profile's flags and load (issue 12): a UPS on battery is a critical power
+/// incident at once, on bypass a warning, and its output load warns over 80 % and is
+/// critical over 90 %, all by default.
+#[test]
+fn a_ups_on_battery_or_bypass_or_loaded_over_80_percent_is_a_power_incident_by_default() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+"#
+    .to_owned()
+        + &device("ups-a", "test-pdu", "hall1-b", None, "");
+    let flag = |t: i64, point: &str, metric: &str, v: f64| good(t, "ups-a", point, metric, "", v, "hall1-b", None);
+    let load = |t: i64, v: f64| good(t, "ups-a", "output_load", "load_pct", "%", v, "hall1-b", None);
+
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..20 {
+        let t = T0 + step * 10_000;
+        let on_battery = if step >= 10 { 1.0 } else { 0.0 };
+        d.feed(t, &[flag(t, "on_battery", "ups_on_battery", on_battery), load(t, 60.0)]);
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].category, opened[0].severity), (Category::Power, Severity::Critical));
+    assert_eq!(opened[0].opened_at, Timestamp(T0 + 10 * 10_000), "at the first poll on battery");
+    assert_eq!(opened[0].breaches[0].point.as_str(), "on_battery");
+
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..40 {
+        let t = T0 + step * 10_000;
+        let on_bypass = if step >= 10 { 1.0 } else { 0.0 };
+        d.feed(t, &[flag(t, "on_bypass", "ups_on_bypass", on_bypass)]);
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].category, opened[0].severity), (Category::Power, Severity::Warning));
+
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..60 {
+        let t = T0 + step * 10_000;
+        let v = match step {
+            0..=9 => 60.0,
+            10..=29 => 85.0,
+            _ => 93.0,
+        };
+        d.feed(t, &[load(t, v)]);
+    }
+    let sevs: Vec<Severity> = d.incidents().iter().map(|i| i.severity).collect();
+    assert_eq!(sevs.first(), Some(&Severity::Warning), "{sevs:?}");
+    assert_eq!(sevs.last(), Some(&Severity::Critical), "{sevs:?}");
+    assert_eq!(d.opened()[0].category, Category::Power);
+}
+
+/// The apc-ats profile's flag: an ATS that lost redundancy is a critical power incident of
+/// the rack it feeds, at once and by default.
+#[test]
+fn an_ats_that_lost_redundancy_is_a_critical_power_incident_of_its_rack() {
+    let cfg = r#"
+[site]
+id = "fra1"
+[[zones]]
+id = "hall1-b"
+racks = ["B07"]
+"#
+    .to_owned()
+        + &device("ats-b07", "test-pdu", "hall1-b", Some("B07"), "");
+    let mut d = Driver::new(settings(&cfg));
+    for step in 0..20 {
+        let t = T0 + step * 10_000;
+        let lost = if step >= 5 { 1.0 } else { 0.0 };
+        d.feed(t, &[good(t, "ats-b07", "redundancy_lost", "ats_redundancy_lost", "", lost, "hall1-b", Some("B07"))]);
+    }
+    let opened = d.opened();
+    assert_eq!(opened.len(), 1);
+    assert_eq!((opened[0].category, opened[0].severity), (Category::Power, Severity::Critical));
+    assert_eq!(opened[0].opened_at, Timestamp(T0 + 5 * 10_000));
+    assert_eq!(opened[0].racks.iter().map(|r| r.as_str()).collect::<Vec<_>>(), ["B07"]);
+}

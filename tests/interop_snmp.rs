@@ -233,7 +233,21 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::create_dir_all(&cache).unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/snmpsim");
-    for f in ["apc-rpdu2.snmprec", "apc-rpdu2-switched.snmprec", "raritan-pdu2.snmprec"] {
+    for f in [
+        "apc-rpdu2.snmprec",
+        "apc-rpdu2-switched.snmprec",
+        "raritan-pdu2.snmprec",
+        "ups-mib.snmprec",
+        "ups-mib-basic.snmprec",
+        "apc-ats.snmprec",
+        "apc-ats-basic.snmprec",
+        "eaton-epdu.snmprec",
+        "eaton-epdu-basic.snmprec",
+        "apc-inrow.snmprec",
+        "apc-inrow-basic.snmprec",
+        "vertiv-geist.snmprec",
+        "vertiv-geist-basic.snmprec",
+    ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
     let log = dir.join("snmpsim.log");
@@ -302,4 +316,268 @@ async fn snmpsim_switched_apc_pdu_without_outlet_metering_is_healthy() {
     assert_eq!(value(&readings, "sensor_temp", Some("Rack B07 inlet")), 23.9);
     // 2 scalars, 3 phases x 2, temperature x 2, humidity x 1.
     assert_eq!(readings.len(), 2 + 6 + 2 + 1, "{readings:#?}");
+}
+
+/// UPS-MIB (RFC 1628): a three-phase online UPS on battery (brownout on its input) with
+/// every optional object, and a small line-interactive one without the optional objects
+/// (no bypass table, no current or power columns, no battery voltage or temperature).
+#[tokio::test]
+async fn snmpsim_recordings_of_ups_mib_upses_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "ups-mib");
+    secret(dir.path(), "basic", "ups-mib-basic");
+    let full = device(dir.path(), "ups-mib", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "battery_status", None), 2.0);
+    assert_eq!(value(&readings, "battery_low", None), 0.0);
+    assert_eq!(value(&readings, "seconds_on_battery", None), 95.0);
+    assert_eq!(value(&readings, "runtime_remaining", None), 21.0);
+    assert_eq!(value(&readings, "battery_charge", None), 97.0);
+    assert_eq!(value(&readings, "battery_voltage", None), 408.0);
+    assert_eq!(value(&readings, "battery_temp", None), 24.0);
+    assert_eq!(value(&readings, "input_frequency", Some("input-2")), 49.9);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1")), 161.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2")), 158.0);
+    assert_eq!(value(&readings, "input_current", Some("input-3")), 1.3);
+    assert_eq!(value(&readings, "input_power", Some("input-3")), 160.0);
+    assert_eq!(value(&readings, "output_source", None), 5.0);
+    assert_eq!(value(&readings, "on_battery", None), 1.0);
+    assert_eq!(value(&readings, "on_bypass", None), 0.0);
+    assert_eq!(value(&readings, "output_frequency", None), 50.0);
+    assert_eq!(value(&readings, "output_voltage", Some("output-3")), 229.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1")), 24.1);
+    assert_eq!(value(&readings, "output_power", Some("output-2")), 4400.0);
+    assert_eq!(value(&readings, "output_load", Some("output-1")), 83.0);
+    assert_eq!(value(&readings, "bypass_voltage", Some("bypass-2")), 159.0);
+    assert_eq!(value(&readings, "alarms_present", None), 2.0);
+    // 7 battery points, 4 input columns x 3 lines, 4 output scalars and flags, 4 output
+    // columns x 3 lines, 3 bypass lines, the alarm count.
+    assert_eq!(readings.len(), 7 + 12 + 4 + 12 + 3 + 1, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    for expected in
+        [("runtime_remaining", "min"), ("battery_charge", "%"), ("input_frequency", "Hz"), ("on_battery", "")]
+    {
+        assert!(units.contains(&expected), "{expected:?} in {units:?}");
+    }
+
+    let basic = device(dir.path(), "ups-mib", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in [
+        "battery_voltage",
+        "battery_temp",
+        "input_current",
+        "input_power",
+        "output_current",
+        "output_power",
+        "bypass_voltage",
+    ] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "runtime_remaining", None), 48.0);
+    assert_eq!(value(&readings, "battery_charge", None), 100.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1")), 196.0);
+    assert_eq!(value(&readings, "input_frequency", Some("input-1")), 50.1);
+    // booster(6): neither on battery nor on bypass.
+    assert_eq!(value(&readings, "output_source", None), 6.0);
+    assert_eq!(value(&readings, "on_battery", None), 0.0);
+    assert_eq!(value(&readings, "on_bypass", None), 0.0);
+    assert_eq!(value(&readings, "output_load", Some("output-1")), 31.0);
+    assert_eq!(value(&readings, "alarms_present", None), 0.0);
+    // 5 battery points, 2 input columns, 4 output scalars and flags, 2 output columns, alarms.
+    assert_eq!(readings.len(), 5 + 2 + 4 + 2 + 1, "{readings:#?}");
+}
+
+/// PowerNet-MIB ATS group: an AP4423 on source A with source B failed (redundancy lost),
+/// and an older AP7721 on source B, fully redundant, without the source status objects and
+/// the input and output tables (only the phase tables).
+#[tokio::test]
+async fn snmpsim_recordings_of_apc_transfer_switches_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "apc-ats");
+    secret(dir.path(), "basic", "apc-ats-basic");
+    let full = device(dir.path(), "apc-ats", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "selected_source", None), 1.0);
+    assert_eq!(value(&readings, "redundancy_lost", None), 1.0);
+    assert_eq!(value(&readings, "source_a_failed", None), 0.0);
+    assert_eq!(value(&readings, "source_b_failed", None), 1.0);
+    assert_eq!(value(&readings, "input_frequency", Some("Feed A (UPS-1)")), 50.0);
+    assert_eq!(value(&readings, "input_frequency", Some("Feed B (utility)")), 0.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-1.1")), 231.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2.1")), 0.0);
+    assert_eq!(value(&readings, "output_frequency", Some("output-1")), 50.0);
+    assert_eq!(value(&readings, "output_voltage", Some("output-1.1")), 230.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1.1")), 14.2);
+    assert_eq!(value(&readings, "output_load", Some("output-1.1")), 44.0);
+    assert_eq!(value(&readings, "output_power", Some("output-1.1")), 3266.0);
+    assert_eq!(readings.len(), 4 + 2 + 2 + 1 + 4, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    assert!(units.contains(&("output_power", "VA")) && units.contains(&("output_load", "%")), "{units:?}");
+
+    let basic = device(dir.path(), "apc-ats", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["source_a_failed", "source_b_failed", "input_frequency", "output_frequency"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "selected_source", None), 2.0);
+    assert_eq!(value(&readings, "redundancy_lost", None), 0.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-2.1")), 230.0);
+    assert_eq!(value(&readings, "output_current", Some("output-1.1")), 6.3);
+    assert_eq!(value(&readings, "output_load", Some("output-1.1")), 39.0);
+    assert_eq!(value(&readings, "output_power", Some("output-1.1")), 1443.0);
+    assert_eq!(readings.len(), 2 + 2 + 4, "{readings:#?}");
+}
+
+/// EATON-EPDU-MIB: a three-phase advanced-monitored ePDU with outlet metering, breakers and
+/// one of two temperature probes connected, and a single-phase monitored one without outlet
+/// metering, percent load or probes.
+#[tokio::test]
+async fn snmpsim_recordings_of_eaton_epdus_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "eaton-epdu");
+    secret(dir.path(), "basic", "eaton-epdu-basic");
+    let full = device(dir.path(), "eaton-epdu", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "input_frequency", Some("input-0.1")), 50.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.1")), 230.1);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.3")), 231.0);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.1")), 12.45);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.3")), 11.02);
+    // The neutral (inputCurrentMeasType neutral(2)) is no phase current.
+    assert!(!readings.iter().any(|r| r.label.as_deref() == Some("input-0.1.4")), "{readings:#?}");
+    assert_eq!(value(&readings, "input_load", Some("input-0.1.1")), 78.0);
+    assert_eq!(value(&readings, "input_power", Some("input-0.1")), 7420.0);
+    assert_eq!(value(&readings, "input_energy", Some("input-0.1")), 12345.678);
+    assert_eq!(value(&readings, "group_current", Some("Breaker L2")), 6.4);
+    assert_eq!(value(&readings, "outlet_current", Some("web-01")), 1.25);
+    assert_eq!(value(&readings, "outlet_current", Some("db-02")), 0.73);
+    assert_eq!(value(&readings, "sensor_temp", Some("Front")), 23.4);
+    // The disconnected(0) probe has no reading.
+    assert!(!readings.iter().any(|r| r.label.as_deref() == Some("Rear")), "{readings:#?}");
+    assert_eq!(value(&readings, "sensor_humidity", Some("Front RH")), 45.2);
+    assert_eq!(readings.len(), 1 + 3 + 3 + 3 + 1 + 1 + 3 + 2 + 1 + 1, "{readings:#?}");
+
+    let basic = device(dir.path(), "eaton-epdu", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional tables are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["input_load", "outlet_current", "sensor_temp", "sensor_humidity"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "input_frequency", Some("input-0.1")), 60.0);
+    assert_eq!(value(&readings, "input_voltage", Some("input-0.1.1")), 208.0);
+    assert_eq!(value(&readings, "input_current", Some("input-0.1.1")), 15.5);
+    assert_eq!(value(&readings, "input_power", Some("input-0.1")), 3150.0);
+    assert_eq!(value(&readings, "input_energy", Some("input-0.1")), 98.765);
+    assert_eq!(value(&readings, "group_current", Some("Section A")), 7.7);
+    assert_eq!(value(&readings, "group_current", Some("Section B")), 7.8);
+    assert_eq!(readings.len(), 5 + 2, "{readings:#?}");
+}
+
+/// PowerNet-MIB airIRRC: an ACRC301S with a leak sensor and containment pressure, and an
+/// older ACRC100 without either.
+#[tokio::test]
+async fn snmpsim_recordings_of_apc_inrow_coolers_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "apc-inrow");
+    secret(dir.path(), "basic", "apc-inrow-basic");
+    let full = device(dir.path(), "apc-inrow", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "rack_inlet_temp", None), 23.8);
+    assert_eq!(value(&readings, "supply_air_temp", None), 18.3);
+    assert_eq!(value(&readings, "return_air_temp", None), 36.2);
+    assert_eq!(value(&readings, "cooling_output", None), 18.4);
+    assert_eq!(value(&readings, "cooling_demand", None), 19.0);
+    assert_eq!(value(&readings, "air_flow", None), 1350.0);
+    assert_eq!(value(&readings, "fan_speed", None), 62.5);
+    assert_eq!(value(&readings, "filter_dp", None), 51.0);
+    assert_eq!(value(&readings, "containment_dp", None), 3.0);
+    assert_eq!(value(&readings, "valve_position", None), 57.0);
+    assert_eq!(value(&readings, "fluid_flow", None), 0.74);
+    assert_eq!(value(&readings, "entering_fluid_temp", None), 12.1);
+    assert_eq!(value(&readings, "leaving_fluid_temp", None), 16.3);
+    assert_eq!(value(&readings, "leak", None), 0.0);
+    assert_eq!(value(&readings, "alarms_present", None), 1.0);
+    assert_eq!(readings.len(), 15, "{readings:#?}");
+    let units: Vec<(&str, &str)> = readings.iter().map(|r| (r.point.as_str(), &*r.unit)).collect();
+    for expected in [("cooling_output", "kW"), ("air_flow", "L/s"), ("filter_dp", "Pa"), ("leak", "")] {
+        assert!(units.contains(&expected), "{expected:?} in {units:?}");
+    }
+
+    let basic = device(dir.path(), "apc-inrow", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional objects are absent: no reading for them, and nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["containment_dp", "leak"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "rack_inlet_temp", None), 22.1);
+    assert_eq!(value(&readings, "cooling_output", None), 9.5);
+    assert_eq!(value(&readings, "air_flow", None), 610.0);
+    assert_eq!(value(&readings, "fluid_flow", None), 0.41);
+    assert_eq!(value(&readings, "leaving_fluid_temp", None), 14.9);
+    assert_eq!(value(&readings, "alarms_present", None), 0.0);
+    assert_eq!(readings.len(), 13, "{readings:#?}");
+}
+
+/// VERTIV-V5-MIB: a three-phase Geist PDU with breakers, outlet metering, a temperature probe
+/// and an airflow/humidity probe, and a single-phase one without breakers or outlet metering
+/// whose only probe is unplugged (Unavailable).
+#[tokio::test]
+async fn snmpsim_recordings_of_vertiv_geist_pdus_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "vertiv-geist");
+    secret(dir.path(), "basic", "vertiv-geist-basic");
+    let full = device(dir.path(), "vertiv-geist", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "pdu_power", Some("pdu-1")), 5320.0);
+    assert_eq!(value(&readings, "pdu_energy", Some("pdu-1")), 8765.432);
+    assert_eq!(value(&readings, "phase_voltage", Some("L2")), 229.7);
+    assert_eq!(value(&readings, "phase_current", Some("L1")), 8.12);
+    assert_eq!(value(&readings, "phase_current", Some("L3")), 7.9);
+    assert_eq!(value(&readings, "phase_power", Some("L3")), 1860.0);
+    assert_eq!(value(&readings, "breaker_current", Some("CB2")), 3.92);
+    assert_eq!(value(&readings, "outlet_current", Some("Outlet 1")), 1.55);
+    assert_eq!(value(&readings, "sensor_temp", Some("Cold aisle B10")), 22.4);
+    assert_eq!(value(&readings, "airflow_sensor_temp", Some("Hot aisle B10")), 35.2);
+    assert_eq!(value(&readings, "airflow_sensor_humidity", Some("Hot aisle B10")), 31.0);
+    assert_eq!(value(&readings, "airflow_sensor_dew_point", Some("Hot aisle B10")), 15.4);
+    assert_eq!(readings.len(), 2 + 3 * 3 + 2 + 2 + 1 + 3, "{readings:#?}");
+
+    let basic = device(dir.path(), "vertiv-geist", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    // The optional tables are absent (or the probe unavailable): no reading, nothing bad.
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    for absent in ["breaker_current", "outlet_current", "sensor_temp", "airflow_sensor_temp"] {
+        assert!(!readings.iter().any(|r| r.point.as_str() == absent), "{absent} in {readings:#?}");
+    }
+    assert_eq!(value(&readings, "pdu_power", Some("pdu-1")), 1480.0);
+    assert_eq!(value(&readings, "pdu_energy", Some("pdu-1")), 250.0);
+    assert_eq!(value(&readings, "phase_voltage", Some("L1")), 208.0);
+    assert_eq!(value(&readings, "phase_current", Some("L1")), 7.12);
+    assert_eq!(readings.len(), 2 + 3, "{readings:#?}");
 }

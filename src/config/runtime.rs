@@ -371,8 +371,10 @@ impl ThresholdRules {
 
     /// Facility-aware defaults: ASHRAE thermal envelope (recommended 18–27 °C as warning,
     /// the class's allowable range as critical, a rise of more than 20 °C within an hour as
-    /// a warning), recommended dew point −9..15 °C, A1 allowable humidity 8–80 %RH. Current
-    /// metrics get the breaker rules through `breaker_*`.
+    /// a warning), recommended dew point −9..15 °C, A1 allowable humidity 8–80 %RH, a UPS on
+    /// battery or with a low battery and an ATS that lost redundancy as critical, a UPS on
+    /// bypass as a warning, UPS load over 80 % warning and 90 % critical. Current metrics get
+    /// the breaker rules through `breaker_*`.
     pub fn for_ashrae_class(class: AshraeClass) -> Self {
         let mut defaults = Layers::new();
         let (low, high) = class.allowable_c();
@@ -407,6 +409,33 @@ impl ThresholdRules {
                 crit_high: Some(0.5),
                 hysteresis: Some(0.0),
                 hold_for: Some(Duration::ZERO),
+                ..Default::default()
+            },
+        );
+        // UPS and ATS states (0/1 flags): on battery, low battery and a lost ATS source are
+        // critical at once; a UPS on bypass (its load unprotected) is a warning.
+        for (metric, warn, crit) in [
+            ("ups_on_battery", None, Some(0.5)),
+            ("ups_battery_low", None, Some(0.5)),
+            ("ats_redundancy_lost", None, Some(0.5)),
+            ("ups_on_bypass", Some(0.5), None),
+        ] {
+            let flag = ThresholdLayer {
+                warn_high: warn,
+                crit_high: crit,
+                hysteresis: Some(0.0),
+                hold_for: Some(Duration::ZERO),
+                ..Default::default()
+            };
+            defaults.insert(Metric::new(metric), flag);
+        }
+        // UPS output load, % of its capacity.
+        defaults.insert(
+            Metric::new("load_pct"),
+            ThresholdLayer {
+                warn_high: Some(80.0),
+                crit_high: Some(90.0),
+                hysteresis: Some(2.0),
                 ..Default::default()
             },
         );

@@ -50,7 +50,7 @@ pub struct PointConfig {
     pub metric: Spanned<String>,
     /// Unit of the value after scaling; derived from the metric name when omitted (`_c` °C,
     /// `_pct` %, `_a` A, `_v` V, `_w` W, `_kw` kW, `_kwh` kWh, `_va` VA, `_hz` Hz, `_s` s,
-    /// `_h` h, `_rpm` rpm, `_pa` Pa, `_lpm` L/min, `_m3h` m³/h).
+    /// `_h` h, `_min` min, `_rpm` rpm, `_pa` Pa, `_lpm` L/min, `_m3h` m³/h).
     pub unit: Option<String>,
     /// Multiply the raw value by this (e.g. 0.1 for tenths).
     #[serde(default = "one")]
@@ -115,6 +115,11 @@ pub struct PointConfig {
     /// SNMP: label for rows without a `label_column`: this prefix plus the row index
     /// (e.g. `"phase-"` gives `phase-1`). Without either, the label is the row index.
     pub label_prefix: Option<String>,
+    /// SNMP: read an enumeration as a 0/1 flag: the reading is 1 when the raw value is one
+    /// of these, else 0 (e.g. `[5]` on UPS-MIB upsOutputSource: battery(5)), so that a
+    /// threshold at 0.5 raises on that state. `scale` and `offset` do not apply.
+    #[serde(default)]
+    pub flag_values: Vec<i64>,
 }
 
 fn one() -> f64 {
@@ -197,6 +202,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("schneider-pm5000", include_str!("builtin/schneider-pm5000.toml")),
     ("generic-crah", include_str!("builtin/generic-crah.toml")),
     ("modbus-th-probe", include_str!("builtin/modbus-th-probe.toml")),
+    ("ups-mib", include_str!("builtin/ups-mib.toml")),
+    ("apc-ats", include_str!("builtin/apc-ats.toml")),
+    ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
+    ("apc-inrow", include_str!("builtin/apc-inrow.toml")),
+    ("vertiv-geist", include_str!("builtin/vertiv-geist.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -238,6 +248,7 @@ pub fn default_unit(metric: &str) -> &'static str {
         m if m.ends_with("_pa") => "Pa",
         m if m.ends_with("_lpm") => "L/min",
         m if m.ends_with("_m3h") => "m³/h",
+        m if m.ends_with("_min") => "min",
         _ => "",
     }
 }
@@ -283,6 +294,7 @@ mod tests {
             ("filter_dp_pa", "Pa"),
             ("water_flow_lpm", "L/min"),
             ("air_flow_m3h", "m³/h"),
+            ("runtime_min", "min"),
             ("humidity_pct", "%RH"),
             ("alarm", ""),
             ("something_else", ""),
@@ -305,7 +317,17 @@ mod tests {
     /// `check-config` prints that.
     #[test]
     fn builtin_profiles_cite_their_source_or_say_they_are_unverified() {
-        let verified = ["apc-rpdu2", "entity-sensor", "geist-watchdog", "servertech-sentry4"];
+        let verified = [
+            "apc-rpdu2",
+            "entity-sensor",
+            "geist-watchdog",
+            "servertech-sentry4",
+            "ups-mib",
+            "apc-ats",
+            "eaton-epdu",
+            "apc-inrow",
+            "vertiv-geist",
+        ];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
             let source = cfg.source.as_deref().unwrap_or_default();
@@ -351,6 +373,24 @@ mod tests {
     }
 
     #[test]
+    fn flag_values_are_an_snmp_flag_without_scaling() {
+        let problems = |text: &str| match toml::from_str::<ProfileConfig>(text).unwrap().build("t") {
+            Ok(_) => String::new(),
+            Err(p) => p.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "),
+        };
+        let snmp = "protocol = \"snmp\"\n[[points]]\nname = \"on_battery\"\nmetric = \"ups_on_battery\"\noid = \"1.3.6.1.2.1.33.1.4.1.0\"\nflag_values = [5]\n";
+        assert_eq!(problems(snmp), "");
+        let scaled = problems(&format!("{snmp}scale = 0.1\n"));
+        assert!(scaled.contains("`flag_values` makes a 0/1 flag"), "{scaled}");
+        let modbus = problems(
+            "protocol = \"modbus\"\n[[points]]\nname = \"x\"\nmetric = \"alarm\"\naddress = 0\nflag_values = [5]\n",
+        );
+        assert!(modbus.contains("`flag_values` is an SNMP field"), "{modbus}");
+        let Ok(Profile::Snmp(p)) = toml::from_str::<ProfileConfig>(snmp).unwrap().build("t") else { panic!() };
+        assert_eq!((p.points[0].flag(5.0), p.points[0].flag(3.0)), (Some(1.0), Some(0.0)));
+    }
+
+    #[test]
     fn builtin_names_are_the_contract() {
         let names: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
         for n in [
@@ -362,6 +402,11 @@ mod tests {
             "schneider-pm5000",
             "generic-crah",
             "modbus-th-probe",
+            "ups-mib",
+            "apc-ats",
+            "eaton-epdu",
+            "apc-inrow",
+            "vertiv-geist",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

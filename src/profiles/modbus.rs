@@ -118,6 +118,7 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
             ("label_column", p.label_column.is_some()),
             ("scale_column", p.scale_column.is_some()),
             ("decimals_column", p.decimals_column.is_some()),
+            ("flag_values", !p.flag_values.is_empty()),
         ] {
             if present {
                 problems.push(ProfileProblem::at(

@@ -68,6 +68,15 @@ pub struct SnmpPoint {
     pub label_prefix: Option<String>,
     /// Only some models have it: absent is "not present", not a bad reading.
     pub optional: bool,
+    /// Non-empty: the reading is 1 when the raw value is one of these, else 0.
+    pub flag_values: Vec<i64>,
+}
+
+impl SnmpPoint {
+    /// For `flag_values` points: 1 when the raw value is one of them, else 0.
+    pub fn flag(&self, raw: f64) -> Option<f64> {
+        (!self.flag_values.is_empty()).then(|| f64::from(u8::from(self.flag_values.iter().any(|&v| v as f64 == raw))))
+    }
 }
 
 /// Checks a numeric dotted OID and returns it without a leading dot.
@@ -170,6 +179,14 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
             (None, Some(c)) => RowScaling::Decimals(c),
             (None, None) => RowScaling::None,
         };
+        if !p.flag_values.is_empty() && (p.rate || p.scale != 1.0 || p.offset != 0.0) {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!(
+                    "point {pname:?}: `flag_values` makes a 0/1 flag; it does not go with `rate`, `scale` or `offset`"
+                ),
+            ));
+        }
         if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
             problems.push(ProfileProblem::at(
                 &p.name,
@@ -191,6 +208,7 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
                 filter: filter_col.map(|column| RowFilter { column, values: p.filter_values.clone() }),
                 label_prefix: p.label_prefix.clone(),
                 optional: p.optional,
+                flag_values: p.flag_values.clone(),
             });
         }
     }

@@ -244,7 +244,9 @@ impl DevicePoller {
                         None => continue,
                     }
                 }
-                Ok((n, factor)) => Ok(scale::to_si(n.as_f64(), factor, scale_k, offset)),
+                Ok((n, factor)) => {
+                    Ok(p.flag(n.as_f64()).unwrap_or_else(|| scale::to_si(n.as_f64(), factor, scale_k, offset)))
+                }
             };
             out.push(self.reading(cell.point, at, cell.label, value));
         }

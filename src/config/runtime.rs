@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::broker::BrokerUrl;
 use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
 use crate::profiles::Profile;
 
@@ -58,6 +59,13 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub max_inflight: u16,
     pub reconnect_max: Duration,
+}
+
+impl MqttSettings {
+    /// The broker as a URL, `mqtt[s]://host:port`: how messages and the summary name it.
+    pub fn broker(&self) -> BrokerUrl {
+        BrokerUrl { tls: self.tls, host: self.host.clone(), port: self.port }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::broker::{BrokerUrl, is_host_name};
 use super::file::*;
 use super::runtime::*;
 use super::{
@@ -284,9 +285,7 @@ fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port in address {s:?}"))?),
         None => (s, default_port),
     };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if host_ok { Ok(format!("{host}:{port}")) } else { Err(format!("address {s:?} is not host:port")) }
+    if is_host_name(host) { Ok(format!("{host}:{port}")) } else { Err(format!("address {s:?} is not host:port")) }
 }
 
 pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, ConfigError> {
@@ -767,24 +766,13 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
 }
 
 fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<MqttSettings> {
-    let url = m.url.get_ref();
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        c.error(&m.url, format!("mqtt.url {url:?} must start with mqtt:// or mqtts://"));
-        return None;
-    };
-    let address = match parse_address(rest.trim_end_matches('/'), if tls { 8883 } else { 1883 }) {
-        Ok(a) => a,
+    let BrokerUrl { tls, host, port } = match BrokerUrl::parse(m.url.get_ref()) {
+        Ok(url) => url,
         Err(e) => {
-            c.error(&m.url, format!("mqtt.url: {e}"));
+            c.error(&m.url, format!("mqtt.url {e}"));
             return None;
         }
     };
-    let (host, port) =
-        address.rsplit_once(':').map(|(h, p)| (h.trim_matches(['[', ']']).to_owned(), p.parse().unwrap_or(1883)))?;
     let password = c.secret(&m.password_file, &m.password_env, "password");
     let file = |c: &mut Checker<'_>, f: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
         let f = f.as_ref()?;

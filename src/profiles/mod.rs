@@ -242,27 +242,65 @@ pub fn default_unit(metric: &str) -> &'static str {
     }
 }
 
-/// Checks a metric name: lowercase, digits and `_`.
-pub(crate) fn check_metric(point: &PointConfig, problems: &mut Vec<ProfileProblem>) {
-    let m = point.metric.get_ref();
-    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        problems.push(ProfileProblem::at(
-            &point.metric,
-            format!(
-                "metric {m:?} must be lowercase letters, digits and '_' with its unit in the name (e.g. inlet_temp_c)"
-            ),
-        ));
+/// What every profile is checked for, whatever its protocol (`"modbus"` or `"snmp"`): unique
+/// point names, at least one point, and for each point its metric name, no field of the other
+/// protocol, a usable scale and offset. The protocol's own checks come on top.
+pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, problems: &mut Vec<ProfileProblem>) {
+    if cfg.points.is_empty() {
+        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &cfg.points {
+        let pname = p.name.get_ref();
+        if !seen.insert(pname.as_str()) {
+            problems.push(ProfileProblem::at(&p.name, format!("duplicate point name {pname:?}")));
+        }
+        let m = p.metric.get_ref();
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            problems.push(ProfileProblem::at(
+                &p.metric,
+                format!(
+                    "metric {m:?} must be lowercase letters, digits and '_' with its unit in the name (e.g. inlet_temp_c)"
+                ),
+            ));
+        }
+        let snmp_fields = [
+            ("oid", p.oid.is_some()),
+            ("column", p.column.is_some()),
+            ("label_column", p.label_column.is_some()),
+            ("scale_column", p.scale_column.is_some()),
+            ("decimals_column", p.decimals_column.is_some()),
+        ];
+        let modbus_fields = [
+            ("table", p.table.is_some()),
+            ("address", p.address.is_some()),
+            ("type", p.value_type.is_some()),
+            ("word_order", p.word_order.is_some()),
+            ("bit", p.bit.is_some()),
+        ];
+        let (foreign, whose, this) = if protocol == "modbus" {
+            (&snmp_fields[..], "an SNMP", "a modbus")
+        } else {
+            (&modbus_fields[..], "a Modbus", "an snmp")
+        };
+        for (field, _) in foreign.iter().filter(|(_, present)| *present) {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: `{field}` is {whose} field; this is {this} profile"),
+            ));
+        }
+        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: scale must be finite and non-zero, offset finite"),
+            ));
+        }
     }
 }
 
-/// Checks point names are unique within a profile.
-pub(crate) fn check_unique_names(cfg: &ProfileConfig, problems: &mut Vec<ProfileProblem>) {
-    let mut seen = std::collections::HashSet::new();
-    for p in &cfg.points {
-        if !seen.insert(p.name.get_ref().as_str()) {
-            problems.push(ProfileProblem::at(&p.name, format!("duplicate point name {:?}", p.name.get_ref())));
-        }
-    }
+/// The unit a point's readings carry: its own, or the one its metric's name implies.
+pub(crate) fn unit_of(point: &PointConfig) -> Arc<str> {
+    Arc::from(point.unit.as_deref().unwrap_or(default_unit(point.metric.get_ref())))
 }
 
 #[cfg(test)]
@@ -288,6 +326,42 @@ mod tests {
             ("something_else", ""),
         ] {
             assert_eq!(default_unit(metric), unit, "{metric}");
+        }
+    }
+
+    /// Both protocols get the same common checks, each naming the other protocol's fields.
+    #[test]
+    fn common_checks_hold_for_both_protocols() {
+        let problems = |text: &str| -> Vec<String> {
+            let cfg: ProfileConfig = toml::from_str(text).unwrap();
+            cfg.build("p").err().unwrap_or_default().into_iter().map(|p| p.message).collect()
+        };
+        let modbus = problems(
+            "protocol = \"modbus\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"Inlet\"\naddress = 1\noid = \"1.3.6.1.2.1.1.3.0\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"inlet_temp_c\"\naddress = 2\nscale = 0.0\n",
+        );
+        let snmp = problems(
+            "protocol = \"snmp\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"Inlet\"\noid = \"1.3.6.1.2.1.1.3.0\"\naddress = 1\n\
+             [[points]]\nname = \"a\"\nmetric = \"inlet_temp_c\"\noid = \"1.3.6.1.2.1.1.3.0\"\nscale = 0.0\n",
+        );
+        for (got, foreign) in [
+            (modbus, "point \"a\": `oid` is an SNMP field; this is a modbus profile"),
+            (snmp, "point \"a\": `address` is a Modbus field; this is an snmp profile"),
+        ] {
+            for want in [
+                foreign,
+                "duplicate point name \"a\"",
+                "metric \"Inlet\" must be lowercase",
+                "point \"a\": scale must be finite and non-zero",
+            ] {
+                assert!(got.iter().any(|m| m.contains(want)), "no {want:?} in {got:#?}");
+            }
+        }
+        for protocol in ["modbus", "snmp"] {
+            let got = problems(&format!("protocol = {protocol:?}\n"));
+            assert_eq!(got, vec!["profile p has no points".to_owned()]);
         }
     }
 

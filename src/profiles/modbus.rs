@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::model::{Metric, PointId};
 
-use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, default_unit};
+use super::{ProfileConfig, ProfileProblem, check_common, unit_of};
 
 /// How a profile numbers registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct ModbusPoint {
 
 pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Vec<ProfileProblem>> {
     let mut problems = Vec::new();
-    check_unique_names(cfg, &mut problems);
+    check_common(name, cfg, "modbus", &mut problems);
     let addressing = match cfg.addressing.as_ref().map(|a| a.get_ref().as_str()) {
         None | Some("zero-based") => Addressing::ZeroBased,
         Some("one-based") => Addressing::OneBased,
@@ -106,26 +106,8 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
             Addressing::ZeroBased
         }
     };
-    if cfg.points.is_empty() {
-        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
-    }
     let mut points = Vec::with_capacity(cfg.points.len());
     for p in &cfg.points {
-        check_metric(p, &mut problems);
-        for (field, present) in [
-            ("oid", p.oid.is_some()),
-            ("column", p.column.is_some()),
-            ("label_column", p.label_column.is_some()),
-            ("scale_column", p.scale_column.is_some()),
-            ("decimals_column", p.decimals_column.is_some()),
-        ] {
-            if present {
-                problems.push(ProfileProblem::at(
-                    &p.name,
-                    format!("point {:?}: `{field}` is an SNMP field; this is a modbus profile", p.name.get_ref()),
-                ));
-            }
-        }
         let table = match p.table.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("holding") => Table::Holding,
             Some("input") => Table::Input,
@@ -205,16 +187,10 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
                 }
             }
         };
-        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
-            problems.push(ProfileProblem::at(
-                &p.name,
-                format!("point {:?}: scale must be finite and non-zero, offset finite", p.name.get_ref()),
-            ));
-        }
         points.push(ModbusPoint {
             id: PointId::new(p.name.get_ref()),
             metric: Metric::new(p.metric.get_ref()),
-            unit: Arc::from(p.unit.as_deref().unwrap_or(default_unit(p.metric.get_ref()))),
+            unit: unit_of(p),
             table,
             address,
             value_type,

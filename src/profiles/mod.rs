@@ -156,6 +156,32 @@ impl Profile {
     }
 }
 
+/// A built profile of one protocol: its points (`ModbusPoint` or `SnmpPoint`) and where its
+/// map comes from.
+#[derive(Debug, Clone)]
+pub struct ProfileOf<P> {
+    pub name: String,
+    pub source: Option<String>,
+    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
+    pub unverified: Option<String>,
+    pub points: Vec<P>,
+}
+
+impl<P> ProfileOf<P> {
+    /// The profile `cfg` builds as `name`, unless its checks found `problems`.
+    fn checked(
+        name: &str,
+        cfg: &ProfileConfig,
+        points: Vec<P>,
+        problems: Vec<ProfileProblem>,
+    ) -> Result<Self, Vec<ProfileProblem>> {
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(ProfileOf { name: name.to_owned(), source: cfg.source.clone(), unverified: cfg.unverified.clone(), points })
+    }
+}
+
 /// A problem found in a profile, with the span of the offending value when known.
 #[derive(Debug, Clone)]
 pub struct ProfileProblem {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::model::{Metric, PointId};
 
-use super::{ProfileConfig, ProfileProblem, check_common, unit_of};
+use super::{ProfileConfig, ProfileOf, ProfileProblem, check_common, unit_of};
 
 /// How a profile numbers registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +64,7 @@ pub enum WordOrder {
     Little,
 }
 
-#[derive(Debug, Clone)]
-pub struct ModbusProfile {
-    pub name: String,
-    pub source: Option<String>,
-    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
-    pub unverified: Option<String>,
-    pub points: Vec<ModbusPoint>,
-}
+pub type ModbusProfile = ProfileOf<ModbusPoint>;
 
 #[derive(Debug, Clone)]
 pub struct ModbusPoint {
@@ -202,14 +195,5 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
             optional: p.optional,
         });
     }
-    if problems.is_empty() {
-        Ok(ModbusProfile {
-            name: name.to_owned(),
-            source: cfg.source.clone(),
-            unverified: cfg.unverified.clone(),
-            points,
-        })
-    } else {
-        Err(problems)
-    }
+    ProfileOf::checked(name, cfg, points, problems)
 }

@@ -10,16 +10,9 @@ use std::sync::Arc;
 
 use crate::model::{Metric, PointId};
 
-use super::{ProfileConfig, ProfileProblem, check_common, unit_of};
+use super::{ProfileConfig, ProfileOf, ProfileProblem, check_common, unit_of};
 
-#[derive(Debug, Clone)]
-pub struct SnmpProfile {
-    pub name: String,
-    pub source: Option<String>,
-    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
-    pub unverified: Option<String>,
-    pub points: Vec<SnmpPoint>,
-}
+pub type SnmpProfile = ProfileOf<SnmpPoint>;
 
 /// Where a point's value lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,14 +163,5 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
             });
         }
     }
-    if problems.is_empty() {
-        Ok(SnmpProfile {
-            name: name.to_owned(),
-            source: cfg.source.clone(),
-            unverified: cfg.unverified.clone(),
-            points,
-        })
-    } else {
-        Err(problems)
-    }
+    ProfileOf::checked(name, cfg, points, problems)
 }

@@ -704,47 +704,12 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
             c.error(s, format!("device {dev:?}: SNMPv3 needs `user`"));
             return None;
         };
-        let auth = match &sc.auth {
-            None => None,
-            Some(a) => {
-                let proto = AuthProtocol::from_name(a.get_ref());
-                match proto {
-                    None => c.error(a, format!("auth {:?}: expected {}", a.get_ref(), AuthProtocol::NAMES)),
-                    Some(p) if p.is_weak() => c.warn(
-                        a,
-                        format!("device {dev:?}: auth md5 is broken; use sha256 or stronger if the device offers it"),
-                    ),
-                    Some(_) => {}
-                }
-                let pw = c.secret(&sc.auth_password_file, &sc.auth_password_env, "auth_password");
-                if pw.is_none() && sc.auth_password_file.is_none() && sc.auth_password_env.is_none() {
-                    c.error(a, format!("device {dev:?}: auth needs auth_password_file or auth_password_env"));
-                }
-                proto.zip(pw)
-            }
-        };
-        let privacy = match &sc.privacy {
-            None => None,
-            Some(p) => {
-                if sc.auth.is_none() {
-                    c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
-                }
-                let proto = PrivProtocol::from_name(p.get_ref());
-                match proto {
-                    None => c.error(p, format!("priv {:?}: expected {}", p.get_ref(), PrivProtocol::NAMES)),
-                    Some(x) if x.is_weak() => c.warn(
-                        p,
-                        format!("device {dev:?}: priv des is broken; use aes128 or stronger if the device offers it"),
-                    ),
-                    Some(_) => {}
-                }
-                let pw = c.secret(&sc.priv_password_file, &sc.priv_password_env, "priv_password");
-                if pw.is_none() && sc.priv_password_file.is_none() && sc.priv_password_env.is_none() {
-                    c.error(p, format!("device {dev:?}: priv needs priv_password_file or priv_password_env"));
-                }
-                proto.zip(pw)
-            }
-        };
+        let auth = sc.auth.as_ref().and_then(|a| v3_key(c, dev, a, &sc.auth_password_file, &sc.auth_password_env));
+        if let (Some(p), None) = (&sc.privacy, &sc.auth) {
+            c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
+        }
+        let privacy =
+            sc.privacy.as_ref().and_then(|p| v3_key(c, dev, p, &sc.priv_password_file, &sc.priv_password_env));
         Some(SnmpV3 { user: user.get_ref().clone(), auth, privacy })
     } else {
         for f in [&sc.user, &sc.auth, &sc.privacy].into_iter().flatten() {
@@ -763,6 +728,36 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
         max_oids_per_request: sc.max_oids_per_request.max(1),
         max_repetitions: sc.max_repetitions.max(1),
     }))
+}
+
+/// An SNMPv3 `auth` or `priv` setting (`P::KEY`): a known protocol, a weak one warned about,
+/// and its password from a file or the environment.
+fn v3_key<P: V3Protocol>(
+    c: &mut Checker<'_>,
+    dev: &str,
+    name: &Spanned<String>,
+    password_file: &Option<Spanned<String>>,
+    password_env: &Option<Spanned<String>>,
+) -> Option<(P, Secret)> {
+    let key = P::KEY;
+    let proto = P::from_name(name.get_ref());
+    match proto {
+        None => c.error(name, format!("{key} {:?}: expected {}", name.get_ref(), P::NAMES)),
+        Some(p) if p.is_weak() => c.warn(
+            name,
+            format!(
+                "device {dev:?}: {key} {} is broken; use {} or stronger if the device offers it",
+                name.get_ref().to_ascii_lowercase(),
+                P::STRONGER
+            ),
+        ),
+        Some(_) => {}
+    }
+    let password = c.secret(password_file, password_env, &format!("{key}_password"));
+    if password.is_none() && password_file.is_none() && password_env.is_none() {
+        c.error(name, format!("device {dev:?}: {key} needs {key}_password_file or {key}_password_env"));
+    }
+    proto.zip(password)
 }
 
 fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<MqttSettings> {

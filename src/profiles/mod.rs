@@ -392,6 +392,26 @@ mod tests {
     }
 
     #[test]
+    fn unknown_modbus_names_list_the_choices() {
+        let cfg: ProfileConfig = toml::from_str(
+            "protocol = \"modbus\"\naddressing = \"two-based\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"alarm\"\naddress = 1\ntable = \"coils\"\n\
+             [[points]]\nname = \"b\"\nmetric = \"alarm\"\naddress = 2\ntype = \"f16\"\nword_order = \"middle\"\n",
+        )
+        .unwrap();
+        let got: Vec<String> = cfg.build("p").err().unwrap().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            got,
+            [
+                "unknown addressing \"two-based\": expected zero-based or one-based",
+                "unknown table \"coils\": expected holding, input, coil or discrete",
+                "unknown type \"f16\": expected u16, i16, u32, i32, u64, f32, f64 or bool",
+                "unknown word_order \"middle\": expected big or little",
+            ]
+        );
+    }
+
+    #[test]
     fn every_builtin_profile_builds() {
         for (name, built) in builtins() {
             let profile = built.unwrap_or_else(|e| panic!("{e}"));

@@ -163,6 +163,21 @@ pub enum SnmpVersion {
     V3,
 }
 
+impl SnmpVersion {
+    /// The names `from_name` accepts, for messages and help.
+    pub const NAMES: &'static str = "1, 2c or 3";
+
+    /// The version a config file or command line names (`2` is `2c`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "1" => Self::V1,
+            "2c" | "2" => Self::V2c,
+            "3" => Self::V3,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SnmpV3 {
     pub user: String,

@@ -675,14 +675,10 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
             None
         }
     };
-    let version = match sc.version.get_ref().as_str() {
-        "1" => SnmpVersion::V1,
-        "2c" | "2" => SnmpVersion::V2c,
-        "3" => SnmpVersion::V3,
-        other => {
-            c.error(&sc.version, format!("SNMP version {other:?}: expected \"1\", \"2c\" or \"3\""));
-            return None;
-        }
+    let Some(version) = SnmpVersion::from_name(sc.version.get_ref()) else {
+        let names = SnmpVersion::NAMES;
+        c.error(&sc.version, format!("SNMP version {:?}: expected {names}", sc.version.get_ref()));
+        return None;
     };
     if sc.max_oids_per_request == 0 || sc.max_repetitions == 0 {
         c.error(s, format!("device {dev:?}: max_oids_per_request and max_repetitions must be positive"));

@@ -82,12 +82,8 @@ fn v3_key<P: V3Protocol>(
 /// Turns the command line into the settings a configured device would have.
 pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
     let address = if args.address.contains(':') { args.address.clone() } else { format!("{}:161", args.address) };
-    let version = match args.version.as_str() {
-        "1" => SnmpVersion::V1,
-        "2c" | "2" => SnmpVersion::V2c,
-        "3" => SnmpVersion::V3,
-        other => return Err(usage(format!("--version {other:?}: expected 1, 2c or 3"))),
-    };
+    let version = SnmpVersion::from_name(&args.version)
+        .ok_or_else(|| usage(format!("--version {:?}: expected {}", args.version, SnmpVersion::NAMES)))?;
     let community = match &args.community_file {
         Some(p) => read_secret(p, "community")?,
         None => Secret::new("public"),
@@ -190,6 +186,9 @@ mod tests {
             let e = settings(&bad).unwrap_err();
             assert!(e.downcast_ref::<crate::error::UsageError>().is_some() && e.to_string().starts_with(want), "{e}");
         }
+        let mut v4 = args(None, false, None, false);
+        v4.version = "4".into();
+        assert_eq!(settings(&v4).unwrap_err().to_string(), "--version \"4\": expected 1, 2c or 3");
     }
 
     #[test]

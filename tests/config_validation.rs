@@ -236,6 +236,20 @@ fn addresses_that_do_not_parse() {
     assert!(errs.iter().any(|e| e.contains("needs mqtt.ca_file")), "{errs:#?}");
 }
 
+/// `[mqtt] url` is read by the same parser as `tail --broker`: what one takes, the other takes,
+/// and a bad URL is an error on the url's line.
+#[test]
+fn mqtt_urls_parse_as_tail_parses_them() {
+    let text = BASE.to_owned() + "\n[mqtt]\nurl = \"mqtt://[::1]\"\n";
+    let mqtt = load(&text).unwrap().config.mqtt.unwrap();
+    assert_eq!((mqtt.host.as_str(), mqtt.port, mqtt.tls), ("::1", 1883, false));
+    for (url, why) in [("mqtt://broker:notaport", "bad port \"notaport\""), ("mqtt://bro ker", "is not a host name")] {
+        let text = BASE.to_owned() + &format!("\n[mqtt]\nurl = {url:?}\n");
+        assert_error_at(&errors(&text), &format!("mqtt.url {url:?}: "), line_of(&text, "url ="));
+        assert!(errors(&text).iter().any(|e| e.contains(why)), "{url}: {:#?}", errors(&text));
+    }
+}
+
 #[test]
 fn site_id_must_be_lowercase_ident() {
     let errs = errors(&BASE.replace("id = \"fra1\"", "id = \"FRA 1\""));

@@ -75,16 +75,8 @@ pub fn summary(c: &Config) -> String {
     }
     match &c.mqtt {
         Some(m) => {
-            let _ = writeln!(
-                s,
-                "mqtt      {}://{}:{} as {}, topics {}/{}/...",
-                if m.tls { "mqtts" } else { "mqtt" },
-                m.host,
-                m.port,
-                m.client_id,
-                m.topic_prefix,
-                c.site
-            );
+            let _ =
+                writeln!(s, "mqtt      {} as {}, topics {}/{}/...", m.broker(), m.client_id, m.topic_prefix, c.site);
         }
         None => {
             let _ = writeln!(s, "mqtt      not configured (`run` needs [mqtt])");

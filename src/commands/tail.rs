@@ -548,6 +548,31 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_broker_url_is_a_usage_error_naming_it() {
+        for (url, why) in [
+            ("http://noc", "must start with mqtt://"),
+            ("mqtt://noc:188300", "bad port \"188300"),
+            ("mqtt://::1", "brackets"),
+        ] {
+            let args = Args {
+                broker: url.into(),
+                site: None,
+                zone: None,
+                topic_prefix: "hallmonitor/v1".into(),
+                json: false,
+                ca_file: None,
+                username: None,
+                password_file: None,
+                client_id: None,
+                count: Some(1),
+            };
+            let e = run(args).unwrap_err();
+            let usage = e.downcast_ref::<UsageError>().unwrap_or_else(|| panic!("{url}: not a usage error: {e}"));
+            assert!(usage.0.starts_with(&format!("--broker {url:?}")) && usage.0.contains(why), "{usage}");
+        }
+    }
+
+    #[test]
     fn filters() {
         assert_eq!(topic_filters("hallmonitor/v1", None, None), vec!["hallmonitor/v1/+/#"]);
         assert_eq!(topic_filters("p/", Some("fra1"), Some("hall1-b"))[1], "p/fra1/incidents/hall1-b");

@@ -4,6 +4,7 @@
 //! config on a gateway should see every problem in one run, each as `PATH:LINE:COL: message`.
 //! Syntax and type errors end parsing (the TOML crate stops there), so they come alone.
 
+pub mod broker;
 pub mod fields;
 pub mod file;
 pub mod runtime;
@@ -15,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use broker::BrokerUrl;
 pub use file::FileConfig;
 pub use runtime::*;
 pub use secret::{SecretFile, read_secret_file, secret_file_warning};

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::broker::BrokerUrl;
 use crate::model::{DeviceId, Metric, RackId, SiteId, ZoneId};
 use crate::profiles::Profile;
 
@@ -58,6 +59,13 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub max_inflight: u16,
     pub reconnect_max: Duration,
+}
+
+impl MqttSettings {
+    /// The broker as a URL, `mqtt[s]://host:port`: how messages and the summary name it.
+    pub fn broker(&self) -> BrokerUrl {
+        BrokerUrl { tls: self.tls, host: self.host.clone(), port: self.port }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -155,11 +163,41 @@ pub enum SnmpVersion {
     V3,
 }
 
+impl SnmpVersion {
+    /// The names `from_name` accepts, for messages and help.
+    pub const NAMES: &'static str = "1, 2c or 3";
+
+    /// The version a config file or command line names (`2` is `2c`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "1" => Self::V1,
+            "2c" | "2" => Self::V2c,
+            "3" => Self::V3,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SnmpV3 {
     pub user: String,
     pub auth: Option<(AuthProtocol, Secret)>,
     pub privacy: Option<(PrivProtocol, Secret)>,
+}
+
+/// What an SNMPv3 `auth` and `priv` protocol have alike: the key they set (the config field,
+/// the probe option and the password setting are named after it), their names, a weak one.
+pub trait V3Protocol: Copy + Sized {
+    /// `auth` or `priv`.
+    const KEY: &'static str;
+    /// The names `from_name` accepts, for messages and help.
+    const NAMES: &'static str;
+    /// What to suggest instead of a weak protocol.
+    const STRONGER: &'static str;
+    /// The protocol a config file or command line names (any case).
+    fn from_name(name: &str) -> Option<Self>;
+    /// Broken enough that a technician should hear about it (still accepted for old devices).
+    fn is_weak(self) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,12 +210,13 @@ pub enum AuthProtocol {
     Sha512,
 }
 
-impl AuthProtocol {
-    /// The names `from_name` accepts, for messages and help.
-    pub const NAMES: &'static str = "md5, sha1, sha224, sha256, sha384 or sha512";
+impl V3Protocol for AuthProtocol {
+    const KEY: &'static str = "auth";
+    const NAMES: &'static str = "md5, sha1, sha224, sha256, sha384 or sha512";
+    const STRONGER: &'static str = "sha256";
 
-    /// The protocol a config file or command line names (any case; `sha` is `sha1`).
-    pub fn from_name(name: &str) -> Option<Self> {
+    /// `sha` is `sha1`.
+    fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "md5" => Self::Md5,
             "sha" | "sha1" => Self::Sha1,
@@ -189,8 +228,7 @@ impl AuthProtocol {
         })
     }
 
-    /// Broken enough that a technician should hear about it (still accepted for old devices).
-    pub fn is_weak(self) -> bool {
+    fn is_weak(self) -> bool {
         self == Self::Md5
     }
 }
@@ -203,12 +241,13 @@ pub enum PrivProtocol {
     Aes256,
 }
 
-impl PrivProtocol {
-    /// The names `from_name` accepts, for messages and help.
-    pub const NAMES: &'static str = "des, aes128 (or aes), aes192 or aes256";
+impl V3Protocol for PrivProtocol {
+    const KEY: &'static str = "priv";
+    const NAMES: &'static str = "des, aes128 (or aes), aes192 or aes256";
+    const STRONGER: &'static str = "aes128";
 
-    /// The protocol a config file or command line names (any case).
-    pub fn from_name(name: &str) -> Option<Self> {
+    /// `aes` is `aes128`.
+    fn from_name(name: &str) -> Option<Self> {
         Some(match name.to_ascii_lowercase().as_str() {
             "des" => Self::Des,
             "aes" | "aes128" => Self::Aes128,
@@ -218,8 +257,7 @@ impl PrivProtocol {
         })
     }
 
-    /// Broken enough that a technician should hear about it (still accepted for old devices).
-    pub fn is_weak(self) -> bool {
+    fn is_weak(self) -> bool {
         self == Self::Des
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::broker::{BrokerUrl, is_host_name};
 use super::file::*;
 use super::runtime::*;
 use super::{
@@ -284,9 +285,7 @@ fn parse_address(s: &str, default_port: u16) -> Result<String, String> {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port in address {s:?}"))?),
         None => (s, default_port),
     };
-    let host_ok = !host.is_empty()
-        && host.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if host_ok { Ok(format!("{host}:{port}")) } else { Err(format!("address {s:?} is not host:port")) }
+    if is_host_name(host) { Ok(format!("{host}:{port}")) } else { Err(format!("address {s:?} is not host:port")) }
 }
 
 pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, ConfigError> {
@@ -676,14 +675,10 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
             None
         }
     };
-    let version = match sc.version.get_ref().as_str() {
-        "1" => SnmpVersion::V1,
-        "2c" | "2" => SnmpVersion::V2c,
-        "3" => SnmpVersion::V3,
-        other => {
-            c.error(&sc.version, format!("SNMP version {other:?}: expected \"1\", \"2c\" or \"3\""));
-            return None;
-        }
+    let Some(version) = SnmpVersion::from_name(sc.version.get_ref()) else {
+        let names = SnmpVersion::NAMES;
+        c.error(&sc.version, format!("SNMP version {:?}: expected {names}", sc.version.get_ref()));
+        return None;
     };
     if sc.max_oids_per_request == 0 || sc.max_repetitions == 0 {
         c.error(s, format!("device {dev:?}: max_oids_per_request and max_repetitions must be positive"));
@@ -705,47 +700,12 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
             c.error(s, format!("device {dev:?}: SNMPv3 needs `user`"));
             return None;
         };
-        let auth = match &sc.auth {
-            None => None,
-            Some(a) => {
-                let proto = AuthProtocol::from_name(a.get_ref());
-                match proto {
-                    None => c.error(a, format!("auth {:?}: expected {}", a.get_ref(), AuthProtocol::NAMES)),
-                    Some(p) if p.is_weak() => c.warn(
-                        a,
-                        format!("device {dev:?}: auth md5 is broken; use sha256 or stronger if the device offers it"),
-                    ),
-                    Some(_) => {}
-                }
-                let pw = c.secret(&sc.auth_password_file, &sc.auth_password_env, "auth_password");
-                if pw.is_none() && sc.auth_password_file.is_none() && sc.auth_password_env.is_none() {
-                    c.error(a, format!("device {dev:?}: auth needs auth_password_file or auth_password_env"));
-                }
-                proto.zip(pw)
-            }
-        };
-        let privacy = match &sc.privacy {
-            None => None,
-            Some(p) => {
-                if sc.auth.is_none() {
-                    c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
-                }
-                let proto = PrivProtocol::from_name(p.get_ref());
-                match proto {
-                    None => c.error(p, format!("priv {:?}: expected {}", p.get_ref(), PrivProtocol::NAMES)),
-                    Some(x) if x.is_weak() => c.warn(
-                        p,
-                        format!("device {dev:?}: priv des is broken; use aes128 or stronger if the device offers it"),
-                    ),
-                    Some(_) => {}
-                }
-                let pw = c.secret(&sc.priv_password_file, &sc.priv_password_env, "priv_password");
-                if pw.is_none() && sc.priv_password_file.is_none() && sc.priv_password_env.is_none() {
-                    c.error(p, format!("device {dev:?}: priv needs priv_password_file or priv_password_env"));
-                }
-                proto.zip(pw)
-            }
-        };
+        let auth = sc.auth.as_ref().and_then(|a| v3_key(c, dev, a, &sc.auth_password_file, &sc.auth_password_env));
+        if let (Some(p), None) = (&sc.privacy, &sc.auth) {
+            c.error(p, "priv requires auth (SNMPv3 has no noAuthPriv)");
+        }
+        let privacy =
+            sc.privacy.as_ref().and_then(|p| v3_key(c, dev, p, &sc.priv_password_file, &sc.priv_password_env));
         Some(SnmpV3 { user: user.get_ref().clone(), auth, privacy })
     } else {
         for f in [&sc.user, &sc.auth, &sc.privacy].into_iter().flatten() {
@@ -766,25 +726,44 @@ fn snmp_transport(c: &mut Checker<'_>, dev: &str, s: &Spanned<SnmpDeviceConfig>)
     }))
 }
 
+/// An SNMPv3 `auth` or `priv` setting (`P::KEY`): a known protocol, a weak one warned about,
+/// and its password from a file or the environment.
+fn v3_key<P: V3Protocol>(
+    c: &mut Checker<'_>,
+    dev: &str,
+    name: &Spanned<String>,
+    password_file: &Option<Spanned<String>>,
+    password_env: &Option<Spanned<String>>,
+) -> Option<(P, Secret)> {
+    let key = P::KEY;
+    let proto = P::from_name(name.get_ref());
+    match proto {
+        None => c.error(name, format!("{key} {:?}: expected {}", name.get_ref(), P::NAMES)),
+        Some(p) if p.is_weak() => c.warn(
+            name,
+            format!(
+                "device {dev:?}: {key} {} is broken; use {} or stronger if the device offers it",
+                name.get_ref().to_ascii_lowercase(),
+                P::STRONGER
+            ),
+        ),
+        Some(_) => {}
+    }
+    let password = c.secret(password_file, password_env, &format!("{key}_password"));
+    if password.is_none() && password_file.is_none() && password_env.is_none() {
+        c.error(name, format!("device {dev:?}: {key} needs {key}_password_file or {key}_password_env"));
+    }
+    proto.zip(password)
+}
+
 fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<MqttSettings> {
-    let url = m.url.get_ref();
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("mqtt://") {
-        (false, r)
-    } else {
-        c.error(&m.url, format!("mqtt.url {url:?} must start with mqtt:// or mqtts://"));
-        return None;
-    };
-    let address = match parse_address(rest.trim_end_matches('/'), if tls { 8883 } else { 1883 }) {
-        Ok(a) => a,
+    let BrokerUrl { tls, host, port } = match BrokerUrl::parse(m.url.get_ref()) {
+        Ok(url) => url,
         Err(e) => {
-            c.error(&m.url, format!("mqtt.url: {e}"));
+            c.error(&m.url, format!("mqtt.url {e}"));
             return None;
         }
     };
-    let (host, port) =
-        address.rsplit_once(':').map(|(h, p)| (h.trim_matches(['[', ']']).to_owned(), p.parse().unwrap_or(1883)))?;
     let password = c.secret(&m.password_file, &m.password_env, "password");
     let file = |c: &mut Checker<'_>, f: &Option<Spanned<String>>, what: &str| -> Option<PathBuf> {
         let f = f.as_ref()?;

@@ -373,31 +373,29 @@ impl Engine {
     }
 
     fn point_slot(&mut self, di: u32, r: &Reading) -> u32 {
-        if let Some(dix) = self.devices.get(r.device.as_str())
-            && let Some(list) = dix.points.get(r.point.as_str())
-            && let Some((_, pi)) = list.iter().find(|(l, _)| l.as_deref() == r.label.as_deref())
+        self.point_or_new(di, r.point.as_str(), r.label.as_deref(), |d| {
+            let kind = PointKind::of(r.metric.as_str());
+            PointState::new(d, r.point.clone(), r.label.clone(), r.metric.clone(), r.unit.clone(), kind)
+        })
+    }
+
+    /// The slot of device `di`'s point `point`/`label`; the first time, `new` makes it from its
+    /// device. Real and synthetic points alike: a point is found the same way whatever made it.
+    fn point_or_new(
+        &mut self,
+        di: u32,
+        point: &str,
+        label: Option<&str>,
+        new: impl FnOnce(&DeviceState) -> PointState,
+    ) -> u32 {
+        let d = &self.st.devices[di as usize];
+        if let Some(dix) = self.devices.get(d.id.as_str())
+            && let Some(list) = dix.points.get(point)
+            && let Some((_, pi)) = list.iter().find(|(l, _)| l.as_deref() == label)
         {
             return *pi;
         }
-        let d = &self.st.devices[di as usize];
-        let p = PointState {
-            device: r.device.clone(),
-            point: r.point.clone(),
-            label: r.label.clone(),
-            metric: r.metric.clone(),
-            unit: r.unit.clone(),
-            zone: d.zone.clone(),
-            rack: d.rack.clone(),
-            kind: PointKind::of(r.metric.as_str()),
-            feed_b: None,
-            last: None,
-            level: Default::default(),
-            breaker: Default::default(),
-            rise: Default::default(),
-            rise_samples: Default::default(),
-            bad_run: 0,
-            bad_epoch: 0,
-        };
+        let p = new(d);
         self.add_point(p)
     }
 
@@ -729,54 +727,16 @@ impl Engine {
             return;
         }
         let Some(dp) = dew_point_c(t, rh) else { return };
-        let id = d.id.clone();
-        let dpi = self.synthetic_point(di, &id, "dew_point", None, "dew_point_c", "°C", PointKind::DewPoint, None);
+        let dpi = self.point_or_new(di, "dew_point", None, |d| {
+            let (point, metric) = (PointId::new("dew_point"), Metric::new("dew_point_c"));
+            PointState::new(d, point, None, metric, Arc::from("°C"), PointKind::DewPoint)
+        });
         let rules = self.rules(dpi);
         self.st.points[dpi as usize].last = Some((now, dp));
         if let Some(slot) = rules.rollup {
             self.rollup_add(now, slot, dp);
         }
         self.evaluate(now, dpi, dp, &rules);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn synthetic_point(
-        &mut self,
-        di: u32,
-        device: &DeviceId,
-        point: &str,
-        label: Option<Arc<str>>,
-        metric: &str,
-        unit: &str,
-        kind: PointKind,
-        feed_b: Option<DeviceId>,
-    ) -> u32 {
-        if let Some(dix) = self.devices.get(device.as_str())
-            && let Some(list) = dix.points.get(point)
-            && let Some((_, pi)) = list.iter().find(|(l, _)| l.as_deref() == label.as_deref())
-        {
-            return *pi;
-        }
-        let d = &self.st.devices[di as usize];
-        let p = PointState {
-            device: device.clone(),
-            point: PointId::new(point),
-            label,
-            metric: Metric::new(metric),
-            unit: Arc::from(unit),
-            zone: d.zone.clone(),
-            rack: d.rack.clone(),
-            kind,
-            feed_b,
-            last: None,
-            level: Default::default(),
-            breaker: Default::default(),
-            rise: Default::default(),
-            rise_samples: Default::default(),
-            bad_run: 0,
-            bad_epoch: 0,
-        };
-        self.add_point(p)
     }
 
     /// A+B redundancy: per phase label, the two feeds together must stay under what one
@@ -799,16 +759,11 @@ impl Engine {
         let (Some(a), Some(b)) = (latest(&feeds.a, self), latest(&feeds.b, self)) else { return };
         let Some(dix) = self.devices.get(feeds.a.as_str()) else { return };
         let di = dix.state;
-        let rpi = self.synthetic_point(
-            di,
-            &feeds.a,
-            "ab_redundancy",
-            label,
-            "phase_current_a",
-            "A",
-            PointKind::Redundancy,
-            Some(feeds.b.clone()),
-        );
+        let rpi = self.point_or_new(di, "ab_redundancy", label.as_deref(), |d| {
+            let (point, metric) = (PointId::new("ab_redundancy"), Metric::new("phase_current_a"));
+            let p = PointState::new(d, point, label.clone(), metric, Arc::from("A"), PointKind::Redundancy);
+            PointState { feed_b: Some(feeds.b.clone()), ..p }
+        });
         let rules = self.rules(rpi);
         let sum = a + b;
         self.st.points[rpi as usize].last = Some((now, sum));

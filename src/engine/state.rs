@@ -127,6 +127,35 @@ pub struct PointState {
 }
 
 impl PointState {
+    /// A point of device `d` not seen before: no value yet, every rule idle, no B feed.
+    pub fn new(
+        d: &DeviceState,
+        point: PointId,
+        label: Option<Arc<str>>,
+        metric: Metric,
+        unit: Arc<str>,
+        kind: PointKind,
+    ) -> Self {
+        PointState {
+            device: d.id.clone(),
+            point,
+            label,
+            metric,
+            unit,
+            zone: d.zone.clone(),
+            rack: d.rack.clone(),
+            kind,
+            feed_b: None,
+            last: None,
+            level: Default::default(),
+            breaker: Default::default(),
+            rise: Default::default(),
+            rise_samples: Default::default(),
+            bad_run: 0,
+            bad_epoch: 0,
+        }
+    }
+
     /// Nothing here that the point's next reading would not rebuild exactly.
     pub fn is_quiet(&self) -> bool {
         let idle = RuleState::default();

@@ -60,32 +60,24 @@ pub struct Hit {
 /// hits (`High`, `Breaker`, `Redundancy` or `Alarm`).
 pub fn classify(t: &Threshold, v: f64, active: Option<&Hit>, high_rule: RuleKind) -> Option<Hit> {
     let h = t.hysteresis.max(0.0);
-    let held = |low: bool, sev: Severity| {
-        active.is_some_and(|a| a.rule.is_low() == low && a.rule != RuleKind::Rise && a.severity >= sev)
-    };
-    let high = |b: f64, sev: Severity| if held(false, sev) { b - h } else { b };
-    let low = |b: f64, sev: Severity| if held(true, sev) { b + h } else { b };
-    if let Some(b) = t.crit_high
-        && v > high(b, Severity::Critical)
-    {
-        return Some(Hit { severity: Severity::Critical, rule: high_rule, bound: b });
-    }
-    if let Some(b) = t.crit_low
-        && v < low(b, Severity::Critical)
-    {
-        return Some(Hit { severity: Severity::Critical, rule: RuleKind::Low, bound: b });
-    }
-    if let Some(b) = t.warn_high
-        && v > high(b, Severity::Warning)
-    {
-        return Some(Hit { severity: Severity::Warning, rule: high_rule, bound: b });
-    }
-    if let Some(b) = t.warn_low
-        && v < low(b, Severity::Warning)
-    {
-        return Some(Hit { severity: Severity::Warning, rule: RuleKind::Low, bound: b });
-    }
-    None
+    // Worst first: a critical bound before a warning one, high before low.
+    let bounds = [
+        (t.crit_high, Severity::Critical, false),
+        (t.crit_low, Severity::Critical, true),
+        (t.warn_high, Severity::Warning, false),
+        (t.warn_low, Severity::Warning, true),
+    ];
+    bounds.into_iter().find_map(|(bound, severity, low)| {
+        let b = bound?;
+        let held = active.is_some_and(|a| a.rule.is_low() == low && a.rule != RuleKind::Rise && a.severity >= severity);
+        let crossed = match (low, held) {
+            (false, false) => v > b,
+            (false, true) => v > b - h,
+            (true, false) => v < b,
+            (true, true) => v < b + h,
+        };
+        crossed.then_some(Hit { severity, rule: if low { RuleKind::Low } else { high_rule }, bound: b })
+    })
 }
 
 /// The breaker rule as a threshold: warning/critical at the configured fractions of the

@@ -161,6 +161,32 @@ impl Profile {
     }
 }
 
+/// A built profile of one protocol: its points (`ModbusPoint` or `SnmpPoint`) and where its
+/// map comes from.
+#[derive(Debug, Clone)]
+pub struct ProfileOf<P> {
+    pub name: String,
+    pub source: Option<String>,
+    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
+    pub unverified: Option<String>,
+    pub points: Vec<P>,
+}
+
+impl<P> ProfileOf<P> {
+    /// The profile `cfg` builds as `name`, unless its checks found `problems`.
+    fn checked(
+        name: &str,
+        cfg: &ProfileConfig,
+        points: Vec<P>,
+        problems: Vec<ProfileProblem>,
+    ) -> Result<Self, Vec<ProfileProblem>> {
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(ProfileOf { name: name.to_owned(), source: cfg.source.clone(), unverified: cfg.unverified.clone(), points })
+    }
+}
+
 /// A problem found in a profile, with the span of the offending value when known.
 #[derive(Debug, Clone)]
 pub struct ProfileProblem {
@@ -253,27 +279,66 @@ pub fn default_unit(metric: &str) -> &'static str {
     }
 }
 
-/// Checks a metric name: lowercase, digits and `_`.
-pub(crate) fn check_metric(point: &PointConfig, problems: &mut Vec<ProfileProblem>) {
-    let m = point.metric.get_ref();
-    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
-        problems.push(ProfileProblem::at(
-            &point.metric,
-            format!(
-                "metric {m:?} must be lowercase letters, digits and '_' with its unit in the name (e.g. inlet_temp_c)"
-            ),
-        ));
+/// What every profile is checked for, whatever its protocol (`"modbus"` or `"snmp"`): unique
+/// point names, at least one point, and for each point its metric name, no field of the other
+/// protocol, a usable scale and offset. The protocol's own checks come on top.
+pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, problems: &mut Vec<ProfileProblem>) {
+    if cfg.points.is_empty() {
+        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &cfg.points {
+        let pname = p.name.get_ref();
+        if !seen.insert(pname.as_str()) {
+            problems.push(ProfileProblem::at(&p.name, format!("duplicate point name {pname:?}")));
+        }
+        let m = p.metric.get_ref();
+        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            problems.push(ProfileProblem::at(
+                &p.metric,
+                format!(
+                    "metric {m:?} must be lowercase letters, digits and '_' with its unit in the name (e.g. inlet_temp_c)"
+                ),
+            ));
+        }
+        let snmp_fields = [
+            ("oid", p.oid.is_some()),
+            ("column", p.column.is_some()),
+            ("label_column", p.label_column.is_some()),
+            ("scale_column", p.scale_column.is_some()),
+            ("decimals_column", p.decimals_column.is_some()),
+            ("flag_values", !p.flag_values.is_empty()),
+        ];
+        let modbus_fields = [
+            ("table", p.table.is_some()),
+            ("address", p.address.is_some()),
+            ("type", p.value_type.is_some()),
+            ("word_order", p.word_order.is_some()),
+            ("bit", p.bit.is_some()),
+        ];
+        let (foreign, whose, this) = if protocol == "modbus" {
+            (&snmp_fields[..], "an SNMP", "a modbus")
+        } else {
+            (&modbus_fields[..], "a Modbus", "an snmp")
+        };
+        for (field, _) in foreign.iter().filter(|(_, present)| *present) {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: `{field}` is {whose} field; this is {this} profile"),
+            ));
+        }
+        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: scale must be finite and non-zero, offset finite"),
+            ));
+        }
     }
 }
 
-/// Checks point names are unique within a profile.
-pub(crate) fn check_unique_names(cfg: &ProfileConfig, problems: &mut Vec<ProfileProblem>) {
-    let mut seen = std::collections::HashSet::new();
-    for p in &cfg.points {
-        if !seen.insert(p.name.get_ref().as_str()) {
-            problems.push(ProfileProblem::at(&p.name, format!("duplicate point name {:?}", p.name.get_ref())));
-        }
-    }
+/// The unit a point's readings carry: its own, or the one its metric's name implies.
+pub(crate) fn unit_of(point: &PointConfig) -> Arc<str> {
+    Arc::from(point.unit.as_deref().unwrap_or(default_unit(point.metric.get_ref())))
 }
 
 #[cfg(test)]
@@ -301,6 +366,62 @@ mod tests {
         ] {
             assert_eq!(default_unit(metric), unit, "{metric}");
         }
+    }
+
+    /// Both protocols get the same common checks, each naming the other protocol's fields.
+    #[test]
+    fn common_checks_hold_for_both_protocols() {
+        let problems = |text: &str| -> Vec<String> {
+            let cfg: ProfileConfig = toml::from_str(text).unwrap();
+            cfg.build("p").err().unwrap_or_default().into_iter().map(|p| p.message).collect()
+        };
+        let modbus = problems(
+            "protocol = \"modbus\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"Inlet\"\naddress = 1\noid = \"1.3.6.1.2.1.1.3.0\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"inlet_temp_c\"\naddress = 2\nscale = 0.0\n",
+        );
+        let snmp = problems(
+            "protocol = \"snmp\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"Inlet\"\noid = \"1.3.6.1.2.1.1.3.0\"\naddress = 1\n\
+             [[points]]\nname = \"a\"\nmetric = \"inlet_temp_c\"\noid = \"1.3.6.1.2.1.1.3.0\"\nscale = 0.0\n",
+        );
+        for (got, foreign) in [
+            (modbus, "point \"a\": `oid` is an SNMP field; this is a modbus profile"),
+            (snmp, "point \"a\": `address` is a Modbus field; this is an snmp profile"),
+        ] {
+            for want in [
+                foreign,
+                "duplicate point name \"a\"",
+                "metric \"Inlet\" must be lowercase",
+                "point \"a\": scale must be finite and non-zero",
+            ] {
+                assert!(got.iter().any(|m| m.contains(want)), "no {want:?} in {got:#?}");
+            }
+        }
+        for protocol in ["modbus", "snmp"] {
+            let got = problems(&format!("protocol = {protocol:?}\n"));
+            assert_eq!(got, vec!["profile p has no points".to_owned()]);
+        }
+    }
+
+    #[test]
+    fn unknown_modbus_names_list_the_choices() {
+        let cfg: ProfileConfig = toml::from_str(
+            "protocol = \"modbus\"\naddressing = \"two-based\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"alarm\"\naddress = 1\ntable = \"coils\"\n\
+             [[points]]\nname = \"b\"\nmetric = \"alarm\"\naddress = 2\ntype = \"f16\"\nword_order = \"middle\"\n",
+        )
+        .unwrap();
+        let got: Vec<String> = cfg.build("p").err().unwrap().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            got,
+            [
+                "unknown addressing \"two-based\": expected zero-based or one-based",
+                "unknown table \"coils\": expected holding, input, coil or discrete",
+                "unknown type \"f16\": expected u16, i16, u32, i32, u64, f32, f64 or bool",
+                "unknown word_order \"middle\": expected big or little",
+            ]
+        );
     }
 
     #[test]

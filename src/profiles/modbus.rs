@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use toml::Spanned;
+
 use crate::model::{Metric, PointId};
 
-use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, default_unit};
+use super::{ProfileConfig, ProfileOf, ProfileProblem, check_common, unit_of};
 
 /// How a profile numbers registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +66,7 @@ pub enum WordOrder {
     Little,
 }
 
-#[derive(Debug, Clone)]
-pub struct ModbusProfile {
-    pub name: String,
-    pub source: Option<String>,
-    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
-    pub unverified: Option<String>,
-    pub points: Vec<ModbusPoint>,
-}
+pub type ModbusProfile = ProfileOf<ModbusPoint>;
 
 #[derive(Debug, Clone)]
 pub struct ModbusPoint {
@@ -94,87 +89,43 @@ pub struct ModbusPoint {
 
 pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Vec<ProfileProblem>> {
     let mut problems = Vec::new();
-    check_unique_names(cfg, &mut problems);
-    let addressing = match cfg.addressing.as_ref().map(|a| a.get_ref().as_str()) {
-        None | Some("zero-based") => Addressing::ZeroBased,
-        Some("one-based") => Addressing::OneBased,
-        Some(other) => {
-            problems.push(ProfileProblem::at(
-                cfg.addressing.as_ref().expect("matched Some above"),
-                format!("unknown addressing {other:?}: expected \"zero-based\" or \"one-based\""),
-            ));
-            Addressing::ZeroBased
-        }
-    };
-    if cfg.points.is_empty() {
-        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
-    }
+    check_common(name, cfg, "modbus", &mut problems);
+    let addressing = choice(
+        &cfg.addressing,
+        "addressing",
+        &[("zero-based", Addressing::ZeroBased), ("one-based", Addressing::OneBased)],
+        Addressing::ZeroBased,
+        &mut problems,
+    );
     let mut points = Vec::with_capacity(cfg.points.len());
     for p in &cfg.points {
-        check_metric(p, &mut problems);
-        for (field, present) in [
-            ("oid", p.oid.is_some()),
-            ("column", p.column.is_some()),
-            ("label_column", p.label_column.is_some()),
-            ("scale_column", p.scale_column.is_some()),
-            ("decimals_column", p.decimals_column.is_some()),
-            ("flag_values", !p.flag_values.is_empty()),
-        ] {
-            if present {
-                problems.push(ProfileProblem::at(
-                    &p.name,
-                    format!("point {:?}: `{field}` is an SNMP field; this is a modbus profile", p.name.get_ref()),
-                ));
-            }
-        }
-        let table = match p.table.as_ref().map(|t| t.get_ref().as_str()) {
-            None | Some("holding") => Table::Holding,
-            Some("input") => Table::Input,
-            Some("coil") => Table::Coil,
-            Some("discrete") => Table::Discrete,
-            Some(other) => {
-                problems.push(ProfileProblem::at(
-                    p.table.as_ref().expect("matched Some above"),
-                    format!("unknown table {other:?}: expected holding, input, coil or discrete"),
-                ));
-                Table::Holding
-            }
-        };
-        let value_type = match p.value_type.as_ref().map(|t| t.get_ref().as_str()) {
-            None if table.is_bits() => ValueType::Bool,
-            None | Some("u16") => ValueType::U16,
-            Some("i16") => ValueType::I16,
-            Some("u32") => ValueType::U32,
-            Some("i32") => ValueType::I32,
-            Some("u64") => ValueType::U64,
-            Some("f32") => ValueType::F32,
-            Some("f64") => ValueType::F64,
-            Some("bool") => ValueType::Bool,
-            Some(other) => {
-                problems.push(ProfileProblem::at(
-                    p.value_type.as_ref().expect("matched Some above"),
-                    format!("unknown type {other:?}: expected u16, i16, u32, i32, u64, f32, f64 or bool"),
-                ));
-                ValueType::U16
-            }
-        };
+        let tables = [
+            ("holding", Table::Holding),
+            ("input", Table::Input),
+            ("coil", Table::Coil),
+            ("discrete", Table::Discrete),
+        ];
+        let table = choice(&p.table, "table", &tables, Table::Holding, &mut problems);
+        let types = [
+            ("u16", ValueType::U16),
+            ("i16", ValueType::I16),
+            ("u32", ValueType::U32),
+            ("i32", ValueType::I32),
+            ("u64", ValueType::U64),
+            ("f32", ValueType::F32),
+            ("f64", ValueType::F64),
+            ("bool", ValueType::Bool),
+        ];
+        let default_type = if table.is_bits() { ValueType::Bool } else { ValueType::U16 };
+        let value_type = choice(&p.value_type, "type", &types, default_type, &mut problems);
         if table.is_bits() != (value_type == ValueType::Bool) {
             problems.push(ProfileProblem::at(
                 &p.name,
                 format!("point {:?}: type bool goes with coil/discrete tables and only with them", p.name.get_ref()),
             ));
         }
-        let word_order = match p.word_order.as_ref().map(|t| t.get_ref().as_str()) {
-            None | Some("big") => WordOrder::Big,
-            Some("little") => WordOrder::Little,
-            Some(other) => {
-                problems.push(ProfileProblem::at(
-                    p.word_order.as_ref().expect("matched Some above"),
-                    format!("unknown word_order {other:?}: expected \"big\" or \"little\""),
-                ));
-                WordOrder::Big
-            }
-        };
+        let orders = [("big", WordOrder::Big), ("little", WordOrder::Little)];
+        let word_order = choice(&p.word_order, "word_order", &orders, WordOrder::Big, &mut problems);
         let bit = match &p.bit {
             None => None,
             Some(b) if (0..16).contains(b.get_ref()) && value_type == ValueType::U16 => Some(*b.get_ref() as u8),
@@ -206,16 +157,10 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
                 }
             }
         };
-        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
-            problems.push(ProfileProblem::at(
-                &p.name,
-                format!("point {:?}: scale must be finite and non-zero, offset finite", p.name.get_ref()),
-            ));
-        }
         points.push(ModbusPoint {
             id: PointId::new(p.name.get_ref()),
             metric: Metric::new(p.metric.get_ref()),
-            unit: Arc::from(p.unit.as_deref().unwrap_or(default_unit(p.metric.get_ref()))),
+            unit: unit_of(p),
             table,
             address,
             value_type,
@@ -227,14 +172,27 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Ve
             optional: p.optional,
         });
     }
-    if problems.is_empty() {
-        Ok(ModbusProfile {
-            name: name.to_owned(),
-            source: cfg.source.clone(),
-            unverified: cfg.unverified.clone(),
-            points,
-        })
-    } else {
-        Err(problems)
+    ProfileOf::checked(name, cfg, points, problems)
+}
+
+/// The value `field` names among `choices`, or `default` when it is not given. An unknown name
+/// is a problem listing the choices; `default` then stands in so the other checks still run.
+fn choice<T: Copy>(
+    field: &Option<Spanned<String>>,
+    what: &str,
+    choices: &[(&str, T)],
+    default: T,
+    problems: &mut Vec<ProfileProblem>,
+) -> T {
+    let Some(f) = field else { return default };
+    if let Some((_, v)) = choices.iter().find(|(name, _)| name == f.get_ref()) {
+        return *v;
     }
+    let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+    let (last, rest) = names.split_last().map_or(("", &[][..]), |(l, r)| (*l, r));
+    problems.push(ProfileProblem::at(
+        f,
+        format!("unknown {what} {:?}: expected {} or {last}", f.get_ref(), rest.join(", ")),
+    ));
+    default
 }

@@ -10,16 +10,9 @@ use std::sync::Arc;
 
 use crate::model::{Metric, PointId};
 
-use super::{ProfileConfig, ProfileProblem, check_metric, check_unique_names, default_unit};
+use super::{ProfileConfig, ProfileOf, ProfileProblem, check_common, unit_of};
 
-#[derive(Debug, Clone)]
-pub struct SnmpProfile {
-    pub name: String,
-    pub source: Option<String>,
-    /// Why the map is not verified against its source (see `ProfileConfig::unverified`).
-    pub unverified: Option<String>,
-    pub points: Vec<SnmpPoint>,
-}
+pub type SnmpProfile = ProfileOf<SnmpPoint>;
 
 /// Where a point's value lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,31 +81,13 @@ pub fn normalize_oid(s: &str) -> Option<String> {
 
 pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<ProfileProblem>> {
     let mut problems = Vec::new();
-    check_unique_names(cfg, &mut problems);
+    check_common(name, cfg, "snmp", &mut problems);
     if let Some(a) = &cfg.addressing {
         problems.push(ProfileProblem::at(a, "`addressing` is a Modbus field; this is an snmp profile"));
     }
-    if cfg.points.is_empty() {
-        problems.push(ProfileProblem::nowhere(format!("profile {name} has no points")));
-    }
     let mut points = Vec::with_capacity(cfg.points.len());
     for p in &cfg.points {
-        check_metric(p, &mut problems);
         let pname = p.name.get_ref();
-        for (field, present) in [
-            ("table", p.table.is_some()),
-            ("address", p.address.is_some()),
-            ("type", p.value_type.is_some()),
-            ("word_order", p.word_order.is_some()),
-            ("bit", p.bit.is_some()),
-        ] {
-            if present {
-                problems.push(ProfileProblem::at(
-                    &p.name,
-                    format!("point {pname:?}: `{field}` is a Modbus field; this is an snmp profile"),
-                ));
-            }
-        }
         let mut oid_of = |field: &Option<toml::Spanned<String>>| -> Option<String> {
             let f = field.as_ref()?;
             let n = normalize_oid(f.get_ref());
@@ -187,17 +162,11 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
                 ),
             ));
         }
-        if !p.scale.is_finite() || p.scale == 0.0 || !p.offset.is_finite() {
-            problems.push(ProfileProblem::at(
-                &p.name,
-                format!("point {pname:?}: scale must be finite and non-zero, offset finite"),
-            ));
-        }
         if let Some(target) = target {
             points.push(SnmpPoint {
                 id: PointId::new(pname),
                 metric: Metric::new(p.metric.get_ref()),
-                unit: Arc::from(p.unit.as_deref().unwrap_or(default_unit(p.metric.get_ref()))),
+                unit: unit_of(p),
                 target,
                 scale: p.scale,
                 offset: p.offset,
@@ -212,14 +181,5 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
             });
         }
     }
-    if problems.is_empty() {
-        Ok(SnmpProfile {
-            name: name.to_owned(),
-            source: cfg.source.clone(),
-            unverified: cfg.unverified.clone(),
-            points,
-        })
-    } else {
-        Err(problems)
-    }
+    ProfileOf::checked(name, cfg, points, problems)
 }

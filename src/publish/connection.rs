@@ -1,5 +1,5 @@
-//! The one place that knows how to reach a broker: the `mqtt[s]://host[:port]` URL, the
-//! rumqttc options (TLS with rustls + ring, credentials, packet sizes, the publisher's will)
+//! The one place that knows how to reach a broker (whose `mqtt[s]://host[:port]` URL
+//! `config::BrokerUrl` parses, for the config and `tail` alike): the rumqttc options (TLS with rustls + ring, credentials, packet sizes, the publisher's will)
 //! and rumqttc's connection errors turned into `PublishError`s a technician can act on. The
 //! publisher and the `Subscriber` (`tail`, the demo's NOC view) both build their clients here;
 //! their reconnects wait `crate::backoff::delay`.
@@ -48,51 +48,9 @@ pub enum PublishError {
     Store { broker: String, source: StoreError },
 }
 
-/// A broker address as a URL names it: `mqtt://host[:port]` or `mqtts://host[:port]`
-/// (ports 1883 and 8883 by default, IPv6 hosts in brackets).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl BrokerUrl {
-    /// Parses a broker URL; the error names the URL and what is wrong with it.
-    pub fn parse(url: &str) -> Result<BrokerUrl, String> {
-        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-            (true, r)
-        } else if let Some(r) = url.strip_prefix("mqtt://") {
-            (false, r)
-        } else {
-            return Err(format!("{url:?} must start with mqtt:// or mqtts://"));
-        };
-        let rest = rest.trim_end_matches('/');
-        let default_port = if tls { 8883 } else { 1883 };
-        let port_of = |p: &str| p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"));
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (h, p) = v6.split_once(']').ok_or_else(|| format!("{url:?}: unclosed '['"))?;
-            match p.strip_prefix(':') {
-                Some(p) => (h, port_of(p)?),
-                None if p.is_empty() => (h, default_port),
-                None => return Err(format!("{url:?}: unexpected {p:?} after the address")),
-            }
-        } else {
-            match rest.rsplit_once(':') {
-                Some((h, p)) => (h, port_of(p)?),
-                None => (rest, default_port),
-            }
-        };
-        if host.is_empty() {
-            return Err(format!("{url:?} has no host"));
-        }
-        Ok(BrokerUrl { tls, host: host.to_owned(), port })
-    }
-}
-
 /// `mqtt://host:port` or `mqtts://host:port`.
 pub fn broker_name(s: &MqttSettings) -> String {
-    format!("{}://{}:{}", if s.tls { "mqtts" } else { "mqtt" }, s.host, s.port)
+    s.broker().to_string()
 }
 
 /// What every client of this module sets: client id, keep-alive, packet sizes in and out,
@@ -221,49 +179,11 @@ pub fn classify(s: &MqttSettings, e: &ConnectionError, was_connected: bool) -> P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BrokerUrl;
 
     fn settings(tls: bool) -> MqttSettings {
-        MqttSettings {
-            host: "127.0.0.1".into(),
-            port: 8883,
-            tls,
-            client_id: "t".into(),
-            topic_prefix: "hallmonitor/v1".into(),
-            username: None,
-            password: None,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            keep_alive: Duration::from_secs(30),
-            max_inflight: 16,
-            reconnect_max: Duration::from_secs(30),
-        }
-    }
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            BrokerUrl::parse("mqtts://noc.example.net").unwrap(),
-            BrokerUrl { tls: true, host: "noc.example.net".into(), port: 8883 }
-        );
-        assert_eq!(BrokerUrl::parse("mqtt://127.0.0.1:1884/").unwrap().port, 1884);
-        assert_eq!(
-            BrokerUrl::parse("mqtt://[::1]:1884").unwrap(),
-            BrokerUrl { tls: false, host: "::1".into(), port: 1884 }
-        );
-        assert_eq!(BrokerUrl::parse("mqtt://[::1]").unwrap().port, 1883);
-        for bad in [
-            "http://x",
-            "mqtt://x:notaport",
-            "mqtt://",
-            "mqtt://:1883",
-            "mqtt://[::1",
-            "mqtt://[::1]x",
-            "mqtt://x:70000",
-        ] {
-            let e = BrokerUrl::parse(bad).unwrap_err();
-            assert!(e.contains(bad), "{e}");
-        }
+        let url = BrokerUrl { tls, host: "127.0.0.1".into(), port: 8883 };
+        crate::publish::subscriber::subscriber_settings(&url, "t".into())
     }
 
     #[test]

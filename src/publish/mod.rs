@@ -27,6 +27,7 @@ pub mod publisher;
 pub mod status;
 pub mod subscriber;
 
-pub use connection::{BrokerUrl, PublishError, broker_name};
+pub use crate::config::BrokerUrl;
+pub use connection::{PublishError, broker_name};
 pub use health::{DeviceCounts, HealthBody, OutboxHealth, PollCounts};
 pub use publisher::{DEFAULT_MAX_PACKET_BYTES, PublishWaker, Publisher, PublisherOptions, PublisherStatus};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, QoS};
 
-use crate::config::MqttSettings;
-use crate::publish::connection::{BrokerUrl, PublishError, broker_name, classify, client_options};
+use crate::config::{BrokerUrl, MqttSettings};
+use crate::publish::connection::{PublishError, broker_name, classify, client_options};
 
 /// Largest message accepted: a resolved incident carries its whole chronicle.
 const MAX_INCOMING_BYTES: usize = 4 << 20;

@@ -31,6 +31,14 @@ fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// What one ~1 KiB message (`msg(_, 1000)`) takes in an outbox, to size full outboxes with.
+fn one_message_bytes(rt: &tokio::runtime::Runtime) -> u64 {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
+    rt.block_on(s.commit(&[msg(MessageClass::Health, 1000)], None, Timestamp(0))).unwrap();
+    s.stats().unwrap().bytes
+}
+
 #[test]
 fn committed_messages_carry_envelope_and_survive_reopen_with_engine_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -172,12 +180,7 @@ fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     // Room for exactly eight ~1 KiB messages (the 2-digit seqs are 2 bytes longer).
-    let one = {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
-        rt.block_on(s.commit(&[msg(MessageClass::Health, 1000)], None, Timestamp(0))).unwrap();
-        s.stats().unwrap().bytes
-    };
+    let one = one_message_bytes(&rt);
     let max = 8 * one + 20;
     let store = Store::open(&settings(dir.path(), max), &site()).unwrap();
     let mut first = Vec::new();
@@ -221,12 +224,7 @@ fn full_outbox_sheds_health_then_rollups_then_updates_and_reports_them() {
 fn a_shed_health_message_hands_its_drop_report_to_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let one = {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
-        rt.block_on(s.commit(&[msg(MessageClass::Health, 1000)], None, Timestamp(0))).unwrap();
-        s.stats().unwrap().bytes
-    };
+    let one = one_message_bytes(&rt);
     let store = Store::open(&settings(dir.path(), 4 * one + 200), &site()).unwrap();
     let (l, r) = (msg(MessageClass::IncidentLifecycle, 1000), msg(MessageClass::Rollup, 1000));
     // seqs 1..=4: L L R R; seq 5 (L) sheds rollup 3.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_snmp::{Oid, Value};
 
 use super::client::SnmpSession;
-use crate::config::{AuthProtocol, PrivProtocol, Secret, SnmpSettings, SnmpV3, SnmpVersion, read_secret_file};
+use crate::config::{Secret, SnmpSettings, SnmpV3, SnmpVersion, V3Protocol, read_secret_file};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -67,15 +67,23 @@ fn usage(msg: String) -> anyhow::Error {
     crate::error::UsageError(msg).into()
 }
 
+/// `--auth` or `--priv` (`P::KEY`) with its password file, when given.
+fn v3_key<P: V3Protocol>(
+    name: Option<&String>,
+    password_file: Option<&PathBuf>,
+) -> anyhow::Result<Option<(P, Secret)>> {
+    let Some(name) = name else { return Ok(None) };
+    let key = P::KEY;
+    let proto = P::from_name(name).ok_or_else(|| usage(format!("--{key} {name:?}: expected {}", P::NAMES)))?;
+    let file = password_file.ok_or_else(|| usage(format!("--{key} needs --{key}-password-file")))?;
+    Ok(Some((proto, read_secret(file, &format!("{key} password"))?)))
+}
+
 /// Turns the command line into the settings a configured device would have.
 pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
     let address = if args.address.contains(':') { args.address.clone() } else { format!("{}:161", args.address) };
-    let version = match args.version.as_str() {
-        "1" => SnmpVersion::V1,
-        "2c" | "2" => SnmpVersion::V2c,
-        "3" => SnmpVersion::V3,
-        other => return Err(usage(format!("--version {other:?}: expected 1, 2c or 3"))),
-    };
+    let version = SnmpVersion::from_name(&args.version)
+        .ok_or_else(|| usage(format!("--version {:?}: expected {}", args.version, SnmpVersion::NAMES)))?;
     let community = match &args.community_file {
         Some(p) => read_secret(p, "community")?,
         None => Secret::new("public"),
@@ -83,33 +91,11 @@ pub fn settings(args: &Args) -> anyhow::Result<SnmpSettings> {
     let v3 = if version == SnmpVersion::V3 {
         let args = &args.v3;
         let user = args.user.clone().ok_or_else(|| usage("--version 3 needs --user".into()))?;
-        let auth = match &args.auth {
-            None => None,
-            Some(a) => {
-                let proto = AuthProtocol::from_name(a)
-                    .ok_or_else(|| usage(format!("--auth {a:?}: expected {}", AuthProtocol::NAMES)))?;
-                let file = args
-                    .auth_password_file
-                    .as_ref()
-                    .ok_or_else(|| usage("--auth needs --auth-password-file".into()))?;
-                Some((proto, read_secret(file, "auth password")?))
-            }
-        };
-        let privacy = match &args.privacy {
-            None => None,
-            Some(p) => {
-                if auth.is_none() {
-                    return Err(usage("--priv requires --auth".into()));
-                }
-                let proto = PrivProtocol::from_name(p)
-                    .ok_or_else(|| usage(format!("--priv {p:?}: expected {}", PrivProtocol::NAMES)))?;
-                let file = args
-                    .priv_password_file
-                    .as_ref()
-                    .ok_or_else(|| usage("--priv needs --priv-password-file".into()))?;
-                Some((proto, read_secret(file, "priv password")?))
-            }
-        };
+        let auth = v3_key(args.auth.as_ref(), args.auth_password_file.as_ref())?;
+        if args.privacy.is_some() && auth.is_none() {
+            return Err(usage("--priv requires --auth".into()));
+        }
+        let privacy = v3_key(args.privacy.as_ref(), args.priv_password_file.as_ref())?;
         Some(SnmpV3 { user, auth, privacy })
     } else {
         None
@@ -164,6 +150,46 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthProtocol, PrivProtocol};
+
+    #[test]
+    fn v3_options_are_checked_as_the_config_checks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "secret-123\n").unwrap();
+        std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let args = |auth: Option<&str>, auth_file: bool, privacy: Option<&str>, priv_file: bool| Args {
+            address: "127.0.0.1".into(),
+            oid: "1.3.6.1.2.1.1".into(),
+            version: "3".into(),
+            community_file: None,
+            v3: Box::new(V3Args {
+                user: Some("m".into()),
+                auth: auth.map(Into::into),
+                auth_password_file: auth_file.then(|| pass.clone()),
+                privacy: privacy.map(Into::into),
+                priv_password_file: priv_file.then(|| pass.clone()),
+            }),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        };
+        let v3 = settings(&args(Some("SHA256"), true, Some("aes"), true)).unwrap().v3.unwrap();
+        assert_eq!(v3.auth.map(|(p, s)| (p, s.expose().to_owned())), Some((AuthProtocol::Sha256, "secret-123".into())));
+        assert_eq!(v3.privacy.map(|(p, _)| p), Some(PrivProtocol::Aes128));
+        for (bad, want) in [
+            (args(Some("sha3"), true, None, false), "--auth \"sha3\": expected md5, sha1"),
+            (args(Some("md5"), false, None, false), "--auth needs --auth-password-file"),
+            (args(None, false, Some("des"), true), "--priv requires --auth"),
+            (args(Some("md5"), true, Some("rot13"), true), "--priv \"rot13\": expected des, aes128"),
+            (args(Some("md5"), true, Some("des"), false), "--priv needs --priv-password-file"),
+        ] {
+            let e = settings(&bad).unwrap_err();
+            assert!(e.downcast_ref::<crate::error::UsageError>().is_some() && e.to_string().starts_with(want), "{e}");
+        }
+        let mut v4 = args(None, false, None, false);
+        v4.version = "4".into();
+        assert_eq!(settings(&v4).unwrap_err().to_string(), "--version \"4\": expected 1, 2c or 3");
+    }
 
     #[test]
     fn varbinds_print_with_their_type() {

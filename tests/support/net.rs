@@ -1,0 +1,12 @@
+//! Loopback ports for peers and for devices that must not answer.
+
+/// A loopback TCP port nobody listens on (bound, then released): free for a peer to take, or a
+/// closed port to fail against.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A loopback UDP port nobody is bound to (bound, then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

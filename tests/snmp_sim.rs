@@ -575,7 +575,9 @@ fn counter_profile() -> Arc<SnmpProfile> {
 }
 
 fn counter_poller(dir: &Path, addr: SocketAddr, profile: Arc<SnmpProfile>) -> DevicePoller {
-    let cfgfile = load(dir, &config_text(&device_toml("meter", "apc-rpdu2", addr, ""), "300ms", 1));
+    secret(dir, "community", "public");
+    let device = device_toml("meter", "apc-rpdu2", addr, r#"community_file = "community""#);
+    let cfgfile = load(dir, &config_text(&device, "300ms", 1));
     let mut spec = cfgfile.devices.into_iter().next().unwrap();
     spec.profile = Profile::Snmp(profile.clone());
     let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };

@@ -20,7 +20,7 @@ use hallmonitor::outbox::{MessageClass, Outbound};
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::Store;
 use support::mqtt;
-use support::net::free_port;
+use support::net::{free_port, listens_within};
 use support::outbox::*;
 use support::tls::{make_ca, make_server_cert};
 
@@ -75,15 +75,11 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO} (Debian package `mosquitto`): {e}"));
         self.child = Some(child);
         for &port in &self.ports {
-            let mut ok = false;
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    ok = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            assert!(ok, "mosquitto did not listen on 127.0.0.1:{port}; see {}/mosquitto.log", self.dir.display());
+            assert!(
+                listens_within(port, Duration::from_secs(5)),
+                "mosquitto did not listen on 127.0.0.1:{port}; see {}/mosquitto.log",
+                self.dir.display()
+            );
         }
     }
 

@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::net::free_port;
+use support::net::{free_port, listens_within};
 use support::process::{KillOnDrop, Lines, read_to_end};
 use support::tls::{make_ca, make_server_cert};
 
@@ -31,11 +30,7 @@ fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> KillOnDr
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): install the Debian package `mosquitto`"));
     let guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(listens_within(port, Duration::from_secs(10)), "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
     guard
 }
 

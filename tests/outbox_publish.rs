@@ -12,7 +12,7 @@ use hallmonitor::model::Timestamp;
 use hallmonitor::outbox::Outbound;
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::{DropReason, Store, StoreOptions};
-use support::net::free_port;
+use support::net::{free_port, listens_within};
 use support::outbox::*;
 
 fn start_broker() -> u16 {
@@ -42,14 +42,8 @@ dynamic_filters = true
         let mut broker = rumqttd::Broker::new(cfg);
         let _ = broker.start();
     });
-    // Wait until it accepts connections.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("embedded broker did not listen on 127.0.0.1:{port}");
+    assert!(listens_within(port, Duration::from_secs(5)), "embedded broker did not listen on 127.0.0.1:{port}");
+    port
 }
 
 fn mqtt(port: u16) -> MqttSettings {

@@ -34,9 +34,21 @@ fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> KillOnDr
     guard
 }
 
-/// The lines tail prints on stderr (where it says what it subscribed to).
-fn stderr_lines(tail: &mut KillOnDrop) -> Lines {
-    Lines::of(tail.0.stderr.take().unwrap())
+/// `hallmonitor tail ARGS` without colours, and the lines it prints on stderr (where it says
+/// what it subscribed to).
+fn start_tail(args: &[&str]) -> (KillOnDrop, Lines) {
+    let mut tail = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .arg("tail")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = Lines::of(tail.0.stderr.take().unwrap());
+    (tail, err)
 }
 
 /// Everything tail prints on stdout, once it exits.
@@ -60,17 +72,9 @@ fn tail_prints_known_payloads_as_lines() {
     let dir = tempfile::tempdir().unwrap();
     let (_mosquitto, port) = start_mosquitto(dir.path());
 
-    let mut tail = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--site", "fra1", "--count", "4"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut tail, mut err) =
+        start_tail(&["--broker", &format!("mqtt://127.0.0.1:{port}"), "--site", "fra1", "--count", "4"]);
     // Wait until tail says it is subscribed, so nothing published is missed.
-    let mut err = stderr_lines(&mut tail);
     err.wait_for_next("subscribed to hallmonitor/v1/fra1/#", Duration::from_secs(15));
 
     publish(port, "hallmonitor/v1/fra1/incidents/hall1-b", OPENED);
@@ -127,16 +131,7 @@ fn json_mode_prints_raw_payloads() {
 fn tail_resubscribes_after_the_broker_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (mosquitto, port) = start_mosquitto(dir.path());
-    let mut tail = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = stderr_lines(&mut tail);
+    let (mut tail, mut err) = start_tail(&["--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"]);
     err.wait_for_next("subscribed to hallmonitor/v1/+/#", Duration::from_secs(20));
     drop(mosquitto);
     err.wait_for_next("unreachable", Duration::from_secs(20));
@@ -168,17 +163,15 @@ fn tail_over_tls_with_a_private_ca() {
         d.join("server.key").display()
     );
     let _mosquitto = start_mosquitto_on(d, port, &extra);
-    let mut tail = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtts://127.0.0.1:{port}"), "--count", "1", "--ca-file"])
-            .arg(d.join("ca.pem"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut err = stderr_lines(&mut tail);
+    let ca = d.join("ca.pem");
+    let (mut tail, mut err) = start_tail(&[
+        "--broker",
+        &format!("mqtts://127.0.0.1:{port}"),
+        "--count",
+        "1",
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ]);
     err.wait_for_next("subscribed to", Duration::from_secs(20));
     let st = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "--insecure", "--cafile"])

@@ -6,6 +6,8 @@
 
 #![cfg(feature = "embedded-broker")]
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,23 +15,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hallmonitor::model::{DeviceId, PointId};
-use hallmonitor::profiles::{Profile, builtins};
 use hallmonitor::sim::SimValues;
 use hallmonitor::sim::broker::EmbeddedBroker;
 use hallmonitor::sim::modbus::{SimModbusDevice, serve};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde_json::Value;
+use support::files::write_config;
+use support::process::status;
+use support::profiles::modbus_builtin;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 type Inbox = Arc<Mutex<Vec<(String, Value)>>>;
-
-fn probe_profile() -> Arc<hallmonitor::profiles::ModbusProfile> {
-    match builtins().remove("modbus-th-probe").unwrap().unwrap() {
-        Profile::Modbus(p) => p,
-        Profile::Snmp(_) => unreachable!(),
-    }
-}
 
 fn config(port: u16, broker: &str, store: &Path, second_device: bool) -> String {
     let mut c = format!(
@@ -99,18 +96,6 @@ fn runtime_dir(config: &Path) -> std::path::PathBuf {
     config.parent().unwrap().join("run")
 }
 
-/// `hallmonitor status --config FILE --json`, as a technician would ask.
-fn status(config: &Path) -> Option<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["status", "--json", "--config"])
-        .arg(config)
-        .env("XDG_RUNTIME_DIR", runtime_dir(config))
-        .env_remove("RUNTIME_DIRECTORY")
-        .output()
-        .unwrap();
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
-}
-
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success();
     assert!(ok, "kill {sig} failed");
@@ -140,8 +125,8 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
         values.set(d, &hum, 0, 40.0);
     }
     let units = HashMap::from([
-        (1, SimModbusDevice { id: b07.clone(), profile: probe_profile() }),
-        (2, SimModbusDevice { id: b08.clone(), profile: probe_profile() }),
+        (1, SimModbusDevice { id: b07.clone(), profile: modbus_builtin("modbus-th-probe") }),
+        (2, SimModbusDevice { id: b08.clone(), profile: modbus_builtin("modbus-th-probe") }),
     ]);
     let cancel = CancellationToken::new();
     tokio::spawn(serve(listener, units, values.clone(), cancel.clone()));
@@ -169,9 +154,8 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hallmonitor.toml");
     let store = dir.path().join("store");
-    std::fs::write(&cfg, config(port, &broker.addr().to_string(), &store, false)).unwrap();
+    let cfg = write_config(dir.path(), &config(port, &broker.addr().to_string(), &store, false));
 
     // 1. An incident opens.
     let mut agent = start_agent(&cfg);
@@ -202,7 +186,7 @@ async fn sigkill_restart_reload_and_sigterm_keep_every_message_in_order() {
     signal(&agent, "-HUP");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let snap = status(&cfg);
+        let snap = status(&cfg, &runtime_dir(&cfg));
         let devices = snap.as_ref().and_then(|s| s["devices"].as_array().cloned()).unwrap_or_default();
         if devices.iter().any(|d| d["id"] == b08.as_str() && !d["last_ok"].is_null()) {
             break;

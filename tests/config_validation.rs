@@ -1,9 +1,12 @@
 //! Every configuration rule, checked the way a facility engineer meets it: a file with a
 //! mistake, and the `PATH:LINE:COL: message` lines it produces.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use hallmonitor::config::{self, ConfigError, Loaded};
+use support::files::secret;
 
 const BASE: &str = r#"
 [site]
@@ -42,13 +45,7 @@ fn load(text: &str) -> Result<Loaded, ConfigError> {
 /// `text` with BASE's `COMMUNITY_FILE` replaced by a private (0600) community file.
 fn with_community(text: &str) -> String {
     static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let path = FILE.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
-        let path = temp_dir().join("community");
-        std::fs::write(&path, "public\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    });
+    let path = FILE.get_or_init(|| secret(&temp_dir(), "community", "public"));
     text.replace("COMMUNITY_FILE", &path.display().to_string())
 }
 

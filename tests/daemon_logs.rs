@@ -2,17 +2,15 @@
 //! binary with stdout to a pipe. The devices are loopback ports nobody listens on and the
 //! broker is unreachable, so nothing else is needed.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// A loopback port with nothing listening (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use support::files::{secret, write_config};
+use support::net::{free_port as closed_port, free_udp_port};
+use support::process::{Lines, status};
 
 /// A Modbus device at a closed TCP port.
 fn modbus_device() -> String {
@@ -21,10 +19,8 @@ fn modbus_device() -> String {
 
 /// An SNMP device at a closed UDP port (its community in `dir/community`).
 fn snmp_device(dir: &Path) -> String {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let community = dir.join("community");
-    std::fs::write(&community, "public\n").unwrap();
-    std::fs::set_permissions(&community, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = free_udp_port();
+    let community = secret(dir, "community", "public");
     format!(
         "profile = \"entity-sensor\"\n[devices.snmp]\naddress = \"127.0.0.1:{port}\"\ncommunity_file = \"{}\"\n",
         community.display()
@@ -70,8 +66,7 @@ rack = "B07"
 /// The daemon with its stdout (the log) to a pipe, read line by line on a thread.
 struct Daemon {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    log: Lines,
 }
 
 impl Daemon {
@@ -89,44 +84,8 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("start hallmonitor run");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines, seen: Vec::new() }
-    }
-
-    /// Waits for a log line containing `what`; returns it.
-    fn wait_for(&mut self, what: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        if let Some(l) = self.seen.iter().find(|l| l.contains(what)) {
-            return l.clone();
-        }
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(what) {
-                        return l;
-                    }
-                }
-                Err(_) => panic!("no log line with {what:?} within {timeout:?}; got:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// Every line logged so far.
-    fn drain(&mut self) -> &[String] {
-        while let Ok(l) = self.lines.try_recv() {
-            self.seen.push(l);
-        }
-        &self.seen
+        let log = Lines::of(child.stdout.take().unwrap());
+        Self { child, log }
     }
 }
 
@@ -140,27 +99,14 @@ impl Drop for Daemon {
 #[test]
 fn log_lines_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hallmonitor.toml");
-    std::fs::write(&cfg, config(&dir.path().join("store"), "200ms", 3)).unwrap();
+    let cfg = write_config(dir.path(), &config(&dir.path().join("store"), "200ms", 3));
     let mut daemon = Daemon::start(&cfg, dir.path());
-    daemon.wait_for("hallmonitor started", Duration::from_secs(20));
+    daemon.log.wait_for("hallmonitor started", Duration::from_secs(20));
     // A warning too (levels are coloured): the device at a closed port fails its polls.
-    daemon.wait_for("WARN", Duration::from_secs(20));
-    let lines = daemon.drain();
+    daemon.log.wait_for("WARN", Duration::from_secs(20));
+    let lines = daemon.log.drain();
     let coloured: Vec<&String> = lines.iter().filter(|l| l.contains('\u{1b}')).collect();
     assert!(coloured.is_empty(), "ANSI escape codes in piped log lines: {coloured:?}");
-}
-
-/// `hallmonitor status --config FILE --json`, as a technician would ask.
-fn status(config: &Path, runtime_dir: &Path) -> Option<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["status", "--json", "--config"])
-        .arg(config)
-        .env("XDG_RUNTIME_DIR", runtime_dir)
-        .env_remove("RUNTIME_DIRECTORY")
-        .output()
-        .unwrap();
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).unwrap())
 }
 
 /// Polls `status` until `pred` holds for device th-b07 (or the snapshot); returns the snapshot.
@@ -193,10 +139,9 @@ fn an_snmp_device_is_down_after_down_after_failed_polls_in_log_status_and_engine
 fn down_after_failed_polls(device: impl Fn(&Path) -> String) {
     let dir = tempfile::tempdir().unwrap();
     let runtime = dir.path().join("run");
-    let cfg = dir.path().join("hallmonitor.toml");
     let store = dir.path().join("store");
     // Polls 4 s apart: the 2 s status tick shows the state between the first and second.
-    std::fs::write(&cfg, config_with(&store, "4s", 2, &device(dir.path()))).unwrap();
+    let cfg = write_config(dir.path(), &config_with(&store, "4s", 2, &device(dir.path())));
     let mut daemon = Daemon::start(&cfg, &runtime);
 
     // One failed poll: status and engine say up, the log does not say down (a warning
@@ -208,15 +153,15 @@ fn down_after_failed_polls(device: impl Fn(&Path) -> String) {
     // What the poll logged has reached the pipe by now (the snapshot came later).
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        !daemon.drain().iter().any(|l| l.contains("device down")),
+        !daemon.log.drain().iter().any(|l| l.contains("device down")),
         "device down logged after one failed poll: {:#?}",
-        daemon.seen
+        daemon.log.seen
     );
-    let first = daemon.wait_for("poll failed", Duration::from_secs(1));
+    let first = daemon.log.wait_for("poll failed", Duration::from_secs(1));
     assert!(!first.contains("down"), "{first}");
 
     // down_after = 2 failed polls: the log, the status and the engine's comms incident.
-    let down = daemon.wait_for("device down", Duration::from_secs(20));
+    let down = daemon.log.wait_for("device down", Duration::from_secs(20));
     assert!(down.contains("th-b07") && down.contains("failures=2"), "{down}");
     let snap = wait_status(&cfg, &runtime, "the device down", |s| b07(s)["up"] == false);
     assert!(b07(&snap)["consecutive_failures"].as_u64().unwrap() >= 2, "{snap:#}");

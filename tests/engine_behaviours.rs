@@ -1,10 +1,10 @@
 //! One deterministic virtual-clock test per engine behaviour that matters to a NOC.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
 use hallmonitor::engine::{Engine, EngineState, Event, IncidentEventKind, PatternTrigger};
 use hallmonitor::model::{Category, Severity, Timestamp};
+use support::engine::*;
 
 fn zone_config(sensors: usize) -> String {
     let mut c = String::from(

@@ -1,13 +1,13 @@
 //! Property tests of the engine's invariants over random reading streams.
 
-mod engine_support;
+mod support;
 
 use std::collections::HashMap;
 
-use engine_support::*;
 use hallmonitor::engine::{Event, IncidentEventKind};
 use hallmonitor::model::{Reading, Timestamp};
 use proptest::prelude::*;
+use support::engine::*;
 
 const CONFIG: &str = r#"
 [site]

@@ -2,11 +2,11 @@
 //! hall with four zones; one zone overheats in the afternoon every few days, a rack's PDU load
 //! steps up mid-way, and three weeks in a major event follows.
 
-mod engine_support;
+mod support;
 
-use engine_support::*;
 use hallmonitor::engine::{Event, IncidentEventKind, PatternState, PatternTrigger};
 use hallmonitor::model::{Category, RackId, Reading, Severity};
+use support::engine::*;
 
 const ZONES: [(&str, [&str; 4]); 4] = [
     ("hall1-a", ["A01", "A02", "A03", "A04"]),

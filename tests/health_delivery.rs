@@ -6,7 +6,6 @@
 //! The broker here is a few lines of MQTT 3.1.1 over a std `TcpListener`: it answers CONNECT
 //! and PINGREQ, records every PUBLISH, and acknowledges only what the test tells it to.
 
-#[path = "outbox_support.rs"]
 mod support;
 
 use std::io::{Read, Write};
@@ -18,7 +17,7 @@ use hallmonitor::config::{MqttSettings, StoreSettings};
 use hallmonitor::model::Timestamp;
 use hallmonitor::publish::Publisher;
 use hallmonitor::store::{DropReport, Store};
-use support::*;
+use support::outbox::*;
 
 /// One PUBLISH as the fake broker read it.
 #[derive(Debug)]
@@ -92,19 +91,9 @@ fn fake_broker(listener: TcpListener, tx: mpsc::Sender<Published>) {
 
 fn mqtt(port: u16) -> MqttSettings {
     MqttSettings {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-        client_id: "fra1-gw-health".into(),
-        topic_prefix: PREFIX.into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        client_cert_file: None,
-        client_key_file: None,
-        keep_alive: Duration::from_secs(5),
         max_inflight: 10,
         reconnect_max: Duration::from_secs(1),
+        ..support::mqtt::settings(port, "fra1-gw-health")
     }
 }
 

@@ -3,6 +3,8 @@
 //! `python3-pymodbus` (run with /usr/bin/python3) and `socat`; fails loudly without them.
 #![cfg(feature = "interop")]
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,9 +14,7 @@ use std::time::Duration;
 use hallmonitor::config::{BlockLimits, DeviceSpec, Parity, SerialSettings, Transport};
 use hallmonitor::model::{DeviceId, Quality, Reading, ZoneId};
 use hallmonitor::profiles::{ModbusProfile, Profile, ProfileConfig};
-use hallmonitor::sources::{SourceContext, SourceStats};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use support::sources::{readings_until_done, source_context};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -146,22 +146,10 @@ async fn poll_once(spec: DeviceSpec) -> HashMap<String, Reading> {
 
 /// Polls all devices once; readings keyed by (device, point).
 async fn poll_all(specs: Vec<DeviceSpec>) -> HashMap<(String, String), Reading> {
-    let (tx, mut rx) = mpsc::channel(64);
-    let ctx = SourceContext {
-        readings: tx,
-        stats: Arc::new(SourceStats::default()),
-        cancel: CancellationToken::new(),
-        once: true,
-    };
+    let (ctx, rx) = source_context(64, true);
     let tasks = hallmonitor::sources::modbus::spawn(specs, ctx);
-    let mut out = HashMap::new();
-    while let Some(r) = rx.recv().await {
-        out.insert((r.device.as_str().to_owned(), r.point.as_str().to_owned()), r);
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    out
+    let readings = readings_until_done(rx, tasks).await;
+    readings.into_iter().map(|r| ((r.device.as_str().to_owned(), r.point.as_str().to_owned()), r)).collect()
 }
 
 fn check(r: &HashMap<String, Reading>) {

@@ -8,7 +8,6 @@
 //!     validated against its schema.
 #![cfg(feature = "interop")]
 
-#[path = "outbox_support.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +19,10 @@ use hallmonitor::model::Timestamp;
 use hallmonitor::outbox::{MessageClass, Outbound};
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::Store;
-use support::*;
+use support::mqtt;
+use support::net::{free_port, listens_within};
+use support::outbox::*;
+use support::tls::{make_ca, make_server_cert};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
@@ -73,15 +75,11 @@ impl Mosquitto {
             .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO} (Debian package `mosquitto`): {e}"));
         self.child = Some(child);
         for &port in &self.ports {
-            let mut ok = false;
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    ok = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            assert!(ok, "mosquitto did not listen on 127.0.0.1:{port}; see {}/mosquitto.log", self.dir.display());
+            assert!(
+                listens_within(port, Duration::from_secs(5)),
+                "mosquitto did not listen on 127.0.0.1:{port}; see {}/mosquitto.log",
+                self.dir.display()
+            );
         }
     }
 
@@ -116,24 +114,6 @@ fn plain_listener(port: u16) -> String {
     format!("listener {port} 127.0.0.1\nallow_anonymous true\n")
 }
 
-fn mqtt(port: u16, client_id: &str) -> MqttSettings {
-    MqttSettings {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-        client_id: client_id.into(),
-        topic_prefix: PREFIX.into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        client_cert_file: None,
-        client_key_file: None,
-        keep_alive: Duration::from_secs(5),
-        max_inflight: 100,
-        reconnect_max: Duration::from_secs(2),
-    }
-}
-
 fn opts(m: MqttSettings) -> PublisherOptions {
     let mut o = PublisherOptions::new(&m, &site());
     o.backoff_initial = Duration::from_millis(200);
@@ -142,10 +122,6 @@ fn opts(m: MqttSettings) -> PublisherOptions {
 
 fn open_store(dir: &Path, max_bytes: u64) -> Store {
     Store::open(&StoreSettings { path: dir.to_owned(), max_bytes }, &site()).unwrap()
-}
-
-fn outbox_only(got: &[Received]) -> Vec<Received> {
-    got.iter().filter(|r| !r.topic.ends_with("/status")).cloned().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +133,7 @@ async fn a_broker_outage_loses_nothing_and_keeps_order() {
     let mut sub = Subscriber::start(port, "noc-a", "hallmonitor/v1/fra1/#", true).await;
     let store_dir = tmp.path().join("store");
     let store = open_store(&store_dir, 256 << 20);
-    let publisher = Publisher::start_with(opts(mqtt(port, "fra1-gw-a")), store.clone()).unwrap();
+    let publisher = Publisher::start_with(opts(mqtt::settings(port, "fra1-gw-a")), store.clone()).unwrap();
     let waker = publisher.waker();
 
     // Messages flow in batches; the broker goes away for 30 s in the middle (docs/contracts.md#durability, issue 6).
@@ -209,7 +185,7 @@ fn child_agent_process() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let store = open_store(Path::new(&dir), 256 << 20);
-        let publisher = Publisher::start_with(opts(mqtt(port, "fra1-gw-b")), store.clone()).unwrap();
+        let publisher = Publisher::start_with(opts(mqtt::settings(port, "fra1-gw-b")), store.clone()).unwrap();
         let mut n = store.stats().unwrap().last_seq;
         loop {
             let batch: Vec<Outbound> = (0..5).map(|i| stream_message(n + i)).collect();
@@ -260,7 +236,7 @@ async fn a_sigkilled_agent_resumes_without_gaps_or_reuse() {
     assert!(seen_max <= last, "the NOC saw seq {seq} which the store never made durable (last {last})", seq = seen_max);
 
     // The restarted agent resends what was not acknowledged and goes on.
-    let publisher = Publisher::start_with(opts(mqtt(port, "fra1-gw-b")), store.clone()).unwrap();
+    let publisher = Publisher::start_with(opts(mqtt::settings(port, "fra1-gw-b")), store.clone()).unwrap();
     let batch: Vec<Outbound> = (0..200).map(|i| stream_message(last + i)).collect();
     store.commit(&batch, Some(b"after"), Timestamp::now()).await.unwrap();
     publisher.poke();
@@ -281,89 +257,6 @@ async fn a_sigkilled_agent_resumes_without_gaps_or_reuse() {
     sub.stop();
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl not found (Debian package `openssl`): {e}"));
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA (`name`.pem/.key) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// server.pem/.key for 127.0.0.1 signed by `ca`.
-fn make_server_cert(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.pem",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_right_ca_publishes_and_a_wrong_ca_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -382,7 +275,7 @@ async fn tls_with_the_right_ca_publishes_and_a_wrong_ca_is_a_clear_error() {
     let mut sub = Subscriber::start(plain, "noc-c", "hallmonitor/v1/fra1/#", false).await;
 
     // Wrong CA: one clear error naming the broker and the cause, no connection.
-    let mut wrong = mqtt(tls, "fra1-gw-c-wrong");
+    let mut wrong = mqtt::settings(tls, "fra1-gw-c-wrong");
     wrong.tls = true;
     wrong.ca_file = Some(d.join("other-ca.pem"));
     let store_w = open_store(&d.join("store-w"), 1 << 20);
@@ -400,7 +293,7 @@ async fn tls_with_the_right_ca_publishes_and_a_wrong_ca_is_a_clear_error() {
     drop(pw);
 
     // Right CA: messages flow.
-    let mut right = mqtt(tls, "fra1-gw-c");
+    let mut right = mqtt::settings(tls, "fra1-gw-c");
     right.tls = true;
     right.ca_file = Some(d.join("ca.pem"));
     let store = open_store(&d.join("store"), 1 << 20);
@@ -430,7 +323,7 @@ async fn a_wrong_password_is_a_clear_error_with_backoff_not_a_tight_loop() {
     let listeners = format!("listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", pwfile.display());
     let _broker = Mosquitto::start(d, &listeners, vec![port]);
 
-    let mut m = mqtt(port, "fra1-gw-d");
+    let mut m = mqtt::settings(port, "fra1-gw-d");
     m.username = Some("fra1".into());
     m.password = Some(Secret::new("wrong-password"));
     m.reconnect_max = Duration::from_secs(60);
@@ -462,7 +355,7 @@ async fn a_full_outbox_during_an_outage_sheds_rollups_and_health_first_and_repor
     broker.stop();
 
     let store = open_store(&tmp.path().join("store"), 256 * 1024);
-    let publisher = Publisher::start_with(opts(mqtt(port, "fra1-gw-e")), store.clone()).unwrap();
+    let publisher = Publisher::start_with(opts(mqtt::settings(port, "fra1-gw-e")), store.clone()).unwrap();
     // A long outage: lifecycle events, updates, patterns, rollups and health, far more than
     // fits. Rollups and health every other message so there is plenty to shed.
     let mut classes = Vec::new();

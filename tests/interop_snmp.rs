@@ -8,6 +8,8 @@
 //! `pip install snmpsim pysmi` (console script `snmpsim-command-responder`).
 #![cfg(feature = "interop")]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use hallmonitor::config::{self, DeviceSpec, Transport};
 use hallmonitor::model::{Quality, Reading};
 use hallmonitor::profiles::Profile;
 use hallmonitor::sources::snmp::DevicePoller;
+use support::files::secret;
+use support::net::free_udp_port;
 
 /// Kills the peer when the test ends, however it ends. Keeps where its log goes.
 struct Peer(Child, PathBuf);
@@ -45,17 +49,6 @@ fn which(cmd: &str, install: &str) -> PathBuf {
         }
     }
     panic!("interop peer `{cmd}` not found: install it with {install}");
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn secret(dir: &Path, name: &str, value: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join(name);
-    std::fs::write(&p, format!("{value}\n")).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn device(dir: &Path, profile: &str, port: u16, snmp: &str) -> DeviceSpec {

@@ -3,32 +3,22 @@
 //! `mosquitto-clients`.
 #![cfg(feature = "interop")]
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod support;
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::net::{free_port, listens_within};
+use support::process::{KillOnDrop, Lines, read_to_end};
+use support::tls::{make_ca, make_server_cert};
 
-fn start_mosquitto(dir: &std::path::Path) -> (Guard, u16) {
+fn start_mosquitto(dir: &std::path::Path) -> (KillOnDrop, u16) {
     let port = free_port();
     (start_mosquitto_on(dir, port, ""), port)
 }
 
 /// Starts mosquitto on `port` with `extra` config lines (e.g. TLS files).
-fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> Guard {
+fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> KillOnDrop {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"))
         .unwrap();
@@ -39,49 +29,31 @@ fn start_mosquitto_on(dir: &std::path::Path, port: u16, extra: &str) -> Guard {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start mosquitto ({e}): install the Debian package `mosquitto`"));
-    let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let guard = KillOnDrop(child);
+    assert!(listens_within(port, Duration::from_secs(10)), "mosquitto did not listen on 127.0.0.1:{port} within 10 s");
     guard
 }
 
-/// Collects a child's stderr lines on a channel.
-fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
+/// `hallmonitor tail ARGS` without colours, and the lines it prints on stderr (where it says
+/// what it subscribed to).
+fn start_tail(args: &[&str]) -> (KillOnDrop, Lines) {
+    let mut tail = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .arg("tail")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let err = Lines::of(tail.0.stderr.take().unwrap());
+    (tail, err)
 }
 
-fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("tail never printed {needle:?} on stderr"));
-        if line.contains(needle) {
-            return;
-        }
-    }
-}
-
-/// Reads a child's stdout to the end on a thread; the receiver gets it when the child exits.
-fn stdout_text(child: &mut Child) -> mpsc::Receiver<String> {
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        let _ = tx.send(s);
-    });
-    rx
+/// Everything tail prints on stdout, once it exits.
+fn stdout_text(tail: &mut KillOnDrop) -> std::sync::mpsc::Receiver<String> {
+    read_to_end(tail.0.stdout.take().unwrap())
 }
 
 fn publish(port: u16, topic: &str, payload: &str) {
@@ -100,30 +72,10 @@ fn tail_prints_known_payloads_as_lines() {
     let dir = tempfile::tempdir().unwrap();
     let (_mosquitto, port) = start_mosquitto(dir.path());
 
-    let mut tail = Guard(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--site", "fra1", "--count", "4"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut tail, mut err) =
+        start_tail(&["--broker", &format!("mqtt://127.0.0.1:{port}"), "--site", "fra1", "--count", "4"]);
     // Wait until tail says it is subscribed, so nothing published is missed.
-    let stderr = tail.0.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("tail never subscribed");
-        if line.contains("subscribed to hallmonitor/v1/fra1/#") {
-            break;
-        }
-    }
+    err.wait_for_next("subscribed to hallmonitor/v1/fra1/#", Duration::from_secs(15));
 
     publish(port, "hallmonitor/v1/fra1/incidents/hall1-b", OPENED);
     publish(port, "hallmonitor/v1/fra1/patterns/hall1-b", PATTERN);
@@ -132,14 +84,7 @@ fn tail_prints_known_payloads_as_lines() {
     // Another site's message must not show up (it would also be a 5th line).
     publish(port, "hallmonitor/v1/ams2/status", r#"{"state":"online"}"#);
 
-    let mut stdout = tail.0.stdout.take().unwrap();
-    let (otx, orx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        let _ = otx.send(s);
-    });
-    let out = orx.recv_timeout(Duration::from_secs(15)).expect("tail did not exit after 4 messages");
+    let out = stdout_text(&mut tail).recv_timeout(Duration::from_secs(15)).expect("tail did not exit after 4 messages");
     let status = tail.0.wait().unwrap();
     assert!(status.success(), "tail exited with {status}");
     let lines: Vec<&str> = out.lines().collect();
@@ -167,7 +112,7 @@ fn json_mode_prints_raw_payloads() {
         .status()
         .expect("mosquitto_pub (Debian package mosquitto-clients)");
     assert!(status.success());
-    let mut tail = Guard(
+    let mut tail = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
             .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--zone", "hall1-b", "--json"])
             .args(["--count", "1"])
@@ -176,14 +121,8 @@ fn json_mode_prints_raw_payloads() {
             .spawn()
             .unwrap(),
     );
-    let mut stdout = tail.0.stdout.take().unwrap();
-    let (otx, orx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        let _ = otx.send(s);
-    });
-    let out = orx.recv_timeout(Duration::from_secs(15)).expect("tail --json did not exit after 1 message");
+    let out =
+        stdout_text(&mut tail).recv_timeout(Duration::from_secs(15)).expect("tail --json did not exit after 1 message");
     assert!(tail.0.wait().unwrap().success());
     assert_eq!(out, format!("{PATTERN}\n"));
 }
@@ -192,23 +131,14 @@ fn json_mode_prints_raw_payloads() {
 fn tail_resubscribes_after_the_broker_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (mosquitto, port) = start_mosquitto(dir.path());
-    let mut tail = Guard(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let err = stderr_lines(&mut tail.0);
-    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    let (mut tail, mut err) = start_tail(&["--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "1"]);
+    err.wait_for_next("subscribed to hallmonitor/v1/+/#", Duration::from_secs(20));
     drop(mosquitto);
-    wait_for(&err, "unreachable");
+    err.wait_for_next("unreachable", Duration::from_secs(20));
     let _mosquitto = start_mosquitto_on(dir.path(), port, "");
-    wait_for(&err, "subscribed to hallmonitor/v1/+/#");
+    err.wait_for_next("subscribed to hallmonitor/v1/+/#", Duration::from_secs(20));
     publish(port, "hallmonitor/v1/fra1/status", r#"{"state":"online"}"#);
-    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    let out = stdout_text(&mut tail).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
     assert_eq!(out, "------------------- fra1 status online\n");
 }
 
@@ -216,62 +146,8 @@ fn tail_resubscribes_after_the_broker_restarts() {
 fn tail_over_tls_with_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let openssl = |args: &[&str]| {
-        let st = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run openssl ({e}): install the Debian package `openssl`"));
-        assert!(st.success(), "openssl {args:?} failed");
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=hallmonitor test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    make_ca(d, "ca");
+    make_server_cert(d, "ca");
     // mosquitto started as root drops to its own user, which must be able to read these
     // throwaway files.
     use std::os::unix::fs::PermissionsExt;
@@ -287,18 +163,16 @@ fn tail_over_tls_with_a_private_ca() {
         d.join("server.key").display()
     );
     let _mosquitto = start_mosquitto_on(d, port, &extra);
-    let mut tail = Guard(
-        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["tail", "--broker", &format!("mqtts://127.0.0.1:{port}"), "--count", "1", "--ca-file"])
-            .arg(d.join("ca.pem"))
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let err = stderr_lines(&mut tail.0);
-    wait_for(&err, "subscribed to");
+    let ca = d.join("ca.pem");
+    let (mut tail, mut err) = start_tail(&[
+        "--broker",
+        &format!("mqtts://127.0.0.1:{port}"),
+        "--count",
+        "1",
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ]);
+    err.wait_for_next("subscribed to", Duration::from_secs(20));
     let st = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "--insecure", "--cafile"])
         .arg(d.join("ca.pem"))
@@ -306,6 +180,6 @@ fn tail_over_tls_with_a_private_ca() {
         .status()
         .expect("mosquitto_pub (Debian package mosquitto-clients)");
     assert!(st.success());
-    let out = stdout_text(&mut tail.0).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
+    let out = stdout_text(&mut tail).recv_timeout(Duration::from_secs(15)).expect("tail did not exit");
     assert_eq!(out, "------------------- fra1 status online\n");
 }

@@ -2,18 +2,11 @@
 //! (address, type, scale) run through the poller's decoder. (An integration test: profiles sit
 //! below sources, so the profile module itself may not call the decoder.)
 
-use std::sync::Arc;
+mod support;
 
 use hallmonitor::profiles::modbus::{ModbusPoint, ModbusProfile, Table, ValueType};
-use hallmonitor::profiles::{Profile, builtins};
 use hallmonitor::sources::modbus::decode::decode_point;
-
-fn builtin(name: &str) -> Arc<ModbusProfile> {
-    match builtins().remove(name).unwrap().unwrap() {
-        Profile::Modbus(p) => p,
-        Profile::Snmp(_) => panic!("{name} is not modbus"),
-    }
-}
+use support::profiles::modbus_builtin;
 
 fn point<'a>(p: &'a ModbusProfile, name: &str) -> &'a ModbusPoint {
     p.points.iter().find(|pt| pt.id.as_str() == name).unwrap_or_else(|| panic!("no point {name}"))
@@ -21,7 +14,7 @@ fn point<'a>(p: &'a ModbusProfile, name: &str) -> &'a ModbusPoint {
 
 #[test]
 fn pm5000_reads_float32_abcd_at_one_based_registers() {
-    let p = builtin("schneider-pm5000");
+    let p = modbus_builtin("schneider-pm5000");
     let ia = point(&p, "current_a");
     assert_eq!((ia.table, ia.address, ia.value_type), (Table::Holding, 2999, ValueType::F32));
     // 12.5 A as FLOAT32 ABCD = 0x41480000.
@@ -41,7 +34,7 @@ fn pm5000_reads_float32_abcd_at_one_based_registers() {
 
 #[test]
 fn generic_crah_has_the_cooling_points() {
-    let p = builtin("generic-crah");
+    let p = modbus_builtin("generic-crah");
     for metric in ["supply_air_temp_c", "return_air_temp_c", "humidity_pct", "fan_speed_pct", "alarm"] {
         assert!(p.points.iter().any(|pt| pt.metric.as_str() == metric), "{metric} missing");
     }
@@ -54,7 +47,7 @@ fn generic_crah_has_the_cooling_points() {
 
 #[test]
 fn th_probe_reads_signed_tenths() {
-    let p = builtin("modbus-th-probe");
+    let p = modbus_builtin("modbus-th-probe");
     let t = point(&p, "temperature");
     assert_eq!((t.table, t.address, t.metric.as_str()), (Table::Input, 1, "inlet_temp_c"));
     assert_eq!(decode_point(t, &[0x00F5]).unwrap(), 24.5);

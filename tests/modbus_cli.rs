@@ -1,22 +1,18 @@
 //! `hallmonitor poll --config X --once` against the in-process simulator: the JSON lines a
 //! facility engineer sees when commissioning a CRAH and a temperature probe.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use hallmonitor::model::{DeviceId, PointId};
-use hallmonitor::profiles::{Profile, builtins};
 use hallmonitor::sim::SimValues;
 use hallmonitor::sim::modbus::{SimModbusDevice, serve};
+use support::files::write_config;
+use support::profiles::modbus_builtin;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-fn builtin(name: &str) -> Arc<hallmonitor::profiles::ModbusProfile> {
-    match builtins().remove(name).unwrap().unwrap() {
-        Profile::Modbus(p) => p,
-        Profile::Snmp(_) => panic!("{name} is not a modbus profile"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_once_prints_exact_readings_for_modbus_devices() {
@@ -38,17 +34,16 @@ async fn poll_once_prints_exact_readings_for_modbus_devices() {
     values.set(&probe, &PointId::new("temperature"), 0, -2.5);
     values.set(&probe, &PointId::new("humidity"), 0, 61.2);
     let units = HashMap::from([
-        (1, SimModbusDevice { id: crah, profile: builtin("generic-crah") }),
-        (2, SimModbusDevice { id: probe, profile: builtin("modbus-th-probe") }),
+        (1, SimModbusDevice { id: crah, profile: modbus_builtin("generic-crah") }),
+        (2, SimModbusDevice { id: probe, profile: modbus_builtin("modbus-th-probe") }),
     ]);
     let cancel = CancellationToken::new();
     tokio::spawn(serve(listener, units, values, cancel.clone()));
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hallmonitor.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             r#"
 [site]
 id = "fra1"
@@ -78,8 +73,7 @@ address = "127.0.0.1:{port}"
 unit = 2
 "#
         ),
-    )
-    .unwrap();
+    );
 
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
         .args(["poll", "--config"])
@@ -135,7 +129,7 @@ async fn probe_prints_every_byte_order_side_by_side() {
     // PM5000 current_a is register 3000 (one-based), FLOAT32 ABCD.
     values.set(&meter, &PointId::new("current_a"), 0, 12.5);
     values.set(&meter, &PointId::new("current_b"), 0, -3.75);
-    let units = HashMap::from([(1, SimModbusDevice { id: meter, profile: builtin("schneider-pm5000") })]);
+    let units = HashMap::from([(1, SimModbusDevice { id: meter, profile: modbus_builtin("schneider-pm5000") })]);
     let cancel = CancellationToken::new();
     tokio::spawn(serve(listener, units, values, cancel.clone()));
 
@@ -172,9 +166,8 @@ async fn probe_prints_every_byte_order_side_by_side() {
 #[test]
 fn check_config_says_which_profiles_are_not_verified_against_their_source() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hallmonitor.toml");
-    std::fs::write(
-        &config,
+    let config = write_config(
+        dir.path(),
         r#"
 [site]
 id = "fra1"
@@ -199,8 +192,7 @@ zone = "hall1-b"
 address = "127.0.0.1:502"
 unit = 2
 "#,
-    )
-    .unwrap();
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
         .arg("check-config")
         .arg(&config)

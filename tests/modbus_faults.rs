@@ -2,6 +2,8 @@
 //! never panics; a device that never answers neither delays another device nor bunches
 //! its own polls (missed ticks are skipped and counted).
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,10 +14,9 @@ use hallmonitor::model::{DeviceId, PointId, Quality, Reading, ZoneId};
 use hallmonitor::profiles::{ModbusProfile, Profile, ProfileConfig};
 use hallmonitor::sim::modbus::{SimModbusDevice, serve};
 use hallmonitor::sim::{SimFault, SimValues};
-use hallmonitor::sources::{SourceContext, SourceStats};
+use support::sources::{readings_until_done, source_context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const PROFILE: &str = r#"
@@ -88,22 +89,9 @@ fn frame(req: &[u8], unit: u8, byte_count: u8, data: &[u8]) -> Vec<u8> {
 }
 
 async fn poll_once(spec: DeviceSpec) -> Vec<Reading> {
-    let (tx, mut rx) = mpsc::channel(64);
-    let ctx = SourceContext {
-        readings: tx,
-        stats: Arc::new(SourceStats::default()),
-        cancel: CancellationToken::new(),
-        once: true,
-    };
+    let (ctx, rx) = source_context(64, true);
     let tasks = hallmonitor::sources::modbus::spawn(vec![spec], ctx);
-    let mut out = Vec::new();
-    while let Some(r) = rx.recv().await {
-        out.push(r);
-    }
-    for t in tasks {
-        t.await.expect("no task panicked");
-    }
-    out
+    readings_until_done(rx, tasks).await
 }
 
 #[tokio::test]
@@ -166,10 +154,8 @@ async fn a_silent_device_does_not_delay_another_and_its_missed_ticks_are_skipped
         cancel_sim.clone(),
     ));
 
-    let (tx, mut rx) = mpsc::channel(4096);
-    let stats = Arc::new(SourceStats::default());
-    let cancel = CancellationToken::new();
-    let ctx = SourceContext { readings: tx, stats: stats.clone(), cancel: cancel.clone(), once: false };
+    let (ctx, mut rx) = source_context(4096, false);
+    let (stats, cancel) = (ctx.stats.clone(), ctx.cancel.clone());
     // The slow device's poll (a 1 s timeout) spans several of its 200 ms ticks.
     let devices = vec![
         spec("fast", address, Duration::from_millis(100), Duration::from_secs(1)),

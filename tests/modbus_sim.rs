@@ -2,6 +2,8 @@
 //! exact decoding, exceptions and block splitting, a silent device, a device that closes
 //! the connection, refused connections, several unit ids behind one port.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +13,10 @@ use hallmonitor::model::{DeviceId, PointId, Quality, Reading, ZoneId};
 use hallmonitor::profiles::{ModbusProfile, Profile, ProfileConfig};
 use hallmonitor::sim::modbus::{SimModbusDevice, serve};
 use hallmonitor::sim::{SimFault, SimValues};
+use hallmonitor::sources::SourceContext;
 use hallmonitor::sources::modbus::poller::Poller;
 use hallmonitor::sources::modbus::{Endpoint, Link};
-use hallmonitor::sources::{SourceContext, SourceStats};
+use support::sources::source_context;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -121,13 +124,6 @@ async fn start_sim(units: Vec<(u8, &str, Arc<ModbusProfile>)>) -> Sim {
     Sim { address, values, cancel }
 }
 
-fn ctx(once: bool) -> (SourceContext, mpsc::Receiver<Reading>) {
-    let (tx, rx) = mpsc::channel(1024);
-    let ctx =
-        SourceContext { readings: tx, stats: Arc::new(SourceStats::default()), cancel: CancellationToken::new(), once };
-    (ctx, rx)
-}
-
 fn poller(spec: DeviceSpec, ctx: &SourceContext) -> Poller {
     let (endpoint, unit, limits, profile) = match (&spec.transport, &spec.profile) {
         (Transport::ModbusTcp { address, unit, blocks }, Profile::Modbus(p)) => {
@@ -166,7 +162,7 @@ async fn decodes_every_type_exactly_as_the_device_means_it() {
     ] {
         set(&sim.values, "crah-b1", point, v);
     }
-    let (ctx, mut rx) = ctx(true);
+    let (ctx, mut rx) = source_context(1024, true);
     let mut tasks = hallmonitor::sources::modbus::spawn(vec![spec("crah-b1", &sim.address, 1, &p)], ctx.clone());
     drop(ctx);
     let mut readings = HashMap::new();
@@ -202,7 +198,7 @@ async fn an_unmapped_register_splits_the_block_and_only_that_point_goes_bad() {
     ));
     let sim = start_sim(vec![(1, "pm1", device_profile)]).await;
     set(&sim.values, "pm1", "power_abcd", 500.0);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut poller = poller(spec("pm1", &sim.address, 1, &poll_profile), &ctx);
     let blocks_before = poller.plan().len();
 
@@ -234,7 +230,7 @@ async fn a_silent_device_times_out_goes_down_and_comes_back_up() {
     let p = profile(PROFILE);
     let sim = start_sim(vec![(1, "th1", p.clone())]).await;
     set(&sim.values, "th1", "supply", 21.0);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut poller = poller(spec("th1", &sim.address, 1, &p), &ctx);
     sim.values.set_fault(&DeviceId::new("th1"), SimFault::Silent);
 
@@ -263,7 +259,7 @@ async fn a_device_that_closes_the_connection_is_reconnected() {
     let p = profile(PROFILE);
     let sim = start_sim(vec![(1, "c1", p.clone())]).await;
     set(&sim.values, "c1", "power_abcd", 42.0);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut poller = poller(spec("c1", &sim.address, 1, &p), &ctx);
 
     sim.values.set_fault(&DeviceId::new("c1"), SimFault::Close);
@@ -284,7 +280,7 @@ async fn exception_answers_and_refused_connections_have_different_messages() {
     let p = profile(PROFILE);
     let sim = start_sim(vec![(1, "e1", p.clone())]).await;
     sim.values.set_fault(&DeviceId::new("e1"), SimFault::Error);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut exc = poller(spec("e1", &sim.address, 1, &p), &ctx);
     assert!(exc.poll_once().await);
     let r = drain(&mut rx);
@@ -309,7 +305,7 @@ async fn unit_ids_behind_one_port_share_a_connection() {
     let sim = start_sim(vec![(1, "u1", p.clone()), (2, "u2", p.clone())]).await;
     set(&sim.values, "u1", "supply", 18.5);
     set(&sim.values, "u2", "supply", 19.5);
-    let (ctx, mut rx) = ctx(true);
+    let (ctx, mut rx) = source_context(1024, true);
     let devices =
         vec![spec("u1", &sim.address, 1, &p), spec("u2", &sim.address, 2, &p), spec("u9", &sim.address, 9, &p)];
     let tasks = hallmonitor::sources::modbus::spawn(devices, ctx.clone());
@@ -333,7 +329,7 @@ async fn nan_from_a_device_is_a_bad_reading() {
     let sim = start_sim(vec![(1, "n1", p.clone())]).await;
     set(&sim.values, "n1", "power_abcd", f64::NAN);
     set(&sim.values, "n1", "power_cdab", 7.0);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut poller = poller(spec("n1", &sim.address, 1, &p), &ctx);
     assert!(poller.poll_once().await);
     let r = drain(&mut rx);
@@ -351,7 +347,7 @@ async fn an_optional_point_the_device_lacks_is_not_present_not_bad_and_not_read_
     ));
     let sim = start_sim(vec![(1, "pm1", device_profile)]).await;
     set(&sim.values, "pm1", "power_abcd", 500.0);
-    let (ctx, mut rx) = ctx(false);
+    let (ctx, mut rx) = source_context(1024, false);
     let mut poller = poller(spec("pm1", &sim.address, 1, &poll_profile), &ctx);
 
     assert!(poller.poll_once().await);
@@ -380,7 +376,7 @@ async fn poll_once_is_good_on_a_device_lacking_only_optional_points() {
         "{PROFILE}\n[[points]]\nname = \"outlet_meter\"\nmetric = \"power_w\"\naddress = 40\ntype = \"u16\"\noptional = true\n"
     ));
     let sim = start_sim(vec![(1, "pm1", device_profile)]).await;
-    let (ctx, mut rx) = ctx(true);
+    let (ctx, mut rx) = source_context(1024, true);
     let tasks = hallmonitor::sources::modbus::spawn(vec![spec("pm1", &sim.address, 1, &poll_profile)], ctx.clone());
     drop(ctx);
     let mut readings = Vec::new();

@@ -3,7 +3,6 @@
 //! status birth and clean-shutdown offline, oversize messages not poisoning the session.
 #![cfg(feature = "embedded-broker")]
 
-#[path = "outbox_support.rs"]
 mod support;
 
 use std::time::Duration;
@@ -13,7 +12,8 @@ use hallmonitor::model::Timestamp;
 use hallmonitor::outbox::Outbound;
 use hallmonitor::publish::{Publisher, PublisherOptions};
 use hallmonitor::store::{DropReason, Store, StoreOptions};
-use support::*;
+use support::net::{free_port, listens_within};
+use support::outbox::*;
 
 fn start_broker() -> u16 {
     let port = free_port();
@@ -42,32 +42,12 @@ dynamic_filters = true
         let mut broker = rumqttd::Broker::new(cfg);
         let _ = broker.start();
     });
-    // Wait until it accepts connections.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("embedded broker did not listen on 127.0.0.1:{port}");
+    assert!(listens_within(port, Duration::from_secs(5)), "embedded broker did not listen on 127.0.0.1:{port}");
+    port
 }
 
 fn mqtt(port: u16) -> MqttSettings {
-    MqttSettings {
-        host: "127.0.0.1".into(),
-        port,
-        tls: false,
-        client_id: format!("fra1-gw-{port}"),
-        topic_prefix: PREFIX.into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        client_cert_file: None,
-        client_key_file: None,
-        keep_alive: Duration::from_secs(5),
-        max_inflight: 50,
-        reconnect_max: Duration::from_secs(2),
-    }
+    MqttSettings { max_inflight: 50, ..support::mqtt::settings(port, &format!("fra1-gw-{port}")) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,9 +154,4 @@ async fn an_unreachable_broker_is_reported_and_shutdown_still_returns() {
         .expect("shutdown returns while the broker is away");
     assert!(end.stopped && !end.connected);
     assert_eq!(store.stats().unwrap().depth, 6, "nothing left the outbox without PUBACK");
-}
-
-/// The outbox topics (status is not an outbox message).
-fn outbox_only(got: &[Received]) -> Vec<Received> {
-    got.iter().filter(|r| !r.topic.ends_with("/status")).cloned().collect()
 }

@@ -1,12 +1,13 @@
 //! `hallmonitor replay` end to end: a config and a recorded readings file in, the messages the
 //! daemon would publish out.
 
-mod engine_support;
+mod support;
 
 use std::process::Command;
 
-use engine_support::{PROFILES, device};
 use serde_json::Value;
+use support::engine::{PROFILES, device};
+use support::files::write_config;
 
 fn config() -> String {
     let mut c = String::from(
@@ -35,7 +36,7 @@ fn readings() -> String {
             12..=41 => 29.0,
             _ => 23.0,
         };
-        let at = hallmonitor::model::Timestamp(engine_support::T0 + step * 10_000);
+        let at = hallmonitor::model::Timestamp(support::engine::T0 + step * 10_000);
         out.push_str(&format!(
             "{{\"at\":\"{at}\",\"device\":\"th-b07\",\"point\":\"temp\",\"metric\":\"inlet_temp_c\",\"value\":{v},\"unit\":\"°C\",\"label\":null,\"quality\":\"good\"}}\n"
         ));
@@ -45,9 +46,8 @@ fn readings() -> String {
 
 fn replay(config: &str, readings: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hallmonitor.toml");
+    let cfg = write_config(dir.path(), config);
     let rd = dir.path().join("readings.jsonl");
-    std::fs::write(&cfg, config).unwrap();
     std::fs::write(&rd, readings).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
         .args(["replay", "--config"])

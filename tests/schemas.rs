@@ -2,7 +2,6 @@
 //! built the way the agent builds them: engine events -> `outbound_for` -> store commit
 //! (which adds the envelope).
 
-#[path = "outbox_support.rs"]
 mod support;
 
 use hallmonitor::config::StoreSettings;
@@ -11,7 +10,7 @@ use hallmonitor::outbox::{Envelope, MessageClass, with_envelope};
 use hallmonitor::publish::status;
 use hallmonitor::store::{DropReason, DropReport, Store};
 use serde_json::Value;
-use support::*;
+use support::outbox::*;
 
 fn envelope(seq: u64) -> Envelope {
     Envelope { site: site(), msg_id: format!("0123abcd-{seq}"), seq, created_at: Timestamp(1_762_092_300_000) }

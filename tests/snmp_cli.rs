@@ -1,35 +1,25 @@
 //! `hallmonitor poll --once` and `hallmonitor probe snmp` against the in-tree simulated agent,
 //! run as a user would: the real binary, a config file, JSON lines on stdout.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use hallmonitor::model::{DeviceId, PointId, Quality, Reading};
-use hallmonitor::profiles::Profile;
 use hallmonitor::sim::snmp::{self as simsnmp, SimSnmpDevice};
 use hallmonitor::sim::{SimFault, SimValues};
+use support::files::secret;
+use support::profiles::snmp_builtin;
 use tokio_util::sync::CancellationToken;
-
-fn apc() -> Arc<hallmonitor::profiles::SnmpProfile> {
-    match hallmonitor::profiles::builtins().remove("apc-rpdu2").unwrap().unwrap() {
-        Profile::Snmp(p) => p,
-        Profile::Modbus(_) => panic!("not snmp"),
-    }
-}
 
 fn write_config(dir: &Path, addr: std::net::SocketAddr, community: &str) -> std::path::PathBuf {
     write_config_polling(dir, addr, community, "timeout = \"300ms\"\nretries = 1")
 }
 
 fn write_config_polling(dir: &Path, addr: std::net::SocketAddr, community: &str, polling: &str) -> std::path::PathBuf {
-    let cf = dir.join("community");
-    std::fs::write(&cf, format!("{community}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&cf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    secret(dir, "community", community);
     let text = format!(
         r#"
 [site]
@@ -51,15 +41,13 @@ address = "{addr}"
 community_file = "community"
 "#
     );
-    let path = dir.join("hallmonitor.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    support::files::write_config(dir, &text)
 }
 
 async fn start(values: Arc<SimValues>) -> simsnmp::SimSnmpAgent {
     let devices = HashMap::from([(
         "fra1-ro".to_owned(),
-        SimSnmpDevice { id: DeviceId::new("pdu-b07-a"), profile: apc(), rows: 2 },
+        SimSnmpDevice { id: DeviceId::new("pdu-b07-a"), profile: snmp_builtin("apc-rpdu2"), rows: 2 },
     )]);
     simsnmp::serve("127.0.0.1:0".parse().unwrap(), devices, values, CancellationToken::new()).await.unwrap()
 }

@@ -1,6 +1,8 @@
 //! The SNMP source against the in-tree simulated agent: decoding, labels, batching, v1
 //! fallback, tooBig, faults, SNMPv3 (including an agent reboot) and isolation of a slow agent.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,9 +14,11 @@ use hallmonitor::model::{DeviceId, PointId, Quality, Reading};
 use hallmonitor::profiles::{Profile, SnmpProfile};
 use hallmonitor::sim::snmp::{self as simsnmp, SimSnmpDevice, SimSnmpOptions, SimV3User};
 use hallmonitor::sim::{SimFault, SimValues};
+use hallmonitor::sources::SourceStats;
 use hallmonitor::sources::snmp::{DevicePoller, SnmpSession};
-use hallmonitor::sources::{SourceContext, SourceStats};
-use tokio::sync::mpsc;
+use support::files::{secret, write_config};
+use support::profiles::snmp_builtin;
+use support::sources::{readings_until_done, source_context};
 use tokio_util::sync::CancellationToken;
 
 fn loopback() -> SocketAddr {
@@ -23,19 +27,7 @@ fn loopback() -> SocketAddr {
 
 /// Loads a config from text, with secrets written next to it.
 fn load(dir: &Path, text: &str) -> config::Config {
-    let path = dir.join("hallmonitor.toml");
-    std::fs::write(&path, text).unwrap();
-    config::load(&path).unwrap_or_else(|e| panic!("{e}")).config
-}
-
-fn secret(dir: &Path, name: &str, value: &str) {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("{value}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    config::load(&write_config(dir, text)).unwrap_or_else(|e| panic!("{e}")).config
 }
 
 fn device_toml(id: &str, profile: &str, addr: SocketAddr, extra: &str) -> String {
@@ -79,27 +71,12 @@ fn snmp_profile(spec: &DeviceSpec) -> Arc<SnmpProfile> {
     }
 }
 
-fn builtin(name: &str) -> Arc<SnmpProfile> {
-    match hallmonitor::profiles::builtins().remove(name).unwrap().unwrap() {
-        Profile::Snmp(p) => p,
-        Profile::Modbus(_) => panic!("not an SNMP profile"),
-    }
-}
-
 /// Polls the devices once through `sources::snmp::spawn`, returning readings and stats.
 async fn poll_once(devices: Vec<DeviceSpec>) -> (Vec<Reading>, Arc<SourceStats>) {
-    let (tx, mut rx) = mpsc::channel(10_000);
-    let stats = Arc::new(SourceStats::default());
-    let ctx = SourceContext { readings: tx, stats: stats.clone(), cancel: CancellationToken::new(), once: true };
+    let (ctx, rx) = source_context(10_000, true);
+    let stats = ctx.stats.clone();
     let tasks = hallmonitor::sources::snmp::spawn(devices, ctx);
-    let mut out = Vec::new();
-    while let Some(r) = rx.recv().await {
-        out.push(r);
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    (out, stats)
+    (readings_until_done(rx, tasks).await, stats)
 }
 
 fn find<'a>(readings: &'a [Reading], point: &str, label: Option<&str>) -> &'a Reading {
@@ -147,7 +124,7 @@ async fn apc_pdu_over_v2c_decodes_exact_values_labels_in_two_requests() {
     let values = Arc::new(SimValues::new());
     let dev = DeviceId::new("pdu-b07-a");
     apc_values(&values, &dev);
-    let agent = start_sim("s3cret", "pdu-b07-a", builtin("apc-rpdu2"), 3, values, SimSnmpOptions::default()).await;
+    let agent = start_sim("s3cret", "pdu-b07-a", snmp_builtin("apc-rpdu2"), 3, values, SimSnmpOptions::default()).await;
     secret(dir.path(), "community", "s3cret");
     let cfg = load(
         dir.path(),
@@ -199,7 +176,8 @@ async fn v1_walks_with_getnext_and_marks_a_missing_object_bad() {
             sim_values.set(&dev, &PointId::new(p), r, all.get(&dev, &PointId::new(p), r).unwrap());
         }
     }
-    let agent = start_sim("public", "pdu-v1", builtin("apc-rpdu2"), 3, sim_values, SimSnmpOptions::default()).await;
+    let agent =
+        start_sim("public", "pdu-v1", snmp_builtin("apc-rpdu2"), 3, sim_values, SimSnmpOptions::default()).await;
     secret(dir.path(), "community", "public");
     let cfg = load(
         dir.path(),
@@ -280,8 +258,8 @@ async fn silent_and_erroring_agents_give_bad_readings_with_distinct_reasons() {
     values.set_fault(&silent, SimFault::Silent);
     values.set_fault(&broken, SimFault::Error);
     let devices = HashMap::from([
-        ("c-silent".to_owned(), SimSnmpDevice { id: silent.clone(), profile: builtin("apc-rpdu2"), rows: 2 }),
-        ("c-broken".to_owned(), SimSnmpDevice { id: broken.clone(), profile: builtin("apc-rpdu2"), rows: 2 }),
+        ("c-silent".to_owned(), SimSnmpDevice { id: silent.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 2 }),
+        ("c-broken".to_owned(), SimSnmpDevice { id: broken.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 2 }),
     ]);
     let agent = simsnmp::serve(loopback(), devices, values, CancellationToken::new()).await.unwrap();
     secret(dir.path(), "silent", "c-silent");
@@ -322,8 +300,8 @@ async fn a_silent_agent_does_not_hold_up_another_device() {
     apc_values(&values, &fine);
     values.set_fault(&slow, SimFault::Silent);
     let devices = HashMap::from([
-        ("slow".to_owned(), SimSnmpDevice { id: slow.clone(), profile: builtin("apc-rpdu2"), rows: 1 }),
-        ("fine".to_owned(), SimSnmpDevice { id: fine.clone(), profile: builtin("apc-rpdu2"), rows: 1 }),
+        ("slow".to_owned(), SimSnmpDevice { id: slow.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 1 }),
+        ("fine".to_owned(), SimSnmpDevice { id: fine.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 1 }),
     ]);
     let agent = simsnmp::serve(loopback(), devices, values, CancellationToken::new()).await.unwrap();
     secret(dir.path(), "slow", "slow");
@@ -378,7 +356,7 @@ async fn v3_auth_priv_survives_an_agent_reboot() {
     let dev = DeviceId::new("pdu-v3");
     apc_values(&values, &dev);
     let options = SimSnmpOptions { v3_users: vec![v3_user("monitor")], ..Default::default() };
-    let agent = start_sim("monitor", "pdu-v3", builtin("apc-rpdu2"), 2, values.clone(), options).await;
+    let agent = start_sim("monitor", "pdu-v3", snmp_builtin("apc-rpdu2"), 2, values.clone(), options).await;
     let addr = agent.local_addr;
     let spec = v3_device(dir.path(), addr, "auth-pass-123");
     let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
@@ -397,7 +375,7 @@ async fn v3_auth_priv_survives_an_agent_reboot() {
     };
     let devices = HashMap::from([(
         "monitor".to_owned(),
-        SimSnmpDevice { id: dev.clone(), profile: builtin("apc-rpdu2"), rows: 2 },
+        SimSnmpDevice { id: dev.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 2 },
     )]);
     let rebooted = simsnmp::serve_with(addr, devices, values, CancellationToken::new(), options).await.unwrap();
     assert_eq!(rebooted.engine_boots, boots + 1);
@@ -413,7 +391,7 @@ async fn v3_wrong_password_says_credentials_may_be_wrong() {
     let values = Arc::new(SimValues::new());
     apc_values(&values, &DeviceId::new("pdu-v3"));
     let options = SimSnmpOptions { v3_users: vec![v3_user("monitor")], ..Default::default() };
-    let agent = start_sim("monitor", "pdu-v3", builtin("apc-rpdu2"), 1, values, options).await;
+    let agent = start_sim("monitor", "pdu-v3", snmp_builtin("apc-rpdu2"), 1, values, options).await;
     let spec = v3_device(dir.path(), agent.local_addr, "not-the-password");
     let (readings, _) = poll_once(vec![spec]).await;
     assert!(!readings.is_empty());
@@ -480,7 +458,7 @@ async fn v3_rediscovers_when_the_agent_is_replaced_with_a_new_engine_id() {
     let dev = DeviceId::new("pdu-v3");
     apc_values(&values, &dev);
     let options = SimSnmpOptions { v3_users: vec![v3_user("monitor")], ..Default::default() };
-    let agent = start_sim("monitor", "pdu-v3", builtin("apc-rpdu2"), 1, values.clone(), options).await;
+    let agent = start_sim("monitor", "pdu-v3", snmp_builtin("apc-rpdu2"), 1, values.clone(), options).await;
     let addr = agent.local_addr;
     let spec = v3_device(dir.path(), addr, "auth-pass-123");
     let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
@@ -494,7 +472,7 @@ async fn v3_rediscovers_when_the_agent_is_replaced_with_a_new_engine_id() {
         ..Default::default()
     };
     let devices =
-        HashMap::from([("monitor".to_owned(), SimSnmpDevice { id: dev, profile: builtin("apc-rpdu2"), rows: 1 })]);
+        HashMap::from([("monitor".to_owned(), SimSnmpDevice { id: dev, profile: snmp_builtin("apc-rpdu2"), rows: 1 })]);
     let replaced = simsnmp::serve_with(addr, devices, values, CancellationToken::new(), options).await.unwrap();
     let out = poller.poll().await;
     assert_eq!(out.result, Ok(()), "{:?}", out.readings.first());
@@ -507,7 +485,7 @@ async fn every_builtin_snmp_profile_round_trips_through_the_simulator() {
     use hallmonitor::profiles::snmp::{RowScaling, SnmpTarget};
     use hallmonitor::sources::snmp::scale::to_si;
     for name in ["apc-rpdu2", "raritan-pdu2", "servertech-sentry4", "entity-sensor", "geist-watchdog"] {
-        let profile = builtin(name);
+        let profile = snmp_builtin(name);
         let dev = DeviceId::new(name);
         let values = Arc::new(SimValues::new());
         let mut expected = HashMap::new();
@@ -561,7 +539,7 @@ async fn three_hundred_devices_all_answer_through_shared_sockets() {
     for i in 0..300 {
         let id = DeviceId::new(format!("pdu-{i:03}"));
         apc_values(&values, &id);
-        devices.insert(format!("c{i}"), SimSnmpDevice { id, profile: builtin("apc-rpdu2"), rows: 1 });
+        devices.insert(format!("c{i}"), SimSnmpDevice { id, profile: snmp_builtin("apc-rpdu2"), rows: 1 });
         secret(dir.path(), &format!("c{i}"), &format!("c{i}"));
     }
     let agent = simsnmp::serve(loopback(), devices, values, CancellationToken::new()).await.unwrap();
@@ -598,10 +576,8 @@ fn counter_profile() -> Arc<SnmpProfile> {
 
 fn counter_poller(dir: &Path, addr: SocketAddr, profile: Arc<SnmpProfile>) -> DevicePoller {
     secret(dir, "community", "public");
-    let cfgfile = load(
-        dir,
-        &config_text(&device_toml("meter", "apc-rpdu2", addr, r#"community_file = "community""#), "300ms", 1),
-    );
+    let device = device_toml("meter", "apc-rpdu2", addr, r#"community_file = "community""#);
+    let cfgfile = load(dir, &config_text(&device, "300ms", 1));
     let mut spec = cfgfile.devices.into_iter().next().unwrap();
     spec.profile = Profile::Snmp(profile.clone());
     let Transport::Snmp(settings) = spec.transport.clone() else { panic!() };
@@ -669,7 +645,7 @@ async fn replies_from_an_address_other_than_the_devices_are_dropped() {
     let values = Arc::new(SimValues::new());
     let dev = DeviceId::new("pdu-b07-a");
     apc_values(&values, &dev);
-    let agent = start_sim("s3cret", "pdu-b07-a", builtin("apc-rpdu2"), 1, values, SimSnmpOptions::default()).await;
+    let agent = start_sim("s3cret", "pdu-b07-a", snmp_builtin("apc-rpdu2"), 1, values, SimSnmpOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     secret(dir.path(), "community", "s3cret");
     let spec_for = |addr: SocketAddr| {
@@ -718,7 +694,7 @@ async fn a_pdu_without_outlet_metering_reports_it_not_present_once_and_stops_ask
     }
     let stats = Arc::new(simsnmp::SimSnmpStats::default());
     let options = SimSnmpOptions { stats: Some(stats.clone()), ..Default::default() };
-    let agent = start_sim("s3cret", "pdu-switched", builtin("apc-rpdu2"), 3, values, options).await;
+    let agent = start_sim("s3cret", "pdu-switched", snmp_builtin("apc-rpdu2"), 3, values, options).await;
     let dir = tempfile::tempdir().unwrap();
     secret(dir.path(), "community", "s3cret");
     let text = config_text(

@@ -1,9 +1,7 @@
-//! Helpers shared by the outbox, schema and MQTT interop tests (included with `#[path]`;
-//! compiled on its own it is an empty test crate).
-#![allow(dead_code)]
+//! For the outbox, schema and MQTT tests: one message of every kind, the schemas, a NOC-side
+//! subscriber and the checks of what it received.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
 
 use hallmonitor::engine::{
@@ -223,11 +221,6 @@ impl Schemas {
     }
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// One message as the NOC receives it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -331,6 +324,11 @@ impl Subscriber {
     pub fn stop(self) {
         self.task.abort();
     }
+}
+
+/// The outbox's messages among those received (status is not an outbox message).
+pub fn outbox_only(got: &[Received]) -> Vec<Received> {
+    got.iter().filter(|r| !r.topic.ends_with("/status")).cloned().collect()
 }
 
 /// Checks the NOC-side guarantees over what a subscriber received on the outbox topics:

@@ -1,6 +1,5 @@
-//! Shared helpers for the engine tests: settings from a TOML config as a user writes it, a
-//! virtual-clock driver that fires timeouts in time order, and reading builders.
-#![allow(dead_code)]
+//! For the engine tests: settings from a TOML config as a user writes it, a virtual-clock
+//! driver that fires timeouts in time order, and reading builders.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -393,7 +393,7 @@ impl Noc {
                     }
                     Received::Subscribed => {}
                     Received::Retrying { error, delay } => {
-                        tracing::warn!(error = %error, retry_in = ?delay, "demo NOC subscriber lost the broker; retrying");
+                        tracing::warn!(error = %error, retry_in = %crate::model::humane_duration(delay), "demo NOC subscriber lost the broker; retrying");
                     }
                 }
             }

@@ -49,7 +49,8 @@ pub enum IncidentEventKind {
 pub struct IncidentEvent {
     /// `opened`, `updated` or `resolved`.
     pub event: IncidentEventKind,
-    /// Stable and unique per site, e.g. `fra1-hall1-b-thermal-20261102T1405`.
+    /// Stable and unique per site, e.g. `fra1-hall1-b-thermal-20261102T140500-3` (site, zone,
+    /// category, opening time, a per-site counter).
     pub incident_id: String,
     /// The zone all its members are in.
     pub zone: ZoneId,

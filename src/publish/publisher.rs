@@ -532,13 +532,13 @@ impl Task {
         // One line per distinct cause; repeats of the same cause only at debug level.
         if self.last_logged_error.as_deref() != Some(text.as_str()) {
             if was_connected {
-                warn!(broker = %self.broker, error = %text, in_flight, retry_in = ?delay, "MQTT connection lost");
+                warn!(broker = %self.broker, error = %text, in_flight, retry_in = %crate::model::humane_duration(delay), "MQTT connection lost");
             } else {
-                error!(broker = %self.broker, error = %text, retry_in = ?delay, "MQTT connection failed");
+                error!(broker = %self.broker, error = %text, retry_in = %crate::model::humane_duration(delay), "MQTT connection failed");
             }
             self.last_logged_error = Some(text.clone());
         } else {
-            debug!(broker = %self.broker, error = %text, attempt = self.failures, retry_in = ?delay, "MQTT connection failed again");
+            debug!(broker = %self.broker, error = %text, attempt = self.failures, retry_in = %crate::model::humane_duration(delay), "MQTT connection failed again");
         }
         self.status_tx.send_modify(|s| {
             s.connected = false;

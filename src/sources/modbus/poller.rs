@@ -252,7 +252,7 @@ impl Poller {
                 Ok(a) => return Ok(a),
                 Err(e) if e.is_retryable() && attempt < self.spec.retries => {
                     let delay = backoff(attempt);
-                    debug!(device = %self.spec.id, error = %e, retry_in = ?delay, "modbus read failed; retrying");
+                    debug!(device = %self.spec.id, error = %e, retry_in = %crate::model::humane_duration(delay), "modbus read failed; retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }

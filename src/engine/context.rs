@@ -29,6 +29,7 @@ impl Engine {
             power_w: None,
             buckets: Default::default(),
             basis: LoadBasis::default(),
+            sampled_at: None,
         });
         self.racks.insert(rack.clone(), i);
         self.rack_points.push(Vec::new());
@@ -41,6 +42,12 @@ impl Engine {
     /// (the sum of the currents); a change of basis restarts the baseline, whose samples
     /// would not compare.
     pub(super) fn rack_power_sample(&mut self, now: Timestamp, rs: u32) {
+        // Every power and phase reading of the rack lands here, and each sample walks all the
+        // rack's points: once per instant is enough (the others of this poll count next time).
+        if self.st.racks[rs as usize].sampled_at == Some(now) {
+            return;
+        }
+        self.st.racks[rs as usize].sampled_at = Some(now);
         let points = &self.rack_points[rs as usize];
         let mut per_device: Vec<(&str, DeviceLoad)> = Vec::new();
         for &pi in points {

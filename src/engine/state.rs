@@ -234,6 +234,10 @@ pub struct RackState {
     pub buckets: VecDeque<Bucket>,
     #[serde(default)]
     pub basis: LoadBasis,
+    /// When the rack's load was last sampled: one sample per instant, not one per reading (a
+    /// poll of a PDU brings dozens of phase readings stamped alike).
+    #[serde(skip)]
+    pub sampled_at: Option<Timestamp>,
 }
 
 /// Which rule of a point a member is.

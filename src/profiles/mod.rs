@@ -34,6 +34,21 @@ pub struct ProfileConfig {
     /// Modbus only: `"zero-based"` (addresses as sent on the wire, the default) or
     /// `"one-based"` (addresses as printed in many manuals: register 1 is wire address 0).
     pub addressing: Option<Spanned<String>>,
+    /// SNMP, for `discover`: sysObjectID prefixes of the models this profile fits (numeric,
+    /// e.g. `"1.3.6.1.4.1.318.1.3.4"`), each as its MIB declares it.
+    #[serde(default)]
+    pub sys_object_ids: Vec<Spanned<String>>,
+    /// SNMP, for `discover`: an OID that must answer with a value for the profile to fit
+    /// (instance included; for a table, a column's first row). Used alone, or to choose
+    /// between profiles whose `sys_object_ids` both match.
+    pub probe_oid: Option<Spanned<String>>,
+    /// Modbus, for `discover`: VendorName the device reports in Read Device Identification
+    /// (function 43/14), compared case-insensitively as a prefix.
+    pub modbus_vendor: Option<Spanned<String>>,
+    /// Modbus, for `discover`: ProductCode prefixes (Read Device Identification) this
+    /// profile fits; empty means any product of `modbus_vendor`.
+    #[serde(default)]
+    pub modbus_product_codes: Vec<Spanned<String>>,
     /// The points this device model exposes.
     #[serde(default)]
     pub points: Vec<PointConfig>,

@@ -25,10 +25,13 @@ pub(crate) const ENGINE_STATE: &[u8] = b"estate";
 pub(crate) const META_STATE_CHUNKS: &[u8] = b"mstatechunks";
 /// Prefix of engine-state chunk keys: `b's'` followed by the big-endian chunk index.
 const STATE_CHUNK: u8 = b's';
-/// Size of one engine-state chunk. sled 0.34 keeps a value larger than a fraction of its
-/// segment as a blob file of its own, written anew on every save and reclaimed so slowly that a
-/// 340 KB state grew the store to 110 MiB in 600 saves (4 MiB with 32 KiB chunks).
-pub(crate) const STATE_CHUNK_BYTES: usize = 32 * 1024;
+/// Size of one engine-state chunk. sled 0.34 writes a tree page larger than a quarter of its
+/// 512 KiB segment (~128 KiB) as a blob file, and the removal of a replaced blob is deferred
+/// in memory, so every restart leaves the pending ones behind for good (issue 16's soak: ~1 MiB
+/// a minute with 32 KiB chunks, 9 to a page). A leaf page holds at most 17 entries: 17 x 4 KiB
+/// stays well under the blob size, so the state never makes a blob. Stores of the previous
+/// release (32 KiB chunks) load unchanged and are re-chunked at the next save.
+pub(crate) const STATE_CHUNK_BYTES: usize = 4 * 1024;
 
 /// The key of engine-state chunk `n`.
 pub(crate) fn state_chunk_key(n: u32) -> [u8; 5] {

@@ -492,3 +492,62 @@ fn repeated_saves_of_a_large_engine_state_keep_the_store_small() {
     // 68 MB of state written; one copy is 0.3 MB. Before the fix this was ~80 MiB.
     assert!(mib < 24.0, "the store holds {mib:.1} MiB after 200 saves of a 340 KB state");
 }
+
+/// Regression (issue 16's soak: the store grew ~1 MiB a minute under agent restarts): sled
+/// 0.34 writes a tree page larger than ~128 KiB as a blob file and forgets the removals it has
+/// deferred when the process stops, so every restart left a few ~300 KB blob files behind for
+/// good. With chunks small enough that no page of them reaches that size, none are written.
+#[test]
+fn saves_across_many_restarts_write_no_blob_files_and_keep_the_store_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut store = Store::open(&settings(dir.path(), 512 * 1024), &site()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for save in 0..400u32 {
+        if save % 10 == 9 {
+            drop(store);
+            store = Store::open(&settings(dir.path(), 512 * 1024), &site()).unwrap();
+        }
+        let state = varied_state(300_000 + rng.usize(0..30_000), save);
+        let msgs: Vec<_> =
+            (0..rng.usize(1..6)).map(|_| msg(MessageClass::IncidentUpdate, rng.usize(200..3000))).collect();
+        rt.block_on(store.commit(&msgs, Some(&state), Timestamp(1000))).unwrap();
+        for m in store.peek_from(None, 100).unwrap() {
+            store.ack(m.seq).unwrap();
+        }
+    }
+    let blobs = std::fs::read_dir(store.path().join("blobs")).map(|d| d.count()).unwrap_or(0);
+    let mib = dir_bytes(dir.path()) as f64 / (1024.0 * 1024.0);
+    // With 32 KiB chunks: ~80 blob files and over 25 MiB here, growing with every restart.
+    assert_eq!(blobs, 0, "blob files left after 400 saves and 40 restarts ({mib:.1} MiB in all)");
+    assert!(mib < 12.0, "the store holds {mib:.1} MiB after 400 saves of a 300 KB state and 40 restarts");
+}
+
+/// A store of the previous release holds the state in 32 KiB chunks: it loads, and the next
+/// save replaces it with chunks of the current size, leaving none of the old ones behind.
+#[test]
+fn a_state_saved_in_32_kib_chunks_by_the_previous_release_loads_and_is_rechunked() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let old = varied_state(100_000, 1);
+    {
+        let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+        let db = &store.inner.db;
+        let chunks = old.chunks(32 * 1024);
+        let count = chunks.len() as u32;
+        for (n, c) in (0u32..).zip(chunks) {
+            db.insert(record::state_chunk_key(n), c).unwrap();
+        }
+        db.insert(META_STATE_CHUNKS, &count.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    assert_eq!(store.load_engine_state().unwrap(), Some(old), "the 32 KiB chunks read back after reopen");
+    let new = varied_state(90_000, 2);
+    rt.block_on(store.save_engine_state(&new, Timestamp(1000))).unwrap();
+    drop(store);
+    let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    assert_eq!(store.load_engine_state().unwrap(), Some(new.clone()));
+    let chunks = store.inner.db.scan_prefix([b's']).count();
+    assert_eq!(chunks, new.len().div_ceil(STATE_CHUNK_BYTES), "exactly the new state's chunks are stored");
+}

@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod error;
+pub mod identify;
 pub mod plan;
 pub mod poller;
 pub mod probe;

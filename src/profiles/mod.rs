@@ -46,7 +46,8 @@ pub struct ProfileConfig {
     /// (function 43/14), compared case-insensitively as a prefix.
     pub modbus_vendor: Option<Spanned<String>>,
     /// Modbus, for `discover`: ProductCode prefixes (Read Device Identification) this
-    /// profile fits; empty means any product of `modbus_vendor`.
+    /// profile fits, compared case-insensitively; empty means any product of
+    /// `modbus_vendor`. When several profiles fit, the longest matching prefix wins.
     #[serde(default)]
     pub modbus_product_codes: Vec<Spanned<String>>,
     /// The points this device model exposes.

@@ -4,7 +4,9 @@
 //! reads through one `Link`. The link task executes them strictly one at a time: Modbus TCP
 //! gateways and RTU buses answer one request at a time anyway, and an RS-485 bus must never
 //! see two masters talk at once. On RTU the task also keeps the bus quiet for `spacing`
-//! between requests.
+//! between requests, and a link made with `spawn_paced` (a discovery scan) starts its
+//! requests at least `min_interval` apart. Besides register reads, a link carries Read
+//! Device Identification requests (function 43/14, see `identify`).
 //!
 //! Invariants: every request is bounded by `tokio::time::timeout` (tokio-modbus has no
 //! timeouts of its own); after a timeout, a transport error or a reply that does not match
@@ -119,10 +121,21 @@ impl Link {
     /// Starts the task owning `endpoint`. It ends when every `Link` clone is dropped or
     /// `cancel` fires.
     pub fn spawn(endpoint: Endpoint, stats: Arc<SourceStats>, cancel: CancellationToken) -> (Link, JoinHandle<()>) {
+        Link::spawn_paced(endpoint, stats, cancel, Duration::ZERO)
+    }
+
+    /// Like `spawn`, and requests start at least `min_interval` apart, whoever sends them
+    /// (a scan's bounded rate: at most one request per `min_interval` on this link).
+    pub fn spawn_paced(
+        endpoint: Endpoint,
+        stats: Arc<SourceStats>,
+        cancel: CancellationToken,
+        min_interval: Duration,
+    ) -> (Link, JoinHandle<()>) {
         // A small queue: each device has at most one request in flight.
         let (tx, rx) = mpsc::channel(64);
         let address: Arc<str> = Arc::from(endpoint.describe());
-        let owner = Owner { endpoint, ctx: None, stats };
+        let owner = Owner { endpoint, ctx: None, stats, min_interval, last_start: None };
         let task = tokio::spawn(owner.run(rx, cancel));
         (Link { tx, address }, task)
     }
@@ -153,6 +166,9 @@ struct Owner {
     endpoint: Endpoint,
     ctx: Option<Context>,
     stats: Arc<SourceStats>,
+    /// Shortest time between the starts of two requests (zero: no pacing).
+    min_interval: Duration,
+    last_start: Option<tokio::time::Instant>,
 }
 
 impl Owner {
@@ -165,6 +181,12 @@ impl Owner {
                     None => break,
                 },
             };
+            if let Some(last) = self.last_start
+                && !self.min_interval.is_zero()
+            {
+                tokio::time::sleep_until(last + self.min_interval).await;
+            }
+            self.last_start = Some(tokio::time::Instant::now());
             // The asker may have given up (shutdown); nobody to tell then.
             match job {
                 Job::Read { req, reply } => {

@@ -46,6 +46,9 @@ enum Command {
     Probe(commands::probe::Probe),
     /// Run the engine over recorded readings and print what it would publish.
     Replay(commands::replay::Args),
+    /// Find devices and print a draft config.
+    #[command(subcommand)]
+    Discover(commands::discover::Discover),
     /// Run simulated devices only (benchmarks, tests).
     #[cfg(feature = "sim")]
     Sim(commands::sim::Args),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             commands::poll::run(a)
         }
         Command::Probe(p) => commands::probe::run(p),
+        Command::Discover(d) => commands::discover::run(d),
         Command::Replay(a) => {
             logging::init_stderr(cli.log_format);
             commands::replay::run(a)

@@ -4,8 +4,8 @@
 //! Per unit: Read Device Identification (`identify`); when that names a vendor/product a
 //! profile declares (`profiles::modbus::recognise`), only those profiles are checked,
 //! otherwise every Modbus profile given. A profile is checked with one read: the first
-//! block its plan makes; it matches when that read answers, and the points of the block
-//! that decode are counted. A unit that answers nothing to identification nor to the
+//! gap-free block of its points; it matches when that read answers, and the points of the
+//! block that decode are counted. A unit that answers nothing to identification nor to the
 //! first register read is silent, so an empty address costs two timeouts. A gateway's
 //! exceptions 10/11 (path unavailable, target failed to respond) also mean "no unit".
 //!
@@ -25,8 +25,9 @@ use crate::config::BlockLimits;
 use crate::profiles::ModbusProfile;
 use crate::profiles::modbus::{ModbusRecognition, recognise};
 
-/// Block limits for the check reads (the config defaults).
-const LIMITS: BlockLimits = BlockLimits { max_gap: 10, max_block: 125 };
+/// Block limits for the check reads: no gaps, since many devices refuse a read that touches
+/// an unmapped register, and a check read must not fail for that.
+const LIMITS: BlockLimits = BlockLimits { max_gap: 0, max_block: 125 };
 
 /// A Modbus profile the scan can match.
 #[derive(Debug, Clone)]
@@ -72,6 +73,8 @@ pub struct UnitFinding {
     pub recognised: Vec<String>,
     /// Profiles whose check read answered, in the order given.
     pub matches: Vec<ProfileMatch>,
+    /// Profiles whose check read failed, with the error.
+    pub misses: Vec<(String, String)>,
 }
 
 impl UnitFinding {
@@ -135,6 +138,7 @@ pub async fn scan_unit(
         _ => Vec::new(),
     };
     let mut matches = Vec::new();
+    let mut misses = Vec::new();
     for p in profiles.iter().filter(|p| recognised.is_empty() || recognised.contains(&p.name)) {
         match check_profile(link, unit, timeout, p).await {
             Ok(m) => {
@@ -144,14 +148,17 @@ pub async fn scan_unit(
             Err(e) if is_fatal(&e) => return Err(e),
             // Silent to identification and to this read too: nobody is there.
             Err(e) if silent && is_silence(&e) => return Ok(None),
-            // An exception or a garbled answer: the unit is there, the profile does not fit.
-            Err(_) => silent = false,
+            Err(e) => {
+                // An exception or a garbled answer: the unit is there, the profile does not fit.
+                silent &= is_silence(&e);
+                misses.push((p.name.clone(), e.to_string()));
+            }
         }
     }
     if silent {
         return Ok(None);
     }
-    Ok(Some(UnitFinding { unit, identity, recognised, matches }))
+    Ok(Some(UnitFinding { unit, identity, recognised, matches, misses }))
 }
 
 /// Reads the first block of `p`'s plan from `unit` and counts the points that decode.
@@ -191,6 +198,7 @@ mod tests {
                 .iter()
                 .map(|s| ProfileMatch { profile: (*s).to_owned(), points_read: 1, points_tried: 1 })
                 .collect(),
+            misses: vec![],
         }
     }
 

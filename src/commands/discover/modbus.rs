@@ -1,0 +1,388 @@
+//! `hallmonitor discover modbus`: scan the unit ids of a Modbus TCP gateway or an RTU bus
+//! and print a draft config for the units found.
+//!
+//! All requests go through one link (`sources::modbus::scan`), so one request is in flight
+//! per bus, started at most `--rate` per second. Per unit: Read Device Identification, and
+//! one check read per candidate profile (the ones the identification names, else every
+//! built-in and `--profiles-dir` Modbus profile). Stderr: the scan line, a line per unit
+//! that answered and a progress line every `PROGRESS_EVERY` units, then a table. Stdout:
+//! the draft config, with a `[[devices]]` block for each unit whose profile is certain and
+//! a comment for each other unit that answered. Nothing is written anywhere else.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Parity, SerialSettings};
+use crate::error::UsageError;
+use crate::profiles::modbus::ModbusRecognition;
+use crate::profiles::{Profile, ProfileConfig};
+use crate::sources::SourceStats;
+use crate::sources::modbus::scan::{ScanProfile, UnitFinding, UnitIdentity, scan_unit};
+use crate::sources::modbus::{Endpoint, Link};
+
+/// A progress line after this many units.
+const PROGRESS_EVERY: usize = 16;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Modbus TCP gateway `host:port` (port 502 if omitted). Give this or `--serial`.
+    #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+    pub address: Option<String>,
+    /// Serial port of a Modbus RTU bus, e.g. `/dev/ttyUSB0`.
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// RTU: baud rate.
+    #[arg(long, default_value_t = 19200)]
+    pub baud: u32,
+    /// RTU: parity `none`, `even` (the Modbus standard) or `odd`.
+    #[arg(long, default_value = "even")]
+    pub parity: String,
+    /// RTU: data bits, 7 or 8.
+    #[arg(long, default_value_t = 8)]
+    pub data_bits: u8,
+    /// RTU: stop bits, 1 or 2.
+    #[arg(long, default_value_t = 1)]
+    pub stop_bits: u8,
+    /// Unit ids to scan: a list of ids and ranges such as `1-247` or `1,5,10-20` (0..=255).
+    #[arg(long, default_value = "1-247")]
+    pub units: String,
+    /// Most requests per second on the bus (`N` or `N/s`).
+    #[arg(long, default_value = "20/s")]
+    pub rate: String,
+    /// Longest wait for each answer. An empty unit id costs two of them.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Zone of the drafted devices. Without it they are put in a zone named "unassigned",
+    /// which `check-config` points out.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Directory of profile files (one `NAME.toml` per profile, as `profiles_dir` in the
+    /// config) to match besides the built-in Modbus profiles. The draft refers to it.
+    #[arg(long)]
+    pub profiles_dir: Option<PathBuf>,
+}
+
+/// The unit ids `--units` names, in order, each once.
+pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
+    let mut units = BTreeSet::new();
+    for part in text.split(',').map(str::trim) {
+        let number =
+            |s: &str| s.trim().parse::<u8>().map_err(|_| format!("--units {text:?}: {s:?} is not a unit id (0..=255)"));
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => {
+                let n = number(part)?;
+                (n, n)
+            }
+        };
+        if first > last {
+            return Err(format!("--units {text:?}: range {part:?} runs backwards"));
+        }
+        units.extend(first..=last);
+    }
+    Ok(units.into_iter().collect())
+}
+
+/// Requests per second from `--rate` (`20` or `20/s`), as the interval between requests.
+pub fn parse_rate(text: &str) -> Result<Duration, String> {
+    let n = text.trim().trim_end_matches("/s");
+    match n.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000.0 => Ok(Duration::from_secs_f64(1.0 / r)),
+        _ => Err(format!("--rate {text:?}: expected requests per second such as 20/s (0 < N <= 10000)")),
+    }
+}
+
+fn endpoint(args: &Args) -> Result<Endpoint, String> {
+    if let Some(path) = &args.serial {
+        let parity = match args.parity.as_str() {
+            "none" => Parity::None,
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            other => return Err(format!("--parity {other:?}: expected none, even or odd")),
+        };
+        if !matches!(args.data_bits, 7 | 8) || !matches!(args.stop_bits, 1 | 2) {
+            return Err("--data-bits must be 7 or 8 and --stop-bits 1 or 2".into());
+        }
+        return Ok(Endpoint::Rtu(SerialSettings {
+            path: path.clone(),
+            baud: args.baud,
+            parity,
+            data_bits: args.data_bits,
+            stop_bits: args.stop_bits,
+            // The scan's rate already spaces requests.
+            spacing: Duration::ZERO,
+        }));
+    }
+    let Some(address) = &args.address else { return Err("give a gateway address or --serial PATH".into()) };
+    Ok(Endpoint::Tcp(if address.contains(':') { address.clone() } else { format!("{address}:502") }))
+}
+
+/// The Modbus profiles to match: built-ins, then `dir` (overriding by name).
+fn scan_profiles(dir: Option<&PathBuf>) -> anyhow::Result<Vec<ScanProfile>> {
+    let mut configs: Vec<(String, ProfileConfig, String)> = Vec::new();
+    for (name, text) in crate::profiles::BUILTIN {
+        let cfg: ProfileConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("built-in profile {name}: {e}"))?;
+        configs.push(((*name).to_owned(), cfg, format!("built-in profile {name}")));
+    }
+    if let Some(dir) = dir {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| UsageError(format!("--profiles-dir {}: {e}", dir.display())))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let text = std::fs::read_to_string(&f).map_err(|e| UsageError(format!("{}: {e}", f.display())))?;
+            let cfg: ProfileConfig = toml::from_str(&text).map_err(|e| UsageError(format!("{}: {e}", f.display())))?;
+            configs.retain(|(n, _, _)| *n != name);
+            configs.push((name, cfg, f.display().to_string()));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, cfg, origin) in configs {
+        if cfg.protocol.get_ref() != "modbus" {
+            continue;
+        }
+        match cfg.build(&name) {
+            Ok(Profile::Modbus(profile)) => {
+                out.push(ScanProfile { name, profile, recognition: ModbusRecognition::of(&cfg) })
+            }
+            Ok(Profile::Snmp(_)) => {}
+            Err(problems) => {
+                let msgs: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+                return Err(UsageError(format!("{origin}: {}", msgs.join("; "))).into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One line for a unit that answered: `unit 3: Acme X1 (rev 2) -> acme-x`.
+fn describe(f: &UnitFinding) -> String {
+    let who = identity_text(&f.identity);
+    let what = match f.chosen() {
+        Some(p) => format!("profile {p}"),
+        None if f.matches.is_empty() => "no profile's registers answered".to_owned(),
+        None => format!("candidates: {}", f.matches.iter().map(|m| m.profile.as_str()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut line = format!("unit {}: {who}; {what}", f.unit);
+    if f.chosen().is_none() {
+        for (profile, error) in &f.misses {
+            let _ = write!(line, "\n  {profile}: {error}");
+        }
+    }
+    line
+}
+
+fn identity_text(identity: &UnitIdentity) -> String {
+    match identity {
+        UnitIdentity::Identified(id) => id.summary(),
+        UnitIdentity::Unsupported { .. } | UnitIdentity::Failed(_) => "no identification".to_owned(),
+    }
+}
+
+/// The final table (stderr).
+pub fn table(findings: &[UnitFinding], scanned: usize) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{:<5} {:<40} {:<40} {}", "unit", "vendor/product", "profile", "points read");
+    for f in findings {
+        let (profile, points) = match f.chosen() {
+            Some(p) => {
+                let m = f.matches.iter().find(|m| m.profile == p);
+                (p.to_owned(), m.map_or("-".to_owned(), |m| format!("{}/{}", m.points_read, m.points_tried)))
+            }
+            None if f.matches.is_empty() => ("no match".to_owned(), "-".to_owned()),
+            None => (
+                format!("candidates: {}", f.matches.iter().map(|m| m.profile.as_str()).collect::<Vec<_>>().join(", ")),
+                f.matches
+                    .iter()
+                    .map(|m| format!("{}/{}", m.points_read, m.points_tried))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        let _ = writeln!(o, "{:<5} {:<40} {:<40} {points}", f.unit, identity_text(&f.identity), profile);
+    }
+    let _ = writeln!(o, "{} of {scanned} unit ids answered", findings.len());
+    o
+}
+
+/// Scans the units on `endpoint`, printing progress to stderr. Returns the units that
+/// answered.
+async fn scan(
+    endpoint: Endpoint,
+    units: &[u8],
+    interval: Duration,
+    timeout: Duration,
+    profiles: &[ScanProfile],
+) -> anyhow::Result<Vec<UnitFinding>> {
+    let cancel = CancellationToken::new();
+    let (link, task) = Link::spawn_paced(endpoint, Arc::new(SourceStats::default()), cancel.clone(), interval);
+    let mut findings = Vec::new();
+    let mut outcome = Ok(());
+    for (i, &unit) in units.iter().enumerate() {
+        match scan_unit(&link, unit, timeout, profiles).await {
+            Ok(Some(f)) => {
+                eprintln!("{}", describe(&f));
+                findings.push(f);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                outcome = Err(anyhow::anyhow!("scan stopped at unit {unit}: {e}"));
+                break;
+            }
+        }
+        if (i + 1) % PROGRESS_EVERY == 0 && i + 1 < units.len() {
+            eprintln!("scanned {}/{} unit ids, {} answered", i + 1, units.len(), findings.len());
+        }
+    }
+    cancel.cancel();
+    drop(link);
+    let _ = task.await;
+    outcome.map(|()| findings)
+}
+
+/// A valid device id from what a unit reported: lowercase letters, digits and `-`.
+fn slug(text: &str) -> String {
+    let mut s = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.ends_with('-') && !s.is_empty() {
+            s.push('-');
+        }
+    }
+    s.trim_end_matches('-').chars().take(32).collect::<String>().trim_end_matches('-').to_owned()
+}
+
+/// The id of a drafted device: the product code (or model or vendor) and the unit id, so
+/// ids are unique on one bus: `pm5560-u3`, or `modbus-u3` without identification.
+pub fn device_id(f: &UnitFinding) -> String {
+    let name = match &f.identity {
+        UnitIdentity::Identified(id) => {
+            [id.product_code(), id.model_name(), id.vendor()].into_iter().flatten().map(slug).find(|s| !s.is_empty())
+        }
+        _ => None,
+    };
+    format!("{}-u{}", name.unwrap_or_else(|| "modbus".to_owned()), f.unit)
+}
+
+/// A TOML string literal.
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// The `[devices.modbus]` lines for `unit` on `endpoint`.
+fn transport_lines(endpoint: &Endpoint, unit: u8) -> String {
+    match endpoint {
+        Endpoint::Tcp(address) => format!("[devices.modbus]\naddress = {}\nunit = {unit}\n", quoted(address)),
+        Endpoint::Rtu(s) => {
+            let parity = match s.parity {
+                Parity::None => "none",
+                Parity::Even => "even",
+                Parity::Odd => "odd",
+            };
+            format!(
+                "[devices.modbus]\nserial = {}\nbaud = {}\nparity = \"{parity}\"\ndata_bits = {}\nstop_bits = {}\nunit = {unit}\n",
+                quoted(&s.path),
+                s.baud,
+                s.data_bits,
+                s.stop_bits
+            )
+        }
+    }
+}
+
+/// The draft's device part: a `[[devices]]` block for each unit whose profile is certain,
+/// a comment for every other unit that answered.
+pub fn device_blocks(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str) -> String {
+    let mut o = String::new();
+    for f in findings {
+        let who = identity_text(&f.identity);
+        match f.chosen() {
+            Some(profile) => {
+                let points = f
+                    .matches
+                    .iter()
+                    .find(|m| m.profile == profile)
+                    .map_or(String::new(), |m| format!(", {}/{} points read", m.points_read, m.points_tried));
+                let _ = writeln!(o, "# unit {}: {who}{points}", f.unit);
+                let _ = writeln!(
+                    o,
+                    "[[devices]]\nid = {}\nprofile = {}\nzone = {}\n{}",
+                    quoted(&device_id(f)),
+                    quoted(profile),
+                    quoted(zone),
+                    transport_lines(endpoint, f.unit)
+                );
+            }
+            None => {
+                let why = if f.matches.is_empty() {
+                    "no profile's registers answered; write a profile (`hallmonitor probe modbus`)".to_owned()
+                } else {
+                    let names: Vec<&str> = f.matches.iter().map(|m| m.profile.as_str()).collect();
+                    format!("registers of several profiles answered ({}); pick one", names.join(", "))
+                };
+                let _ = writeln!(o, "# unit {}: {who}: {why}\n", f.unit);
+            }
+        }
+    }
+    o
+}
+
+/// The draft config: a minimal valid file around the device blocks.
+// Until the shared draft writer of `discover` is merged, this writes the frame itself.
+fn draft(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str, profiles_dir: Option<&str>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "# Draft from `hallmonitor discover modbus` on {}: check it before use.", endpoint.describe());
+    if let Some(dir) = profiles_dir {
+        let _ = writeln!(o, "profiles_dir = {}", quoted(dir));
+    }
+    let _ = writeln!(o, "\n[site]\nid = \"draft\"\n\n[[zones]]\nid = {}\n", quoted(zone));
+    o.push_str(&device_blocks(findings, endpoint, zone));
+    o
+}
+
+/// Runs the scan and prints the table (stderr) and the draft (stdout).
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let units = parse_units(&args.units).map_err(UsageError)?;
+    let interval = parse_rate(&args.rate).map_err(UsageError)?;
+    let endpoint = endpoint(&args).map_err(UsageError)?;
+    let zone = args.zone.clone().unwrap_or_else(|| "unassigned".to_owned());
+    if zone.is_empty() || !zone.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(UsageError(format!("--zone {zone:?} must match [a-z0-9_-]+")).into());
+    }
+    if args.timeout.is_zero() {
+        return Err(UsageError("--timeout must be more than 0".into()).into());
+    }
+    let profiles = scan_profiles(args.profiles_dir.as_ref())?;
+    let profiles_dir = match &args.profiles_dir {
+        // The draft may be saved anywhere: refer to the directory by its full path.
+        Some(d) => Some(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).to_string_lossy().into_owned()),
+        None => None,
+    };
+    let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+    eprintln!(
+        "discover modbus: {} unit ids on {}, at most {} requests/s, timeout {}; profiles: {}",
+        units.len(),
+        endpoint.describe(),
+        args.rate.trim_end_matches("/s"),
+        crate::model::humane_duration(args.timeout),
+        names.join(", ")
+    );
+    let rt = super::super::runtime()?;
+    let findings = rt.block_on(scan(endpoint.clone(), &units, interval, args.timeout, &profiles))?;
+    eprint!("{}", table(&findings, units.len()));
+    print!("{}", draft(&findings, &endpoint, &zone, profiles_dir.as_deref()));
+    Ok(ExitCode::SUCCESS)
+}

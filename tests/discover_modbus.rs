@@ -190,3 +190,76 @@ async fn discover_modbus_over_tcp_drafts_the_two_units_that_answer() {
     let busiest = busiest_second(&times);
     assert!(busiest <= 5, "{busiest} requests within one second at --rate 4/s");
 }
+
+#[test]
+fn discover_modbus_over_rtu_through_a_socat_pty_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("master");
+    let theirs = dir.path().join("slave");
+    let socat = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", ours.display()))
+        .arg(format!("pty,raw,echo=0,link={}", theirs.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("discover_modbus needs socat (apt-get install socat): {e}"));
+    let mut peer = Peer(vec![socat]);
+    for _ in 0..50 {
+        if ours.exists() && theirs.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ours.exists() && theirs.exists(), "socat did not create the pty pair");
+    let server = Command::new(PYTHON)
+        .arg(format!("{}/tests/peers/pymodbus_server.py", env!("CARGO_MANIFEST_DIR")))
+        .arg("--rtu")
+        .arg(&theirs)
+        .arg("--silent-missing")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pymodbus peer with /usr/bin/python3");
+    peer.0.push(server);
+    // The peer opens its end within a moment; give it time before the scan starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let profiles = write_profiles(dir.path());
+    let path = ours.to_string_lossy().into_owned();
+    let out = hallmonitor(&[
+        "discover",
+        "modbus",
+        "--serial",
+        &path,
+        "--parity",
+        "none",
+        "--units",
+        "1-3",
+        "--rate",
+        "10/s",
+        "--timeout",
+        "500ms",
+        "--profiles-dir",
+        &profiles,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "discover failed:\n{stderr}");
+    assert!(stderr.contains("2 of 3 unit ids answered"), "{stderr}");
+    let blocks: Vec<&str> = stdout.split("[[devices]]").skip(1).collect();
+    assert_eq!(blocks.len(), 2, "{stdout}");
+    assert!(blocks[0].contains("id = \"hm-peer-1-u1\"") && blocks[1].contains("id = \"modbus-u2\""), "{stdout}");
+    for block in &blocks {
+        assert!(block.contains(&format!("serial = \"{path}\"")) && block.contains("parity = \"none\""), "{block}");
+    }
+    // Without --zone the devices go to the "unassigned" zone, and the draft is still valid.
+    assert!(blocks[0].contains("zone = \"unassigned\""), "{stdout}");
+    let draft = dir.path().join("draft.toml");
+    std::fs::write(&draft, &stdout).unwrap();
+    let check = hallmonitor(&["check-config", draft.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "check-config refused the draft:\n{stdout}\n{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    drop(peer);
+}

@@ -386,3 +386,91 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     print!("{}", draft(&findings, &endpoint, &zone, profiles_dir.as_deref()));
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::modbus::identify::DeviceIdentity;
+    use crate::sources::modbus::scan::ProfileMatch;
+
+    #[test]
+    fn units_are_lists_and_ranges() {
+        assert_eq!(parse_units("1-3,7, 2").unwrap(), vec![1, 2, 3, 7]);
+        assert_eq!(parse_units("1-247").unwrap().len(), 247);
+        assert!(parse_units("5-1").unwrap_err().contains("runs backwards"));
+        assert!(parse_units("1-300").unwrap_err().contains("\"300\" is not a unit id"));
+        assert!(parse_units("").is_err());
+    }
+
+    #[test]
+    fn rate_is_requests_per_second() {
+        assert_eq!(parse_rate("20/s").unwrap(), Duration::from_millis(50));
+        assert_eq!(parse_rate("4").unwrap(), Duration::from_millis(250));
+        for bad in ["0/s", "-1", "fast", "inf"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn identified(vendor: &str, product: &str) -> UnitIdentity {
+        let mut id = DeviceIdentity { conformity: 0x81, ..Default::default() };
+        id.objects.insert(0, vendor.into());
+        id.objects.insert(1, product.into());
+        UnitIdentity::Identified(id)
+    }
+
+    fn finding(unit: u8, identity: UnitIdentity, matched: &[&str]) -> UnitFinding {
+        UnitFinding {
+            unit,
+            identity,
+            recognised: vec![],
+            matches: matched
+                .iter()
+                .map(|p| ProfileMatch { profile: (*p).to_owned(), points_read: 2, points_tried: 3 })
+                .collect(),
+            misses: vec![],
+        }
+    }
+
+    #[test]
+    fn device_ids_are_valid_and_unique_per_unit() {
+        let f = finding(3, identified("Schneider Electric", "METSEPM5560 / Rev.B"), &[]);
+        assert_eq!(device_id(&f), "metsepm5560-rev-b-u3");
+        assert_eq!(device_id(&finding(4, UnitIdentity::Unsupported { code: 1 }, &[])), "modbus-u4");
+        assert_eq!(device_id(&finding(5, identified("", "--"), &[])), "modbus-u5");
+    }
+
+    #[test]
+    fn the_draft_has_blocks_for_certain_units_and_comments_for_the_others() {
+        let findings = vec![
+            finding(1, identified("Acme", "X1"), &["acme-x"]),
+            finding(2, UnitIdentity::Unsupported { code: 1 }, &["a", "b"]),
+            finding(3, UnitIdentity::Failed("timeout".into()), &[]),
+        ];
+        let tcp = device_blocks(&findings, &Endpoint::Tcp("10.0.0.5:502".into()), "hall1");
+        assert!(tcp.contains("# unit 1: Acme X1, 2/3 points read\n[[devices]]\nid = \"x1-u1\"\nprofile = \"acme-x\"\nzone = \"hall1\"\n[devices.modbus]\naddress = \"10.0.0.5:502\"\nunit = 1\n"), "{tcp}");
+        assert!(
+            tcp.contains("# unit 2: no identification: registers of several profiles answered (a, b); pick one"),
+            "{tcp}"
+        );
+        assert!(tcp.contains("# unit 3: no identification: no profile's registers answered"), "{tcp}");
+        assert_eq!(tcp.matches("[[devices]]").count(), 1, "{tcp}");
+        let serial = SerialSettings {
+            path: "/dev/ttyS1".into(),
+            baud: 9600,
+            parity: Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+            spacing: Duration::ZERO,
+        };
+        let rtu = device_blocks(&findings[..1], &Endpoint::Rtu(serial), "hall1");
+        assert!(
+            rtu.contains(
+                "serial = \"/dev/ttyS1\"\nbaud = 9600\nparity = \"none\"\ndata_bits = 8\nstop_bits = 1\nunit = 1\n"
+            ),
+            "{rtu}"
+        );
+        let t = table(&findings, 10);
+        assert!(t.contains("candidates: a, b"), "{t}");
+        assert!(t.ends_with("3 of 10 unit ids answered\n"), "{t}");
+    }
+}

@@ -193,7 +193,7 @@ fn identity_text(identity: &UnitIdentity) -> String {
 /// The final table (stderr).
 pub fn table(findings: &[UnitFinding], scanned: usize) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "{:<5} {:<40} {:<40} {}", "unit", "vendor/product", "profile", "points read");
+    let _ = writeln!(o, "{:<5} {:<40} {:<40} points read", "unit", "vendor/product", "profile");
     for f in findings {
         let (profile, points) = match f.chosen() {
             Some(p) => {
@@ -366,11 +366,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Err(UsageError("--timeout must be more than 0".into()).into());
     }
     let profiles = scan_profiles(args.profiles_dir.as_ref())?;
-    let profiles_dir = match &args.profiles_dir {
-        // The draft may be saved anywhere: refer to the directory by its full path.
-        Some(d) => Some(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).to_string_lossy().into_owned()),
-        None => None,
-    };
+    // The draft may be saved anywhere: refer to the directory by its full path.
+    let profiles_dir = args
+        .profiles_dir
+        .as_ref()
+        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).to_string_lossy().into_owned());
     let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
     eprintln!(
         "discover modbus: {} unit ids on {}, at most {} requests/s, timeout {}; profiles: {}",

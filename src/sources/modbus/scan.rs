@@ -7,7 +7,8 @@
 //! gap-free block of its points; it matches when that read answers, and the points of the
 //! block that decode are counted. A unit that answers nothing to identification nor to the
 //! first register read is silent, so an empty address costs two timeouts. A gateway's
-//! exceptions 10/11 (path unavailable, target failed to respond) also mean "no unit".
+//! exceptions 10/11 (path unavailable, target failed to respond) or a dropped connection
+//! also mean "no unit".
 //!
 //! All requests go through one `Link`, so one request is in flight per bus; the caller
 //! bounds the rate with the link's `min_interval`. Only errors that make the whole scan
@@ -94,9 +95,13 @@ impl UnitFinding {
     }
 }
 
-/// Whether an error means nothing answers at this unit id.
+/// Whether an error means nothing answers at this unit id: no answer in time, a gateway's
+/// "no path" / "target did not respond", or a gateway that drops the connection instead.
 fn is_silence(e: &ModbusError) -> bool {
-    matches!(e, ModbusError::Timeout { .. } | ModbusError::Exception { code: 10 | 11, .. })
+    matches!(
+        e,
+        ModbusError::Timeout { .. } | ModbusError::Transport { .. } | ModbusError::Exception { code: 10 | 11, .. }
+    )
 }
 
 /// Whether an error ends the whole scan (the gateway or the port itself is unusable).

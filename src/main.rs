@@ -44,11 +44,11 @@ enum Command {
     /// Field tools for writing profiles: raw Modbus registers, SNMP walks.
     #[command(subcommand)]
     Probe(commands::probe::Probe),
-    /// Run the engine over recorded readings and print what it would publish.
-    Replay(commands::replay::Args),
-    /// Find devices and print a draft config.
+    /// Scan a range (SNMP) or a bus (Modbus), recognise the devices and print a draft config.
     #[command(subcommand)]
     Discover(commands::discover::Discover),
+    /// Run the engine over recorded readings and print what it would publish.
+    Replay(commands::replay::Args),
     /// Run simulated devices only (benchmarks, tests).
     #[cfg(feature = "sim")]
     Sim(commands::sim::Args),

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::draft::{self, Draft, DraftDevice, DraftTransport};
 use crate::config::{Parity, SerialSettings};
 use crate::error::UsageError;
 use crate::profiles::modbus::ModbusRecognition;
@@ -31,12 +32,12 @@ const PROGRESS_EVERY: usize = 16;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Modbus TCP gateway `host:port` (port 502 if omitted). Give this or `--serial`.
+    /// Modbus TCP gateway or device, host:port (port 502 if omitted).
     #[arg(required_unless_present = "serial", conflicts_with = "serial")]
     pub address: Option<String>,
-    /// Serial port of a Modbus RTU bus, e.g. `/dev/ttyUSB0`.
+    /// Serial port of an RS-485 bus (Modbus RTU), e.g. /dev/ttyS1.
     #[arg(long)]
-    pub serial: Option<String>,
+    pub serial: Option<PathBuf>,
     /// RTU: baud rate.
     #[arg(long, default_value_t = 19200)]
     pub baud: u32,
@@ -49,16 +50,16 @@ pub struct Args {
     /// RTU: stop bits, 1 or 2.
     #[arg(long, default_value_t = 1)]
     pub stop_bits: u8,
-    /// Unit ids to scan: a list of ids and ranges such as `1-247` or `1,5,10-20` (0..=255).
+    /// Unit ids to try: ids and ranges such as `1-247` or `1,5,10-20`, within 1-255.
     #[arg(long, default_value = "1-247")]
     pub units: String,
-    /// Most requests per second on the bus (`N` or `N/s`).
-    #[arg(long, default_value = "20/s")]
-    pub rate: String,
+    /// Requests per second at most, `N/s`.
+    #[arg(long, default_value = "50/s", value_parser = super::pace::parse_rate)]
+    pub rate: u32,
     /// Longest wait for each answer. An empty unit id costs two of them.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Zone of the drafted devices. Without it they are put in a zone named "unassigned",
+    /// Zone of the drafted devices. Without it they are put in the zone "unassigned",
     /// which `check-config` points out.
     #[arg(long)]
     pub zone: Option<String>,
@@ -72,8 +73,11 @@ pub struct Args {
 pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
     let mut units = BTreeSet::new();
     for part in text.split(',').map(str::trim) {
-        let number =
-            |s: &str| s.trim().parse::<u8>().map_err(|_| format!("--units {text:?}: {s:?} is not a unit id (0..=255)"));
+        // Unit 0 is the broadcast address: every device acts on it and none answers.
+        let number = |s: &str| match s.trim().parse::<u8>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("--units {text:?}: {s:?} is not a unit id (1-255)")),
+        };
         let (first, last) = match part.split_once('-') {
             Some((a, b)) => (number(a)?, number(b)?),
             None => {
@@ -89,17 +93,9 @@ pub fn parse_units(text: &str) -> Result<Vec<u8>, String> {
     Ok(units.into_iter().collect())
 }
 
-/// Requests per second from `--rate` (`20` or `20/s`), as the interval between requests.
-pub fn parse_rate(text: &str) -> Result<Duration, String> {
-    let n = text.trim().trim_end_matches("/s");
-    match n.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= 10_000.0 => Ok(Duration::from_secs_f64(1.0 / r)),
-        _ => Err(format!("--rate {text:?}: expected requests per second such as 20/s (0 < N <= 10000)")),
-    }
-}
-
 fn endpoint(args: &Args) -> Result<Endpoint, String> {
     if let Some(path) = &args.serial {
+        let path = path.to_string_lossy().into_owned();
         let parity = match args.parity.as_str() {
             "none" => Parity::None,
             "even" => Parity::Even,
@@ -110,7 +106,7 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
             return Err("--data-bits must be 7 or 8 and --stop-bits 1 or 2".into());
         }
         return Ok(Endpoint::Rtu(SerialSettings {
-            path: path.clone(),
+            path,
             baud: args.baud,
             parity,
             data_bits: args.data_bits,
@@ -251,61 +247,52 @@ async fn scan(
     outcome.map(|()| findings)
 }
 
-/// A valid device id from what a unit reported: lowercase letters, digits and `-`.
-fn slug(text: &str) -> String {
-    let mut s = String::new();
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() {
-            s.push(c.to_ascii_lowercase());
-        } else if !s.ends_with('-') && !s.is_empty() {
-            s.push('-');
-        }
-    }
-    s.trim_end_matches('-').chars().take(32).collect::<String>().trim_end_matches('-').to_owned()
-}
-
-/// The id of a drafted device: the product code (or model or vendor) and the unit id, so
-/// ids are unique on one bus: `pm5560-u3`, or `modbus-u3` without identification.
-pub fn device_id(f: &UnitFinding) -> String {
-    let name = match &f.identity {
-        UnitIdentity::Identified(id) => {
-            [id.product_code(), id.model_name(), id.vendor()].into_iter().flatten().map(slug).find(|s| !s.is_empty())
-        }
+/// What a drafted device's id is made from: the product code (or model or vendor) and the
+/// unit id, so ids stay apart on one bus: `pm5560-u3`, or `modbus-u3` without identification.
+pub fn device_name(f: &UnitFinding) -> String {
+    let base = match &f.identity {
+        UnitIdentity::Identified(id) => [id.product_code(), id.model_name(), id.vendor()]
+            .into_iter()
+            .flatten()
+            .map(|n| draft::device_id(n, ""))
+            .find(|n| !n.is_empty()),
         _ => None,
     };
-    format!("{}-u{}", name.unwrap_or_else(|| "modbus".to_owned()), f.unit)
+    format!("{}-u{}", base.unwrap_or_else(|| "modbus".to_owned()), f.unit)
 }
 
-/// A TOML string literal.
-fn quoted(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
-}
-
-/// The `[devices.modbus]` lines for `unit` on `endpoint`.
-fn transport_lines(endpoint: &Endpoint, unit: u8) -> String {
+fn draft_transport(endpoint: &Endpoint, unit: u8) -> DraftTransport {
     match endpoint {
-        Endpoint::Tcp(address) => format!("[devices.modbus]\naddress = {}\nunit = {unit}\n", quoted(address)),
-        Endpoint::Rtu(s) => {
-            let parity = match s.parity {
+        Endpoint::Tcp(address) => DraftTransport::ModbusTcp { address: address.clone(), unit },
+        Endpoint::Rtu(s) => DraftTransport::ModbusRtu {
+            serial: s.path.clone(),
+            unit,
+            baud: s.baud,
+            parity: match s.parity {
                 Parity::None => "none",
                 Parity::Even => "even",
                 Parity::Odd => "odd",
-            };
-            format!(
-                "[devices.modbus]\nserial = {}\nbaud = {}\nparity = \"{parity}\"\ndata_bits = {}\nstop_bits = {}\nunit = {unit}\n",
-                quoted(&s.path),
-                s.baud,
-                s.data_bits,
-                s.stop_bits
-            )
-        }
+            },
+            data_bits: s.data_bits,
+            stop_bits: s.stop_bits,
+        },
     }
 }
 
-/// The draft's device part: a `[[devices]]` block for each unit whose profile is certain,
-/// a comment for every other unit that answered.
-pub fn device_blocks(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str) -> String {
-    let mut o = String::new();
+/// The draft: a device for each unit one profile fits, a note for every other unit that
+/// answered.
+pub fn draft(
+    findings: &[UnitFinding],
+    endpoint: &Endpoint,
+    zone: Option<String>,
+    profiles_dir: Option<PathBuf>,
+) -> Draft {
+    let mut d = Draft {
+        header: vec![format!("hallmonitor discover modbus {}", endpoint.describe())],
+        zone,
+        profiles_dir,
+        ..Draft::default()
+    };
     for f in findings {
         let who = identity_text(&f.identity);
         match f.chosen() {
@@ -315,15 +302,12 @@ pub fn device_blocks(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str) 
                     .iter()
                     .find(|m| m.profile == profile)
                     .map_or(String::new(), |m| format!(", {}/{} points read", m.points_read, m.points_tried));
-                let _ = writeln!(o, "# unit {}: {who}{points}", f.unit);
-                let _ = writeln!(
-                    o,
-                    "[[devices]]\nid = {}\nprofile = {}\nzone = {}\n{}",
-                    quoted(&device_id(f)),
-                    quoted(profile),
-                    quoted(zone),
-                    transport_lines(endpoint, f.unit)
-                );
+                d.devices.push(DraftDevice {
+                    name: device_name(f),
+                    profile: profile.to_owned(),
+                    comments: vec![format!("unit {}: {who}{points}", f.unit)],
+                    transport: draft_transport(endpoint, f.unit),
+                });
             }
             None => {
                 let why = if f.matches.is_empty() {
@@ -332,58 +316,41 @@ pub fn device_blocks(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str) 
                     let names: Vec<&str> = f.matches.iter().map(|m| m.profile.as_str()).collect();
                     format!("registers of several profiles answered ({}); pick one", names.join(", "))
                 };
-                let _ = writeln!(o, "# unit {}: {who}: {why}\n", f.unit);
+                d.notes.push(format!("unit {}: {who}: {why}", f.unit));
             }
         }
     }
-    o
-}
-
-/// The draft config: a minimal valid file around the device blocks.
-// Until the shared draft writer of `discover` is merged, this writes the frame itself.
-fn draft(findings: &[UnitFinding], endpoint: &Endpoint, zone: &str, profiles_dir: Option<&str>) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# Draft from `hallmonitor discover modbus` on {}: check it before use.", endpoint.describe());
-    if let Some(dir) = profiles_dir {
-        let _ = writeln!(o, "profiles_dir = {}", quoted(dir));
-    }
-    let _ = writeln!(o, "\n[site]\nid = \"draft\"\n\n[[zones]]\nid = {}\n", quoted(zone));
-    o.push_str(&device_blocks(findings, endpoint, zone));
-    o
+    d
 }
 
 /// Runs the scan and prints the table (stderr) and the draft (stdout).
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
     let units = parse_units(&args.units).map_err(UsageError)?;
-    let interval = parse_rate(&args.rate).map_err(UsageError)?;
     let endpoint = endpoint(&args).map_err(UsageError)?;
-    let zone = args.zone.clone().unwrap_or_else(|| "unassigned".to_owned());
-    if zone.is_empty() || !zone.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        return Err(UsageError(format!("--zone {zone:?} must match [a-z0-9_-]+")).into());
+    if let Some(z) = &args.zone {
+        draft::check_zone(z).map_err(UsageError)?;
     }
     if args.timeout.is_zero() {
         return Err(UsageError("--timeout must be more than 0".into()).into());
     }
     let profiles = scan_profiles(args.profiles_dir.as_ref())?;
     // The draft may be saved anywhere: refer to the directory by its full path.
-    let profiles_dir = args
-        .profiles_dir
-        .as_ref()
-        .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()).to_string_lossy().into_owned());
+    let profiles_dir = args.profiles_dir.as_ref().map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()));
     let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
     eprintln!(
-        "discover modbus: {} unit ids on {}, at most {} requests/s, timeout {}; profiles: {}",
+        "discover modbus: {} unit ids on {}, at most {}/s, timeout {}; profiles: {}",
         units.len(),
         endpoint.describe(),
-        args.rate.trim_end_matches("/s"),
+        args.rate,
         crate::model::humane_duration(args.timeout),
         names.join(", ")
     );
-    let rt = super::super::runtime()?;
-    let findings = rt.block_on(scan(endpoint.clone(), &units, interval, args.timeout, &profiles))?;
+    // The pacer's invariant (send slots at least 1/rate apart), kept by the link itself,
+    // which every request of the bus passes.
+    let spacing = Duration::from_secs(1) / args.rate.max(1);
+    let findings = rt.block_on(scan(endpoint.clone(), &units, spacing, args.timeout, &profiles))?;
     eprint!("{}", table(&findings, units.len()));
-    print!("{}", draft(&findings, &endpoint, &zone, profiles_dir.as_deref()));
+    print!("{}", draft(&findings, &endpoint, args.zone.clone(), profiles_dir).render());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -399,16 +366,8 @@ mod tests {
         assert_eq!(parse_units("1-247").unwrap().len(), 247);
         assert!(parse_units("5-1").unwrap_err().contains("runs backwards"));
         assert!(parse_units("1-300").unwrap_err().contains("\"300\" is not a unit id"));
+        assert!(parse_units("0-3").unwrap_err().contains("\"0\" is not a unit id"), "broadcast");
         assert!(parse_units("").is_err());
-    }
-
-    #[test]
-    fn rate_is_requests_per_second() {
-        assert_eq!(parse_rate("20/s").unwrap(), Duration::from_millis(50));
-        assert_eq!(parse_rate("4").unwrap(), Duration::from_millis(250));
-        for bad in ["0/s", "-1", "fast", "inf"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
     }
 
     fn identified(vendor: &str, product: &str) -> UnitIdentity {
@@ -432,22 +391,27 @@ mod tests {
     }
 
     #[test]
-    fn device_ids_are_valid_and_unique_per_unit() {
+    fn device_names_carry_the_product_and_the_unit() {
         let f = finding(3, identified("Schneider Electric", "METSEPM5560 / Rev.B"), &[]);
-        assert_eq!(device_id(&f), "metsepm5560-rev-b-u3");
-        assert_eq!(device_id(&finding(4, UnitIdentity::Unsupported { code: 1 }, &[])), "modbus-u4");
-        assert_eq!(device_id(&finding(5, identified("", "--"), &[])), "modbus-u5");
+        assert_eq!(device_name(&f), "metsepm5560-rev-b-u3");
+        assert_eq!(device_name(&finding(4, UnitIdentity::Unsupported { code: 1 }, &[])), "modbus-u4");
+        assert_eq!(device_name(&finding(5, identified("", "--"), &[])), "modbus-u5");
     }
 
     #[test]
-    fn the_draft_has_blocks_for_certain_units_and_comments_for_the_others() {
+    fn the_draft_has_devices_for_certain_units_and_notes_for_the_others() {
         let findings = vec![
             finding(1, identified("Acme", "X1"), &["acme-x"]),
             finding(2, UnitIdentity::Unsupported { code: 1 }, &["a", "b"]),
             finding(3, UnitIdentity::Failed("timeout".into()), &[]),
         ];
-        let tcp = device_blocks(&findings, &Endpoint::Tcp("10.0.0.5:502".into()), "hall1");
-        assert!(tcp.contains("# unit 1: Acme X1, 2/3 points read\n[[devices]]\nid = \"x1-u1\"\nprofile = \"acme-x\"\nzone = \"hall1\"\n[devices.modbus]\naddress = \"10.0.0.5:502\"\nunit = 1\n"), "{tcp}");
+        let tcp = draft(&findings, &Endpoint::Tcp("10.0.0.5:502".into()), Some("hall1".into()), None).render();
+        assert!(
+            tcp.contains(
+                "# unit 1: Acme X1, 2/3 points read\n[[devices]]\nid = \"x1-u1\"\nprofile = \"acme-x\"\nzone = \"hall1\"\n[devices.modbus]\naddress = \"10.0.0.5:502\"\nunit = 1\n"
+            ),
+            "{tcp}"
+        );
         assert!(
             tcp.contains("# unit 2: no identification: registers of several profiles answered (a, b); pick one"),
             "{tcp}"
@@ -462,7 +426,7 @@ mod tests {
             stop_bits: 1,
             spacing: Duration::ZERO,
         };
-        let rtu = device_blocks(&findings[..1], &Endpoint::Rtu(serial), "hall1");
+        let rtu = draft(&findings[..1], &Endpoint::Rtu(serial), None, None).render();
         assert!(
             rtu.contains(
                 "serial = \"/dev/ttyS1\"\nbaud = 9600\nparity = \"none\"\ndata_bits = 8\nstop_bits = 1\nunit = 1\n"

@@ -9,6 +9,8 @@
 
 pub mod decode;
 pub mod error;
+#[cfg(test)]
+mod fake;
 pub mod identify;
 pub mod plan;
 pub mod poller;

@@ -216,4 +216,48 @@ mod tests {
         // Recognised but its registers did not answer: not confirmed.
         assert_eq!(finding(&["a"], &[]).chosen(), None);
     }
+
+    fn profile() -> ScanProfile {
+        let cfg: crate::profiles::ProfileConfig = toml::from_str(
+            "protocol = \"modbus\"\n[[points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\naddress = 0\ntype = \"i16\"\n\
+             [[points]]\nname = \"h\"\nmetric = \"humidity_pct\"\naddress = 1\n",
+        )
+        .unwrap();
+        let Ok(crate::profiles::Profile::Modbus(profile)) = cfg.build("th") else { panic!("the test profile builds") };
+        ScanProfile { name: "th".into(), profile, recognition: None }
+    }
+
+    async fn scan_with(pdus: Vec<Vec<u8>>) -> Result<Option<UnitFinding>, ModbusError> {
+        let (address, _) = super::super::fake::device(pdus).await;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let stats = Arc::new(crate::sources::SourceStats::default());
+        let (link, task) = Link::spawn(super::super::Endpoint::Tcp(address), stats, cancel.clone());
+        let got = scan_unit(&link, 9, Duration::from_millis(300), &[profile()]).await;
+        cancel.cancel();
+        drop(link);
+        let _ = task.await;
+        got
+    }
+
+    #[tokio::test]
+    async fn a_gateway_saying_the_target_did_not_respond_means_no_unit() {
+        assert_eq!(scan_with(vec![vec![0xAB, 0x0B], vec![0x83, 0x0B]]).await.unwrap(), None);
+        assert_eq!(scan_with(vec![vec![], vec![]]).await.unwrap(), None, "silent to both");
+    }
+
+    #[tokio::test]
+    async fn a_unit_silent_to_identification_is_still_found_by_its_registers() {
+        let got = scan_with(vec![vec![], vec![0x03, 0x04, 0x00, 0xF5, 0x01, 0x90]]).await.unwrap().unwrap();
+        assert!(matches!(got.identity, UnitIdentity::Failed(ref e) if e.contains("timeout")), "{got:?}");
+        assert_eq!(got.matches, vec![ProfileMatch { profile: "th".into(), points_read: 2, points_tried: 2 }]);
+        assert_eq!(got.chosen(), Some("th"));
+    }
+
+    #[tokio::test]
+    async fn a_unit_refusing_the_registers_is_listed_without_a_profile() {
+        let got = scan_with(vec![vec![0xAB, 0x01], vec![0x83, 0x02]]).await.unwrap().unwrap();
+        assert_eq!(got.identity, UnitIdentity::Unsupported { code: 1 });
+        assert!(got.matches.is_empty());
+        assert!(got.misses[0].1.contains("exception 2 (illegal data address)"), "{:?}", got.misses);
+    }
 }

@@ -157,6 +157,45 @@ fn a_scan_drafts_each_agent_with_its_profile_and_reports_the_rest() {
 }
 
 #[test]
+fn a_user_profile_from_profiles_dir_is_recognised_and_named_in_the_draft() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let community = secret(dir.path(), "community", COMMUNITY);
+    let _agent = start_agent(dir.path(), "127.0.0.17", port, "linux-host-system-only.snmprec");
+    wait_until_up("127.0.0.17", port, &community);
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    // Net-SNMP on Linux (NET-SNMP-TC linux = 1.3.6.1.4.1.8072.3.2.10), read for its uptime.
+    std::fs::write(
+        profiles.join("linux-gateway.toml"),
+        "protocol = \"snmp\"\nsource = \"SNMPv2-MIB\"\nsys_object_ids = [\"1.3.6.1.4.1.8072.3.2.10\"]\n\
+         [[points]]\nname = \"uptime\"\nmetric = \"uptime_s\"\noid = \"1.3.6.1.2.1.1.3.0\"\nscale = 0.01\n",
+    )
+    .unwrap();
+    let out = discover(&[
+        "127.0.0.17",
+        "--port",
+        &port.to_string(),
+        "--community-file",
+        community.to_str().unwrap(),
+        "--profiles-dir",
+        profiles.to_str().unwrap(),
+        "--zone",
+        "hall-1",
+    ]);
+    let draft = String::from_utf8(out.stdout).unwrap();
+    let report = String::from_utf8(out.stderr).unwrap();
+    assert!(report.contains("linux-gateway (1 points)"), "{report}");
+    assert!(draft.contains("# sysLocation: Hall 1, row B, rack B01\n"), "{draft}");
+    let path = dir.path().join("draft.toml");
+    std::fs::write(&path, &draft).unwrap();
+    let loaded = hallmonitor::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{draft}"));
+    let d = &loaded.config.devices[0];
+    assert_eq!((d.id.as_str(), d.profile.name(), d.zone.as_str()), ("gw-b01", "linux-gateway", "hall-1"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
 fn a_scan_keeps_its_rate_and_one_request_in_flight_per_address() {
     let dir = tempfile::tempdir().unwrap();
     let community = secret(dir.path(), "community", COMMUNITY);

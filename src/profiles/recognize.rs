@@ -163,6 +163,27 @@ mod tests {
     }
 
     #[test]
+    fn recognition_oids_are_checked_like_every_oid() {
+        let cfg: ProfileConfig = toml::from_str(
+            "protocol = \"snmp\"\nsys_object_ids = [\"1.3.6.1.4.1.318\", \"apc\"]\nprobe_oid = \"1.3.x\"\n\
+             [[points]]\nname = \"a\"\nmetric = \"power_w\"\noid = \"1.3.6.1.2.1.1.3.0\"\n",
+        )
+        .unwrap();
+        let got: Vec<String> = cfg.build("p").err().unwrap().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            got,
+            [
+                "\"apc\" is not a numeric OID (e.g. 1.3.6.1.4.1.318.1.3.4.6)",
+                "\"1.3.x\" is not a numeric OID (e.g. 1.3.6.1.4.1.318.1.3.4.6)"
+            ]
+        );
+        // Only the valid prefix takes part in recognition.
+        let r = Recognizer::from_configs([("p", &cfg)]);
+        assert_eq!(r.profiles[0].sys_object_ids, ["1.3.6.1.4.1.318"]);
+        assert_eq!(r.profiles[0].probe_oid, None);
+    }
+
+    #[test]
     fn every_builtin_snmp_profile_is_recognisable() {
         let parsed: Vec<(&str, ProfileConfig)> =
             super::super::BUILTIN.iter().map(|(n, t)| (*n, toml::from_str(t).unwrap())).collect();

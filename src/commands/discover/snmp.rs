@@ -69,6 +69,10 @@ pub struct Args {
     /// Zone the devices go in; without it they go in the zone "unassigned".
     #[arg(long)]
     pub zone: Option<String>,
+    /// A directory of your own profiles (`*.toml`, one per file, as the config's
+    /// `profiles_dir`): recognised before the built-ins; the draft names the directory.
+    #[arg(long)]
+    pub profiles_dir: Option<PathBuf>,
 }
 
 /// Parses RANGE: `a.b.c.d/n` or `a.b.c.d-e` (last octet), at most `MAX_ADDRESSES`.
@@ -174,13 +178,42 @@ fn access(args: &Args) -> anyhow::Result<(SnmpSettings, DraftSnmp)> {
     Ok((settings, draft))
 }
 
-/// The built-in profiles as recognition sees them, ENTITY-SENSOR-MIB (which switches and
-/// many other devices have too) last of the generic ones.
-fn builtin_recognizer() -> Recognizer {
-    let mut parsed: Vec<(&str, ProfileConfig)> =
-        BUILTIN.iter().filter_map(|(n, t)| Some((*n, toml::from_str::<ProfileConfig>(t).ok()?))).collect();
-    parsed.sort_by_key(|(n, _)| *n == "entity-sensor");
-    Recognizer::from_configs(parsed.iter().map(|(n, c)| (*n, c)))
+/// The profiles as recognition sees them: the user's first (a user profile replaces a
+/// built-in of the same name, as in the config), then the built-ins with ENTITY-SENSOR-MIB
+/// (which switches and many other devices have too) last of the generic ones.
+fn recognizer(user: &[(String, ProfileConfig)]) -> Recognizer {
+    let mut builtin: Vec<(&str, ProfileConfig)> = BUILTIN
+        .iter()
+        .filter(|(n, _)| !user.iter().any(|(u, _)| u == n))
+        .filter_map(|(n, t)| Some((*n, toml::from_str::<ProfileConfig>(t).ok()?)))
+        .collect();
+    builtin.sort_by_key(|(n, _)| *n == "entity-sensor");
+    let users = user.iter().map(|(n, c)| (n.as_str(), c));
+    Recognizer::from_configs(users.chain(builtin.iter().map(|(n, c)| (*n, c))))
+}
+
+/// The user's profiles from `--profiles-dir`, checked as the config checks them.
+fn user_profiles(dir: &Path) -> anyhow::Result<Vec<(String, ProfileConfig, Profile)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| usage(format!("--profiles-dir {}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&f).map_err(|e| usage(format!("profile {}: {e}", f.display())))?;
+        let cfg: ProfileConfig =
+            toml::from_str(&text).map_err(|e| usage(format!("profile {}: {}", f.display(), e.message())))?;
+        let built = cfg.build(&name).map_err(|problems| {
+            let msgs: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+            usage(format!("profile {}: {}", f.display(), msgs.join("; ")))
+        })?;
+        out.push((name, cfg, built));
+    }
+    Ok(out)
 }
 
 /// What one address turned out to be.
@@ -294,8 +327,17 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
         return Err(usage(format!("--timeout {:?}: expected 10ms to 60s", args.timeout)));
     }
     let (template, draft_access) = access(&args)?;
-    let recognizer = Arc::new(builtin_recognizer());
-    let builtins = crate::profiles::builtins();
+    let user = match &args.profiles_dir {
+        Some(dir) => user_profiles(dir)?,
+        None => Vec::new(),
+    };
+    let user_configs: Vec<(String, ProfileConfig)> = user.iter().map(|(n, c, _)| (n.clone(), c.clone())).collect();
+    let recognizer = Arc::new(recognizer(&user_configs));
+    let mut profiles = crate::profiles::builtins();
+    for (name, _, built) in user {
+        profiles.insert(name, Ok(built));
+    }
+    let profiles_dir = args.profiles_dir.as_ref().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
     let total = addresses.len();
     eprintln!(
         "discover: asking {total} address(es) on port {} at up to {}/s, timeout {} (one retry)",
@@ -356,6 +398,7 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
         let mut draft = Draft {
             header: vec![format!("Draft by `hallmonitor discover snmp {}`", args.range)],
             zone: args.zone.clone(),
+            profiles_dir,
             ..Draft::default()
         };
         let mut rows: Vec<[String; 4]> = Vec::new();
@@ -380,7 +423,7 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
                     };
                     let settings = SnmpSettings { address: address.clone(), ..template.clone() };
                     pacer.slot().await;
-                    let confirmed = match builtins.get(profile) {
+                    let confirmed = match profiles.get(profile) {
                         Some(Ok(p)) => confirm(&address, &settings, p, args.timeout).await,
                         Some(Err(e)) => Err(e.clone()),
                         None => Err(format!("no profile {profile}")),
@@ -467,7 +510,7 @@ mod tests {
 
     #[test]
     fn the_builtin_recognizer_tries_entity_sensor_last() {
-        let r = builtin_recognizer();
+        let r = recognizer(&[]);
         let probes = r.probes(Some("1.3.6.1.4.1.8072.3.2.10"));
         assert_eq!(probes.last().map(String::as_str), Some("1.3.6.1.2.1.99.1.1.1.1"), "{probes:?}");
         // A UPS with both UPS-MIB and ENTITY-SENSOR-MIB is a UPS.

@@ -6,6 +6,7 @@
 //! produces the runtime `Profile` the sources poll with.
 
 pub mod modbus;
+pub mod recognize;
 pub mod snmp;
 
 use std::collections::BTreeMap;
@@ -38,9 +39,10 @@ pub struct ProfileConfig {
     /// e.g. `"1.3.6.1.4.1.318.1.3.4"`), each as its MIB declares it.
     #[serde(default)]
     pub sys_object_ids: Vec<Spanned<String>>,
-    /// SNMP, for `discover`: an OID that must answer with a value for the profile to fit
-    /// (instance included; for a table, a column's first row). Used alone, or to choose
-    /// between profiles whose `sys_object_ids` both match.
+    /// SNMP, for `discover`: an OID the device must have something under for the profile to
+    /// fit: a scalar object without its instance (e.g. `1.3.6.1.2.1.33.1.1.1`,
+    /// upsIdentManufacturer) or a table column (any row). Used alone (generic MIBs, tried
+    /// last), or to confirm a `sys_object_ids` match and choose between matches.
     pub probe_oid: Option<Spanned<String>>,
     /// Modbus, for `discover`: VendorName the device reports in Read Device Identification
     /// (function 43/14), compared case-insensitively as a prefix.

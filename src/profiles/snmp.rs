@@ -85,6 +85,15 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
     if let Some(a) = &cfg.addressing {
         problems.push(ProfileProblem::at(a, "`addressing` is a Modbus field; this is an snmp profile"));
     }
+    // The recognition fields `discover` uses: numeric OIDs like every other.
+    for f in cfg.sys_object_ids.iter().chain(cfg.probe_oid.as_ref()) {
+        if normalize_oid(f.get_ref()).is_none() {
+            problems.push(ProfileProblem::at(
+                f,
+                format!("{:?} is not a numeric OID (e.g. 1.3.6.1.4.1.318.1.3.4.6)", f.get_ref()),
+            ));
+        }
+    }
     let mut points = Vec::with_capacity(cfg.points.len());
     for p in &cfg.points {
         let pname = p.name.get_ref();

@@ -11,8 +11,7 @@ use std::collections::HashSet;
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// The zone devices are put in when no `--zone` was given; `check-config` warns about it.
-pub const UNASSIGNED_ZONE: &str = "unassigned";
+pub use crate::config::UNASSIGNED_ZONE;
 
 /// Site id of the draft: a placeholder the engineer replaces.
 const PLACEHOLDER_SITE: &str = "my-site";
@@ -293,6 +292,15 @@ mod tests {
         let ids: Vec<&str> = loaded.config.devices.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["pdu-a1", "pdu-a1-2", "snmp-10-0-0-3-161"]);
         assert!(loaded.config.devices.iter().all(|d| d.zone.as_str() == UNASSIGNED_ZONE));
+        // check-config points at each device left in "unassigned", as a warning.
+        let hints: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(hints.len(), 3, "{hints:#?}");
+        assert!(
+            hints[0].ends_with(
+                "device \"pdu-a1\" is in the zone \"unassigned\" (from `discover`): move it to its real zone and rack"
+            ),
+            "{hints:#?}"
+        );
     }
 
     #[test]

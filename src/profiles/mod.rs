@@ -138,6 +138,16 @@ pub struct PointConfig {
     /// threshold at 0.5 raises on that state. `scale` and `offset` do not apply.
     #[serde(default)]
     pub flag_values: Vec<i64>,
+    /// SNMP: column whose text names what each row is (e.g. Rittal CMC III cmcIIIVarName);
+    /// only rows whose text is one of `select_values` become readings.
+    pub select_column: Option<Spanned<String>>,
+    /// SNMP: accepted texts of `select_column`, compared exactly (e.g. `["Temperature.Value"]`,
+    /// which leaves out "System.Temperature.Value").
+    #[serde(default)]
+    pub select_values: Vec<String>,
+    /// SNMP: column with a signed per-row factor (Rittal CMC III cmcIIIVarScale): negative
+    /// -N divides the raw value by N, positive N multiplies it by N, 0 leaves it.
+    pub scale_sign_column: Option<Spanned<String>>,
 }
 
 fn one() -> f64 {
@@ -251,6 +261,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
     ("apc-inrow", include_str!("builtin/apc-inrow.toml")),
     ("vertiv-geist", include_str!("builtin/vertiv-geist.toml")),
+    ("rittal-cmc3", include_str!("builtin/rittal-cmc3.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -326,6 +337,8 @@ pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, prob
             ("scale_column", p.scale_column.is_some()),
             ("decimals_column", p.decimals_column.is_some()),
             ("flag_values", !p.flag_values.is_empty()),
+            ("select_column", p.select_column.is_some()),
+            ("scale_sign_column", p.scale_sign_column.is_some()),
         ];
         let modbus_fields = [
             ("table", p.table.is_some()),
@@ -466,6 +479,7 @@ mod tests {
             "eaton-epdu",
             "apc-inrow",
             "vertiv-geist",
+            "rittal-cmc3",
         ];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
@@ -546,6 +560,7 @@ mod tests {
             "eaton-epdu",
             "apc-inrow",
             "vertiv-geist",
+            "rittal-cmc3",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

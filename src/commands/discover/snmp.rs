@@ -269,11 +269,8 @@ async fn ask_one(
     let answered = if probes.is_empty() {
         Vec::new()
     } else {
-        match paced!(pacer, 1, ask::probes_answered(&mut session, &probes)) {
-            Ok(a) => a,
-            // It answered a moment ago: say what it is, without a profile.
-            Err(_) => Vec::new(),
-        }
+        // If the probes fail, it still answered a moment ago: say what it is, without a profile.
+        paced!(pacer, 1, ask::probes_answered(&mut session, &probes)).unwrap_or_default()
     };
     let profile = recognizer.pick(sys.object_id.as_deref(), |p| answered.iter().any(|a| a == p)).map(str::to_owned);
     Outcome::Answered { sys, profile }

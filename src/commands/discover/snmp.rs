@@ -449,13 +449,14 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
             }
         }
         if silent > 0 {
-            draft.notes.push(format!("{silent} address(es) did not answer"));
+            draft.notes.push(format!("{silent} address(es) did not answer (no agent, or other credentials)"));
         }
         eprint!("{}", table(&rows));
         eprintln!(
-            "discover: {} device(s) with a profile, {} without, {silent} silent address(es) of {total}",
+            "discover: {} device(s) with a profile, {} without, {silent} silent address(es) of {total}{}",
             draft.devices.len(),
-            rows.len() - draft.devices.len()
+            rows.len() - draft.devices.len(),
+            if silent > 0 { " (silent: no agent there, or it does not accept these credentials)" } else { "" }
         );
         print!("{}", draft.render());
         Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! Scan pacing shared by every `discover` protocol: a global bound on requests per second.
 //!
-//! Invariant: the send slots `Pacer::slot` hands out are at least `1/rate` apart, whoever
-//! asks, so any one-second window holds at most `rate + 1` requests. Each request (and each
+//! Invariant: the send slots `Pacer::slot` hands out are at least `1/rate` apart (measured
+//! when each is handed out), whoever asks, so any one-second window holds at most `rate + 1`
+//! requests. Each request (and each
 //! retry) takes its own slot; callers keep at most one request in flight per target
 //! themselves by awaiting each answer before asking for the next slot.
 
@@ -35,16 +36,24 @@ impl Pacer {
         Self { spacing: Duration::from_secs(1) / rate_per_s.max(1), next: Mutex::new(None) }
     }
 
-    /// Waits for the next free send slot; send right after it returns.
+    /// Waits for the next free send slot; send right after it returns. The slot is taken
+    /// when the caller is running again, not when it started waiting: a task woken late
+    /// must not send close behind the next one.
     pub async fn slot(&self) {
-        let at = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let at = next.map_or(now, |n| n.max(now));
-            *next = Some(at + self.spacing);
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        loop {
+            let wait = {
+                let mut next = self.next.lock().await;
+                let now = Instant::now();
+                match *next {
+                    Some(at) if at > now => at,
+                    _ => {
+                        *next = Some(now + self.spacing);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until(wait).await;
+        }
     }
 }
 

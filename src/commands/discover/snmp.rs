@@ -269,11 +269,8 @@ async fn ask_one(
     let answered = if probes.is_empty() {
         Vec::new()
     } else {
-        match paced!(pacer, 1, ask::probes_answered(&mut session, &probes)) {
-            Ok(a) => a,
-            // It answered a moment ago: say what it is, without a profile.
-            Err(_) => Vec::new(),
-        }
+        // If the probes fail, it still answered a moment ago: say what it is, without a profile.
+        paced!(pacer, 1, ask::probes_answered(&mut session, &probes)).unwrap_or_default()
     };
     let profile = recognizer.pick(sys.object_id.as_deref(), |p| answered.iter().any(|a| a == p)).map(str::to_owned);
     Outcome::Answered { sys, profile }
@@ -452,13 +449,14 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
             }
         }
         if silent > 0 {
-            draft.notes.push(format!("{silent} address(es) did not answer"));
+            draft.notes.push(format!("{silent} address(es) did not answer (no agent, or other credentials)"));
         }
         eprint!("{}", table(&rows));
         eprintln!(
-            "discover: {} device(s) with a profile, {} without, {silent} silent address(es) of {total}",
+            "discover: {} device(s) with a profile, {} without, {silent} silent address(es) of {total}{}",
             draft.devices.len(),
-            rows.len() - draft.devices.len()
+            rows.len() - draft.devices.len(),
+            if silent > 0 { " (silent: no agent there, or it does not accept these credentials)" } else { "" }
         );
         print!("{}", draft.render());
         Ok(ExitCode::SUCCESS)

@@ -338,6 +338,7 @@ pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, prob
             ("decimals_column", p.decimals_column.is_some()),
             ("flag_values", !p.flag_values.is_empty()),
             ("select_column", p.select_column.is_some()),
+            ("select_values", !p.select_values.is_empty()),
             ("scale_sign_column", p.scale_sign_column.is_some()),
         ];
         let modbus_fields = [

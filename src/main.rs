@@ -44,6 +44,9 @@ enum Command {
     /// Field tools for writing profiles: raw Modbus registers, SNMP walks.
     #[command(subcommand)]
     Probe(commands::probe::Probe),
+    /// Scan a range (SNMP) or a bus (Modbus), recognise the devices and print a draft config.
+    #[command(subcommand)]
+    Discover(commands::discover::Discover),
     /// Run the engine over recorded readings and print what it would publish.
     Replay(commands::replay::Args),
     /// Run simulated devices only (benchmarks, tests).
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             commands::poll::run(a)
         }
         Command::Probe(p) => commands::probe::run(p),
+        Command::Discover(d) => commands::discover::run(d),
         Command::Replay(a) => {
             logging::init_stderr(cli.log_format);
             commands::replay::run(a)

@@ -14,6 +14,9 @@ use std::time::Duration;
 use hallmonitor::config::{BlockLimits, DeviceSpec, Parity, SerialSettings, Transport};
 use hallmonitor::model::{DeviceId, Quality, Reading, ZoneId};
 use hallmonitor::profiles::{ModbusProfile, Profile, ProfileConfig};
+use hallmonitor::sources::SourceStats;
+use hallmonitor::sources::modbus::identify::{Identification, identify};
+use hallmonitor::sources::modbus::{Endpoint, Link};
 use support::sources::{readings_until_done, source_context};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -208,12 +211,10 @@ async fn pymodbus_over_tcp() {
     check(&r);
 }
 
-#[tokio::test]
-async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
-    require_pymodbus();
-    let dir = tempfile::tempdir().unwrap();
-    let ours = dir.path().join("master");
-    let theirs = dir.path().join("slave");
+/// Starts socat with a pty pair and the peer on one end; returns them and our end's path.
+fn start_rtu_peer(dir: &Path) -> (Peer, String) {
+    let ours = dir.join("master");
+    let theirs = dir.join("slave");
     let socat = Command::new("socat")
         .arg(format!("pty,raw,echo=0,link={}", ours.display()))
         .arg(format!("pty,raw,echo=0,link={}", theirs.display()))
@@ -223,7 +224,7 @@ async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
         .unwrap_or_else(|e| panic!("interop_modbus needs socat (apt-get install socat): {e}"));
     let mut peer = Peer(vec![socat]);
     for _ in 0..50 {
-        if Path::new(&ours).exists() && Path::new(&theirs).exists() {
+        if ours.exists() && theirs.exists() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -238,18 +239,30 @@ async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
         .spawn()
         .expect("start the pymodbus peer with /usr/bin/python3");
     peer.0.push(server);
-    let path = ours.to_string_lossy().into_owned();
+    (peer, ours.to_string_lossy().into_owned())
+}
+
+/// Serial settings for our end of the pty pair.
+fn pty_serial(path: &str) -> SerialSettings {
+    SerialSettings {
+        path: path.to_owned(),
+        baud: 19200,
+        // A pty has no parity; pyserial cannot even set it there (EINVAL).
+        parity: Parity::None,
+        data_bits: 8,
+        stop_bits: 1,
+        spacing: Duration::from_millis(5),
+    }
+}
+
+#[tokio::test]
+async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
+    require_pymodbus();
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, path) = start_rtu_peer(dir.path());
     let rtu = |unit: u8| {
         spec(Transport::ModbusRtu {
-            serial: SerialSettings {
-                path: path.clone(),
-                baud: 19200,
-                // A pty has no parity; pyserial cannot even set it there (EINVAL).
-                parity: Parity::None,
-                data_bits: 8,
-                stop_bits: 1,
-                spacing: Duration::from_millis(5),
-            },
+            serial: pty_serial(&path),
             unit,
             blocks: BlockLimits { max_gap: 10, max_block: 125 },
         })
@@ -263,4 +276,61 @@ async fn pymodbus_over_rtu_through_a_socat_pty_pair() {
     assert_eq!(inlet("peer-unit1"), Some(23.5));
     assert_eq!(inlet("peer-unit2"), Some(-4.0));
     assert_eq!(both[&("peer-unit2".to_owned(), "amps_cdab".to_owned())].value, Some(-17.25));
+}
+
+/// Read Device Identification of the peer's units over `endpoint`: unit 1 reports the
+/// identity the peer script sets (basic and regular objects), unit 2 answers exception 1.
+async fn check_identification(endpoint: Endpoint) {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (link, task) = Link::spawn(endpoint, Arc::new(SourceStats::default()), cancel.clone());
+    let mut first = None;
+    // The peer takes a moment to start.
+    for _ in 0..40 {
+        match identify(&link, 1, Duration::from_secs(1)).await {
+            Ok(outcome) => {
+                first = Some(outcome);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    let Some(Identification::Identified(id)) = first else { panic!("unit 1 did not identify: {first:?}") };
+    assert_eq!(id.vendor(), Some("Hallmonitor Test Peers"));
+    assert_eq!(id.product_code(), Some("HM-PEER-1"));
+    assert_eq!(id.revision(), Some("3.0"));
+    assert_eq!(id.vendor_url(), Some("https://example.invalid/peer"));
+    assert_eq!(id.product_name(), Some("pymodbus peer"));
+    assert_eq!(id.model_name(), Some("peer-1"));
+    assert_eq!(id.note, None);
+    let second = identify(&link, 2, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(second, Identification::Unsupported { code: 1 });
+    cancel.cancel();
+    drop(link);
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn pymodbus_device_identification_over_tcp() {
+    require_pymodbus();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let child = Command::new(PYTHON)
+        .arg(peer_script())
+        .args(["--tcp", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the pymodbus peer with /usr/bin/python3");
+    let _peer = Peer(vec![child]);
+    check_identification(Endpoint::Tcp(format!("127.0.0.1:{port}"))).await;
+}
+
+#[tokio::test]
+async fn pymodbus_device_identification_over_rtu() {
+    require_pymodbus();
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, path) = start_rtu_peer(dir.path());
+    check_identification(Endpoint::Rtu(pty_serial(&path))).await;
 }

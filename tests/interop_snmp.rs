@@ -240,6 +240,8 @@ fn start_snmpsim(dir: &Path, port: u16) -> Peer {
         "apc-inrow-basic.snmprec",
         "vertiv-geist.snmprec",
         "vertiv-geist-basic.snmprec",
+        "rittal-cmc3.snmprec",
+        "rittal-cmc3-basic.snmprec",
     ] {
         std::fs::copy(src.join(f), data.join(f)).unwrap();
     }
@@ -573,4 +575,37 @@ async fn snmpsim_recordings_of_vertiv_geist_pdus_decode_exactly() {
     assert_eq!(value(&readings, "phase_voltage", Some("L1")), 208.0);
     assert_eq!(value(&readings, "phase_current", Some("L1")), 7.12);
     assert_eq!(readings.len(), 2 + 3, "{readings:#?}");
+}
+
+/// Rittal CMC III: sensors are rows of cmcIIIVarTable chosen by name and scaled per row.
+/// The full recording has a temperature/humidity sensor besides the unit's own ambient
+/// sensor (and its internal "System.Temperature.Value", which is not ambient); the basic one
+/// has no humidity sensor (the optional point is absent) and a unit in overload.
+#[tokio::test]
+async fn snmpsim_recordings_of_rittal_cmc3_units_decode_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut peer = start_snmpsim(dir.path(), port);
+    secret(dir.path(), "full", "rittal-cmc3");
+    secret(dir.path(), "basic", "rittal-cmc3-basic");
+    let full = device(dir.path(), "rittal-cmc3", port, r#"community_file = "full""#);
+    let readings = poll_when_up(&mut peer, SNMPSIM, &full).await;
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert_eq!(value(&readings, "ambient_temp", Some("var-1.2")), 23.5);
+    assert_eq!(value(&readings, "ambient_temp", Some("var-3.2")), 27.0);
+    assert_eq!(value(&readings, "humidity", Some("var-3.12")), 45.5);
+    assert_eq!(value(&readings, "unit_fault", None), 0.0);
+    // Two ambient temperatures, one humidity, the unit status.
+    assert_eq!(readings.len(), 2 + 1 + 1, "{readings:#?}");
+
+    let basic = device(dir.path(), "rittal-cmc3", port, r#"community_file = "basic""#);
+    let (readings, result) = poll(&basic).await;
+    assert_eq!(result, Ok(()));
+    assert!(readings.iter().all(|r| r.quality == Quality::Good), "{readings:#?}");
+    assert!(!readings.iter().any(|r| r.point.as_str() == "humidity"), "{readings:#?}");
+    assert_eq!(value(&readings, "ambient_temp", Some("var-1.2")), 21.8);
+    // A positive cmcIIIVarScale multiplies: 2 x 10.
+    assert_eq!(value(&readings, "ambient_temp", Some("var-2.2")), 20.0);
+    assert_eq!(value(&readings, "unit_fault", None), 1.0);
+    assert_eq!(readings.len(), 2 + 1, "{readings:#?}");
 }

@@ -4,6 +4,7 @@
 pub mod check_config;
 #[cfg(feature = "embedded-broker")]
 pub mod demo;
+pub mod discover;
 pub mod poll;
 pub mod probe;
 pub mod replay;

@@ -21,6 +21,10 @@ pub use file::FileConfig;
 pub use runtime::*;
 pub use secret::{SecretFile, read_secret_file, secret_file_warning};
 
+/// The zone `discover` puts devices in when not told their zone; `check-config` warns about
+/// every device in it.
+pub const UNASSIGNED_ZONE: &str = "unassigned";
+
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

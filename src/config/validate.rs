@@ -426,6 +426,11 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
         let dev_name = d.id.get_ref();
         if !zone_ids.contains_key(d.zone.get_ref()) {
             c.error(&d.zone, format!("device {dev_name:?} is in unknown zone {:?}", d.zone.get_ref()));
+        } else if d.zone.get_ref() == super::UNASSIGNED_ZONE {
+            c.warn(
+                &d.zone,
+                format!("device {dev_name:?} is in the zone \"unassigned\" (from `discover`): move it to its real zone and rack"),
+            );
         }
         if let Some(r) = &d.rack {
             match rack_zone.get(r.get_ref()) {

@@ -6,6 +6,7 @@
 //! produces the runtime `Profile` the sources poll with.
 
 pub mod modbus;
+pub mod recognize;
 pub mod snmp;
 
 use std::collections::BTreeMap;
@@ -38,15 +39,17 @@ pub struct ProfileConfig {
     /// e.g. `"1.3.6.1.4.1.318.1.3.4"`), each as its MIB declares it.
     #[serde(default)]
     pub sys_object_ids: Vec<Spanned<String>>,
-    /// SNMP, for `discover`: an OID that must answer with a value for the profile to fit
-    /// (instance included; for a table, a column's first row). Used alone, or to choose
-    /// between profiles whose `sys_object_ids` both match.
+    /// SNMP, for `discover`: an OID the device must have something under for the profile to
+    /// fit: a scalar object without its instance (e.g. `1.3.6.1.2.1.33.1.1.1`,
+    /// upsIdentManufacturer) or a table column (any row). Used alone (generic MIBs, tried
+    /// last), or to confirm a `sys_object_ids` match and choose between matches.
     pub probe_oid: Option<Spanned<String>>,
     /// Modbus, for `discover`: VendorName the device reports in Read Device Identification
     /// (function 43/14), compared case-insensitively as a prefix.
     pub modbus_vendor: Option<Spanned<String>>,
     /// Modbus, for `discover`: ProductCode prefixes (Read Device Identification) this
-    /// profile fits; empty means any product of `modbus_vendor`.
+    /// profile fits, compared case-insensitively; empty means any product of
+    /// `modbus_vendor`. When several profiles fit, the longest matching prefix wins.
     #[serde(default)]
     pub modbus_product_codes: Vec<Spanned<String>>,
     /// The points this device model exposes.
@@ -135,6 +138,16 @@ pub struct PointConfig {
     /// threshold at 0.5 raises on that state. `scale` and `offset` do not apply.
     #[serde(default)]
     pub flag_values: Vec<i64>,
+    /// SNMP: column whose text names what each row is (e.g. Rittal CMC III cmcIIIVarName);
+    /// only rows whose text is one of `select_values` become readings.
+    pub select_column: Option<Spanned<String>>,
+    /// SNMP: accepted texts of `select_column`, compared exactly (e.g. `["Temperature.Value"]`,
+    /// which leaves out "System.Temperature.Value").
+    #[serde(default)]
+    pub select_values: Vec<String>,
+    /// SNMP: column with a signed per-row factor (Rittal CMC III cmcIIIVarScale): negative
+    /// -N divides the raw value by N, positive N multiplies it by N, 0 leaves it.
+    pub scale_sign_column: Option<Spanned<String>>,
 }
 
 fn one() -> f64 {
@@ -248,6 +261,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("eaton-epdu", include_str!("builtin/eaton-epdu.toml")),
     ("apc-inrow", include_str!("builtin/apc-inrow.toml")),
     ("vertiv-geist", include_str!("builtin/vertiv-geist.toml")),
+    ("rittal-cmc3", include_str!("builtin/rittal-cmc3.toml")),
 ];
 
 /// Parses and builds every built-in profile. A failure here is a bug in the shipped data,
@@ -323,6 +337,9 @@ pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, prob
             ("scale_column", p.scale_column.is_some()),
             ("decimals_column", p.decimals_column.is_some()),
             ("flag_values", !p.flag_values.is_empty()),
+            ("select_column", p.select_column.is_some()),
+            ("select_values", !p.select_values.is_empty()),
+            ("scale_sign_column", p.scale_sign_column.is_some()),
         ];
         let modbus_fields = [
             ("table", p.table.is_some()),
@@ -463,6 +480,7 @@ mod tests {
             "eaton-epdu",
             "apc-inrow",
             "vertiv-geist",
+            "rittal-cmc3",
         ];
         for (name, text) in BUILTIN {
             let cfg: ProfileConfig = toml::from_str(text).unwrap();
@@ -543,6 +561,7 @@ mod tests {
             "eaton-epdu",
             "apc-inrow",
             "vertiv-geist",
+            "rittal-cmc3",
         ] {
             assert!(names.contains(&n), "{n} missing");
         }

@@ -87,9 +87,76 @@ pub struct ModbusPoint {
     pub optional: bool,
 }
 
+/// How `discover` recognises a profile's devices from Read Device Identification (function
+/// 43/14): the profile's `modbus_vendor` and `modbus_product_codes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModbusRecognition {
+    /// VendorName prefix, compared case-insensitively.
+    pub vendor: String,
+    /// ProductCode prefixes, compared case-insensitively; empty: any product of the vendor.
+    pub product_codes: Vec<String>,
+}
+
+impl ModbusRecognition {
+    /// The recognition a profile declares, if it declares one (`modbus_vendor` set).
+    pub fn of(cfg: &ProfileConfig) -> Option<Self> {
+        let vendor = cfg.modbus_vendor.as_ref()?.get_ref().trim().to_owned();
+        let product_codes = cfg.modbus_product_codes.iter().map(|c| c.get_ref().trim().to_owned()).collect();
+        Some(ModbusRecognition { vendor, product_codes })
+    }
+
+    /// How closely a device reporting `vendor` and `product` fits: `None` not at all, else
+    /// the length of the matching product code prefix (0 when the profile takes any product
+    /// of the vendor), so that the most specific profile wins.
+    pub fn fit(&self, vendor: &str, product: Option<&str>) -> Option<usize> {
+        if self.vendor.is_empty() || !starts_with_ignoring_case(vendor.trim(), &self.vendor) {
+            return None;
+        }
+        if self.product_codes.is_empty() {
+            return Some(0);
+        }
+        let product = product?.trim();
+        self.product_codes
+            .iter()
+            .filter(|code| !code.is_empty() && starts_with_ignoring_case(product, code))
+            .map(String::len)
+            .max()
+    }
+}
+
+fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.is_char_boundary(prefix.len())
+        && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The profiles that fit a device reporting `vendor` and `product` in Read Device
+/// Identification: the most specific fit (longest product code prefix) among
+/// `profiles` (name, recognition); several when they fit equally well, none when nothing
+/// fits.
+pub fn recognise<'a>(vendor: &str, product: Option<&str>, profiles: &'a [(String, ModbusRecognition)]) -> Vec<&'a str> {
+    let fits: Vec<(usize, &str)> =
+        profiles.iter().filter_map(|(name, r)| r.fit(vendor, product).map(|f| (f, name.as_str()))).collect();
+    let best = fits.iter().map(|(f, _)| *f).max();
+    fits.into_iter().filter(|(f, _)| Some(*f) == best).map(|(_, name)| name).collect()
+}
+
 pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<ModbusProfile, Vec<ProfileProblem>> {
     let mut problems = Vec::new();
     check_common(name, cfg, "modbus", &mut problems);
+    if let Some(v) = &cfg.modbus_vendor
+        && v.get_ref().trim().is_empty()
+    {
+        problems.push(ProfileProblem::at(v, "modbus_vendor is empty: give the VendorName the device reports"));
+    }
+    if let Some(code) = cfg.modbus_product_codes.first() {
+        if cfg.modbus_vendor.is_none() {
+            problems.push(ProfileProblem::at(code, "modbus_product_codes needs modbus_vendor"));
+        }
+        for c in cfg.modbus_product_codes.iter().filter(|c| c.get_ref().trim().is_empty()) {
+            problems.push(ProfileProblem::at(c, "an empty product code would match every product"));
+        }
+    }
     let addressing = choice(
         &cfg.addressing,
         "addressing",
@@ -195,4 +262,59 @@ fn choice<T: Copy>(
         format!("unknown {what} {:?}: expected {} or {last}", f.get_ref(), rest.join(", ")),
     ));
     default
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(vendor: &str, codes: &[&str]) -> ModbusRecognition {
+        ModbusRecognition { vendor: vendor.into(), product_codes: codes.iter().map(|c| (*c).to_owned()).collect() }
+    }
+
+    #[test]
+    fn the_most_specific_profile_wins() {
+        let profiles = vec![
+            ("any-acme".to_owned(), rec("Acme", &[])),
+            ("acme-pm".to_owned(), rec("acme", &["PM5", "PM"])),
+            ("acme-pm55".to_owned(), rec("Acme", &["PM55"])),
+            ("other".to_owned(), rec("Other Corp", &[])),
+        ];
+        assert_eq!(recognise("ACME Power", Some("PM5560"), &profiles), vec!["acme-pm55"]);
+        assert_eq!(recognise("Acme", Some("PM5100"), &profiles), vec!["acme-pm"]);
+        assert_eq!(recognise("Acme", Some("XY"), &profiles), vec!["any-acme"]);
+        assert_eq!(recognise("Acme", None, &profiles), vec!["any-acme"]);
+        assert!(recognise("Nobody", Some("PM5560"), &profiles).is_empty());
+        let tie = vec![("a".to_owned(), rec("Acme", &["X1"])), ("b".to_owned(), rec("Acme", &["X1"]))];
+        assert_eq!(recognise("Acme", Some("X100"), &tie), vec!["a", "b"]);
+        // Non-ASCII text must not split a character.
+        assert!(recognise("Ä", Some("x"), &[("u".to_owned(), rec("A", &[]))]).is_empty());
+    }
+
+    #[test]
+    fn recognition_fields_are_checked() {
+        let problems = |extra: &str| -> Vec<String> {
+            let text = format!(
+                "protocol = \"modbus\"\n{extra}\n[[points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\naddress = 0\n"
+            );
+            let cfg: ProfileConfig = toml::from_str(&text).unwrap();
+            match cfg.build("p") {
+                Ok(_) => vec![],
+                Err(p) => p.into_iter().map(|p| p.message).collect(),
+            }
+        };
+        assert!(problems("modbus_vendor = \"Acme\"\nmodbus_product_codes = [\"X1\"]").is_empty());
+        assert_eq!(problems("modbus_product_codes = [\"X1\"]"), ["modbus_product_codes needs modbus_vendor"]);
+        assert_eq!(
+            problems("modbus_vendor = \" \"\nmodbus_product_codes = [\"\"]"),
+            [
+                "modbus_vendor is empty: give the VendorName the device reports",
+                "an empty product code would match every product"
+            ]
+        );
+        let cfg: ProfileConfig =
+            toml::from_str("protocol = \"modbus\"\nmodbus_vendor = \" Acme \"\nmodbus_product_codes = [\"X1\"]\n")
+                .unwrap();
+        assert_eq!(ModbusRecognition::of(&cfg), Some(rec("Acme", &["X1"])));
+    }
 }

@@ -1,10 +1,12 @@
 //! SNMP profile data: scalar OIDs and table columns, with the vendor's scaling.
 //!
-//! A column point yields one reading per table row. Rows can be narrowed three ways: a
+//! A column point yields one reading per table row. Rows can be narrowed four ways: a
 //! fixed `rows` list (fetched with plain GETs, no walk), an `index_suffix` (tables indexed
-//! by sensor type, as Raritan's), and a `filter_column` whose integer value must be one of
-//! `filter_values` (ENTITY-SENSOR's entPhySensorType). Per-row scaling comes from an
-//! ENTITY-SENSOR scale column and/or a decimal-digits (precision) column.
+//! by sensor type, as Raritan's), a `filter_column` whose integer value must be one of
+//! `filter_values` (ENTITY-SENSOR's entPhySensorType), and a `select_column` whose text must
+//! be one of `select_values` (Rittal CMC III's variable names). Per-row scaling comes from an
+//! ENTITY-SENSOR scale column and/or a decimal-digits (precision) column, or a signed
+//! factor column (`scale_sign_column`, CMC III cmcIIIVarScale).
 
 use std::sync::Arc;
 
@@ -36,6 +38,13 @@ pub enum RowScaling {
     EntityScaleAndDecimals(String, String),
 }
 
+/// Keeps only rows whose text in `column` is one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSelect {
+    pub column: String,
+    pub values: Vec<String>,
+}
+
 /// Keeps only rows whose `column` holds one of `values`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowFilter {
@@ -63,6 +72,10 @@ pub struct SnmpPoint {
     pub optional: bool,
     /// Non-empty: the reading is 1 when the raw value is one of these, else 0.
     pub flag_values: Vec<i64>,
+    /// Only rows whose text in a column is one of some values.
+    pub select: Option<RowSelect>,
+    /// Column of a signed per-row factor: -N divides by N, +N multiplies by N.
+    pub scale_sign_column: Option<String>,
 }
 
 impl SnmpPoint {
@@ -85,6 +98,15 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
     if let Some(a) = &cfg.addressing {
         problems.push(ProfileProblem::at(a, "`addressing` is a Modbus field; this is an snmp profile"));
     }
+    // The recognition fields `discover` uses: numeric OIDs like every other.
+    for f in cfg.sys_object_ids.iter().chain(cfg.probe_oid.as_ref()) {
+        if normalize_oid(f.get_ref()).is_none() {
+            problems.push(ProfileProblem::at(
+                f,
+                format!("{:?} is not a numeric OID (e.g. 1.3.6.1.4.1.318.1.3.4.6)", f.get_ref()),
+            ));
+        }
+    }
     let mut points = Vec::with_capacity(cfg.points.len());
     for p in &cfg.points {
         let pname = p.name.get_ref();
@@ -105,6 +127,20 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
         let scale_col = oid_of(&p.scale_column);
         let decimals_col = oid_of(&p.decimals_column);
         let filter_col = oid_of(&p.filter_column);
+        let select_col = oid_of(&p.select_column);
+        let sign_col = oid_of(&p.scale_sign_column);
+        if (p.select_column.is_some() || p.scale_sign_column.is_some()) && p.column.is_none() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: `select_column` and `scale_sign_column` go with `column`"),
+            ));
+        }
+        if p.select_column.is_some() == p.select_values.is_empty() {
+            problems.push(ProfileProblem::at(
+                &p.name,
+                format!("point {pname:?}: `select_column` and `select_values` go together"),
+            ));
+        }
         let index_suffix = match &p.index_suffix {
             None => None,
             Some(s) => {
@@ -178,8 +214,42 @@ pub(super) fn build(name: &str, cfg: &ProfileConfig) -> Result<SnmpProfile, Vec<
                 label_prefix: p.label_prefix.clone(),
                 optional: p.optional,
                 flag_values: p.flag_values.clone(),
+                select: select_col.map(|column| RowSelect { column, values: p.select_values.clone() }),
+                scale_sign_column: sign_col,
             });
         }
     }
     ProfileOf::checked(name, cfg, points, problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Profile, ProfileConfig};
+
+    fn problems(point: &str) -> String {
+        let text = format!("protocol = \"snmp\"\n[[points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\n{point}");
+        match toml::from_str::<ProfileConfig>(&text).unwrap().build("p") {
+            Ok(_) => String::new(),
+            Err(p) => p.into_iter().map(|p| p.message).collect::<Vec<_>>().join("; "),
+        }
+    }
+
+    #[test]
+    fn row_selection_by_name_and_signed_scaling_go_with_a_column() {
+        let good = "column = \"1.3.6.1.4.1.2606.7.4.2.2.1.11\"\nselect_column = \"1.3.6.1.4.1.2606.7.4.2.2.1.3\"\n\
+                    select_values = [\"Temperature.Value\"]\nscale_sign_column = \"1.3.6.1.4.1.2606.7.4.2.2.1.7\"\n";
+        assert_eq!(problems(good), "");
+        let no_values = problems("column = \"1.3.6.1.2\"\nselect_column = \"1.3.6.1.3\"\n");
+        assert!(no_values.contains("`select_column` and `select_values` go together"), "{no_values}");
+        let scalar = problems("oid = \"1.3.6.1.2.0\"\nscale_sign_column = \"1.3.6.1.3\"\n");
+        assert!(scalar.contains("go with `column`"), "{scalar}");
+        let cfg: ProfileConfig = toml::from_str(&format!(
+            "protocol = \"snmp\"\n[[points]]\nname = \"t\"\nmetric = \"inlet_temp_c\"\n{good}"
+        ))
+        .unwrap();
+        let Ok(Profile::Snmp(p)) = cfg.build("p") else { panic!("builds") };
+        let point = &p.points[0];
+        assert_eq!(point.select.as_ref().map(|s| s.values.clone()), Some(vec!["Temperature.Value".to_owned()]));
+        assert_eq!(point.scale_sign_column.as_deref(), Some("1.3.6.1.4.1.2606.7.4.2.2.1.7"));
+    }
 }

@@ -18,12 +18,20 @@ Input registers:
   0      i16  235            (23.5 with scale 0.1); unit 2: -40 (-4.0)
 Discrete inputs:
   3      1
+
+Read Device Identification (function 43/14): unit 1 reports the identity below (VendorName
+"Hallmonitor Test Peers", ProductCode "HM-PEER-1", MajorMinorRevision "3.0", and the regular
+objects); unit 2 answers it with exception 1 (illegal function), as devices without the
+function do. Other units answer exception 11 (gateway target failed to respond), or nothing
+at all with --silent-missing, as on an RS-485 bus.
 """
 import argparse
 import asyncio
 import logging
 
 from pymodbus.datastore import ModbusServerContext, ModbusSlaveContext, ModbusSparseDataBlock
+from pymodbus.device import ModbusDeviceIdentification
+from pymodbus.pdu import ExceptionResponse
 from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 from pymodbus.transaction import ModbusRtuFramer
 
@@ -46,17 +54,54 @@ def context():
     return ModbusServerContext(slaves={1: unit_context(235), 2: unit_context(-40)}, single=False)
 
 
+IDENTITY = {
+    "VendorName": "Hallmonitor Test Peers",
+    "ProductCode": "HM-PEER-1",
+    "MajorMinorRevision": "3.0",
+    "VendorUrl": "https://example.invalid/peer",
+    "ProductName": "pymodbus peer",
+    "ModelName": "peer-1",
+}
+
+
+def identity():
+    ident = ModbusDeviceIdentification()
+    for key, value in IDENTITY.items():
+        setattr(ident, key, value)
+    return ident
+
+
+def without_identification_on_unit_2(response):
+    """pymodbus serves one identity for every unit; unit 2 is made a device without it."""
+    if response.function_code == 0x2B and response.unit_id == 2:
+        replaced = ExceptionResponse(0x2B, 0x01)
+        replaced.transaction_id = response.transaction_id
+        replaced.unit_id = response.unit_id
+        return replaced, False
+    return response, False
+
+
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tcp", type=int, help="serve Modbus TCP on 127.0.0.1:PORT")
     parser.add_argument("--rtu", help="serve Modbus RTU on this serial device")
+    parser.add_argument("--silent-missing", action="store_true", help="units not served do not answer")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.tcp is not None:
-        await StartAsyncTcpServer(context=context(), address=("127.0.0.1", args.tcp))
+        await StartAsyncTcpServer(
+            context=context(),
+            identity=identity(),
+            address=("127.0.0.1", args.tcp),
+            response_manipulator=without_identification_on_unit_2,
+            ignore_missing_slaves=args.silent_missing,
+        )
     elif args.rtu:
         await StartAsyncSerialServer(
             context=context(),
+            identity=identity(),
+            response_manipulator=without_identification_on_unit_2,
+            ignore_missing_slaves=args.silent_missing,
             framer=ModbusRtuFramer,
             port=args.rtu,
             baudrate=19200,

@@ -54,6 +54,31 @@ impl std::fmt::Display for Span {
     }
 }
 
+/// What a request asked for, for messages: `reading holding registers 100..=109` or
+/// `reading device identification (object 0x00)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// A register or bit read (functions 01-04).
+    Read(Span),
+    /// Read Device Identification (function 43, MEI type 14), stream from this object id.
+    Identify { object: u8 },
+}
+
+impl From<Span> for Op {
+    fn from(span: Span) -> Self {
+        Op::Read(span)
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Read(span) => write!(f, "reading {span}"),
+            Op::Identify { object } => write!(f, "reading device identification (object 0x{object:02X})"),
+        }
+    }
+}
+
 /// A failed Modbus request or connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ModbusError {
@@ -69,17 +94,17 @@ pub enum ModbusError {
     #[error("cannot open serial port {path}: {message}")]
     SerialOpen { path: String, message: String },
     /// No answer within the timeout.
-    #[error("timeout after {}: no answer from unit {unit} at {address} reading {span}", crate::model::humane_duration(*.after))]
-    Timeout { address: String, unit: u8, span: Span, after: Duration },
+    #[error("timeout after {}: no answer from unit {unit} at {address} {op}", crate::model::humane_duration(*.after))]
+    Timeout { address: String, unit: u8, op: Op, after: Duration },
     /// The connection broke during a request (reset, closed by the device).
-    #[error("connection to {address} lost reading {span} from unit {unit}: {io}")]
-    Transport { address: String, unit: u8, span: Span, io: std::io::Error },
+    #[error("connection to {address} lost {op} from unit {unit}: {io}")]
+    Transport { address: String, unit: u8, op: Op, io: std::io::Error },
     /// The reply did not match the request (wrong unit id, wrong function, short or garbled frame).
-    #[error("bad reply from unit {unit} at {address} reading {span}: {message}")]
-    Protocol { address: String, unit: u8, span: Span, message: String },
+    #[error("bad reply from unit {unit} at {address} {op}: {message}")]
+    Protocol { address: String, unit: u8, op: Op, message: String },
     /// The device answered with a Modbus exception.
-    #[error("exception {code} ({}) from unit {unit} at {address} reading {span}", exception_name(*.code))]
-    Exception { address: String, unit: u8, span: Span, code: u8 },
+    #[error("exception {code} ({}) from unit {unit} at {address} {op}", exception_name(*.code))]
+    Exception { address: String, unit: u8, op: Op, code: u8 },
     /// The link task is gone (shutdown in progress).
     #[error("link to {address} is shut down")]
     Closed { address: String },
@@ -113,12 +138,17 @@ mod tests {
     #[test]
     fn messages_name_what_and_where() {
         let span = Span { table: Table::Holding, start: 100, count: 10 };
-        let e = ModbusError::Exception { address: "10.0.0.5:502".into(), unit: 3, span, code: 2 };
+        let e = ModbusError::Exception { address: "10.0.0.5:502".into(), unit: 3, op: span.into(), code: 2 };
         assert_eq!(
             e.to_string(),
             "exception 2 (illegal data address) from unit 3 at 10.0.0.5:502 reading holding registers 100..=109"
         );
-        let t = ModbusError::Timeout { address: "10.0.0.5:502".into(), unit: 3, span, after: Duration::from_secs(2) };
+        let t = ModbusError::Timeout {
+            address: "10.0.0.5:502".into(),
+            unit: 3,
+            op: span.into(),
+            after: Duration::from_secs(2),
+        };
         assert_eq!(
             t.to_string(),
             "timeout after 2s: no answer from unit 3 at 10.0.0.5:502 reading holding registers 100..=109"

@@ -3,14 +3,19 @@
 //! `spawn` groups devices by link (one TCP connection per gateway address, one owner task
 //! per RS-485 bus, see `transport`) and starts one poll task per device (`poller`). Each
 //! poll reads the blocks `plan` coalesced from the device's profile and decodes them with
-//! `decode`. Errors are `ModbusError`s (`error`), keeping "the device answered with an
+//! `decode`. `identify` reads Device Identification (43/14) and `scan` checks unit ids for
+//! `discover modbus`. Errors are `ModbusError`s (`error`), keeping "the device answered with an
 //! exception" apart from "the device could not be reached".
 
 pub mod decode;
 pub mod error;
+#[cfg(test)]
+mod fake;
+pub mod identify;
 pub mod plan;
 pub mod poller;
 pub mod probe;
+pub mod scan;
 pub mod transport;
 
 use std::collections::HashMap;

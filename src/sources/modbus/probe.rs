@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decode::{Order, decode_raw};
 use super::error::Span;
+use super::identify::{Identification, identify, object_name};
 use super::transport::{Answer, Endpoint, Link, ReadRequest};
 use crate::config::{Parity, SerialSettings};
 use crate::error::UsageError;
@@ -31,8 +32,13 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub unit: u8,
     /// First register to read. A zero-based wire address unless `--one-based` is given.
-    #[arg(long)]
-    pub register: u16,
+    #[arg(long, required_unless_present = "identify")]
+    pub register: Option<u16>,
+    /// Instead of registers, ask the unit who it is: Read Device Identification (function
+    /// 43/14), VendorName, ProductCode, MajorMinorRevision and the regular objects
+    /// (VendorUrl, ProductName, ModelName) where the device has them.
+    #[arg(long, conflicts_with_all = ["register", "input", "one_based"])]
+    pub identify: bool,
     /// Number of registers to read (1..=125).
     #[arg(long, default_value_t = 4)]
     pub count: u16,
@@ -91,10 +97,15 @@ fn endpoint(args: &Args) -> Result<Endpoint, String> {
 
 /// Runs the probe on `rt` (the command layer owns the runtime).
 pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    if args.identify {
+        return run_identify(&args, rt);
+    }
     if !(1..=125).contains(&args.count) {
         return Err(UsageError("--count must be 1..=125".into()).into());
     }
-    let start = wire_address(args.register, args.one_based).map_err(UsageError)?;
+    // clap requires --register unless --identify is given.
+    let register = args.register.ok_or_else(|| UsageError("--register is required".into()))?;
+    let start = wire_address(register, args.one_based).map_err(UsageError)?;
     if u32::from(start) + u32::from(args.count) > 65536 {
         return Err(UsageError("register range runs past 65535".into()).into());
     }
@@ -114,16 +125,59 @@ pub fn run(args: Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode>
         anyhow::bail!("device answered a register read with bits");
     };
     let how = if args.one_based {
-        format!("--register {} taken as one-based: wire address {start}", args.register)
+        format!("--register {register} taken as one-based: wire address {start}")
     } else {
         format!(
-            "--register {} taken as a zero-based wire address (it is register {} in one-based manuals; use --one-based to give manual numbers)",
-            args.register,
+            "--register {register} taken as a zero-based wire address (it is register {} in one-based manuals; use --one-based to give manual numbers)",
             u32::from(start) + 1
         )
     };
     print!("{}", render(endpoint.describe(), args.unit, span, &how, &words));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `probe modbus --identify`: Read Device Identification and print the objects.
+fn run_identify(args: &Args, rt: &tokio::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let endpoint = endpoint(args).map_err(UsageError)?;
+    let outcome = rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let (link, task) = Link::spawn(endpoint.clone(), Arc::new(SourceStats::default()), cancel.clone());
+        let outcome = identify(&link, args.unit, args.timeout).await;
+        cancel.cancel();
+        drop(link);
+        let _ = task.await;
+        outcome
+    })?;
+    print!("{}", render_identification(endpoint.describe(), args.unit, &outcome));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report for a Read Device Identification outcome.
+pub fn render_identification(address: &str, unit: u8, outcome: &Identification) -> String {
+    let mut o = String::new();
+    match outcome {
+        Identification::Unsupported { code } => {
+            let _ = writeln!(
+                o,
+                "unit {unit} at {address} does not support Read Device Identification (exception {code}: {})",
+                super::error::exception_name(*code)
+            );
+        }
+        Identification::Identified(id) => {
+            let _ = writeln!(
+                o,
+                "unit {unit} at {address}: Read Device Identification, conformity level 0x{:02X}",
+                id.conformity
+            );
+            for (object, value) in &id.objects {
+                let _ = writeln!(o, "  0x{object:02X} {:<20} {value}", object_name(*object));
+            }
+            if let Some(note) = &id.note {
+                let _ = writeln!(o, "note: {note}");
+            }
+        }
+    }
+    o
 }
 
 fn fmt_f(v: Result<f64, super::decode::DecodeError>) -> String {
@@ -241,5 +295,18 @@ mod tests {
         let cdab = at102.lines().find(|l| l.trim_start().starts_with("CDAB")).unwrap();
         assert!(cdab.ends_with("f32 1"), "{cdab}");
         assert!(out.contains("64-bit values"), "{out}");
+    }
+
+    #[test]
+    fn identification_report_names_each_object() {
+        let mut id = super::super::identify::DeviceIdentity { conformity: 0x81, ..Default::default() };
+        id.objects.insert(0, "Acme".into());
+        id.objects.insert(1, "X100".into());
+        let out = render_identification("127.0.0.1:502", 3, &Identification::Identified(id));
+        assert!(out.starts_with("unit 3 at 127.0.0.1:502: Read Device Identification, conformity level 0x81"), "{out}");
+        assert!(out.contains("  0x00 VendorName           Acme\n"), "{out}");
+        assert!(out.contains("  0x01 ProductCode          X100\n"), "{out}");
+        let none = render_identification("127.0.0.1:502", 3, &Identification::Unsupported { code: 1 });
+        assert!(none.contains("does not support Read Device Identification (exception 1: illegal function)"), "{none}");
     }
 }

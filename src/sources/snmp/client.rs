@@ -359,6 +359,14 @@ impl SnmpSession {
         Ok(out)
     }
 
+    /// One GETNEXT of all `oids` (for `discover`'s probes): the varbinds that follow them, in
+    /// request order.
+    pub async fn get_next(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        self.requests += 1;
+        let resp = self.client.get_next_many(oids).await.map_err(|e| self.map_error(&e))?;
+        Ok(resp.varbinds.into_iter().map(|vb| (vb.oid, vb.value)).collect())
+    }
+
     /// Walks table columns to their ends and returns each column's rows. SNMPv2c/v3 use
     /// GETBULK over several columns at once (one request returns `max_repetitions` rows of
     /// each); SNMPv1 walks each column with GETNEXT.

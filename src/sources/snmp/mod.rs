@@ -3,12 +3,13 @@
 //! Layout: `plan` (profile -> requests, answers -> cells; no IO), `scale` (types, vendor
 //! scaling, rates; no IO), `client` (async-snmp session: batched GETs, bounded GETBULK
 //! table walks, error mapping to `SnmpError`), `poller` (the per-device task), `probe`
-//! (the `hallmonitor probe snmp` field tool).
+//! (the `hallmonitor probe snmp` field tool), `discover` (what `discover snmp` asks an agent).
 //!
 //! One task per device: a slow agent delays only itself, and a device's polls never
 //! overlap. Readings leave here in SI units with the row label for table points.
 
 pub mod client;
+pub mod discover;
 pub mod plan;
 pub mod poller;
 pub mod probe;

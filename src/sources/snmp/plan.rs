@@ -57,6 +57,10 @@ struct PointPlan {
     scale_col: Option<Oid>,
     decimals_col: Option<Oid>,
     filter: Option<(Oid, Vec<i64>)>,
+    /// Rows whose text in the column is one of these.
+    select: Option<(Oid, Vec<String>)>,
+    /// Signed per-row factor column (-N divide, +N multiply).
+    sign_col: Option<Oid>,
     suffix: RowIndex,
     label_prefix: Option<String>,
     string_number: bool,
@@ -151,6 +155,11 @@ impl Plan {
                 Some(f) => Some((parse_oid(&f.column)?, f.values.clone())),
                 None => None,
             };
+            let select = match &p.select {
+                Some(sel) => Some((parse_oid(&sel.column)?, sel.values.clone())),
+                None => None,
+            };
+            let sign_col = p.scale_sign_column.as_deref().map(parse_oid).transpose()?;
             let suffix = p.index_suffix.as_deref().map(parse_index).transpose()?.unwrap_or_default();
             let target = match &p.target {
                 SnmpTarget::Scalar(oid) => {
@@ -161,8 +170,11 @@ impl Plan {
                 SnmpTarget::Column { column, .. } => {
                     let column = parse_oid(column)?;
                     let filter_col = filter.as_ref().map(|f| f.0.clone());
-                    let helpers: Vec<&Oid> =
-                        [&label, &scale_col, &decimals_col, &filter_col].into_iter().flatten().collect();
+                    let select_col = select.as_ref().map(|s| s.0.clone());
+                    let helpers: Vec<&Oid> = [&label, &scale_col, &decimals_col, &filter_col, &select_col, &sign_col]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                     if rows_s.is_empty() {
                         walks.add(column.clone());
                         for h in helpers {
@@ -193,6 +205,8 @@ impl Plan {
                 scale_col,
                 decimals_col,
                 filter,
+                select,
+                sign_col,
                 suffix,
                 label_prefix: p.label_prefix.clone(),
                 string_number: p.string_number,
@@ -276,6 +290,13 @@ impl Plan {
                 return None;
             }
         }
+        if let Some((scol, wanted)) = &p.select {
+            let text = lookup(f, scol, row)?.as_bytes()?;
+            let text = String::from_utf8_lossy(text);
+            if !wanted.iter().any(|w| w.as_str() == text.trim()) {
+                return None;
+            }
+        }
         let label = p
             .label
             .as_ref()
@@ -323,6 +344,11 @@ fn row_factor(p: &PointPlan, row: &[u32], f: &Fetched) -> Result<f64, String> {
         let oid = join(dc, row);
         let v = lookup(f, dc, row).ok_or_else(|| format!("decimal-digits value {oid} missing"))?;
         factor *= scale::decimals_factor(scale::to_integer(v, &oid)?)?;
+    }
+    if let Some(sc) = &p.sign_col {
+        let oid = join(sc, row);
+        let v = lookup(f, sc, row).ok_or_else(|| format!("scale factor value {oid} missing"))?;
+        factor *= scale::signed_factor(scale::to_integer(v, &oid)?);
     }
     Ok(factor)
 }
@@ -519,5 +545,50 @@ mod tests {
         let cells = plan.decode(&f);
         let (n, k) = cells[0].value.clone().unwrap();
         assert!((n.as_f64() * k - 230.1).abs() < 1e-9);
+    }
+
+    /// Rittal CMC III: rows chosen by their exact variable name, each scaled by its own
+    /// signed factor (-N divides, +N multiplies); "System.Temperature.Value" is not ambient.
+    #[test]
+    fn cmc3_rows_are_selected_by_name_and_scaled_by_their_signed_factor() {
+        let p = profile("rittal-cmc3");
+        let plan = Plan::new(&p).unwrap();
+        // Value, name and scale columns, each walked once for both points.
+        assert_eq!(plan.walk_columns.len(), 3, "{:?}", plan.walk_columns);
+        let mut f = Fetched::default();
+        f.gets.insert(oid("1.3.6.1.4.1.2606.7.2.1.0"), Ok(Value::Integer(1)));
+        let name = |s: &str| Value::OctetString(s.as_bytes().to_vec().into());
+        column(
+            &mut f,
+            "1.3.6.1.4.1.2606.7.4.2.2.1.3",
+            &[
+                (&[1, 2], name("Temperature.Value")),
+                (&[1, 54], name("System.Temperature.Value")),
+                (&[3, 2], name("Temperature.Value")),
+            ],
+        );
+        column(
+            &mut f,
+            "1.3.6.1.4.1.2606.7.4.2.2.1.7",
+            &[(&[1, 2], Value::Integer(-100)), (&[1, 54], Value::Integer(-100)), (&[3, 2], Value::Integer(10))],
+        );
+        column(
+            &mut f,
+            "1.3.6.1.4.1.2606.7.4.2.2.1.11",
+            &[(&[1, 2], Value::Integer(2350)), (&[1, 54], Value::Integer(3230)), (&[3, 2], Value::Integer(2))],
+        );
+        let cells = plan.decode(&f);
+        let temps: Vec<(Option<&str>, f64)> = cells
+            .iter()
+            .filter(|c| c.point == 0)
+            .map(|c| {
+                let (n, factor) = c.value.clone().unwrap();
+                (c.label.as_deref(), n.as_f64() * factor)
+            })
+            .collect();
+        assert_eq!(temps, vec![(Some("var-1.2"), 23.5), (Some("var-3.2"), 20.0)]);
+        // No "Humidity.Value" row: the optional point is absent, not bad.
+        let humidity: Vec<&Cell> = cells.iter().filter(|c| c.point == 1).collect();
+        assert!(humidity.len() == 1 && humidity[0].absent, "{humidity:?}");
     }
 }

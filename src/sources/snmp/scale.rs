@@ -104,6 +104,16 @@ pub fn entity_scale_factor(scale: i64) -> Result<f64, String> {
     Ok(10f64.powi(3 * (scale as i32 - 9)))
 }
 
+/// A signed scale factor (Rittal CMC III cmcIIIVarScale): -N divides by N, +N multiplies
+/// by N, 0 leaves the value as it is.
+pub fn signed_factor(n: i64) -> f64 {
+    match n {
+        0 => 1.0,
+        n if n < 0 => 1.0 / n.unsigned_abs() as f64,
+        n => n as f64,
+    }
+}
+
 /// Decimal digits (ENTITY-SENSOR precision, Raritan `*DecimalDigits`) as a factor.
 /// ENTITY-SENSOR-MIB (RFC 3433, EntitySensorPrecision) allows -8..9: 1..9 is the number of
 /// fractional digits; 0 means "not a fixed-point number" and -8..-1 "the number of accurate
@@ -228,6 +238,9 @@ mod tests {
         assert!((3.0 * entity_scale_factor(10).unwrap() - 3000.0).abs() < 1e-9);
         assert!(entity_scale_factor(0).is_err());
         assert!(decimals_factor(12).is_err());
+        assert_eq!(to_si(235.0, signed_factor(-10), 1.0, 0.0), 23.5);
+        assert_eq!(to_si(3.0, signed_factor(100), 1.0, 0.0), 300.0);
+        assert_eq!((signed_factor(0), signed_factor(1), signed_factor(i64::MIN) > 0.0), (1.0, 1.0, true));
         // RFC 3433: a negative precision counts accurate digits; it does not scale.
         assert_eq!(decimals_factor(-2), Ok(1.0));
         assert_eq!(decimals_factor(0), Ok(1.0));

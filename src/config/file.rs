@@ -342,7 +342,8 @@ pub struct SnmpDeviceConfig {
     /// OIDs per GET request at most (halved and remembered on tooBig).
     #[serde(default = "default_max_oids")]
     pub max_oids_per_request: u32,
-    /// GETBULK max-repetitions for table walks.
+    /// GETBULK max-repetitions for table walks at most (after the first walk, a walk asks
+    /// for the rows the table had last time plus one).
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
 }

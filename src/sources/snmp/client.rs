@@ -2,6 +2,12 @@
 //! `SnmpSettings`, batched GETs that halve (and remember) on tooBig, bounded multi-column
 //! GETBULK table walks (GETNEXT on v1), and mapping library errors to `SnmpError`.
 //!
+//! Table walks are sized to the table: a session remembers how many rows each column had at
+//! the end of its last walk and asks for that many repetitions plus one (to see the end), at
+//! most `max_repetitions`. A table that grew is walked on past that; one that shrank ends
+//! early; both are learned afresh. Columns that need under half the repetitions of the longest
+//! one go in a request of their own rather than being padded to its length.
+//!
 //! Sockets: pollers share one UDP socket per local bind address (`SharedSockets`). Besides
 //! saving a socket and a receive task per device, this avoids a real failure: async-snmp
 //! binds client sockets with SO_REUSEADDR, and Linux may then hand two such sockets the
@@ -101,6 +107,27 @@ impl SharedSockets {
 /// The result of a batched GET: per OID, the value or why the agent would not give it.
 pub type GetResults = HashMap<Oid, Result<Value, String>>;
 
+/// The rows of walked table columns: per column, row index (the arcs after the column) to value.
+pub type Columns = HashMap<Oid, BTreeMap<Vec<u32>, Value>>;
+
+/// An OID a GETNEXT from which lands on `oid` when it exists: its parent for a `.0` instance,
+/// else the same OID with its last arc one less (an instance is a leaf, so no OID lies
+/// between the two). `None` for an OID too short to have one.
+fn predecessor(oid: &Oid) -> Option<Oid> {
+    let arcs = oid.arcs();
+    let (&last, parent) = arcs.split_last()?;
+    if parent.len() < 2 {
+        return None;
+    }
+    if last == 0 {
+        Some(Oid::from_slice(parent))
+    } else {
+        let mut before = arcs.to_vec();
+        *before.last_mut()? = last - 1;
+        Some(Oid::from_slice(&before))
+    }
+}
+
 /// One device's SNMP session.
 pub struct SnmpSession {
     client: UdpClient,
@@ -120,6 +147,38 @@ pub struct SnmpSession {
     v3_timeouts: u32,
     /// Requests sent since the last `take_requests`.
     requests: u64,
+    /// Rows each table column had when its last walk ended: the next walk asks for that many
+    /// repetitions plus one (to see the end), so a 3-row table costs 4 varbinds, not 25. A
+    /// table that grew is walked on to its end, one that shrank ends early; either way the
+    /// walk learns the new length.
+    learned_rows: HashMap<Oid, usize>,
+    /// Scalars a GETNEXT from their `predecessor` did not land on: asked with GET instead.
+    get_instead: std::collections::HashSet<Oid>,
+}
+
+/// One column of a table walk in progress.
+struct ColumnWalk {
+    column: Oid,
+    /// The last OID returned for this column (the column itself before the first answer).
+    cursor: Oid,
+    /// Rows returned so far in this walk.
+    rows: usize,
+    /// Rows the column had at the end of the previous walk, if it was walked before.
+    expect: Option<usize>,
+}
+
+impl ColumnWalk {
+    /// Repetitions this column needs from the next GETBULK: the rows it is expected still to
+    /// have plus one to see its end, or `limit` when its length is unknown (never walked, or
+    /// it already gave more rows than last time). Never more than `limit`.
+    fn repetitions(&self, limit: u32) -> u32 {
+        match self.expect {
+            Some(expect) if self.rows <= expect => {
+                u32::try_from(expect - self.rows + 1).unwrap_or(u32::MAX).min(limit).max(1)
+            }
+            _ => limit,
+        }
+    }
 }
 
 impl SnmpSession {
@@ -216,6 +275,8 @@ impl SnmpSession {
             bulk_cols: batch,
             v3_timeouts: 0,
             requests: 0,
+            learned_rows: HashMap::new(),
+            get_instead: std::collections::HashSet::new(),
         })
     }
 
@@ -368,18 +429,58 @@ impl SnmpSession {
     }
 
     /// Walks table columns to their ends and returns each column's rows. SNMPv2c/v3 use
-    /// GETBULK over several columns at once (one request returns `max_repetitions` rows of
-    /// each); SNMPv1 walks each column with GETNEXT.
-    pub async fn walk_columns(
+    /// GETBULK over several columns at once (one request returns up to `max_repetitions`
+    /// rows of each, sized to what the table had last time); SNMPv1 walks each column with
+    /// GETNEXT.
+    pub async fn walk_columns(&mut self, columns: &[Oid]) -> Result<Columns, SnmpError> {
+        Ok(self.walk(&[], columns).await?.1)
+    }
+
+    /// GETs `scalars` and walks `columns`. On v2c/v3 the scalars ride along in the walk's
+    /// first GETBULK as non-repeaters, each a GETNEXT from just before it (`predecessor`),
+    /// so a poll of a PDU is one request where the agent answers it whole: an answer that
+    /// lands on the scalar exactly is its value; one that does not (the object is absent, or
+    /// the agent orders its OIDs oddly) is asked with a GET, now and from then on, so the
+    /// results are always what a GET would give.
+    pub async fn fetch(&mut self, scalars: &[Oid], columns: &[Oid]) -> Result<(GetResults, Columns), SnmpError> {
+        let fold = self.version != SnmpVersion::V1 && !columns.is_empty() && scalars.len() <= self.batch;
+        let mut direct: Vec<Oid> = Vec::new();
+        let mut folded: Vec<(Oid, Oid)> = Vec::new();
+        for oid in scalars {
+            match predecessor(oid) {
+                Some(start) if fold && !self.get_instead.contains(oid) => folded.push((oid.clone(), start)),
+                _ => direct.push(oid.clone()),
+            }
+        }
+        let (mut gets, columns, misses) = self.walk(&folded, columns).await?;
+        for oid in misses {
+            tracing::debug!(address = %self.address, %oid, "GETNEXT did not land on the scalar; asking it with GET from now on");
+            self.get_instead.insert(oid.clone());
+            direct.push(oid);
+        }
+        if !direct.is_empty() {
+            gets.extend(self.get(&direct).await?);
+        }
+        Ok((gets, columns))
+    }
+
+    /// The table walk behind `walk_columns` and `fetch`: `scalars` (target, GETNEXT start)
+    /// go as non-repeaters in the first GETBULK. Returns the scalars that landed exactly, the
+    /// columns, and the scalars that did not (to be asked with GET).
+    async fn walk(
         &mut self,
+        scalars: &[(Oid, Oid)],
         columns: &[Oid],
-    ) -> Result<HashMap<Oid, BTreeMap<Vec<u32>, Value>>, SnmpError> {
-        let mut out: HashMap<Oid, BTreeMap<Vec<u32>, Value>> =
-            columns.iter().map(|c| (c.clone(), BTreeMap::new())).collect();
+    ) -> Result<(GetResults, Columns, Vec<Oid>), SnmpError> {
+        let mut gets = GetResults::with_capacity(scalars.len());
+        let mut misses: Vec<Oid> = Vec::new();
+        let mut out: Columns = columns.iter().map(|c| (c.clone(), BTreeMap::new())).collect();
         if columns.is_empty() {
-            return Ok(out);
+            misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
+            return Ok((gets, out, misses));
         }
         if self.version == SnmpVersion::V1 {
+            misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
             for col in columns {
                 let mut walk = self.client.walk_getnext(col.clone()).map_err(|e| self.map_error(&e))?;
                 let rows = out.entry(col.clone()).or_default();
@@ -395,10 +496,22 @@ impl SnmpSession {
                     }
                 }
             }
-            return Ok(out);
+            return Ok((gets, out, misses));
         }
-        // (column, cursor) of every column still being walked.
-        let mut active: Vec<(Oid, Oid)> = columns.iter().map(|c| (c.clone(), c.clone())).collect();
+        // Non-repeaters still to be asked (only in the first request that succeeds).
+        let mut pending_scalars = scalars;
+        // Every column still being walked, the longest tables first, so that columns of about
+        // the same length are next to each other and share a request.
+        let mut active: Vec<ColumnWalk> = columns
+            .iter()
+            .map(|c| ColumnWalk {
+                column: c.clone(),
+                cursor: c.clone(),
+                rows: 0,
+                expect: self.learned_rows.get(c).copied(),
+            })
+            .collect();
+        active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
         let mut rounds = 0usize;
         let mut engine_retry = true;
         while !active.is_empty() {
@@ -409,10 +522,28 @@ impl SnmpSession {
                     detail: "table walk did not finish (agent keeps returning rows)".into(),
                 });
             }
-            let n = active.len().min(self.bulk_cols);
-            let request: Vec<Oid> = active[..n].iter().map(|(_, cur)| cur.clone()).collect();
+            // A column shares the request if it needs at least half the repetitions asked
+            // for: a short table is not padded to a long one's length (every varbind costs
+            // the agent), and tables of about the same length still go together.
+            let mut reps = active[0].repetitions(self.bulk_reps);
+            let mut n = 1;
+            while n < active.len().min(self.bulk_cols) {
+                let r = active[n].repetitions(self.bulk_reps);
+                if r.saturating_mul(2) < reps {
+                    break;
+                }
+                reps = reps.max(r);
+                n += 1;
+            }
+            let k = pending_scalars.len();
+            let request: Vec<Oid> = pending_scalars
+                .iter()
+                .map(|(_, start)| start.clone())
+                .chain(active[..n].iter().map(|w| w.cursor.clone()))
+                .collect();
             self.requests += 1;
-            let vbs = match self.client.get_bulk(&request, 0, self.bulk_reps).await {
+            let non_repeaters = u32::try_from(k).unwrap_or(u32::MAX);
+            let mut vbs = match self.client.get_bulk(&request, non_repeaters, reps).await {
                 Ok(v) => {
                     self.v3_timeouts = 0;
                     v
@@ -426,9 +557,9 @@ impl SnmpSession {
                         e.exchange_source(),
                         LibError::Snmp { status: ErrorStatus::TooBig | ErrorStatus::GenErr, .. }
                     );
-                    if too_big && (self.bulk_reps > 1 || n > 1) {
-                        if self.bulk_reps > 1 {
-                            self.bulk_reps = (self.bulk_reps / 2).max(1);
+                    if too_big && (reps > 1 || n > 1) {
+                        if reps > 1 {
+                            self.bulk_reps = (reps / 2).max(1);
                         } else {
                             self.bulk_cols = (n / 2).max(1);
                         }
@@ -444,42 +575,62 @@ impl SnmpSession {
                     return Err(self.map_error(&e));
                 }
             };
+            // The non-repeaters come first, one answer each.
+            let repeaters = vbs.split_off(k.min(vbs.len()));
+            for (i, (oid, _)) in pending_scalars.iter().enumerate() {
+                match vbs.get_mut(i) {
+                    Some(vb) if vb.oid == *oid => {
+                        gets.insert(oid.clone(), Ok(std::mem::replace(&mut vb.value, Value::Null)));
+                    }
+                    _ => misses.push(oid.clone()),
+                }
+            }
+            pending_scalars = &[];
             let mut done = vec![false; n];
             let mut advanced = vec![false; n];
-            for (i, vb) in vbs.into_iter().enumerate() {
+            for (i, vb) in repeaters.into_iter().enumerate() {
                 let j = i % n;
                 if done[j] {
+                    // Past this column's end: the rest of its repetitions are not looked at.
                     continue;
                 }
-                let (col, cur) = &mut active[j];
-                if matches!(vb.value, Value::EndOfMibView) || !vb.oid.starts_with(col) || vb.oid.len() == col.len() {
+                let w = &mut active[j];
+                if matches!(vb.value, Value::EndOfMibView)
+                    || !vb.oid.starts_with(&w.column)
+                    || vb.oid.len() == w.column.len()
+                {
                     done[j] = true;
                     continue;
                 }
-                if vb.oid <= *cur {
+                if vb.oid <= w.cursor {
                     return Err(SnmpError::Protocol {
                         address: self.address.clone(),
-                        detail: format!("walk of {col} went backwards ({} after {cur})", vb.oid),
+                        detail: format!("walk of {} went backwards ({} after {})", w.column, vb.oid, w.cursor),
                     });
                 }
-                let rows = out.entry(col.clone()).or_default();
-                rows.insert(vb.oid.arcs()[col.len()..].to_vec(), vb.value);
-                *cur = vb.oid;
+                let rows = out.entry(w.column.clone()).or_default();
+                rows.insert(vb.oid.arcs()[w.column.len()..].to_vec(), vb.value);
+                w.cursor = vb.oid;
+                w.rows += 1;
                 advanced[j] = true;
                 if rows.len() >= MAX_ROWS_PER_COLUMN {
                     done[j] = true;
                 }
             }
-            // A column the agent gave nothing for (empty or truncated answer) is finished:
-            // asking again from the same cursor would get the same nothing.
+            // A column is finished at its end, and also when the agent gave nothing for it
+            // (empty or truncated answer): asking again from the same cursor would get the
+            // same nothing. A finished column's length is what the next walk asks for.
             let mut j = 0;
-            active.retain(|_| {
+            active.retain(|w| {
                 let keep = j >= n || (!done[j] && advanced[j]);
+                if !keep {
+                    self.learned_rows.insert(w.column.clone(), w.rows);
+                }
                 j += 1;
                 keep
             });
         }
-        Ok(out)
+        Ok((gets, out, misses))
     }
 
     /// Walks a whole subtree (for `probe`): GETBULK on v2c/v3, GETNEXT on v1.
@@ -564,5 +715,187 @@ mod tests {
         assert_eq!(e.to_string(), "agent a:161 answered with error-status genErr for 1.3.6.1");
         let c = SnmpError::Credentials { address: "a:161".into(), detail: "report: x".into() };
         assert!(c.to_string().contains("credentials may be wrong"));
+    }
+}
+
+/// Table walks against an in-process agent whose table can grow and shrink between walks.
+#[cfg(all(test, feature = "sim"))]
+mod walk_tests {
+    use std::ops::Bound;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_snmp::VarBind;
+    use async_snmp::agent::Agent;
+    use async_snmp::handler::{BoxFuture, GetNextResult, GetResult, HandlerResult, MibHandler, RequestContext};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::config::Secret;
+
+    const TABLE: [u32; 9] = [1, 3, 6, 1, 4, 1, 99999, 1, 1];
+
+    /// Two columns (2 and 3) of `rows` rows each, and the varbinds it has served.
+    #[derive(Default)]
+    struct Table {
+        rows: AtomicUsize,
+        served: AtomicUsize,
+    }
+
+    impl Table {
+        fn cells(&self) -> BTreeMap<Oid, Value> {
+            let mut cells = BTreeMap::new();
+            for col in [2u32, 3] {
+                for row in 1..=self.rows.load(Ordering::SeqCst) as u32 {
+                    let mut arcs = TABLE.to_vec();
+                    arcs.extend([col, row]);
+                    cells.insert(Oid::from_slice(&arcs), Value::Integer(i32::try_from(col * 100 + row).unwrap()));
+                }
+            }
+            // Two scalars after the table: a `.0` one and an instance of another table.
+            cells.insert(oid(&[2, 0]), Value::Integer(7));
+            cells.insert(oid(&[3, 5]), Value::Integer(9));
+            cells
+        }
+    }
+
+    impl MibHandler for Table {
+        fn get<'a>(&'a self, _: &'a RequestContext, oid: &'a Oid) -> BoxFuture<'a, HandlerResult<GetResult>> {
+            Box::pin(async move {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                Ok(self.cells().remove(oid).map_or(GetResult::NoSuchObject, GetResult::Value))
+            })
+        }
+
+        fn get_next<'a>(&'a self, _: &'a RequestContext, oid: &'a Oid) -> BoxFuture<'a, HandlerResult<GetNextResult>> {
+            Box::pin(async move {
+                self.served.fetch_add(1, Ordering::SeqCst);
+                let cells = self.cells();
+                Ok(match cells.range((Bound::Excluded(oid.clone()), Bound::Unbounded)).next() {
+                    Some((k, v)) => GetNextResult::Value(VarBind::new(k.clone(), v.clone())),
+                    None => GetNextResult::EndOfMibView,
+                })
+            })
+        }
+    }
+
+    fn column(col: u32) -> Oid {
+        let mut arcs = TABLE.to_vec();
+        arcs.push(col);
+        Oid::from_slice(&arcs)
+    }
+
+    /// An OID under 1.3.6.1.4.1.99999.1 (the table's parent).
+    fn oid(arcs: &[u32]) -> Oid {
+        let mut all = TABLE[..8].to_vec();
+        all.extend(arcs);
+        Oid::from_slice(&all)
+    }
+
+    /// An agent serving `table` on a loopback port, and a v2c session to it.
+    async fn start(table: Arc<Table>, cancel: &CancellationToken) -> (SnmpSession, tokio::task::JoinHandle<()>) {
+        let agent = Agent::builder()
+            .bind("127.0.0.1:0")
+            .communities(["public"])
+            .without_builtin_handlers()
+            .handler(Oid::from_slice(&[1, 3, 6, 1]), table)
+            .cancellation_token(cancel.clone())
+            .allow_all_access()
+            .build()
+            .await
+            .unwrap();
+        let address = agent.local_addr().to_string();
+        let task = tokio::spawn(async move {
+            let _ = agent.run().await;
+        });
+        let settings = SnmpSettings {
+            address,
+            version: SnmpVersion::V2c,
+            community: Secret::new("public"),
+            v3: None,
+            max_oids_per_request: 32,
+            max_repetitions: 25,
+        };
+        (SnmpSession::connect(&settings, Duration::from_secs(2), 1).await.unwrap(), task)
+    }
+
+    #[tokio::test]
+    async fn scalars_ride_in_the_walks_getbulk_and_answer_as_a_get_would() {
+        let table = Arc::new(Table::default());
+        table.rows.store(5, Ordering::SeqCst);
+        let cancel = CancellationToken::new();
+        let (mut session, task) = start(table.clone(), &cancel).await;
+        let columns = [column(2), column(3)];
+        let (scalar0, scalar5, absent) = (oid(&[2, 0]), oid(&[3, 5]), oid(&[4, 0]));
+
+        let (gets, cols) = session.fetch(&[scalar0.clone(), scalar5.clone()], &columns).await.unwrap();
+        assert_eq!(gets[&scalar0], Ok(Value::Integer(7)));
+        assert_eq!(gets[&scalar5], Ok(Value::Integer(9)));
+        assert_eq!(cols[&column(2)].len(), 5);
+        assert_eq!(cols[&column(3)].len(), 5);
+        assert_eq!(session.take_requests(), 1, "scalars and table in one GETBULK");
+
+        // An object the agent lacks: the same answer as a GET (it is then asked with one).
+        let (gets, _) = session.fetch(&[scalar0.clone(), absent.clone()], &columns).await.unwrap();
+        let plain = session.get(std::slice::from_ref(&absent)).await.unwrap();
+        assert_eq!(gets[&absent], plain[&absent]);
+        assert_eq!(gets[&scalar0], Ok(Value::Integer(7)));
+        cancel.cancel();
+        let _ = task.await;
+    }
+
+    /// Walks both columns and returns (rows of column 2, rows of column 3, varbinds served).
+    async fn walk(session: &mut SnmpSession, table: &Table) -> (Vec<Vec<u32>>, usize, usize) {
+        let before = table.served.load(Ordering::SeqCst);
+        let got = session.walk_columns(&[column(2), column(3)]).await.unwrap();
+        let served = table.served.load(Ordering::SeqCst) - before;
+        let rows2: Vec<Vec<u32>> = got[&column(2)].keys().cloned().collect();
+        assert_eq!(got[&column(3)].len(), rows2.len(), "both columns walked to their end");
+        for (row, v) in &got[&column(3)] {
+            assert_eq!(*v, Value::Integer(300 + i32::try_from(row[0]).unwrap()));
+        }
+        (rows2, got[&column(3)].len(), served)
+    }
+
+    fn rows(n: u32) -> Vec<Vec<u32>> {
+        (1..=n).map(|r| vec![r]).collect()
+    }
+
+    #[tokio::test]
+    async fn getbulk_is_sized_to_the_table_and_relearns_when_it_grows_or_shrinks() {
+        let table = Arc::new(Table::default());
+        table.rows.store(5, Ordering::SeqCst);
+        let cancel = CancellationToken::new();
+        let (mut session, task) = start(table.clone(), &cancel).await;
+
+        // First walk: the table's length is unknown, so it asks for max_repetitions.
+        let (first, _, served_first) = walk(&mut session, &table).await;
+        assert_eq!(first, rows(5));
+        // Then 5 rows + 1 to see the end, per column.
+        let (again, _, served_again) = walk(&mut session, &table).await;
+        assert_eq!(again, rows(5));
+        assert!(served_again <= 2 * 6, "asked for {served_again} varbinds for 2 columns of 5 rows");
+        assert!(served_again < served_first, "{served_again} not fewer than the first walk's {served_first}");
+        assert_eq!(session.take_requests(), 2, "one GETBULK per walk");
+
+        // The table grew past max_repetitions: every row is still read, and then learned.
+        table.rows.store(30, Ordering::SeqCst);
+        let (grown, _, _) = walk(&mut session, &table).await;
+        assert_eq!(grown, rows(30));
+        session.take_requests();
+        let (grown_again, _, served) = walk(&mut session, &table).await;
+        assert_eq!(grown_again, rows(30));
+        assert!(served <= 2 * 31, "asked for {served} varbinds for 2 columns of 30 rows");
+
+        // It shrank: the walk ends early, and the next one asks for 2 + 1 rows.
+        table.rows.store(2, Ordering::SeqCst);
+        let (shrunk, _, _) = walk(&mut session, &table).await;
+        assert_eq!(shrunk, rows(2));
+        let (shrunk_again, _, served) = walk(&mut session, &table).await;
+        assert_eq!(shrunk_again, rows(2));
+        assert!(served <= 2 * 3, "asked for {served} varbinds for 2 columns of 2 rows");
+
+        cancel.cancel();
+        let _ = task.await;
     }
 }

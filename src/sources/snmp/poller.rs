@@ -153,9 +153,7 @@ impl DevicePoller {
             // Just set above; unreachable in practice, but never panic in the daemon.
             return Err(SnmpError::Setup { address: self.settings.address.clone(), detail: "no session".into() });
         };
-        let gets =
-            if self.plan.get_oids.is_empty() { HashMap::new() } else { session.get(&self.plan.get_oids).await? };
-        let columns = session.walk_columns(&self.plan.walk_columns).await?;
+        let (gets, columns) = session.fetch(&self.plan.get_oids, &self.plan.walk_columns).await?;
         Ok(Fetched { gets, columns })
     }
 

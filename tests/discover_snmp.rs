@@ -353,3 +353,54 @@ fn a_scan_keeps_its_rate_and_one_request_in_flight_per_address() {
     assert!(span >= Duration::from_millis(81 * 50 - 200), "82 requests within {span:?}");
     drop(listeners);
 }
+
+#[test]
+fn a_v3_scan_of_silent_addresses_sends_only_the_engine_discovery_and_its_one_retry() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let auth = secret(dir.path(), "auth-key", "auth-pass-123");
+    let privacy = secret(dir.path(), "priv-key", "priv-pass-456");
+    let port = free_udp_port();
+    // Silent SNMPv3 agents: before the fix each timeout also sent an unpaced engine rediscovery.
+    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let mut listeners = Vec::new();
+    for last in 61u8..=64 {
+        let socket = UdpSocket::bind(("127.0.0.".to_owned() + &last.to_string(), port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let seen = seen.clone();
+        listeners.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if socket.recv_from(&mut buf).is_ok() {
+                    seen.lock().unwrap().push(last);
+                }
+            }
+        }));
+    }
+    let out = discover(&[
+        "127.0.0.61-64",
+        "--port",
+        &port.to_string(),
+        "--v3-user",
+        "hmuser",
+        "--auth-protocol",
+        "sha",
+        "--auth-key-file",
+        auth.to_str().unwrap(),
+        "--priv-protocol",
+        "aes",
+        "--priv-key-file",
+        privacy.to_str().unwrap(),
+        "--timeout",
+        "300ms",
+    ]);
+    let report = String::from_utf8(out.stderr).unwrap();
+    assert!(report.contains("4 silent address(es) of 4"), "{report}");
+    let seen = seen.lock().unwrap().clone();
+    for last in 61u8..=64 {
+        let sent = seen.iter().filter(|l| **l == last).count();
+        assert_eq!(sent, 2, "127.0.0.{last} got {sent} requests (the discovery and one retry expected)\n{report}");
+    }
+    drop(listeners);
+}

@@ -256,7 +256,7 @@ async fn ask_one(
 ) -> Outcome {
     let failed = |e: SnmpError| if e.is_unreachable() { Outcome::Silent } else { Outcome::Refused(e.to_string()) };
     let mut session = match SnmpSession::connect_shared(&settings, timeout, 0, sockets).await {
-        Ok(s) => s,
+        Ok(s) => s.without_engine_recovery(),
         Err(e) => return failed(e),
     };
     // SNMPv3: the first request is preceded by the engine discovery, a request of its own.

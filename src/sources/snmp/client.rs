@@ -145,6 +145,9 @@ pub struct SnmpSession {
     bulk_cols: usize,
     /// Consecutive v3 timeouts (for rediscovery backoff); reset by any answer.
     v3_timeouts: u32,
+    /// Whether a v3 timeout or stale-engine report triggers a rediscovery (a request the
+    /// caller did not ask for). `discover` turns it off: it paces every request itself.
+    engine_recovery: bool,
     /// Requests sent since the last `take_requests`.
     requests: u64,
     /// Rows each table column had when its last walk ended: the next walk asks for that many
@@ -186,6 +189,14 @@ impl SnmpSession {
     /// (`probe`); pollers use `connect_shared`.
     pub async fn connect(settings: &SnmpSettings, timeout: Duration, retries: u32) -> Result<Self, SnmpError> {
         Self::connect_with(settings, timeout, retries, None).await
+    }
+
+    /// Sends only the requests the caller makes: no engine rediscovery after a v3 timeout or
+    /// stale-engine report (for `discover`, whose fresh sessions have no engine to go stale
+    /// and which paces every request it sends).
+    pub fn without_engine_recovery(mut self) -> Self {
+        self.engine_recovery = false;
+        self
     }
 
     /// Builds the client on the process's shared socket for the agent's address family.
@@ -274,6 +285,7 @@ impl SnmpSession {
             bulk_reps: settings.max_repetitions.max(1),
             bulk_cols: batch,
             v3_timeouts: 0,
+            engine_recovery: true,
             requests: 0,
             learned_rows: HashMap::new(),
             get_instead: std::collections::HashSet::new(),
@@ -336,7 +348,7 @@ impl SnmpSession {
     /// 4th, 8th, 16th and then every 32nd consecutive failed poll, so a dead agent costs
     /// few extra requests and a replaced one is found again within 32 polls at worst.
     async fn recover_engine(&mut self, e: &LibError) -> bool {
-        if self.version != SnmpVersion::V3 {
+        if self.version != SnmpVersion::V3 || !self.engine_recovery {
             return false;
         }
         if matches!(e.exchange_source(), LibError::Timeout { .. }) {

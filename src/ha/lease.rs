@@ -4,12 +4,18 @@
 //! grants cover it, counting each grant from when it *sent* the request, shortened by the drift
 //! margin and the guard, so its lease ends before the promise of any voter it counted.
 //!
+//! A candidate that cannot win (a majority refused it for another node, or a voter refused it
+//! for a node whose name sorts first) **releases** the grants it has: it forgets them,
+//! then tells the voters, which drop the promise those grants made, and, if it had any, skips a
+//! round. Without this each gateway's own voter stays promised to its own candidate (it answers
+//! first, in-process), and the pair has no holder whenever the witness is down.
+//!
 //! Time is passed in (`now`, a monotonic reading of the caller's own clock, as a [`Duration`]
 //! since any origin); nothing here reads a clock, sleeps or does IO. Voters are numbered
 //! `0..VOTERS`; the caller delivers every [`Request`] a node emits to every voter it can reach
 //! and hands each [`Reply`] back with the index of the voter that sent it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -112,6 +118,15 @@ pub struct Request {
     pub generation: Generation,
 }
 
+/// A candidate gives back the grants of its requests up to `up_to_round`, none of which it
+/// counts any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub candidate: NodeId,
+    pub incarnation: u64,
+    pub up_to_round: u64,
+}
+
 /// A voter's answer to one [`Request`], echoing what identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -141,6 +156,8 @@ pub enum Refusal {
     StaleReplica { newest: Generation },
     /// The voter (re)started less than `L` ago and may have promised before it did.
     Restarting,
+    /// The candidate already released this round (the release overtook the request).
+    Released,
 }
 
 /// What a voter keeps across restarts; the caller stores it durably after each grant and
@@ -154,6 +171,15 @@ pub struct VoterRecord {
     pub newest: Generation,
 }
 
+#[derive(Debug, Clone)]
+struct Promise {
+    to: NodeId,
+    until: Duration,
+    /// The request whose grant made it, so a release covers it only if it covers that request.
+    incarnation: u64,
+    round: u64,
+}
+
 /// One voter: grants a lease to one node at a time.
 #[derive(Debug, Clone)]
 pub struct Voter {
@@ -161,8 +187,10 @@ pub struct Voter {
     record: VoterRecord,
     /// The node it last granted and when its promise runs out, on this voter's clock. Lost on
     /// a restart, which is why a restarted voter first stays quiet for `L`.
-    promise: Option<(NodeId, Duration)>,
+    promise: Option<Promise>,
     quiet_until: Duration,
+    /// Per candidate: the incarnation and last round of its newest release.
+    released: BTreeMap<NodeId, (u64, u64)>,
 }
 
 impl Voter {
@@ -170,7 +198,7 @@ impl Voter {
     /// promise it may have made just before it stopped is not on disk (a monotonic reading
     /// means nothing after a reboot), so it waits that promise out.
     pub fn new(now: Duration, params: LeaseParams, record: VoterRecord) -> Self {
-        Self { params, record, promise: None, quiet_until: now + params.lease }
+        Self { params, record, promise: None, quiet_until: now + params.lease, released: BTreeMap::new() }
     }
 
     /// What to store durably; changed only by a grant.
@@ -185,7 +213,12 @@ impl Voter {
                 self.record.highest_term = request.term;
                 self.record.term_owner = Some(request.candidate.clone());
                 self.record.newest = self.record.newest.max(request.generation);
-                self.promise = Some((request.candidate.clone(), now + self.params.lease));
+                self.promise = Some(Promise {
+                    to: request.candidate.clone(),
+                    until: now + self.params.lease,
+                    incarnation: request.incarnation,
+                    round: request.round,
+                });
                 Verdict::Granted
             }
         };
@@ -195,6 +228,21 @@ impl Voter {
             round: request.round,
             term: request.term,
             verdict,
+        }
+    }
+
+    /// Drops the promise if it was made by a grant the release covers: the node counts none of
+    /// those any more. The durable record (term, owner, replica) stays.
+    pub fn on_release(&mut self, release: &Release) {
+        let newest =
+            self.released.entry(release.candidate.clone()).or_insert((release.incarnation, release.up_to_round));
+        if newest.0 != release.incarnation || newest.1 < release.up_to_round {
+            *newest = (release.incarnation, release.up_to_round);
+        }
+        if self.promise.as_ref().is_some_and(|p| {
+            p.to == release.candidate && p.incarnation == release.incarnation && p.round <= release.up_to_round
+        }) {
+            self.promise = None;
         }
     }
 
@@ -211,11 +259,16 @@ impl Voter {
         if now < self.quiet_until {
             return Some(Refusal::Restarting);
         }
-        if let Some((to, until)) = &self.promise
-            && *to != request.candidate
-            && now < *until
+        if self.released.get(&request.candidate).is_some_and(|(incarnation, up_to_round)| {
+            *incarnation == request.incarnation && request.round <= *up_to_round
+        }) {
+            return Some(Refusal::Released);
+        }
+        if let Some(promise) = &self.promise
+            && promise.to != request.candidate
+            && now < promise.until
         {
-            return Some(Refusal::Promised { to: to.clone() });
+            return Some(Refusal::Promised { to: promise.to.clone() });
         }
         if request.generation < record.newest {
             return Some(Refusal::StaleReplica { newest: record.newest });
@@ -238,6 +291,8 @@ pub enum Role {
 pub enum NodeOutput {
     /// Send this request to every voter.
     Send(Request),
+    /// Send this release to every voter.
+    Release(Release),
     /// The node now holds the lease: it may poll and publish while [`Node::holds`].
     BecameHolder { term: u64 },
     /// The lease ran out: stop polling and publishing now (already past the last safe instant
@@ -259,6 +314,8 @@ pub struct Node {
     sent: VecDeque<(u64, Duration)>,
     /// Per voter: when the newest request it granted in the current term was sent.
     granted: [Option<Duration>; VOTERS],
+    /// Per voter: whether it refused one of the rounds in `sent` for another node's promise.
+    refused: [bool; VOTERS],
     role: Role,
     next_request_at: Duration,
 }
@@ -277,6 +334,7 @@ impl Node {
             next_round: 0,
             sent: VecDeque::new(),
             granted: [None; VOTERS],
+            refused: [false; VOTERS],
             role: Role::Candidate,
             next_request_at: now,
         }
@@ -359,7 +417,27 @@ impl Node {
         }
         match &reply.verdict {
             Verdict::Refused(Refusal::StaleTerm { highest }) => self.highest_seen = self.highest_seen.max(*highest),
-            Verdict::Refused(Refusal::TermTaken { .. }) => self.highest_seen = self.highest_seen.max(reply.term),
+            Verdict::Refused(Refusal::TermTaken { by: other } | Refusal::Promised { to: other }) => {
+                if matches!(reply.verdict, Verdict::Refused(Refusal::TermTaken { .. })) {
+                    self.highest_seen = self.highest_seen.max(reply.term);
+                }
+                let current = self.sent.iter().any(|(round, _)| *round == reply.round);
+                if self.role == Role::Candidate && reply.term == self.term && current {
+                    self.refused[voter] = true;
+                    let cannot_win = self.refused.iter().filter(|r| **r).count() > VOTERS - MAJORITY;
+                    // Two candidates each holding a voter yield to the name that sorts first.
+                    if cannot_win || *other < self.name {
+                        let held_any = self.granted.iter().any(Option::is_some);
+                        out.push(NodeOutput::Release(self.release()));
+                        if held_any {
+                            // Skip a round so the voters it gave back stay free for the other
+                            // node's next request: without the pause its own voter, answering
+                            // first, would be taken again at each of its rounds.
+                            self.next_request_at = now + self.params.renew_every() * 2;
+                        }
+                    }
+                }
+            }
             Verdict::Refused(_) => {}
             Verdict::Granted => {
                 if reply.term != self.term {
@@ -381,8 +459,23 @@ impl Node {
 
     fn start_term(&mut self, term: u64) {
         self.term = term;
+        self.forget_rounds();
+    }
+
+    /// Forgets every round sent so far (so no late grant of one can count), then names them.
+    fn release(&mut self) -> Release {
+        self.forget_rounds();
+        Release {
+            candidate: self.name.clone(),
+            incarnation: self.incarnation,
+            up_to_round: self.next_round.saturating_sub(1),
+        }
+    }
+
+    fn forget_rounds(&mut self) {
         self.sent.clear();
         self.granted = [None; VOTERS];
+        self.refused = [false; VOTERS];
     }
 }
 
@@ -649,6 +742,99 @@ mod tests {
         let mut node = Node::new(id("gw1"), params(), 1, s(0.0));
         node.set_generation(Generation { term: 3, index: 12 });
         assert_eq!(sent(&node.on_tick(s(0.0))).generation, Generation { term: 3, index: 12 });
+    }
+
+    fn refused(req: &Request, refusal: Refusal) -> Reply {
+        Reply { verdict: Verdict::Refused(refusal), ..granted(req) }
+    }
+
+    fn release_of(out: &[NodeOutput]) -> Option<Release> {
+        out.iter().find_map(|o| match o {
+            NodeOutput::Release(r) => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_release_drops_the_promise_of_the_rounds_it_covers_only() {
+        let mut v = voter();
+        let mut req = request("gw2", 1);
+        req.round = 4;
+        v.on_request(s(20.0), &req);
+        let release = Release { candidate: id("gw2"), incarnation: 1, up_to_round: 3 };
+        v.on_release(&release);
+        let reply = v.on_request(s(21.0), &request("gw1", 2));
+        assert_eq!(reply.verdict, Verdict::Refused(Refusal::Promised { to: id("gw2") }), "round 4 is not covered");
+        v.on_release(&Release { candidate: id("gw2"), incarnation: 0, up_to_round: 9 });
+        assert!(
+            matches!(v.on_request(s(21.0), &request("gw1", 2)).verdict, Verdict::Refused(_)),
+            "another run's release"
+        );
+        v.on_release(&Release { up_to_round: 4, ..release });
+        assert_eq!(v.on_request(s(21.0), &request("gw1", 2)).verdict, Verdict::Granted);
+        assert_eq!(v.record().highest_term, 2, "the durable record is not released");
+    }
+
+    #[test]
+    fn a_request_overtaken_by_its_release_is_refused() {
+        let mut v = voter();
+        v.on_release(&Release { candidate: id("gw2"), incarnation: 1, up_to_round: 5 });
+        let mut req = request("gw2", 1);
+        req.round = 5;
+        assert_eq!(v.on_request(s(20.0), &req).verdict, Verdict::Refused(Refusal::Released));
+        req.round = 6;
+        assert_eq!(v.on_request(s(20.0), &req).verdict, Verdict::Granted);
+    }
+
+    #[test]
+    fn a_candidate_refused_by_a_majority_for_another_node_releases_what_it_has() {
+        let mut node = Node::new(id("gw1"), params(), 1, s(0.0));
+        let req = sent(&node.on_tick(s(0.0)));
+        node.on_reply(s(0.1), 0, &granted(&req));
+        assert!(release_of(&node.on_reply(s(0.2), 1, &refused(&req, Refusal::Promised { to: id("gw2") }))).is_none());
+        let out = node.on_reply(s(0.3), 2, &refused(&req, Refusal::TermTaken { by: id("gw2") }));
+        let release = release_of(&out).expect("cannot win: releases");
+        assert_eq!(release, Release { candidate: id("gw1"), incarnation: 1, up_to_round: 0 });
+        // It counts nothing of the released round, even a grant arriving now...
+        node.on_reply(s(0.4), 1, &granted(&req));
+        node.on_reply(s(0.4), 2, &granted(&req));
+        assert!(!node.holds(s(0.4)));
+        // ...and, having given a grant back, skips a round.
+        assert_eq!(node.next_timeout(), s(0.3) + params().renew_every() * 2);
+    }
+
+    #[test]
+    fn a_candidate_yields_to_the_name_that_sorts_first() {
+        let mut gw2 = Node::new(id("gw2"), params(), 1, s(0.0));
+        let req = sent(&gw2.on_tick(s(0.0)));
+        gw2.on_reply(s(0.0), 1, &granted(&req)); // its own voter, first
+        let out = gw2.on_reply(s(0.1), 0, &refused(&req, Refusal::Promised { to: id("gw1") }));
+        assert!(release_of(&out).is_some(), "gw2 yields to gw1");
+        let mut gw1 = Node::new(id("gw1"), params(), 1, s(0.0));
+        let req = sent(&gw1.on_tick(s(0.0)));
+        gw1.on_reply(s(0.0), 0, &granted(&req));
+        let out = gw1.on_reply(s(0.1), 1, &refused(&req, Refusal::Promised { to: id("gw2") }));
+        assert!(release_of(&out).is_none(), "gw1 does not yield to gw2");
+    }
+
+    #[test]
+    fn a_standby_with_nothing_to_give_back_keeps_asking_every_third_of_a_lease() {
+        let mut gw2 = Node::new(id("gw2"), params(), 1, s(0.0));
+        let req = sent(&gw2.on_tick(s(0.0)));
+        let out = gw2.on_reply(s(0.0), 1, &refused(&req, Refusal::Promised { to: id("gw1") }));
+        assert!(release_of(&out).is_some());
+        assert_eq!(gw2.next_timeout(), params().renew_every(), "no pause: the takeover stays fast");
+    }
+
+    #[test]
+    fn a_holder_does_not_release() {
+        let mut node = Node::new(id("gw2"), params(), 1, s(0.0));
+        let req = sent(&node.on_tick(s(0.0)));
+        node.on_reply(s(0.1), 1, &granted(&req));
+        node.on_reply(s(0.1), 2, &granted(&req));
+        let out = node.on_reply(s(0.2), 0, &refused(&req, Refusal::Promised { to: id("gw1") }));
+        assert!(out.is_empty());
+        assert!(node.holds(s(0.2)));
     }
 
     /// The whole election in the small: two nodes, three voters, the holder goes silent.

@@ -308,7 +308,7 @@ impl Sim {
             let holds = self.nodes[i].as_ref().is_some_and(|n| n.holds(self.clocks[i].local(self.now)));
             if holds {
                 holders.push(i);
-                let term = self.nodes[i].as_ref().map_or(0, Node::term);
+                let term = self.nodes[i].as_ref().and_then(Node::held_term).unwrap_or(0);
                 let owner = *self.term_holders.entry(term).or_insert(i);
                 if owner != i {
                     self.violations.push(format!(
@@ -453,5 +453,36 @@ proptest! {
         sim.run_until(settle);
         prop_assert!(sim.violations.is_empty(), "{}", sim.violations.join("\n"));
         prop_assert!(sim.holder().is_some(), "the witness down at {}, nobody holds at {}", secs(down), secs(settle));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The first row of docs/ha-design.md's partition table: with only the link between the
+    /// gateways cut, the holder keeps the lease with the witness, and the other never holds.
+    #[test]
+    fn a_cut_peer_link_does_not_move_the_lease(
+        rates in [rate(), rate(), rate()],
+        max_delay_ms in 0u64..500,
+        duplicate in 0.0..0.2f64,
+        seed in any::<u64>(),
+        cut_after_ms in 30_000u64..60_000,
+    ) {
+        let net = Network { loss: 0.0, duplicate, max_delay_ms, long_delay: 0.0 };
+        let mut sim = Sim::new(rates, net, seed);
+        let cut = cut_after_ms * 1_000_000;
+        sim.run_until(cut);
+        let Some(holder) = sim.holder() else {
+            return Err(TestCaseError::fail(format!("nobody holds at {} with every link up", secs(cut))));
+        };
+        // The peer link: each node to the other gateway's voter.
+        sim.act(Action::Cut(link(0, 1).expect("a cross link")));
+        sim.act(Action::Cut(link(1, 0).expect("a cross link")));
+        sim.run_until(cut + 120 * SECOND);
+        prop_assert!(sim.violations.is_empty(), "{}", sim.violations.join("\n"));
+        let moved: Vec<_> = sim.became_holder.iter().filter(|(t, node)| *t >= cut && *node != holder).collect();
+        prop_assert!(moved.is_empty(), "gw{} held, the peer link was cut at {}: {moved:?}", holder + 1, secs(cut));
+        prop_assert_eq!(sim.holder(), Some(holder), "the holder lost the lease");
     }
 }

@@ -300,6 +300,12 @@ pub enum NodeOutput {
     Fenced { term: u64 },
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+    sent_at: Duration,
+    term: u64,
+}
+
 /// One gateway's side of the election.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -312,8 +318,9 @@ pub struct Node {
     next_round: u64,
     /// Rounds of the current term still able to count, with when each was sent, oldest first.
     sent: VecDeque<(u64, Duration)>,
-    /// Per voter: when the newest request it granted in the current term was sent.
-    granted: [Option<Duration>; VOTERS],
+    /// Per voter: when the newest request it granted since the node last forgot its rounds was
+    /// sent, and the newest term it granted.
+    granted: [Option<Grant>; VOTERS],
     /// Per voter: whether it refused one of the rounds in `sent` for another node's promise.
     refused: [bool; VOTERS],
     role: Role,
@@ -348,8 +355,18 @@ impl Node {
         self.role
     }
 
+    /// The term it asks for. A holder may ask for a newer one than it holds under (see
+    /// [`held_term`](Self::held_term)).
     pub fn term(&self) -> u64 {
         self.term
+    }
+
+    /// The term a holder holds under, its fencing token: a majority of voters granted it this
+    /// term or a newer one, so any later holder's term is newer. `None` without a majority.
+    pub fn held_term(&self) -> Option<u64> {
+        let mut terms: Vec<u64> = self.granted.iter().flatten().map(|g| g.term).collect();
+        terms.sort_unstable_by(|a, b| b.cmp(a));
+        terms.get(MAJORITY - 1).copied()
     }
 
     /// The replica this node reports in its requests (the shell sets it as it commits).
@@ -360,7 +377,7 @@ impl Node {
     /// When the lease ends on this node's clock: the instant by which all but a minority of the
     /// counted grants have run out. `None` without a majority of grants in this term.
     pub fn lease_end(&self) -> Option<Duration> {
-        let mut ends: Vec<Duration> = self.granted.iter().flatten().map(|sent| *sent + self.params.usable()).collect();
+        let mut ends: Vec<Duration> = self.granted.iter().flatten().map(|g| g.sent_at + self.params.usable()).collect();
         ends.sort_unstable_by(|a, b| b.cmp(a));
         ends.get(MAJORITY - 1).copied()
     }
@@ -383,11 +400,17 @@ impl Node {
         let mut out = Vec::new();
         if self.role == Role::Holder && !self.holds(now) {
             self.role = Role::Candidate;
-            out.push(NodeOutput::Fenced { term: self.term });
+            out.push(NodeOutput::Fenced { term: self.held_term().unwrap_or(self.term) });
         }
         if now >= self.next_request_at {
-            if self.role == Role::Candidate && self.highest_seen >= self.term {
-                self.start_term(self.highest_seen + 1);
+            if self.highest_seen >= self.term {
+                match self.role {
+                    Role::Candidate => self.start_term(self.highest_seen + 1),
+                    // A voter granted a newer term to a candidate that then gave it back: the
+                    // holder renews under a newer term still, or it could never win that voter
+                    // back. It keeps its grants: a promise is to the node, whatever the term.
+                    Role::Holder => self.term = self.highest_seen + 1,
+                }
             }
             let usable = self.params.usable();
             // A round sent longer ago than `usable` can no longer extend the lease.
@@ -440,17 +463,19 @@ impl Node {
             }
             Verdict::Refused(_) => {}
             Verdict::Granted => {
-                if reply.term != self.term {
-                    return out; // a grant of an earlier term proves nothing about this one
-                }
+                // Rounds are unique in this run, and forgotten when a candidate moves to a newer
+                // term or releases: a round still in `sent` is one whose grant may count.
                 let Some(&(_, sent_at)) = self.sent.iter().find(|(round, _)| *round == reply.round) else {
-                    return out; // too old to count, or never sent by this run
+                    return out; // too old to count, forgotten, or never sent by this run
                 };
                 let slot = &mut self.granted[voter];
-                *slot = Some(slot.map_or(sent_at, |s| s.max(sent_at)));
+                *slot = Some(match *slot {
+                    Some(g) => Grant { sent_at: g.sent_at.max(sent_at), term: g.term.max(reply.term) },
+                    None => Grant { sent_at, term: reply.term },
+                });
                 if self.role == Role::Candidate && self.holds(now) {
                     self.role = Role::Holder;
-                    out.push(NodeOutput::BecameHolder { term: self.term });
+                    out.push(NodeOutput::BecameHolder { term: self.held_term().unwrap_or(self.term) });
                 }
             }
         }
@@ -835,6 +860,25 @@ mod tests {
         let out = node.on_reply(s(0.2), 0, &refused(&req, Refusal::Promised { to: id("gw1") }));
         assert!(out.is_empty());
         assert!(node.holds(s(0.2)));
+    }
+
+    #[test]
+    fn a_holder_meeting_a_newer_term_renews_under_it_and_keeps_holding() {
+        let mut node = Node::new(id("gw2"), params(), 1, s(0.0));
+        let req = sent(&node.on_tick(s(0.0)));
+        node.on_reply(s(0.1), 0, &granted(&req));
+        node.on_reply(s(0.1), 1, &granted(&req));
+        // The witness granted term 4 to gw1, which gave it back.
+        node.on_reply(s(0.1), 2, &refused(&req, Refusal::StaleTerm { highest: 4 }));
+        assert_eq!(node.held_term(), Some(1));
+        let renewal = sent(&node.on_tick(params().renew_every()));
+        assert_eq!(renewal.term, 5);
+        assert!(node.holds(params().renew_every()), "its grants of term 1 still count");
+        node.on_reply(s(3.5), 2, &granted(&renewal));
+        assert_eq!(node.held_term(), Some(1), "one voter of term 5 is not a majority");
+        node.on_reply(s(3.5), 0, &granted(&renewal));
+        assert_eq!(node.held_term(), Some(5));
+        assert_eq!(node.lease_end(), Some(params().renew_every() + params().usable()));
     }
 
     /// The whole election in the small: two nodes, three voters, the holder goes silent.

@@ -459,6 +459,33 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
+    /// The partition table's "everything around the active": the holder is cut off from both
+    /// other voters (alive, but alone); the other node holds once the promises ran out.
+    #[test]
+    fn an_isolated_holder_is_replaced_in_bounded_time(
+        rates in [rate(), rate(), rate()],
+        max_delay_ms in 0u64..500,
+        duplicate in 0.0..0.2f64,
+        seed in any::<u64>(),
+        cut_after_ms in 30_000u64..60_000,
+    ) {
+        let net = Network { loss: 0.0, duplicate, max_delay_ms, long_delay: 0.0 };
+        let mut sim = Sim::new(rates, net, seed);
+        let cut = cut_after_ms * 1_000_000;
+        sim.run_until(cut);
+        let Some(old) = sim.holder() else {
+            return Err(TestCaseError::fail(format!("nobody holds at {} with every link up", secs(cut))));
+        };
+        sim.act(Action::Isolate(old));
+        let p = params();
+        let slow = |d: Duration| d.as_nanos() as u64 * 1_000_000 / (1_000_000 - u64::from(DRIFT_PPM));
+        let bound = slow(p.lease()) + 3 * slow(p.renew_every()) + 4 * max_delay_ms * 1_000_000;
+        sim.run_until(cut + bound);
+        prop_assert!(sim.violations.is_empty(), "{}", sim.violations.join("\n"));
+        let took_over = sim.became_holder.iter().any(|(t, node)| *t >= cut && *node != old);
+        prop_assert!(took_over, "gw{} isolated at {}; the other did not hold within {}", old + 1, secs(cut), secs(bound));
+    }
+
     /// The first row of docs/ha-design.md's partition table: with only the link between the
     /// gateways cut, the holder keeps the lease with the witness, and the other never holds.
     #[test]

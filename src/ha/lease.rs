@@ -449,13 +449,16 @@ impl Node {
                     self.refused[voter] = true;
                     let cannot_win = self.refused.iter().filter(|r| **r).count() > VOTERS - MAJORITY;
                     // Two candidates each holding a voter yield to the name that sorts first.
-                    if cannot_win || *other < self.name {
+                    let yields = *other < self.name;
+                    if cannot_win || yields {
                         let held_any = self.granted.iter().any(Option::is_some);
                         out.push(NodeOutput::Release(self.release()));
-                        if held_any {
-                            // Skip a round so the voters it gave back stay free for the other
-                            // node's next request: without the pause its own voter, answering
-                            // first, would be taken again at each of its rounds.
+                        if held_any || yields {
+                            // Skip a round so the voters it gave back (or is about to be granted
+                            // by: its requests to them are in flight) stay free for the other
+                            // node's next request. Without the pause its own voter, answering
+                            // first, is taken again at each of its rounds, and the two take the
+                            // same new terms at each other's voters for ever.
                             self.next_request_at = now + self.params.renew_every() * 2;
                         }
                     }
@@ -843,12 +846,19 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_with_nothing_to_give_back_keeps_asking_every_third_of_a_lease() {
+    fn a_candidate_that_does_not_yield_and_gave_nothing_back_keeps_asking_every_third_of_a_lease() {
+        let mut gw1 = Node::new(id("gw1"), params(), 1, s(0.0));
+        let req = sent(&gw1.on_tick(s(0.0)));
+        gw1.on_reply(s(0.1), 1, &refused(&req, Refusal::Promised { to: id("gw2") }));
+        let out = gw1.on_reply(s(0.1), 2, &refused(&req, Refusal::Promised { to: id("gw2") }));
+        assert!(release_of(&out).is_some(), "cannot win");
+        assert_eq!(gw1.next_timeout(), params().renew_every(), "no pause: its takeover stays fast");
+        // gw2 yields to gw1 and pauses a round, its requests to the others still in flight.
         let mut gw2 = Node::new(id("gw2"), params(), 1, s(0.0));
         let req = sent(&gw2.on_tick(s(0.0)));
         let out = gw2.on_reply(s(0.0), 1, &refused(&req, Refusal::Promised { to: id("gw1") }));
         assert!(release_of(&out).is_some());
-        assert_eq!(gw2.next_timeout(), params().renew_every(), "no pause: the takeover stays fast");
+        assert_eq!(gw2.next_timeout(), params().renew_every() * 2);
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //!
 //! A candidate that cannot win (a majority refused it for another node, or a voter refused it
 //! for a node whose name sorts first) **releases** the grants it has: it forgets them,
-//! then tells the voters, which drop the promise those grants made, and, if it had any, skips a
-//! round. Without this each gateway's own voter stays promised to its own candidate (it answers
-//! first, in-process), and the pair has no holder whenever the witness is down.
+//! then tells the voters, which drop the promise those grants made; if it gave a grant back or
+//! yielded by name, it skips a round. Without this each gateway's own voter stays promised to
+//! its own candidate (it answers first, in-process), and the pair has no holder whenever the
+//! witness is down. A holder that meets a newer term renews under a newer one, keeping its
+//! grants; [`Node::held_term`] is its fencing token.
 //!
 //! Time is passed in (`now`, a monotonic reading of the caller's own clock, as a [`Duration`]
 //! since any origin); nothing here reads a clock, sleeps or does IO. Voters are numbered

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod ha;
 pub mod logging;
 pub mod model;
 pub mod outbox;

@@ -348,15 +348,9 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     }
     if let Some(dir) = &file.profiles_dir {
         let path = c.relative_path(dir.get_ref());
-        match std::fs::read_dir(&path) {
+        match crate::profiles::profile_files(&path) {
             Err(e) => c.error(dir, format!("profiles_dir {}: {e}", path.display())),
-            Ok(entries) => {
-                let mut files: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect();
-                files.sort();
+            Ok(files) => {
                 for f in files {
                     let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                     let text = match std::fs::read_to_string(&f) {

@@ -150,6 +150,18 @@ pub struct PointConfig {
     pub scale_sign_column: Option<Spanned<String>>,
 }
 
+/// The profile files of a profiles directory (`*.toml`), sorted, so every reader (the
+/// config, `discover snmp`, `discover modbus`) sees the same profiles in the same order.
+pub fn profile_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 fn one() -> f64 {
     1.0
 }

@@ -127,14 +127,8 @@ fn scan_profiles(dir: Option<&PathBuf>) -> anyhow::Result<Vec<ScanProfile>> {
         configs.push(((*name).to_owned(), cfg, format!("built-in profile {name}")));
     }
     if let Some(dir) = dir {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| UsageError(format!("--profiles-dir {}: {e}", dir.display())))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
+        let files = crate::profiles::profile_files(dir)
+            .map_err(|e| UsageError(format!("--profiles-dir {}: {e}", dir.display())))?;
         for f in files {
             let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let text = std::fs::read_to_string(&f).map_err(|e| UsageError(format!("{}: {e}", f.display())))?;

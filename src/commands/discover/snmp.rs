@@ -194,13 +194,8 @@ fn recognizer(user: &[(String, ProfileConfig)]) -> Recognizer {
 
 /// The user's profiles from `--profiles-dir`, checked as the config checks them.
 fn user_profiles(dir: &Path) -> anyhow::Result<Vec<(String, ProfileConfig, Profile)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| usage(format!("--profiles-dir {}: {e}", dir.display())))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+    let files =
+        crate::profiles::profile_files(dir).map_err(|e| usage(format!("--profiles-dir {}: {e}", dir.display())))?;
     let mut out = Vec::new();
     for f in files {
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

@@ -34,8 +34,8 @@ pub struct Fetched {
 pub struct Cell {
     /// Index of the point in the profile.
     pub point: usize,
-    /// Row index for table points (`None` for scalars).
-    pub row: Option<RowIndex>,
+    /// Row index for table points (`None` for scalars), shared with the plan's row cache.
+    pub row: Option<Arc<[u32]>>,
     pub label: Option<Arc<str>>,
     /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
     pub value: Result<(Number, f64), String>,
@@ -77,6 +77,19 @@ pub struct Plan {
     points: Vec<Option<PointPlan>>,
     /// sysUpTime.0, asked along with the scalars when the profile has rate points.
     uptime: Option<Oid>,
+    /// Per point: the rows seen in the last poll with their labels, so that a row keeping its
+    /// label from poll to poll costs no allocation (`Arc`s shared with the readings).
+    row_names: Vec<HashMap<RowIndex, RowName>>,
+    /// Where a row's label is put together before it is compared with the one kept.
+    scratch: String,
+}
+
+#[derive(Debug, Clone)]
+struct RowName {
+    row: Arc<[u32]>,
+    label: Arc<str>,
+    /// Seen in the poll being decoded (rows gone from the table are then dropped).
+    seen: bool,
 }
 
 /// SNMPv2-MIB sysUpTime.0: hundredths of a second since the agent (re)started.
@@ -102,8 +115,16 @@ fn join(column: &Oid, index: &[u32]) -> Oid {
     Oid::from_slice(&arcs)
 }
 
-fn index_string(index: &[u32]) -> String {
-    index.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+/// Appends a row index as text ("1.5.1").
+fn push_index(out: &mut String, index: &[u32]) {
+    use std::fmt::Write;
+    for (k, arc) in index.iter().enumerate() {
+        if k > 0 {
+            out.push('.');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{arc}");
+    }
 }
 
 /// Adds to a list once, keeping first-seen order.
@@ -222,7 +243,8 @@ impl Plan {
         if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
             gets.add(sys_up_time());
         }
-        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime })
+        let row_names = vec![HashMap::new(); points.len()];
+        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime, row_names, scratch: String::new() })
     }
 
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
@@ -235,10 +257,11 @@ impl Plan {
     }
 
     /// Decodes what the requests returned into cells, at least one per point.
-    pub fn decode(&self, fetched: &Fetched) -> Vec<Cell> {
+    pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::new();
         for (i, p) in self.points.iter().enumerate() {
             let Some(p) = p else { continue };
+            let Some(names) = self.row_names.get_mut(i) else { continue };
             match &p.target {
                 Target::Scalar(oid) => {
                     let got = fetched.gets.get(oid);
@@ -261,10 +284,11 @@ impl Plan {
                     };
                     let before = cells.len();
                     for row in rows {
-                        if let Some(cell) = self.decode_row(i, p, column, row, fetched) {
+                        if let Some(cell) = decode_row(i, p, column, row, fetched, names, &mut self.scratch) {
                             cells.push(cell);
                         }
                     }
+                    names.retain(|_, n| std::mem::replace(&mut n.seen, false));
                     if cells.len() == before {
                         let reason = if rows.is_empty() {
                             format!(
@@ -280,47 +304,72 @@ impl Plan {
         }
         cells
     }
+}
 
-    fn decode_row(&self, i: usize, p: &PointPlan, column: &Oid, row: &RowIndex, f: &Fetched) -> Option<Cell> {
-        let base = strip_suffix(row, &p.suffix)?;
-        if let Some((fcol, values)) = &p.filter {
-            let v = lookup(f, fcol, row)?;
-            let n = scale::to_integer(v, &join(fcol, row)).ok()?;
-            if !values.contains(&n) {
-                return None;
-            }
+/// One table row of one point into a cell (`None`: the row filter leaves it out). The row's
+/// label is built in `scratch` and the one kept in `names` reused when it is the same.
+fn decode_row(
+    i: usize,
+    p: &PointPlan,
+    column: &Oid,
+    row: &[u32],
+    f: &Fetched,
+    names: &mut HashMap<RowIndex, RowName>,
+    scratch: &mut String,
+) -> Option<Cell> {
+    let base = strip_suffix(row, &p.suffix)?;
+    if let Some((fcol, values)) = &p.filter {
+        let v = lookup(f, fcol, row)?;
+        let n = scale::to_integer(v, &join(fcol, row)).ok()?;
+        if !values.contains(&n) {
+            return None;
         }
-        if let Some((scol, wanted)) = &p.select {
-            let text = lookup(f, scol, row)?.as_bytes()?;
-            let text = String::from_utf8_lossy(text);
-            if !wanted.iter().any(|w| w.as_str() == text.trim()) {
-                return None;
-            }
-        }
-        let label = p
-            .label
-            .as_ref()
-            .and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base)))
-            .and_then(|v| v.as_bytes().map(|b| String::from_utf8_lossy(b).trim().to_owned()))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("{}{}", p.label_prefix.as_deref().unwrap_or(""), index_string(base)));
-        let oid = join(column, row);
-        let got = lookup_result(f, column, row);
-        let absent = match &got {
-            Some(Ok(v)) => v.is_exception(),
-            Some(Err(_)) => true,
-            None => false,
-        };
-        let value = match got {
-            None => Err(format!("the agent's response did not include {oid}")),
-            Some(Err(reason)) => Err(reason),
-            Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
-                let factor = row_factor(p, row, f)?;
-                Ok((n, factor))
-            }),
-        };
-        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value, absent })
     }
+    if let Some((scol, wanted)) = &p.select {
+        let text = lookup(f, scol, row)?.as_bytes()?;
+        let text = String::from_utf8_lossy(text);
+        if !wanted.iter().any(|w| w.as_str() == text.trim()) {
+            return None;
+        }
+    }
+    scratch.clear();
+    if let Some(text) =
+        p.label.as_ref().and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base))).and_then(Value::as_bytes)
+    {
+        scratch.push_str(String::from_utf8_lossy(text).trim());
+    }
+    if scratch.is_empty() {
+        scratch.push_str(p.label_prefix.as_deref().unwrap_or(""));
+        push_index(scratch, base);
+    }
+    let name = match names.get_mut(row) {
+        Some(n) => n,
+        None => names.entry(row.to_vec()).or_insert(RowName {
+            row: Arc::from(row),
+            label: Arc::from(scratch.as_str()),
+            seen: false,
+        }),
+    };
+    if *name.label != **scratch {
+        name.label = Arc::from(scratch.as_str());
+    }
+    name.seen = true;
+    let oid = join(column, row);
+    let got = lookup_result(f, column, row);
+    let absent = match &got {
+        Some(Ok(v)) => v.is_exception(),
+        Some(Err(_)) => true,
+        None => false,
+    };
+    let value = match got {
+        None => Err(format!("the agent's response did not include {oid}")),
+        Some(Err(reason)) => Err(reason),
+        Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
+            let factor = row_factor(p, row, f)?;
+            Ok((n, factor))
+        }),
+    };
+    Some(Cell { point: i, row: Some(name.row.clone()), label: Some(name.label.clone()), value, absent })
 }
 
 /// Whether a GET answer says the object is not there: an exception value, or the error
@@ -416,7 +465,7 @@ mod tests {
     #[test]
     fn apc_decode_scales_labels_and_filters() {
         let p = profile("apc-rpdu2");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"), Ok(Value::Integer(57)));
         f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.9.1"), Ok(Value::NoSuchInstance));
@@ -466,7 +515,7 @@ mod tests {
     #[test]
     fn raritan_suffix_rows_take_decimal_digits_and_base_labels() {
         let p = profile("raritan-pdu2");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         let outlet_vals = "1.3.6.1.4.1.13742.6.5.4.3.1.4";
         column(
@@ -503,7 +552,7 @@ mod tests {
     #[test]
     fn entity_sensor_applies_scale_and_precision_per_row() {
         let p = profile("entity-sensor");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         let t = "1.3.6.1.2.1.99.1.1.1";
         column(&mut f, &format!("{t}.1"), &[(&[10], Value::Integer(8)), (&[11], Value::Integer(3))]);
@@ -533,7 +582,7 @@ mod tests {
         "#;
         let cfg: crate::profiles::ProfileConfig = toml::from_str(text).unwrap();
         let Profile::Snmp(p) = cfg.build("t").unwrap() else { panic!() };
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         assert!(plan.walk_columns.is_empty());
         assert_eq!(
             plan.get_oids,
@@ -552,7 +601,7 @@ mod tests {
     #[test]
     fn cmc3_rows_are_selected_by_name_and_scaled_by_their_signed_factor() {
         let p = profile("rittal-cmc3");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         // Value, name and scale columns, each walked once for both points.
         assert_eq!(plan.walk_columns.len(), 3, "{:?}", plan.walk_columns);
         let mut f = Fetched::default();

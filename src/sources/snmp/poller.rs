@@ -35,7 +35,7 @@ use crate::profiles::SnmpProfile;
 use crate::sources::SourceContext;
 
 /// A rate's identity: point index and table row.
-type RateKey = (usize, Option<Vec<u32>>);
+type RateKey = (usize, Option<Arc<[u32]>>);
 
 /// What one poll of a device produced.
 pub struct PollOutcome {

@@ -115,6 +115,20 @@ fn join(column: &Oid, index: &[u32]) -> Oid {
     Oid::from_slice(&arcs)
 }
 
+/// A column's cell (column OID and row index) as it is written in messages, without building
+/// its `Oid`: only an error message needs it.
+struct CellOid<'a>(&'a Oid, &'a [u32]);
+
+impl std::fmt::Display for CellOid<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        for arc in self.1 {
+            write!(f, ".{arc}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Appends a row index as text ("1.5.1").
 fn push_index(out: &mut String, index: &[u32]) {
     use std::fmt::Write;
@@ -320,7 +334,7 @@ fn decode_row(
     let base = strip_suffix(row, &p.suffix)?;
     if let Some((fcol, values)) = &p.filter {
         let v = lookup(f, fcol, row)?;
-        let n = scale::to_integer(v, &join(fcol, row)).ok()?;
+        let n = scale::to_integer(v, &CellOid(fcol, row)).ok()?;
         if !values.contains(&n) {
             return None;
         }
@@ -354,7 +368,7 @@ fn decode_row(
         name.label = Arc::from(scratch.as_str());
     }
     name.seen = true;
-    let oid = join(column, row);
+    let oid = CellOid(column, row);
     let got = lookup_result(f, column, row);
     let absent = match &got {
         Some(Ok(v)) => v.is_exception(),
@@ -385,17 +399,17 @@ fn is_absent(got: Option<&Result<Value, String>>) -> bool {
 fn row_factor(p: &PointPlan, row: &[u32], f: &Fetched) -> Result<f64, String> {
     let mut factor = 1.0;
     if let Some(sc) = &p.scale_col {
-        let oid = join(sc, row);
+        let oid = CellOid(sc, row);
         let v = lookup(f, sc, row).ok_or_else(|| format!("scale column value {oid} missing"))?;
         factor *= scale::entity_scale_factor(scale::to_integer(v, &oid)?)?;
     }
     if let Some(dc) = &p.decimals_col {
-        let oid = join(dc, row);
+        let oid = CellOid(dc, row);
         let v = lookup(f, dc, row).ok_or_else(|| format!("decimal-digits value {oid} missing"))?;
         factor *= scale::decimals_factor(scale::to_integer(v, &oid)?)?;
     }
     if let Some(sc) = &p.sign_col {
-        let oid = join(sc, row);
+        let oid = CellOid(sc, row);
         let v = lookup(f, sc, row).ok_or_else(|| format!("scale factor value {oid} missing"))?;
         factor *= scale::signed_factor(scale::to_integer(v, &oid)?);
     }

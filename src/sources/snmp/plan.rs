@@ -287,24 +287,21 @@ impl Plan {
                     cells.push(Cell { point: i, row: None, label: None, value, absent: is_absent(got) });
                 }
                 Target::Column { column, fixed_rows } => {
-                    let walked: Vec<RowIndex>;
-                    let rows: &[RowIndex] = match fixed_rows {
-                        Some(r) => r,
-                        None => {
-                            walked =
-                                fetched.columns.get(column).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-                            &walked
-                        }
-                    };
+                    // The listed rows, or else the walked ones (borrowed, not copied).
+                    let listed = fixed_rows.as_deref().unwrap_or_default();
+                    let walked = if fixed_rows.is_none() { fetched.columns.get(column) } else { None };
+                    let rows = listed.iter().chain(walked.into_iter().flat_map(|m| m.keys()));
                     let before = cells.len();
+                    let mut any_row = false;
                     for row in rows {
+                        any_row = true;
                         if let Some(cell) = decode_row(i, p, column, row, fetched, names, &mut self.scratch) {
                             cells.push(cell);
                         }
                     }
                     names.retain(|_, n| std::mem::replace(&mut n.seen, false));
                     if cells.len() == before {
-                        let reason = if rows.is_empty() {
+                        let reason = if !any_row {
                             format!(
                                 "table column {column} has no rows (the agent does not implement this table, or it is empty)"
                             )

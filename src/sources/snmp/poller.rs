@@ -225,7 +225,9 @@ impl DevicePoller {
 
     fn readings_from(&mut self, cells: Vec<Cell>, at: Timestamp, now: Instant) -> Vec<Reading> {
         let mut out = Vec::with_capacity(cells.len());
-        let mut rows: HashMap<usize, Vec<Option<Arc<str>>>> = HashMap::new();
+        // Refilled in place: the lists keep their capacity from poll to poll.
+        let mut rows = std::mem::take(&mut self.known_rows);
+        rows.values_mut().for_each(Vec::clear);
         let missing = self.note_absent(&cells);
         for cell in cells {
             if missing.contains(&cell.point) {

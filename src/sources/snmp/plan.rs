@@ -82,6 +82,8 @@ pub struct Plan {
     row_names: Vec<HashMap<RowIndex, RowName>>,
     /// Where a row's label is put together before it is compared with the one kept.
     scratch: String,
+    /// Cells the last decode made: the next one's list starts that large.
+    last_cells: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -258,7 +260,15 @@ impl Plan {
             gets.add(sys_up_time());
         }
         let row_names = vec![HashMap::new(); points.len()];
-        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime, row_names, scratch: String::new() })
+        Ok(Self {
+            get_oids: gets.list,
+            walk_columns: walks.list,
+            points,
+            uptime,
+            row_names,
+            scratch: String::new(),
+            last_cells: 0,
+        })
     }
 
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
@@ -272,7 +282,7 @@ impl Plan {
 
     /// Decodes what the requests returned into cells, at least one per point.
     pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
-        let mut cells = Vec::new();
+        let mut cells = Vec::with_capacity(self.last_cells);
         for (i, p) in self.points.iter().enumerate() {
             let Some(p) = p else { continue };
             let Some(names) = self.row_names.get_mut(i) else { continue };
@@ -313,6 +323,7 @@ impl Plan {
                 }
             }
         }
+        self.last_cells = cells.len();
         cells
     }
 }

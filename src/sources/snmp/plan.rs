@@ -534,6 +534,34 @@ mod tests {
         assert_eq!(hum[0].value, Ok((Number::Plain(45.0), 1.0)));
     }
 
+    /// Labels are kept from poll to poll: a renamed outlet shows its new name at the next
+    /// poll, and one gone from the table yields no cell.
+    #[test]
+    fn kept_labels_follow_renamed_and_removed_rows() {
+        let p = profile("apc-rpdu2");
+        let mut plan = Plan::new(&p).unwrap();
+        let outlet = p.points.iter().position(|pt| pt.id.as_str() == "outlet_current").unwrap();
+        let poll = |plan: &mut Plan, names: &[(&[u32], &str)]| -> Vec<(Option<String>, Vec<u32>)> {
+            let mut f = Fetched::default();
+            let values: Vec<(&[u32], Value)> = names.iter().map(|(r, _)| (*r, Value::Integer(3))).collect();
+            column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", &values);
+            let labels: Vec<(&[u32], Value)> =
+                names.iter().map(|(r, n)| (*r, Value::OctetString(n.as_bytes().to_vec().into()))).collect();
+            column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3", &labels);
+            plan.decode(&f)
+                .into_iter()
+                .filter(|c| c.point == outlet)
+                .map(|c| (c.label.as_deref().map(str::to_owned), c.row.as_deref().unwrap_or_default().to_vec()))
+                .collect()
+        };
+        let first = poll(&mut plan, &[(&[1], "web-01"), (&[2], "web-02")]);
+        assert_eq!(first, vec![(Some("web-01".into()), vec![1]), (Some("web-02".into()), vec![2])]);
+        let second = poll(&mut plan, &[(&[1], "db-01")]);
+        assert_eq!(second, vec![(Some("db-01".into()), vec![1])]);
+        let third = poll(&mut plan, &[(&[1], "db-01"), (&[2], "")]);
+        assert_eq!(third, vec![(Some("db-01".into()), vec![1]), (Some("2".into()), vec![2])]);
+    }
+
     #[test]
     fn raritan_suffix_rows_take_decimal_digits_and_base_labels() {
         let p = profile("raritan-pdu2");

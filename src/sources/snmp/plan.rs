@@ -2,11 +2,12 @@
 //!
 //! `Plan::new` turns a profile into the OIDs to GET (scalars, table cells whose rows the
 //! profile lists, and sysUpTime.0 when there are counter rates) and the table columns to
-//! walk (value, label, scaling and filter columns, each once however many points use it). `Plan::decode` turns what came back
-//! into one `Cell` per point and row, each either a number with its row factor or a
-//! reason why not; rows' labels and indices are kept from poll to poll as `Arc`s, so a
-//! steady table decodes without allocating per row. Invariant: every point yields at least one cell, so a point never
-//! goes silent (a column with no rows yields one bad cell saying so).
+//! walk (value, label, scaling and filter columns, each once however many points use it).
+//! `Plan::decode` turns what came back into one `Cell` per point and row, each either a
+//! number with its row factor or a reason why not; rows' labels and indices are kept from
+//! poll to poll as `Arc`s, so a steady table decodes without allocating per row.
+//! Invariant: every point yields at least one cell, so a point never goes silent (a column
+//! with no rows yields one bad cell saying so).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -2,10 +2,12 @@
 //!
 //! `Plan::new` turns a profile into the OIDs to GET (scalars, table cells whose rows the
 //! profile lists, and sysUpTime.0 when there are counter rates) and the table columns to
-//! walk (value, label, scaling and filter columns, each once however many points use it). `Plan::decode` turns what came back
-//! into one `Cell` per point and row, each either a number with its row factor or a
-//! reason why not. Invariant: every point yields at least one cell, so a point never
-//! goes silent (a column with no rows yields one bad cell saying so).
+//! walk (value, label, scaling and filter columns, each once however many points use it).
+//! `Plan::decode` turns what came back into one `Cell` per point and row, each either a
+//! number with its row factor or a reason why not; rows' labels and indices are kept from
+//! poll to poll as `Arc`s, so a steady table decodes without allocating per row.
+//! Invariant: every point yields at least one cell, so a point never goes silent (a column
+//! with no rows yields one bad cell saying so).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -34,8 +36,8 @@ pub struct Fetched {
 pub struct Cell {
     /// Index of the point in the profile.
     pub point: usize,
-    /// Row index for table points (`None` for scalars).
-    pub row: Option<RowIndex>,
+    /// Row index for table points (`None` for scalars), shared with the plan's row cache.
+    pub row: Option<Arc<[u32]>>,
     pub label: Option<Arc<str>>,
     /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
     pub value: Result<(Number, f64), String>,
@@ -77,6 +79,21 @@ pub struct Plan {
     points: Vec<Option<PointPlan>>,
     /// sysUpTime.0, asked along with the scalars when the profile has rate points.
     uptime: Option<Oid>,
+    /// Per point: the rows seen in the last poll with their labels, so that a row keeping its
+    /// label from poll to poll costs no allocation (`Arc`s shared with the readings).
+    row_names: Vec<HashMap<RowIndex, RowName>>,
+    /// Where a row's label is put together before it is compared with the one kept.
+    scratch: String,
+    /// Cells the last decode made: the next one's list starts that large.
+    last_cells: usize,
+}
+
+#[derive(Debug, Clone)]
+struct RowName {
+    row: Arc<[u32]>,
+    label: Arc<str>,
+    /// Seen in the poll being decoded (rows gone from the table are then dropped).
+    seen: bool,
 }
 
 /// SNMPv2-MIB sysUpTime.0: hundredths of a second since the agent (re)started.
@@ -102,8 +119,30 @@ fn join(column: &Oid, index: &[u32]) -> Oid {
     Oid::from_slice(&arcs)
 }
 
-fn index_string(index: &[u32]) -> String {
-    index.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+/// A column's cell (column OID and row index) as it is written in messages, without building
+/// its `Oid`: only an error message needs it.
+struct CellOid<'a>(&'a Oid, &'a [u32]);
+
+impl std::fmt::Display for CellOid<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        for arc in self.1 {
+            write!(f, ".{arc}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends a row index as text ("1.5.1").
+fn push_index(out: &mut String, index: &[u32]) {
+    use std::fmt::Write;
+    for (k, arc) in index.iter().enumerate() {
+        if k > 0 {
+            out.push('.');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{arc}");
+    }
 }
 
 /// Adds to a list once, keeping first-seen order.
@@ -222,7 +261,16 @@ impl Plan {
         if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
             gets.add(sys_up_time());
         }
-        Ok(Self { get_oids: gets.list, walk_columns: walks.list, points, uptime })
+        let row_names = vec![HashMap::new(); points.len()];
+        Ok(Self {
+            get_oids: gets.list,
+            walk_columns: walks.list,
+            points,
+            uptime,
+            row_names,
+            scratch: String::new(),
+            last_cells: 0,
+        })
     }
 
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
@@ -235,10 +283,11 @@ impl Plan {
     }
 
     /// Decodes what the requests returned into cells, at least one per point.
-    pub fn decode(&self, fetched: &Fetched) -> Vec<Cell> {
-        let mut cells = Vec::new();
+    pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
+        let mut cells = Vec::with_capacity(self.last_cells);
         for (i, p) in self.points.iter().enumerate() {
             let Some(p) = p else { continue };
+            let Some(names) = self.row_names.get_mut(i) else { continue };
             match &p.target {
                 Target::Scalar(oid) => {
                     let got = fetched.gets.get(oid);
@@ -250,23 +299,21 @@ impl Plan {
                     cells.push(Cell { point: i, row: None, label: None, value, absent: is_absent(got) });
                 }
                 Target::Column { column, fixed_rows } => {
-                    let walked: Vec<RowIndex>;
-                    let rows: &[RowIndex] = match fixed_rows {
-                        Some(r) => r,
-                        None => {
-                            walked =
-                                fetched.columns.get(column).map(|m| m.keys().cloned().collect()).unwrap_or_default();
-                            &walked
-                        }
-                    };
+                    // The listed rows, or else the walked ones (borrowed, not copied).
+                    let listed = fixed_rows.as_deref().unwrap_or_default();
+                    let walked = if fixed_rows.is_none() { fetched.columns.get(column) } else { None };
+                    let rows = listed.iter().chain(walked.into_iter().flat_map(|m| m.keys()));
                     let before = cells.len();
+                    let mut any_row = false;
                     for row in rows {
-                        if let Some(cell) = self.decode_row(i, p, column, row, fetched) {
+                        any_row = true;
+                        if let Some(cell) = decode_row(i, p, column, row, fetched, names, &mut self.scratch) {
                             cells.push(cell);
                         }
                     }
+                    names.retain(|_, n| std::mem::replace(&mut n.seen, false));
                     if cells.len() == before {
-                        let reason = if rows.is_empty() {
+                        let reason = if !any_row {
                             format!(
                                 "table column {column} has no rows (the agent does not implement this table, or it is empty)"
                             )
@@ -278,49 +325,75 @@ impl Plan {
                 }
             }
         }
+        self.last_cells = cells.len();
         cells
     }
+}
 
-    fn decode_row(&self, i: usize, p: &PointPlan, column: &Oid, row: &RowIndex, f: &Fetched) -> Option<Cell> {
-        let base = strip_suffix(row, &p.suffix)?;
-        if let Some((fcol, values)) = &p.filter {
-            let v = lookup(f, fcol, row)?;
-            let n = scale::to_integer(v, &join(fcol, row)).ok()?;
-            if !values.contains(&n) {
-                return None;
-            }
+/// One table row of one point into a cell (`None`: the row filter leaves it out). The row's
+/// label is built in `scratch` and the one kept in `names` reused when it is the same.
+fn decode_row(
+    i: usize,
+    p: &PointPlan,
+    column: &Oid,
+    row: &[u32],
+    f: &Fetched,
+    names: &mut HashMap<RowIndex, RowName>,
+    scratch: &mut String,
+) -> Option<Cell> {
+    let base = strip_suffix(row, &p.suffix)?;
+    if let Some((fcol, values)) = &p.filter {
+        let v = lookup(f, fcol, row)?;
+        let n = scale::to_integer(v, &CellOid(fcol, row)).ok()?;
+        if !values.contains(&n) {
+            return None;
         }
-        if let Some((scol, wanted)) = &p.select {
-            let text = lookup(f, scol, row)?.as_bytes()?;
-            let text = String::from_utf8_lossy(text);
-            if !wanted.iter().any(|w| w.as_str() == text.trim()) {
-                return None;
-            }
-        }
-        let label = p
-            .label
-            .as_ref()
-            .and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base)))
-            .and_then(|v| v.as_bytes().map(|b| String::from_utf8_lossy(b).trim().to_owned()))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("{}{}", p.label_prefix.as_deref().unwrap_or(""), index_string(base)));
-        let oid = join(column, row);
-        let got = lookup_result(f, column, row);
-        let absent = match &got {
-            Some(Ok(v)) => v.is_exception(),
-            Some(Err(_)) => true,
-            None => false,
-        };
-        let value = match got {
-            None => Err(format!("the agent's response did not include {oid}")),
-            Some(Err(reason)) => Err(reason),
-            Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
-                let factor = row_factor(p, row, f)?;
-                Ok((n, factor))
-            }),
-        };
-        Some(Cell { point: i, row: Some(row.clone()), label: Some(Arc::from(label)), value, absent })
     }
+    if let Some((scol, wanted)) = &p.select {
+        let text = lookup(f, scol, row)?.as_bytes()?;
+        let text = String::from_utf8_lossy(text);
+        if !wanted.iter().any(|w| w.as_str() == text.trim()) {
+            return None;
+        }
+    }
+    scratch.clear();
+    if let Some(text) =
+        p.label.as_ref().and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base))).and_then(Value::as_bytes)
+    {
+        scratch.push_str(String::from_utf8_lossy(text).trim());
+    }
+    if scratch.is_empty() {
+        scratch.push_str(p.label_prefix.as_deref().unwrap_or(""));
+        push_index(scratch, base);
+    }
+    let name = match names.get_mut(row) {
+        Some(n) => n,
+        None => names.entry(row.to_vec()).or_insert(RowName {
+            row: Arc::from(row),
+            label: Arc::from(scratch.as_str()),
+            seen: false,
+        }),
+    };
+    if *name.label != **scratch {
+        name.label = Arc::from(scratch.as_str());
+    }
+    name.seen = true;
+    let oid = CellOid(column, row);
+    let got = lookup_result(f, column, row);
+    let absent = match &got {
+        Some(Ok(v)) => v.is_exception(),
+        Some(Err(_)) => true,
+        None => false,
+    };
+    let value = match got {
+        None => Err(format!("the agent's response did not include {oid}")),
+        Some(Err(reason)) => Err(reason),
+        Some(Ok(v)) => scale::to_number(v, &oid, p.string_number).and_then(|n| {
+            let factor = row_factor(p, row, f)?;
+            Ok((n, factor))
+        }),
+    };
+    Some(Cell { point: i, row: Some(name.row.clone()), label: Some(name.label.clone()), value, absent })
 }
 
 /// Whether a GET answer says the object is not there: an exception value, or the error
@@ -336,17 +409,17 @@ fn is_absent(got: Option<&Result<Value, String>>) -> bool {
 fn row_factor(p: &PointPlan, row: &[u32], f: &Fetched) -> Result<f64, String> {
     let mut factor = 1.0;
     if let Some(sc) = &p.scale_col {
-        let oid = join(sc, row);
+        let oid = CellOid(sc, row);
         let v = lookup(f, sc, row).ok_or_else(|| format!("scale column value {oid} missing"))?;
         factor *= scale::entity_scale_factor(scale::to_integer(v, &oid)?)?;
     }
     if let Some(dc) = &p.decimals_col {
-        let oid = join(dc, row);
+        let oid = CellOid(dc, row);
         let v = lookup(f, dc, row).ok_or_else(|| format!("decimal-digits value {oid} missing"))?;
         factor *= scale::decimals_factor(scale::to_integer(v, &oid)?)?;
     }
     if let Some(sc) = &p.sign_col {
-        let oid = join(sc, row);
+        let oid = CellOid(sc, row);
         let v = lookup(f, sc, row).ok_or_else(|| format!("scale factor value {oid} missing"))?;
         factor *= scale::signed_factor(scale::to_integer(v, &oid)?);
     }
@@ -416,7 +489,7 @@ mod tests {
     #[test]
     fn apc_decode_scales_labels_and_filters() {
         let p = profile("apc-rpdu2");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"), Ok(Value::Integer(57)));
         f.gets.insert(oid("1.3.6.1.4.1.318.1.1.26.4.3.1.9.1"), Ok(Value::NoSuchInstance));
@@ -463,10 +536,38 @@ mod tests {
         assert_eq!(hum[0].value, Ok((Number::Plain(45.0), 1.0)));
     }
 
+    /// Labels are kept from poll to poll: a renamed outlet shows its new name at the next
+    /// poll, and one gone from the table yields no cell.
+    #[test]
+    fn kept_labels_follow_renamed_and_removed_rows() {
+        let p = profile("apc-rpdu2");
+        let mut plan = Plan::new(&p).unwrap();
+        let outlet = p.points.iter().position(|pt| pt.id.as_str() == "outlet_current").unwrap();
+        let poll = |plan: &mut Plan, names: &[(&[u32], &str)]| -> Vec<(Option<String>, Vec<u32>)> {
+            let mut f = Fetched::default();
+            let values: Vec<(&[u32], Value)> = names.iter().map(|(r, _)| (*r, Value::Integer(3))).collect();
+            column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", &values);
+            let labels: Vec<(&[u32], Value)> =
+                names.iter().map(|(r, n)| (*r, Value::OctetString(n.as_bytes().to_vec().into()))).collect();
+            column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3", &labels);
+            plan.decode(&f)
+                .into_iter()
+                .filter(|c| c.point == outlet)
+                .map(|c| (c.label.as_deref().map(str::to_owned), c.row.as_deref().unwrap_or_default().to_vec()))
+                .collect()
+        };
+        let first = poll(&mut plan, &[(&[1], "web-01"), (&[2], "web-02")]);
+        assert_eq!(first, vec![(Some("web-01".into()), vec![1]), (Some("web-02".into()), vec![2])]);
+        let second = poll(&mut plan, &[(&[1], "db-01")]);
+        assert_eq!(second, vec![(Some("db-01".into()), vec![1])]);
+        let third = poll(&mut plan, &[(&[1], "db-01"), (&[2], "")]);
+        assert_eq!(third, vec![(Some("db-01".into()), vec![1]), (Some("2".into()), vec![2])]);
+    }
+
     #[test]
     fn raritan_suffix_rows_take_decimal_digits_and_base_labels() {
         let p = profile("raritan-pdu2");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         let outlet_vals = "1.3.6.1.4.1.13742.6.5.4.3.1.4";
         column(
@@ -503,7 +604,7 @@ mod tests {
     #[test]
     fn entity_sensor_applies_scale_and_precision_per_row() {
         let p = profile("entity-sensor");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         let mut f = Fetched::default();
         let t = "1.3.6.1.2.1.99.1.1.1";
         column(&mut f, &format!("{t}.1"), &[(&[10], Value::Integer(8)), (&[11], Value::Integer(3))]);
@@ -533,7 +634,7 @@ mod tests {
         "#;
         let cfg: crate::profiles::ProfileConfig = toml::from_str(text).unwrap();
         let Profile::Snmp(p) = cfg.build("t").unwrap() else { panic!() };
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         assert!(plan.walk_columns.is_empty());
         assert_eq!(
             plan.get_oids,
@@ -552,7 +653,7 @@ mod tests {
     #[test]
     fn cmc3_rows_are_selected_by_name_and_scaled_by_their_signed_factor() {
         let p = profile("rittal-cmc3");
-        let plan = Plan::new(&p).unwrap();
+        let mut plan = Plan::new(&p).unwrap();
         // Value, name and scale columns, each walked once for both points.
         assert_eq!(plan.walk_columns.len(), 3, "{:?}", plan.walk_columns);
         let mut f = Fetched::default();

@@ -35,7 +35,7 @@ use crate::profiles::SnmpProfile;
 use crate::sources::SourceContext;
 
 /// A rate's identity: point index and table row.
-type RateKey = (usize, Option<Vec<u32>>);
+type RateKey = (usize, Option<Arc<[u32]>>);
 
 /// What one poll of a device produced.
 pub struct PollOutcome {
@@ -103,12 +103,7 @@ impl DevicePoller {
         let fetched = self.fetch().await;
         let now = Instant::now();
         match fetched {
-            Ok(f) => {
-                self.check_restart(self.plan.uptime(&f), now);
-                let cells = self.plan.decode(&f);
-                let readings = self.readings_from(cells, at, now);
-                PollOutcome { readings, result: Ok(()) }
-            }
+            Ok(f) => PollOutcome { readings: self.decode(&f, at, now), result: Ok(()) },
             Err(e) => {
                 // A failed poll breaks every rate's chain of samples.
                 self.counters.clear();
@@ -123,6 +118,15 @@ impl DevicePoller {
                 PollOutcome { readings, result: Err(e) }
             }
         }
+    }
+
+    /// Turns what one poll's requests returned into readings (`at`: when the poll started,
+    /// `now`: when its answers came, for rates). The part of a poll after the network; public
+    /// so that `benches/alloc_per_point.rs` can count what it allocates.
+    pub fn decode(&mut self, fetched: &Fetched, at: Timestamp, now: Instant) -> Vec<Reading> {
+        self.check_restart(self.plan.uptime(fetched), now);
+        let cells = self.plan.decode(fetched);
+        self.readings_from(cells, at, now)
     }
 
     /// Forgets every counter sample when the agent restarted since the last poll, so no
@@ -221,7 +225,9 @@ impl DevicePoller {
 
     fn readings_from(&mut self, cells: Vec<Cell>, at: Timestamp, now: Instant) -> Vec<Reading> {
         let mut out = Vec::with_capacity(cells.len());
-        let mut rows: HashMap<usize, Vec<Option<Arc<str>>>> = HashMap::new();
+        // Refilled in place: the lists keep their capacity from poll to poll.
+        let mut rows = std::mem::take(&mut self.known_rows);
+        rows.values_mut().for_each(Vec::clear);
         let missing = self.note_absent(&cells);
         for cell in cells {
             if missing.contains(&cell.point) {

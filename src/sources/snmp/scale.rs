@@ -4,9 +4,10 @@
 //! Pure functions; every failure is a reason string that ends up in a bad reading's
 //! `error`, so it names the OID and says what was wrong in words a technician can act on.
 
+use std::fmt;
 use std::time::Duration;
 
-use async_snmp::{Oid, Value};
+use async_snmp::Value;
 
 /// A number as the agent sent it, before profile scaling.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,7 +32,7 @@ impl Number {
 }
 
 /// Says what an exception value means, naming the OID.
-pub fn exception_reason(value: &Value, oid: &Oid) -> Option<String> {
+pub fn exception_reason(value: &Value, oid: &dyn fmt::Display) -> Option<String> {
     match value {
         Value::NoSuchObject => {
             Some(format!("noSuchObject at {oid}: the agent does not implement this object (wrong profile or MIB?)"))
@@ -44,7 +45,7 @@ pub fn exception_reason(value: &Value, oid: &Oid) -> Option<String> {
 
 /// Converts one value to a number. `string_number` allows OCTET STRINGs holding a decimal
 /// number ("23.5", " 23.5 C" takes the leading number).
-pub fn to_number(value: &Value, oid: &Oid, string_number: bool) -> Result<Number, String> {
+pub fn to_number(value: &Value, oid: &dyn fmt::Display, string_number: bool) -> Result<Number, String> {
     if let Some(reason) = exception_reason(value, oid) {
         return Err(reason);
     }
@@ -85,7 +86,7 @@ fn parse_leading_number(text: &str) -> Option<f64> {
 }
 
 /// An integer from a scaling or filter column.
-pub fn to_integer(value: &Value, oid: &Oid) -> Result<i64, String> {
+pub fn to_integer(value: &Value, oid: &dyn fmt::Display) -> Result<i64, String> {
     if let Some(reason) = exception_reason(value, oid) {
         return Err(reason);
     }
@@ -190,6 +191,7 @@ pub fn agent_restarted(prev_ticks: u32, now_ticks: u32, elapsed: Duration) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_snmp::Oid;
 
     fn oid() -> Oid {
         Oid::parse("1.3.6.1.4.1.318.1.1.26.6.3.1.5.1").unwrap()

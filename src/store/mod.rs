@@ -23,6 +23,9 @@
 
 mod drops;
 mod record;
+mod voter_record;
+
+pub use voter_record::{read_voter_record, write_voter_record};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -216,6 +216,8 @@ struct Pair {
     _witness: KillOnDrop,
     /// gw1 -> gw2 and gw2 -> gw1 peer links.
     proxies: [Proxy; 2],
+    /// gw1 -> witness and gw2 -> witness.
+    witness_links: [Proxy; 2],
 }
 
 async fn start_pair() -> Pair {
@@ -225,12 +227,16 @@ async fn start_pair() -> Pair {
     let loopback = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     let to2 = Proxy::start(loopback(0), loopback(listen2)).await.unwrap();
     let to1 = Proxy::start(loopback(0), loopback(listen1)).await.unwrap();
+    let w1 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
+    let w2 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
     let w = start_witness(dir.path(), witness);
-    let mut gw1 = Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), witness);
-    let mut gw2 = Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), witness);
+    let mut gw1 =
+        Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), w1.local_addr().port());
+    let mut gw2 =
+        Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), w2.local_addr().port());
     gw1.start();
     gw2.start();
-    Pair { dir, device, gws: [gw1, gw2], _witness: w, proxies: [to2, to1] }
+    Pair { dir, device, gws: [gw1, gw2], _witness: w, proxies: [to2, to1], witness_links: [w1, w2] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,4 +310,27 @@ async fn with_the_peer_link_cut_never_both_poll() {
         p.restore();
     }
     assert_eq!(one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await, active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_cut_off_from_both_other_voters_fences_itself_and_the_other_takes_over() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let standby = 1 - active;
+    for p in &pair.proxies {
+        p.sever();
+    }
+    pair.witness_links[active].sever();
+    // The active can renew with its own voter only: it stops polling at its lease end; the
+    // other wins the witness once the promises to the active ran out. Never both at once.
+    wait_until("the cut-off active to fence itself and the other to take over", &device, TAKEOVER, || {
+        pair.gws[active].role().as_deref() == Some("standby") && pair.gws[standby].role().as_deref() == Some("active")
+    })
+    .await;
+    let s = pair.gws[active].status().expect("status");
+    assert!(s["ha"]["reason"].as_str().is_some_and(|r| r.contains("lease ran out")), "{s}");
+    let requests = device.requests.load(Ordering::SeqCst);
+    wait_until("the new active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
+    assert_eq!(device.open.load(Ordering::SeqCst), 1, "the fenced gateway closed its device connection");
 }

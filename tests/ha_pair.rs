@@ -189,7 +189,7 @@ async fn wait_until(what: &str, device: &Device, timeout: Duration, mut pred: im
 }
 
 /// Which of the two is active, once exactly one is and the other reports standby.
-async fn one_active<'a>(gws: [&'a Gateway; 2], device: &Device, timeout: Duration) -> usize {
+async fn one_active(gws: [&Gateway; 2], device: &Device, timeout: Duration) -> usize {
     let mut active = 0;
     wait_until("exactly one active gateway", device, timeout, || {
         let roles: Vec<Option<String>> = gws.iter().map(|g| g.role()).collect();

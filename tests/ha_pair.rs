@@ -19,7 +19,7 @@ use hallmonitor::sim::proxy::Proxy;
 use serde_json::Value;
 use support::files::{secret, write_config};
 use support::net::free_port;
-use support::process::{KillOnDrop, status};
+use support::process::{KillOnDrop, Lines, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -76,6 +76,8 @@ struct Gateway {
     config: PathBuf,
     runtime: PathBuf,
     process: Option<KillOnDrop>,
+    /// The log of the current run.
+    log: Option<Lines>,
 }
 
 impl Gateway {
@@ -125,7 +127,7 @@ guard = "500ms"
             store = home.join("store").display(),
         );
         let config = write_config(&home, &text);
-        Gateway { name, config, runtime: home.join("run"), process: None }
+        Gateway { name, config, runtime: home.join("run"), process: None, log: None }
     }
 
     fn start(&mut self) {
@@ -135,11 +137,13 @@ guard = "500ms"
             .env("RUST_LOG", "info")
             .env("XDG_RUNTIME_DIR", &self.runtime)
             .env_remove("RUNTIME_DIRECTORY")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start hallmonitor run");
-        self.process = Some(KillOnDrop(child));
+        let mut child = KillOnDrop(child);
+        self.log = child.0.stdout.take().map(Lines::of);
+        self.process = Some(child);
     }
 
     fn kill(&mut self) {
@@ -261,6 +265,13 @@ async fn one_gateway_polls_the_other_takes_over_when_it_is_killed_and_the_old_on
     let s = pair.gws[standby].status().expect("status");
     assert_eq!(s["ha"]["node"], pair.gws[standby].name);
     assert!(s["ha"]["last_takeover_reason"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
+    // One log line per role change, saying it all.
+    let log = pair.gws[standby].log.as_mut().expect("log");
+    let line = log.wait_for("role changed", Duration::from_secs(5));
+    assert!(line.contains("role changed from=standby to=active term="), "{line}");
+    assert!(line.contains("reason="), "{line}");
+    let changes = log.drain().iter().filter(|l| l.contains("role changed")).count();
+    assert_eq!(changes, 1, "{:#?}", log.seen);
 
     // The old active comes back: it joins as standby, and never polls meanwhile.
     let old_start = pair.gws[active].status().map(|s| s["started_at"].clone());
@@ -330,7 +341,44 @@ async fn an_active_cut_off_from_both_other_voters_fences_itself_and_the_other_ta
     .await;
     let s = pair.gws[active].status().expect("status");
     assert!(s["ha"]["reason"].as_str().is_some_and(|r| r.contains("lease ran out")), "{s}");
+    assert!(s["ha"]["last_takeover_at"].is_string(), "it was active before: {s}");
     let requests = device.requests.load(Ordering::SeqCst);
     wait_until("the new active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
     assert_eq!(device.open.load(Ordering::SeqCst), 1, "the fenced gateway closed its device connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (device, device_port) = Device::start().await;
+    let witness = free_port();
+    let key = secret(dir.path(), "other.key", "another key, long enough to be accepted: 0123456789");
+    let mut w = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["witness", "--listen", &format!("127.0.0.1:{witness}"), "--lease", LEASE, "--key-file"])
+            .arg(key)
+            .arg("--state")
+            .arg(dir.path().join("witness.json"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut witness_log = Lines::of(w.0.stdout.take().unwrap());
+    witness_log.wait_for("witness started", Duration::from_secs(10));
+    let mut gw = Gateway::new(dir.path(), "gw1", device_port, free_port(), free_port(), witness);
+    gw.start();
+    let log = gw.log.as_mut().unwrap();
+    let line = log.wait_for("link=witness", Duration::from_secs(10));
+    assert!(line.contains("link down") && line.contains("proof does not match"), "{line}");
+    // Several retries later (backoff from 250 ms, capped at a third of the 3 s lease)...
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let gw_lines = log.drain().iter().filter(|l| l.contains("link=witness")).count();
+    assert_eq!(gw_lines, 1, "one line per state change: {:#?}", log.seen);
+    let refused = witness_log.drain().iter().filter(|l| l.contains("link refused")).count();
+    assert_eq!(refused, 1, "{:#?}", witness_log.seen);
+    // Alone with the peer and the witness unreachable, it never polls.
+    assert_eq!(device.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(gw.role().as_deref(), Some("standby"));
 }

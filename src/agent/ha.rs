@@ -153,7 +153,7 @@ impl HaShell {
             witness_link_up: false,
             lease: None,
         });
-        info!(node = %settings.node, listen = %settings.listen, peer = %settings.peer, witness = %settings.witness, role = "standby", "gateway pair: started as standby, asking for the lease");
+        info!(node = %settings.node, listen = %settings.listen, peer = %settings.peer, witness = %settings.witness, "gateway pair: started as standby, asking for the lease");
         let (voter_tx, voter_rx) = mpsc::channel(64);
         let (reply_tx, reply_rx) = mpsc::channel(64);
         let (links_tx, links_rx) = mpsc::channel(8);
@@ -451,7 +451,7 @@ impl Dialer {
             let failure = match outcome {
                 Ok((stream, session)) => {
                     retry = 0;
-                    info!(link = self.name, address = %self.address, "gateway pair: link up");
+                    info!(link = %self.name, address = %self.address, "gateway pair: link up");
                     logged = None;
                     let _ = self.links.send((self.voter, true)).await;
                     let ended = self.carry(stream, session, &mut outbox).await;
@@ -464,7 +464,7 @@ impl Dialer {
                 Err(e) => format!("{e:#}"),
             };
             if logged.as_deref() != Some(&failure) {
-                warn!(link = self.name, address = %self.address, error = %failure, "gateway pair: link down (retrying with backoff; logged once until it changes)");
+                warn!(link = %self.name, address = %self.address, error = %failure, "gateway pair: link down (retrying with backoff; logged once until it changes)");
                 logged = Some(failure);
             }
             // What was queued meanwhile is stale: the election sends afresh every renew period.
@@ -593,15 +593,15 @@ impl Election {
             crate::ha::lease::Role::Candidate => 0,
         };
         self.lease_end.store(end, Ordering::SeqCst);
-        if let Some(term) = self.node.held_term() {
-            self.state.send_if_modified(|s| {
-                let changed = s.role == Role::Active && s.term != term;
-                if changed {
-                    s.term = term;
-                }
-                changed
-            });
-        }
+        let term = match self.node.role() {
+            crate::ha::lease::Role::Holder => self.node.held_term().unwrap_or(self.node.term()),
+            crate::ha::lease::Role::Candidate => self.node.term(),
+        };
+        self.state.send_if_modified(|s| {
+            let changed = s.term != term;
+            s.term = term;
+            changed
+        });
     }
 
     fn became_active(&mut self, term: u64) {
@@ -621,7 +621,7 @@ impl Election {
         }
         self.fence_timer = Some(tokio::spawn(fence_at_lease_end(self.lease_end.clone(), lease.clone())));
         let now = Timestamp::now();
-        info!(from = "standby", to = "active", term, reason, "role changed");
+        info!(from = %Role::Standby.as_str(), to = %Role::Active.as_str(), term, reason, "role changed");
         self.state.send_modify(|s| {
             s.role = Role::Active;
             s.term = term;
@@ -638,7 +638,7 @@ impl Election {
         if let Some(lease) = &self.state.borrow().lease {
             lease.cancel();
         }
-        warn!(from = "active", to = "standby", term, reason, "role changed");
+        warn!(from = %Role::Active.as_str(), to = %Role::Standby.as_str(), term, reason, "role changed");
         self.state.send_modify(|s| {
             s.role = Role::Standby;
             s.since = Timestamp::now();

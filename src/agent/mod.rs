@@ -39,7 +39,9 @@ use crate::error::UsageError;
 use crate::model::{DeviceId, Reading, Timestamp};
 use crate::outbox::Outbound;
 use crate::publish::message::outbound_for;
-use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus};
+use crate::publish::{
+    DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus,
+};
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
 use crate::status::{
     self, BrokerStatus, HaStatus, IncidentStatus, OutboxStatus, PatternStatus, PollCounters, StatusSnapshot,
@@ -613,6 +615,17 @@ impl Agent {
             outbox,
             dropped,
             noise: self.engine.counters(),
+            ha: self.ha.as_ref().map(|shell| {
+                let s = shell.state();
+                let s = s.borrow();
+                HaHealth {
+                    node: s.node.clone(),
+                    role: s.role.as_str().to_owned(),
+                    term: s.term,
+                    last_takeover_at: s.last_takeover.as_ref().map(|t| t.0),
+                    last_takeover_reason: s.last_takeover.as_ref().map(|t| t.1.clone()),
+                }
+            }),
         }
     }
 }

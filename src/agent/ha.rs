@@ -119,6 +119,8 @@ pub struct HaState {
 /// The running shell of a gateway in a pair.
 pub struct HaShell {
     state: watch::Receiver<HaState>,
+    /// The election's lease end (see `Election::lease_end`).
+    lease_end: Arc<AtomicU64>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -177,22 +179,21 @@ impl HaShell {
         };
         let peer = dial_to("peer", &settings.peer, PEER);
         let witness = dial_to("witness", &settings.witness, WITNESS);
-        let election = Election {
-            node,
-            voter,
-            peer,
-            witness,
-            state: state_tx,
-            lease_end: Arc::new(AtomicU64::new(0)),
-            fence_timer: None,
-        };
+        let lease_end = Arc::new(AtomicU64::new(0));
+        let election =
+            Election { node, voter, peer, witness, state: state_tx, lease_end: lease_end.clone(), fence_timer: None };
         tasks.push(tokio::spawn(election.run(voter_rx, reply_rx, links_rx, stop.clone())));
-        Ok(HaShell { state: state_rx, stop, tasks })
+        Ok(HaShell { state: state_rx, lease_end, stop, tasks })
     }
 
     /// The role as the election decides it; `changed()` wakes on every change.
     pub fn state(&self) -> watch::Receiver<HaState> {
         self.state.clone()
+    }
+
+    /// How much of the lease is left (zero when not holding).
+    pub fn lease_left(&self) -> Duration {
+        Duration::from_nanos(self.lease_end.load(Ordering::SeqCst)).saturating_sub(boottime())
     }
 
     /// Stops the election and the links; the lease token (if active) is cancelled.

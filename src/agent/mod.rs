@@ -434,32 +434,33 @@ impl Agent {
     /// publisher. (The role change itself is logged by the election, once.)
     pub async fn on_role(&mut self) {
         let lease = self.poll_under();
-        match (self.active, lease) {
-            (false, Some(lease)) => {
-                match Publisher::start(&self.mqtt, &self.config.site, self.store.clone()) {
-                    Ok(p) => {
-                        self.waker = Some(p.waker());
-                        self.publisher_status = p.status();
-                        self.publisher = Some(p);
-                    }
-                    Err(e) => error!(error = %e, "active, but the publisher cannot start; polling anyway"),
+        // The lease this gateway polled under ended (a fence and a new lease may come in one
+        // change): stop first, then start afresh under the new one.
+        if self.active && (lease.is_none() || self.sources.cancel.is_cancelled()) {
+            self.active = false;
+            // The lease token already stopped the pollers; wait for them to end. Dropping the
+            // publisher aborts it at once (as a crash would): nothing more goes out.
+            self.sources.stop().await;
+            self.publisher.take();
+            self.waker = None;
+            self.publisher_status = idle_publisher_status(&self.mqtt);
+        }
+        if !self.active
+            && let Some(lease) = lease
+        {
+            match Publisher::start(&self.mqtt, &self.config.site, self.store.clone()) {
+                Ok(p) => {
+                    self.waker = Some(p.waker());
+                    self.publisher_status = p.status();
+                    self.publisher = Some(p);
                 }
-                self.sources = Sources::start(&self.config.devices, self.readings.clone(), self.stats.clone(), &lease);
-                self.active = true;
-                if let Some(w) = &self.waker {
-                    w.poke();
-                }
+                Err(e) => error!(error = %e, "active, but the publisher cannot start; polling anyway"),
             }
-            (true, None) => {
-                self.active = false;
-                // The lease token already stopped the pollers; wait for them to end. Dropping
-                // the publisher aborts it at once (as a crash would): nothing more goes out.
-                self.sources.stop().await;
-                self.publisher.take();
-                self.waker = None;
-                self.publisher_status = idle_publisher_status(&self.mqtt);
+            self.sources = Sources::start(&self.config.devices, self.readings.clone(), self.stats.clone(), &lease);
+            self.active = true;
+            if let Some(w) = &self.waker {
+                w.poke();
             }
-            _ => {}
         }
     }
 
@@ -524,7 +525,7 @@ impl Agent {
         // memory would only grow: exit so systemd restarts the daemon on a reopened store.
         self.sources.stop().await;
         if let Some(p) = self.publisher.take() {
-            let _ = p.shutdown(DRAIN_ON_SHUTDOWN).await;
+            let _ = p.shutdown(self.drain_time()).await;
         }
         anyhow::anyhow!(
             "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
@@ -552,14 +553,11 @@ impl Agent {
         if let Some(w) = &self.waker {
             w.poke();
         }
-        if let Some(shell) = self.ha.take() {
-            shell.stop().await;
-        }
         if self.systemd {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         }
         let final_status = match self.publisher.take() {
-            Some(p) => p.shutdown(DRAIN_ON_SHUTDOWN).await,
+            Some(p) => p.shutdown(self.drain_time()).await,
             None => self.publisher_status.borrow().clone(),
         };
         let stats_now = self.store.stats().ok();
@@ -571,6 +569,18 @@ impl Agent {
         let now = self.clock.now();
         let snapshot = status_snapshot(&self, &final_status, now);
         let _ = status::write_atomic(&self.status_dir, &snapshot);
+        if let Some(shell) = self.ha.take() {
+            shell.stop().await;
+        }
+    }
+
+    /// How long the publisher may drain on the way out: in a gateway pair, no longer than the
+    /// lease (past it, the other gateway may be publishing).
+    fn drain_time(&self) -> Duration {
+        match &self.ha {
+            Some(shell) => DRAIN_ON_SHUTDOWN.min(shell.lease_left()),
+            None => DRAIN_ON_SHUTDOWN,
+        }
     }
 
     fn write_status(&self, publisher: &PublisherStatus, now: Timestamp) {

@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hallmonitor::sim::broker::EmbeddedBroker;
 use hallmonitor::sim::proxy::Proxy;
 use serde_json::Value;
 use support::files::{secret, write_config};
 use support::net::free_port;
+use support::outbox::Subscriber;
 use support::process::{KillOnDrop, Lines, status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -81,7 +83,7 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(dir: &Path, name: &'static str, device: u16, listen: u16, peer: u16, witness: u16) -> Gateway {
+    fn new(dir: &Path, name: &'static str, device: u16, listen: u16, peer: u16, witness: u16, broker: u16) -> Gateway {
         let home = dir.join(name);
         std::fs::create_dir_all(home.join("run")).unwrap();
         secret(&home, "ha.key", KEY);
@@ -100,6 +102,9 @@ path = "{store}"
 [polling]
 interval = "200ms"
 timeout = "400ms"
+
+[health]
+interval = "1s"
 
 [[zones]]
 id = "hall1"
@@ -123,7 +128,6 @@ key_file = "ha.key"
 lease = "{LEASE}"
 guard = "500ms"
 "#,
-            broker = free_port(),
             store = home.join("store").display(),
         );
         let config = write_config(&home, &text);
@@ -218,6 +222,7 @@ struct Pair {
     device: Device,
     gws: [Gateway; 2],
     _witness: KillOnDrop,
+    broker: EmbeddedBroker,
     /// gw1 -> gw2 and gw2 -> gw1 peer links.
     proxies: [Proxy; 2],
     /// gw1 -> witness and gw2 -> witness.
@@ -234,20 +239,31 @@ async fn start_pair() -> Pair {
     let w1 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
     let w2 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
     let w = start_witness(dir.path(), witness);
+    let broker = EmbeddedBroker::start().unwrap();
+    let b = broker.addr().port();
     let mut gw1 =
-        Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), w1.local_addr().port());
+        Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), w1.local_addr().port(), b);
     let mut gw2 =
-        Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), w2.local_addr().port());
+        Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), w2.local_addr().port(), b);
     gw1.start();
     gw2.start();
-    Pair { dir, device, gws: [gw1, gw2], _witness: w, proxies: [to2, to1], witness_links: [w1, w2] }
+    Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, proxies: [to2, to1], witness_links: [w1, w2] }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gateway_polls_the_other_takes_over_when_it_is_killed_and_the_old_one_returns_as_standby() {
     let mut pair = start_pair().await;
     let device = pair.device.clone();
+    let mut noc = Subscriber::start(pair.broker.addr().port(), "noc", "hallmonitor/v1/pair/health", false).await;
     let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    // Only the active publishes: every health message for a while is the active's.
+    let health = noc.try_collect_until(Duration::from_secs(4), |_| false).await.unwrap_err();
+    let from = |got: &[support::outbox::Received]| -> Vec<String> {
+        got.iter().map(|r| r.payload["ha"]["node"].as_str().unwrap_or("?").to_owned()).collect()
+    };
+    let senders = from(&health);
+    assert!(!senders.is_empty(), "the active publishes health");
+    assert!(senders.iter().all(|n| n == pair.gws[active].name), "the standby published: {senders:?}");
     let requests = device.requests.load(Ordering::SeqCst);
     wait_until("the active gateway to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests)
         .await;
@@ -262,6 +278,8 @@ async fn one_gateway_polls_the_other_takes_over_when_it_is_killed_and_the_old_on
         .await;
     wait_until("the new active to poll", &device, TAKEOVER, || device.accepted.load(Ordering::SeqCst) > accepted).await;
     assert!(killed_at.elapsed() < TAKEOVER, "took {:?}", killed_at.elapsed());
+    let new_active = pair.gws[standby].name;
+    noc.collect_until(TAKEOVER, |r| r.payload["ha"]["node"] == new_active).await;
     let s = pair.gws[standby].status().expect("status");
     assert_eq!(s["ha"]["node"], pair.gws[standby].name);
     assert!(s["ha"]["last_takeover_reason"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
@@ -288,6 +306,9 @@ async fn one_gateway_polls_the_other_takes_over_when_it_is_killed_and_the_old_on
     }
     assert_eq!(pair.gws[active].role().as_deref(), Some("standby"));
     assert_eq!(pair.gws[standby].role().as_deref(), Some("active"));
+    let late = noc.try_collect_until(Duration::from_secs(2), |_| false).await.unwrap_err();
+    let senders = from(&late);
+    assert!(senders.iter().all(|n| n == new_active), "the returning standby published: {senders:?}");
     drop(pair.dir);
 }
 
@@ -367,7 +388,7 @@ async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt()
     );
     let mut witness_log = Lines::of(w.0.stdout.take().unwrap());
     witness_log.wait_for("witness started", Duration::from_secs(10));
-    let mut gw = Gateway::new(dir.path(), "gw1", device_port, free_port(), free_port(), witness);
+    let mut gw = Gateway::new(dir.path(), "gw1", device_port, free_port(), free_port(), witness, free_port());
     gw.start();
     let log = gw.log.as_mut().unwrap();
     let line = log.wait_for("link=witness", Duration::from_secs(10));

@@ -434,7 +434,24 @@ fn a_valid_ha_section_is_built_with_its_defaults() {
     assert_eq!(ha.drift_ppm, 10_000);
     assert_eq!(ha.guard, std::time::Duration::from_secs(2));
     assert_eq!(ha.key.expose(), LONG_KEY);
+    assert!(!format!("{ha:?}").contains(LONG_KEY), "the key is never printed");
     assert!(load(BASE).unwrap().config.ha.is_none(), "without [ha] nothing changes");
+}
+
+#[test]
+fn check_config_summarizes_ha_without_the_key() {
+    let config = load(&with_ha(HA, LONG_KEY)).unwrap().config;
+    let summary = hallmonitor::commands::check_config::summary(&config);
+    assert!(
+        summary.contains(
+            "ha        node gw1 listening on 127.0.0.1:7411, peer 10.20.0.12:7411, witness 10.20.0.5:7411; \
+             lease 10s, drift 1%, guard 2s\n"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains(LONG_KEY), "{summary}");
+    let single = hallmonitor::commands::check_config::summary(&load(BASE).unwrap().config);
+    assert!(single.contains("ha        not configured (a single gateway)\n"), "{single}");
 }
 
 #[test]

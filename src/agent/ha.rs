@@ -221,7 +221,8 @@ pub struct VoterCore {
 }
 
 impl VoterCore {
-    /// Reads the record (none yet on a first start). A record that does not decode is an
+    /// Reads the record; on a first start writes an empty one, so a place it cannot write is
+    /// an error now rather than a refused grant later. A record that does not decode is an
     /// error, not a fresh start: a voter that forgot the terms it granted could grant one twice.
     pub fn open(record_path: &Path, params: LeaseParams) -> anyhow::Result<VoterCore> {
         let record = match crate::store::read_voter_record(record_path)
@@ -234,7 +235,12 @@ impl VoterCore {
                     record_path.display()
                 )
             })?,
-            None => VoterRecord::default(),
+            None => {
+                let record = VoterRecord::default();
+                crate::store::write_voter_record(record_path, &wire::encode_record(&record))
+                    .with_context(|| format!("writing the voter record {}", record_path.display()))?;
+                record
+            }
         };
         Ok(VoterCore { voter: Voter::new(boottime(), params, record), record_path: record_path.to_owned() })
     }
@@ -329,6 +335,9 @@ async fn answer(
     if let Ok(mut logged) = logged.lock()
         && logged.get(&from.ip()) != Some(&now)
     {
+        if logged.len() >= 1024 {
+            logged.clear(); // many addresses probing: bound the memory, at the cost of repeats
+        }
         match &outcome {
             Ok(_) => info!(from = %from, "gateway pair: link accepted"),
             Err(e) => warn!(from = %from, error = %e, "gateway pair: link refused (logged once until it changes)"),
@@ -700,6 +709,10 @@ mod tests {
         let params = LeaseParams::new(Duration::from_secs(3), 10_000, Duration::from_millis(500)).expect("params");
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let mut core = VoterCore::open(&path, params).expect("no record yet");
+        assert!(path.exists(), "a first start writes an empty record");
+        let nowhere = dir.path().join("missing-dir").join(VOTER_RECORD_FILE);
+        let err = VoterCore::open(&nowhere, params).err().expect("an unwritable place fails at start");
+        assert!(err.to_string().contains("writing the voter record"), "{err}");
         // Past the quiet period of a fresh voter.
         core.voter = Voter::new(Duration::ZERO, params, VoterRecord::default());
         let request = Request {

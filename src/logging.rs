@@ -4,7 +4,7 @@
 //! Colour only when the log goes to a terminal, never to journald, a file or a pipe, and
 //! never when `NO_COLOR` is set. `RUST_LOG` wins over the configured level.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
 
@@ -52,12 +52,34 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
         .with_target(false)
+        .with_writer(|| Lossy(std::io::stdout()))
         .with_ansi(colour(std::io::stdout().is_terminal()));
     let _ = match (format, under_journald()) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().try_init(),
         (LogFormat::Text, false) => builder.try_init(),
     };
+}
+
+/// A log stream whose failures are dropped: a log line that cannot be written (stdout on a full
+/// disk, a closed pipe) is lost, and nothing else. tracing-subscriber would report each failed
+/// line on stderr, and `eprintln!` panics when stderr fails too: a full disk under the log
+/// file stopped the daemon.
+struct Lossy<W>(W);
+
+impl<W: Write> Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(self.0.write(buf).unwrap_or(buf.len()))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+/// Writes one line to stderr, dropping it if stderr fails (`eprintln!` would panic).
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Logs warnings to stderr, for commands whose stdout is data (`poll`, `replay`).
@@ -70,7 +92,7 @@ pub fn init_stderr_at(format: LogFormat, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(Some(level)))
         .with_target(false)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Lossy(std::io::stderr()))
         .with_ansi(colour(std::io::stderr().is_terminal()));
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -80,6 +102,19 @@ pub fn init_stderr_at(format: LogFormat, level: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    /// A log line written to a stream that fails is dropped, not an error: the writer never
+    /// reports one to tracing-subscriber (which would print to stderr about it).
+    #[test]
+    fn a_log_line_to_a_failing_stream_is_dropped_without_an_error() {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let mut lossy = super::Lossy(full);
+        assert_eq!(lossy.write(b"a line\n").unwrap(), 7);
+        lossy.write_all(b"another\n").unwrap();
+        lossy.flush().unwrap();
+    }
+
     /// The spans async-snmp opens per request reach no layer at the default level, and do
     /// at debug.
     #[test]

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hallmonitor: {e:#}");
+            logging::stderr_line(format_args!("hallmonitor: {e:#}"));
             exit_code_for(&e)
         }
     }

@@ -171,3 +171,45 @@ fn down_after_failed_polls(device: impl Fn(&Path) -> String) {
     // The snapshot lives in the runtime directory (a tmpfs), not in the store on flash.
     assert!(!store.join("status.json").exists());
 }
+
+/// The log file's disk is full (stdout and stderr both fail): the daemon goes on polling,
+/// takes a reload and stops cleanly. It used to exit at start (101: `eprintln!` of a config
+/// warning panicked) and, in the soak, to abort later (134) when stderr failed as well.
+#[test]
+fn a_log_that_cannot_be_written_stops_neither_the_daemon_nor_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = snmp_device(dir.path());
+    // A world-readable community file: a config warning on stderr at start and at reload.
+    let community = dir.path().join("community");
+    std::fs::set_permissions(&community, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let cfg = write_config(dir.path(), &config_with(&dir.path().join("store"), "200ms", 3, &device));
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .expect("start hallmonitor run");
+    let polls = |s: &serde_json::Value| s["polls"]["snmp"]["polls_failed"].as_u64().unwrap_or(0);
+    let before = polls(&wait_status(&cfg, dir.path(), "failed polls", |s| polls(s) >= 2));
+    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    wait_status(&cfg, dir.path(), "polls after the reload", |s| polls(s) >= before + 5);
+    assert!(child.try_wait().unwrap().is_none(), "the daemon stopped: {:?}", child.try_wait());
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code.code(), Some(0), "exit after SIGTERM: {code:?}");
+}

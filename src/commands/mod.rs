@@ -38,7 +38,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<crate::config::Config> {
     let loaded = crate::config::load(path)?;
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        crate::logging::stderr_line(format_args!("warning: {w}"));
     }
     Ok(loaded.config)
 }

@@ -195,6 +195,14 @@ fn a_log_that_cannot_be_written_stops_neither_the_daemon_nor_a_reload() {
         .stderr(full())
         .spawn()
         .expect("start hallmonitor run");
+    // Killed if an assertion fails first.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+        }
+    }
+    let _guard = KillOnDrop(child.id());
     let polls = |s: &serde_json::Value| s["polls"]["snmp"]["polls_failed"].as_u64().unwrap_or(0);
     let before = polls(&wait_status(&cfg, dir.path(), "failed polls", |s| polls(s) >= 2));
     let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();

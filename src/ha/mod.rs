@@ -6,3 +6,4 @@
 
 pub mod lease;
 pub mod link;
+pub mod replica;

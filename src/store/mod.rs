@@ -23,11 +23,12 @@
 
 mod drops;
 mod record;
+mod replication;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,6 +36,10 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 
 pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
+pub use replication::{
+    NODE_LOCAL_TREE, REPLICATION_RECORD_VERSION, RecordDecodeError, RecordKind, ReplicaPosition, ReplicationError,
+    ReplicationOp, ReplicationRecord,
+};
 
 use crate::config::StoreSettings;
 use crate::model::{SiteId, Timestamp};
@@ -124,7 +129,8 @@ struct Inner {
     db: sled::Db,
     path: PathBuf,
     site: SiteId,
-    epoch: String,
+    /// Replaced only when a replication snapshot adopts the active's epoch.
+    epoch: RwLock<String>,
     max_bytes: u64,
     max_payload_bytes: usize,
     index: Mutex<Index>,
@@ -146,6 +152,8 @@ struct Index {
     /// Chunks of the saved engine state (`record::state_chunk_key`), so a smaller state can
     /// remove the ones it no longer needs.
     state_chunks: u32,
+    /// The active's replication capture (`replicate_as`), if on.
+    replication: Option<replication::Capture>,
 }
 
 impl Index {
@@ -311,7 +319,7 @@ impl Store {
                 db,
                 path,
                 site: site.clone(),
-                epoch,
+                epoch: RwLock::new(epoch),
                 max_bytes: settings.max_bytes,
                 max_payload_bytes: opts.max_payload_bytes,
                 index: Mutex::new(index),
@@ -326,13 +334,13 @@ impl Store {
     }
 
     /// The random epoch of this store (first half of every `msg_id`).
-    pub fn epoch(&self) -> &str {
-        &self.inner.epoch
+    pub fn epoch(&self) -> String {
+        self.inner.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The `msg_id` of `seq` in this store.
     pub fn msg_id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.inner.epoch)
+        format!("{}-{seq}", self.epoch())
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
@@ -395,7 +403,8 @@ impl Store {
     fn apply(&self, msgs: &[Outbound], engine_state: Option<&[u8]>, now: Timestamp) -> Result<u64, StoreError> {
         let mut idx = self.index();
         let first_seq = idx.next_seq;
-        let mut batch = sled::Batch::default();
+        let epoch = self.epoch();
+        let mut batch = replication::RecordingBatch::new(&idx);
 
         // New entries, with seq assigned; oversize ones are dropped right away.
         struct New {
@@ -410,15 +419,14 @@ impl Store {
         let mut drops_now: Vec<(u64, MessageClass, DropReason)> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let seq = first_seq + i as u64;
-            let mut payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            let mut payload = enveloped_payload(&self.inner.site, &epoch, seq, now, &m.payload);
             if payload.len() > self.inner.max_payload_bytes
                 && let Some(trimmed) = trim_chronicle(&m.payload, |p| {
-                    enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, p).len()
-                        <= self.inner.max_payload_bytes
+                    enveloped_payload(&self.inner.site, &epoch, seq, now, p).len() <= self.inner.max_payload_bytes
                 })
             {
                 warn!(path = %self.inner.path.display(), seq, "chronicle too large for one message; middle entries omitted");
-                payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &trimmed);
+                payload = enveloped_payload(&self.inner.site, &epoch, seq, now, &trimmed);
             }
             let dropped = payload.len() > self.inner.max_payload_bytes;
             if dropped {
@@ -552,12 +560,14 @@ impl Store {
             count
         });
 
+        let (batch, replicated) = batch.seal(&idx, &epoch, last_seq);
         self.inner
             .db
             .apply_batch(batch)
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
 
         // Written: now the accounting may follow.
+        replication::queue(&mut idx, replicated);
         if let Some(count) = state_chunks {
             idx.state_chunks = count;
         }
@@ -655,6 +665,7 @@ impl Store {
             .remove(record::outbox_key(seq))
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
         let Some(v) = old else { return Ok(None) };
+        replication::note(idx, &record::outbox_key(seq), None);
         let class = record::decode_header(&v).map(|h| h.class).unwrap_or(MessageClass::Pattern);
         idx.remove(seq, class, (9 + v.len()) as u64);
         Ok(Some(class))
@@ -668,6 +679,7 @@ impl Store {
         idx.drops.record(class, reason, seq);
         idx.dropped_since_open += 1;
         let report = serde_json::to_vec(&idx.drops).unwrap_or_default();
+        replication::note(&mut idx, META_DROPS, Some(&report));
         drop(idx);
         warn!(path = %self.inner.path.display(), seq, class = ?class, reason = ?reason, "outbox discarded message");
         self.inner
@@ -687,6 +699,7 @@ impl Store {
             .db
             .remove(META_DROPS)
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
+        replication::note(&mut idx, META_DROPS, None);
         Ok(std::mem::take(&mut idx.drops))
     }
 

@@ -1,0 +1,647 @@
+//! The replication stream's rules, sans-IO (docs/ha-design.md, "Replication: nothing is
+//! published that the standby does not have"). Records are opaque bytes here: the store makes
+//! them (with their generation, already written into the active's own batch) and applies them;
+//! this module decides what to send, what to accept and what may be published.
+//!
+//! - [`Leader`] (the active): keeps every [`Entry`] the standby has not acknowledged, in order;
+//!   [`Leader::publishable_upto`] is the last `seq` of the newest entry the standby acknowledged
+//!   (**the sync rule**: the publisher sends nothing beyond it). When something waits for the
+//!   standby and the standby has been silent, or the wait has lasted, longer than
+//!   `degrade_after`, the leader asks for degraded mode ([`SyncState::DegradePending`]): the
+//!   shell has a majority grant a renewal carrying [`Leader::reported_generation`], then calls
+//!   [`Leader::degrade`], and only then is everything publishable. It leaves degraded mode when
+//!   the standby holds everything again. A standby out of step (restarted, missed entries,
+//!   another stream) gets the entries after its position when the leader still has them, else a
+//!   snapshot; entries beyond `max_unacked_bytes` are dropped for a snapshot too.
+//! - [`Follower`] (the standby): applies an entry only if it follows its position exactly (a
+//!   record's `prev` is its position; a snapshot replaces everything), refuses any entry of a
+//!   leader term older than the newest it has seen (fencing: a deposed active cannot write to
+//!   it), and treats a resend of what it has as a duplicate.
+//!
+//! Time is passed in (`now`, the caller's monotonic clock as a [`Duration`]); nothing here reads
+//! a clock, sleeps or does IO.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::lease::Generation;
+
+/// One step of the stream, as the peer link carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The sending leader's term (its fencing token). Not always `generation.term`: a snapshot
+    /// sent just after a takeover is at the position the previous term left.
+    pub term: u64,
+    /// The position a store holding this entry is at.
+    pub generation: Generation,
+    /// The position it follows (a snapshot: its own generation).
+    pub prev: Generation,
+    /// The whole content rather than changes.
+    pub snapshot: bool,
+    /// The last outbox `seq` it covers.
+    pub upto_seq: u64,
+    /// The store's encoded record.
+    pub bytes: Vec<u8>,
+}
+
+/// What the active's store produced, before the leader stamps its term on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub generation: Generation,
+    pub prev: Generation,
+    pub upto_seq: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// The standby's answer to an entry (or, on connecting, its greeting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// It holds everything up to this position (durably).
+    Applied(Generation),
+    /// It is at `position` of `stream` (its store's epoch) and cannot take what it was sent:
+    /// send what follows, or a snapshot when it is another stream or a position the leader no
+    /// longer has. Also what a standby says when it connects.
+    Behind { position: Generation, stream: String },
+    /// It has seen a newer leader term: the sender is deposed.
+    Fenced { newest_term: u64 },
+}
+
+/// The leader's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderParams {
+    /// How long publishing may wait for an absent standby before the leader asks for degraded
+    /// mode. Well under the lease, so a dead standby costs at most this much publishing delay.
+    pub degrade_after: Duration,
+    /// Unacknowledged entries kept for a standby; beyond, they are dropped and it gets a
+    /// snapshot instead.
+    pub max_unacked_bytes: usize,
+}
+
+/// Where the stream stands, for the publisher and for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// The standby has every entry.
+    InSync,
+    /// Entries wait for the standby, the oldest for `waiting`; publishing waits with them.
+    Lagging { entries: usize, bytes: usize, waiting: Duration },
+    /// The standby has been absent too long: have a majority grant a renewal carrying `report`,
+    /// then call [`Leader::degrade`]. Publishing still waits.
+    DegradePending { report: Generation },
+    /// Publishing without the standby since `since`: the pair cannot take over meanwhile.
+    Degraded { since: Duration },
+}
+
+/// Why an entry could not be pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PushError {
+    #[error("replication record {got:?} does not follow {last:?}: a record was lost, the standby needs a snapshot")]
+    OutOfOrder { last: Generation, got: Generation },
+}
+
+/// Why [`Leader::degrade`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DegradeError {
+    #[error("degraded mode needs a majority to have granted generation {needed:?}, got {granted:?}")]
+    NotCovered { needed: Generation, granted: Generation },
+}
+
+/// The active's side of the stream.
+#[derive(Debug)]
+pub struct Leader {
+    params: LeaderParams,
+    term: u64,
+    /// The active store's epoch: a standby of another one needs a snapshot.
+    stream: String,
+    /// The newest entry pushed, and the last seq it covers.
+    last: Generation,
+    last_upto_seq: u64,
+    /// The newest position the standby acknowledged, if it acknowledged one of ours.
+    acked: Option<Generation>,
+    acked_upto_seq: u64,
+    /// Pushed, not acknowledged, oldest first, with when they were pushed.
+    unacked: VecDeque<(Duration, Entry)>,
+    unacked_bytes: usize,
+    heard_at: Duration,
+    /// Since when the standby needs a snapshot (it was not sent yet).
+    needs_snapshot: Option<Duration>,
+    degraded_since: Option<Duration>,
+}
+
+impl Leader {
+    /// A leader for `term` over the store of epoch `stream` at `position` (whose last seq is
+    /// `upto_seq`). What the standby holds is unknown until it says: nothing is publishable
+    /// before it does (the store may hold commits of an earlier run that no standby has), or
+    /// before degraded mode.
+    pub fn new(
+        now: Duration,
+        params: LeaderParams,
+        term: u64,
+        stream: String,
+        position: Generation,
+        upto_seq: u64,
+    ) -> Self {
+        Leader {
+            params,
+            term,
+            stream,
+            last: position,
+            last_upto_seq: upto_seq,
+            acked: None,
+            acked_upto_seq: 0,
+            unacked: VecDeque::new(),
+            unacked_bytes: 0,
+            heard_at: now,
+            needs_snapshot: None,
+            degraded_since: None,
+        }
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The lease moved to a newer term: later entries carry it (the store numbers under it too).
+    pub fn set_term(&mut self, term: u64) {
+        self.term = self.term.max(term);
+    }
+
+    /// The newest generation pushed.
+    pub fn last(&self) -> Generation {
+        self.last
+    }
+
+    /// The newest position the standby acknowledged.
+    pub fn acked(&self) -> Option<Generation> {
+        self.acked
+    }
+
+    /// Takes the next record of the store; returns the entry to send (`None` when the entries
+    /// waiting passed `max_unacked_bytes` and were dropped for a snapshot). A record that does
+    /// not follow the last one means one was lost on the way here: it is refused, and the
+    /// standby will get a snapshot.
+    pub fn push(&mut self, now: Duration, record: Record) -> Result<Option<&Entry>, PushError> {
+        if record.prev != self.last || record.generation <= record.prev {
+            let err = PushError::OutOfOrder { last: self.last, got: record.generation };
+            self.last = self.last.max(record.generation);
+            self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
+            self.want_snapshot(now);
+            return Err(err);
+        }
+        self.last = record.generation;
+        self.last_upto_seq = record.upto_seq;
+        let entry = Entry {
+            term: self.term,
+            generation: record.generation,
+            prev: record.prev,
+            snapshot: false,
+            upto_seq: record.upto_seq,
+            bytes: record.bytes,
+        };
+        self.unacked_bytes += entry.bytes.len();
+        self.unacked.push_back((now, entry));
+        if self.unacked_bytes > self.params.max_unacked_bytes {
+            self.want_snapshot(now);
+        }
+        Ok(self.unacked.back().map(|(_, e)| e))
+    }
+
+    /// Takes a snapshot of the store (made after the standby asked); returns the entry to send.
+    /// It replaces every unacknowledged entry: they are in it.
+    pub fn push_snapshot(&mut self, now: Duration, record: Record) -> &Entry {
+        self.unacked.clear();
+        self.last = self.last.max(record.generation);
+        self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
+        self.unacked_bytes = record.bytes.len();
+        self.needs_snapshot = None;
+        let entry = Entry {
+            term: self.term,
+            generation: record.generation,
+            prev: record.generation,
+            snapshot: true,
+            upto_seq: record.upto_seq,
+            bytes: record.bytes,
+        };
+        self.unacked.push_back((now, entry));
+        &self.unacked[0].1
+    }
+
+    /// The standby's reply. Returns the entries to (re)send when it is behind and they are still
+    /// here; when they are not, [`Leader::needs_snapshot`] turns true.
+    pub fn on_reply(&mut self, now: Duration, reply: Reply) -> Vec<&Entry> {
+        match reply {
+            Reply::Fenced { .. } => Vec::new(), // the lease says what follows; nothing to send
+            Reply::Applied(p) => {
+                self.heard_at = now;
+                // Anything else is a late ack of what is already acknowledged.
+                self.advance_to(p);
+                Vec::new()
+            }
+            Reply::Behind { position, stream } => {
+                self.heard_at = now;
+                let continues = stream == self.stream
+                    && (self.advance_to(position) || (Some(position) == self.acked && self.needs_snapshot.is_none()));
+                if continues {
+                    self.unacked.iter().map(|(_, e)| e).collect()
+                } else {
+                    self.want_snapshot(now);
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// Records that the standby holds `p`, if `p` is the last entry or one still waiting; false
+    /// otherwise.
+    fn advance_to(&mut self, p: Generation) -> bool {
+        if p == self.last {
+            // It holds everything (whatever was pending is in what it holds).
+            self.unacked.clear();
+            self.unacked_bytes = 0;
+            self.needs_snapshot = None;
+            self.acked_upto_seq = self.acked_upto_seq.max(self.last_upto_seq);
+        } else if let Some(at) = self.unacked.iter().position(|(_, e)| e.generation == p) {
+            let upto = self.unacked[at].1.upto_seq;
+            for (_, e) in self.unacked.drain(..=at) {
+                self.unacked_bytes -= e.bytes.len();
+            }
+            self.acked_upto_seq = self.acked_upto_seq.max(upto);
+        } else {
+            return false;
+        }
+        self.acked = Some(p);
+        if self.unacked.is_empty() && self.needs_snapshot.is_none() {
+            self.degraded_since = None;
+        }
+        true
+    }
+
+    fn want_snapshot(&mut self, now: Duration) {
+        // What waits is dropped: the snapshot will carry it.
+        let since = self.unacked.front().map_or(now, |(at, _)| *at);
+        self.unacked.clear();
+        self.unacked_bytes = 0;
+        self.needs_snapshot = Some(self.needs_snapshot.map_or(since, |s| s.min(since)));
+    }
+
+    /// The standby needs a snapshot: take one from the store and [`Leader::push_snapshot`] it.
+    pub fn needs_snapshot(&self) -> bool {
+        self.needs_snapshot.is_some()
+    }
+
+    /// Entries the standby has not acknowledged, oldest first (to resend after a reconnect).
+    pub fn unacked(&self) -> impl Iterator<Item = &Entry> {
+        self.unacked.iter().map(|(_, e)| e)
+    }
+
+    /// Since when something waits for the standby.
+    fn waiting_since(&self) -> Option<Duration> {
+        let oldest = self.unacked.front().map(|(at, _)| *at);
+        match (oldest, self.needs_snapshot) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Where the stream stands at `now`.
+    pub fn sync_state(&self, now: Duration) -> SyncState {
+        if let Some(since) = self.degraded_since {
+            return SyncState::Degraded { since };
+        }
+        let Some(since) = self.waiting_since() else { return SyncState::InSync };
+        let silent = now.saturating_sub(self.heard_at);
+        let waiting = now.saturating_sub(since);
+        if silent >= self.params.degrade_after || waiting >= self.params.degrade_after {
+            return SyncState::DegradePending { report: self.last };
+        }
+        SyncState::Lagging { entries: self.unacked.len(), bytes: self.unacked_bytes, waiting }
+    }
+
+    /// Enters degraded mode, once a majority granted a renewal carrying `granted` (at least the
+    /// `report` of [`SyncState::DegradePending`]): every voter that could grant the standby then
+    /// knows a generation newer than anything the standby has.
+    pub fn degrade(&mut self, now: Duration, granted: Generation) -> Result<(), DegradeError> {
+        // The oldest entry the standby may lack; with a snapshot pending, everything pushed.
+        let needed = match (self.needs_snapshot, self.unacked.front()) {
+            (None, Some((_, e))) => e.generation,
+            _ => self.last,
+        };
+        if granted < needed {
+            return Err(DegradeError::NotCovered { needed, granted });
+        }
+        self.degraded_since.get_or_insert(now);
+        Ok(())
+    }
+
+    /// The highest `seq` the publisher may send: what the standby acknowledged; while degraded,
+    /// what has been pushed here (never a commit not pushed yet, so the generation reported to
+    /// the voters always covers what was published).
+    pub fn publishable_upto(&self) -> u64 {
+        if self.degraded_since.is_some() { self.last_upto_seq } else { self.acked_upto_seq }
+    }
+
+    /// The generation the holder reports in its lease renewals (`Node::set_generation`): the
+    /// newest the standby holds (everything published is in it) while in step; the newest
+    /// pushed once degradation is asked for or on.
+    pub fn reported_generation(&self, now: Duration) -> Generation {
+        match self.sync_state(now) {
+            SyncState::DegradePending { .. } | SyncState::Degraded { .. } => self.last,
+            SyncState::InSync | SyncState::Lagging { .. } => self.acked.unwrap_or_default(),
+        }
+    }
+
+    /// How long the standby has been silent.
+    pub fn standby_silent_for(&self, now: Duration) -> Duration {
+        now.saturating_sub(self.heard_at)
+    }
+}
+
+/// What the standby does with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Apply it to the store, then call [`Follower::applied`] and reply `Applied`.
+    Apply,
+    /// It holds this already (a resend): reply `Applied` with its position, apply nothing.
+    Duplicate,
+}
+
+/// Why the standby refuses an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Refusal {
+    /// The sender's term is older than one the standby has seen: it was deposed (fencing).
+    #[error("replication entry of term {term} refused: term {newest} has been seen (the sender is deposed)")]
+    StaleTerm { term: u64, newest: u64 },
+    /// The entry does not follow the standby's position (a lost entry, another stream's
+    /// history): reply `Behind` with the position.
+    #[error("replication entry after {prev:?} does not follow this standby's position {position:?}")]
+    OutOfStep { position: Generation, prev: Generation },
+}
+
+/// The standby's side of the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Follower {
+    /// The position of its store's content.
+    position: Generation,
+    /// The newest leader term seen.
+    newest_term: u64,
+    /// The term of the leader whose entry it applied last (unknown after a start).
+    stream_term: Option<u64>,
+}
+
+impl Follower {
+    /// A standby whose store is at `position` (`Store::replica_position`).
+    pub fn new(position: Generation) -> Self {
+        Follower { position, newest_term: position.term, stream_term: None }
+    }
+
+    pub fn position(&self) -> Generation {
+        self.position
+    }
+
+    /// The newest leader term it has seen.
+    pub fn newest_term(&self) -> u64 {
+        self.newest_term
+    }
+
+    /// Whether to apply `entry` (see [`Verdict`]), or why not.
+    pub fn check(&mut self, entry: &Entry) -> Result<Verdict, Refusal> {
+        if entry.term < self.newest_term {
+            return Err(Refusal::StaleTerm { term: entry.term, newest: self.newest_term });
+        }
+        self.newest_term = entry.term;
+        // A resend from the leader it follows, of a position it has passed.
+        let resend = self.stream_term == Some(entry.term) && entry.generation <= self.position;
+        if resend {
+            return Ok(Verdict::Duplicate);
+        }
+        if entry.snapshot || entry.prev == self.position {
+            return Ok(Verdict::Apply);
+        }
+        Err(Refusal::OutOfStep { position: self.position, prev: entry.prev })
+    }
+
+    /// `entry` (checked with [`Follower::check`]) is now durably in the store.
+    pub fn applied(&mut self, entry: &Entry) {
+        self.position = entry.generation;
+        self.stream_term = Some(entry.term);
+    }
+
+    /// The store refused an entry this follower let through (another epoch, a gap the store
+    /// saw): the standby is out of step and must say so with `Behind`.
+    pub fn lost_step(&mut self) {
+        self.stream_term = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(term: u64, index: u64) -> Generation {
+        Generation { term, index }
+    }
+
+    fn s(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    fn params() -> LeaderParams {
+        LeaderParams { degrade_after: s(3.0), max_unacked_bytes: 100 }
+    }
+
+    fn record(prev: Generation, generation: Generation, upto_seq: u64) -> Record {
+        Record { generation, prev, upto_seq, bytes: vec![0; 10] }
+    }
+
+    /// A leader of term 1 over store "E" at (1, 4), seq 40, whose standby said it is there too.
+    fn leader_in_step() -> Leader {
+        let mut l = Leader::new(s(0.0), params(), 1, "E".into(), g(1, 4), 40);
+        assert!(l.on_reply(s(0.0), Reply::Behind { position: g(1, 4), stream: "E".into() }).is_empty());
+        l
+    }
+
+    #[test]
+    fn nothing_is_publishable_before_the_standby_says_what_it_holds() {
+        let l = Leader::new(s(0.0), params(), 1, "E".into(), g(1, 4), 40);
+        assert_eq!(l.publishable_upto(), 0);
+        assert_eq!(leader_in_step().publishable_upto(), 40);
+    }
+
+    #[test]
+    fn a_commit_is_publishable_only_once_the_standby_acknowledged_it() {
+        let mut l = leader_in_step();
+        let e = l.push(s(1.0), record(g(1, 4), g(1, 5), 45)).unwrap().unwrap().clone();
+        assert_eq!((e.term, e.generation, e.prev, e.snapshot), (1, g(1, 5), g(1, 4), false));
+        l.push(s(1.1), record(g(1, 5), g(1, 6), 47)).unwrap();
+        assert_eq!(l.publishable_upto(), 40);
+        assert!(matches!(l.sync_state(s(1.2)), SyncState::Lagging { entries: 2, bytes: 20, .. }));
+        l.on_reply(s(1.3), Reply::Applied(g(1, 5)));
+        assert_eq!(l.publishable_upto(), 45);
+        assert_eq!(l.unacked().count(), 1);
+        l.on_reply(s(1.4), Reply::Applied(g(1, 6)));
+        assert_eq!(l.publishable_upto(), 47);
+        assert_eq!(l.sync_state(s(1.5)), SyncState::InSync);
+        // A late, repeated ack changes nothing.
+        l.on_reply(s(1.6), Reply::Applied(g(1, 5)));
+        assert_eq!((l.publishable_upto(), l.needs_snapshot()), (47, false));
+    }
+
+    #[test]
+    fn a_record_that_does_not_follow_the_last_one_is_refused_and_asks_for_a_snapshot() {
+        let mut l = leader_in_step();
+        let err = l.push(s(1.0), record(g(1, 5), g(1, 6), 50)).unwrap_err();
+        assert_eq!(err, PushError::OutOfOrder { last: g(1, 4), got: g(1, 6) });
+        assert!(l.needs_snapshot());
+        let snap =
+            l.push_snapshot(s(1.1), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 50, bytes: vec![1; 30] });
+        assert!(snap.snapshot);
+        assert!(!l.needs_snapshot());
+        l.on_reply(s(1.2), Reply::Applied(g(1, 6)));
+        assert_eq!(l.publishable_upto(), 50);
+    }
+
+    #[test]
+    fn a_standby_behind_gets_what_follows_its_position_or_a_snapshot() {
+        let mut l = leader_in_step();
+        l.push(s(1.0), record(g(1, 4), g(1, 5), 45)).unwrap();
+        l.push(s(1.0), record(g(1, 5), g(1, 6), 46)).unwrap();
+        // Reconnected at (1, 5): only (1, 6) is resent.
+        let resend: Vec<Generation> = l
+            .on_reply(s(2.0), Reply::Behind { position: g(1, 5), stream: "E".into() })
+            .iter()
+            .map(|e| e.generation)
+            .collect();
+        assert_eq!(resend, vec![g(1, 6)]);
+        assert!(!l.needs_snapshot());
+        // At a position this leader never had (an older stream's history): a snapshot.
+        assert!(l.on_reply(s(2.1), Reply::Behind { position: g(1, 2), stream: "E".into() }).is_empty());
+        assert!(l.needs_snapshot());
+        // Another store's stream, even at the same position: a snapshot.
+        let mut l = leader_in_step();
+        l.on_reply(s(2.2), Reply::Behind { position: g(1, 4), stream: "F".into() });
+        assert!(l.needs_snapshot());
+        assert_eq!(l.publishable_upto(), 40, "what it acknowledged before stays publishable");
+    }
+
+    #[test]
+    fn entries_beyond_the_bound_are_dropped_for_a_snapshot() {
+        let mut l = leader_in_step();
+        let mut prev = g(1, 4);
+        for i in 5..=14 {
+            assert!(l.push(s(1.0), record(prev, g(1, i), i)).unwrap().is_some());
+            prev = g(1, i);
+        }
+        assert!(!l.needs_snapshot(), "100 bytes are within the bound");
+        assert!(l.push(s(1.0), record(prev, g(1, 15), 15)).unwrap().is_none());
+        assert!(l.needs_snapshot());
+        assert_eq!(l.unacked().count(), 0);
+    }
+
+    #[test]
+    fn an_absent_standby_leads_to_degraded_mode_only_through_a_majority_grant() {
+        let mut l = leader_in_step();
+        l.push(s(1.0), record(g(1, 4), g(1, 5), 45)).unwrap();
+        l.push(s(2.0), record(g(1, 5), g(1, 6), 46)).unwrap();
+        assert!(matches!(l.sync_state(s(2.9)), SyncState::Lagging { .. }));
+        // The standby silent for 3 s (since 0.0) while entries wait: ask for degraded mode.
+        assert_eq!(l.sync_state(s(4.0)), SyncState::DegradePending { report: g(1, 6) });
+        assert_eq!(l.reported_generation(s(4.0)), g(1, 6));
+        assert_eq!(l.publishable_upto(), 40, "nothing unreplicated before the majority grant");
+        // A grant of an older generation does not cover the first unreplicated commit.
+        assert_eq!(l.degrade(s(4.1), g(1, 4)), Err(DegradeError::NotCovered { needed: g(1, 5), granted: g(1, 4) }));
+        l.degrade(s(4.2), g(1, 6)).unwrap();
+        assert_eq!(l.sync_state(s(4.3)), SyncState::Degraded { since: s(4.2) });
+        assert_eq!(l.publishable_upto(), 46);
+        // Degraded: what is pushed is publishable at once, and only that.
+        l.push(s(5.0), record(g(1, 6), g(1, 7), 49)).unwrap();
+        assert_eq!(l.publishable_upto(), 49);
+        // The standby comes back behind: it is resent the rest, and in step again it ends
+        // degraded mode.
+        let resend = l.on_reply(s(6.0), Reply::Behind { position: g(1, 4), stream: "E".into() }).len();
+        assert_eq!(resend, 3);
+        assert!(matches!(l.sync_state(s(6.0)), SyncState::Degraded { .. }));
+        l.on_reply(s(6.1), Reply::Applied(g(1, 7)));
+        assert_eq!(l.sync_state(s(6.2)), SyncState::InSync);
+        assert_eq!(l.publishable_upto(), 49);
+    }
+
+    #[test]
+    fn a_silent_standby_is_not_waited_for_when_nothing_waits() {
+        let l = leader_in_step();
+        assert_eq!(l.sync_state(s(100.0)), SyncState::InSync);
+        assert_eq!(l.standby_silent_for(s(100.0)), s(100.0));
+        // But the first commit then asks for degraded mode at once.
+        let mut l = l;
+        l.push(s(100.0), record(g(1, 4), g(1, 5), 41)).unwrap();
+        assert_eq!(l.sync_state(s(100.0)), SyncState::DegradePending { report: g(1, 5) });
+    }
+
+    fn entry(term: u64, prev: Generation, generation: Generation, snapshot: bool) -> Entry {
+        Entry { term, generation, prev, snapshot, upto_seq: 0, bytes: Vec::new() }
+    }
+
+    #[test]
+    fn a_follower_applies_the_next_entry_and_treats_a_resend_as_a_duplicate() {
+        let mut f = Follower::new(g(1, 4));
+        let e5 = entry(1, g(1, 4), g(1, 5), false);
+        assert_eq!(f.check(&e5), Ok(Verdict::Apply));
+        f.applied(&e5);
+        assert_eq!(f.position(), g(1, 5));
+        assert_eq!(f.check(&e5), Ok(Verdict::Duplicate));
+        let e6 = entry(1, g(1, 5), g(1, 6), false);
+        assert_eq!(f.check(&e6), Ok(Verdict::Apply));
+    }
+
+    #[test]
+    fn a_follower_detects_a_gap() {
+        let mut f = Follower::new(g(1, 4));
+        let e6 = entry(1, g(1, 5), g(1, 6), false);
+        assert_eq!(f.check(&e6), Err(Refusal::OutOfStep { position: g(1, 4), prev: g(1, 5) }));
+        // A snapshot brings it back in step whatever its position.
+        let snap = entry(1, g(1, 9), g(1, 9), true);
+        assert_eq!(f.check(&snap), Ok(Verdict::Apply));
+        f.applied(&snap);
+        assert_eq!(f.check(&entry(1, g(1, 9), g(1, 10), false)), Ok(Verdict::Apply));
+    }
+
+    #[test]
+    fn a_follower_refuses_an_older_term_once_it_saw_a_newer_one() {
+        let mut f = Follower::new(g(1, 4));
+        // The new active (term 2) continues from where the old one left off.
+        let e5 = entry(2, g(1, 4), g(2, 5), false);
+        assert_eq!(f.check(&e5), Ok(Verdict::Apply));
+        f.applied(&e5);
+        // The deposed active of term 1 can no longer write, not even a snapshot.
+        let stale = entry(1, g(2, 5), g(1, 6), false);
+        assert_eq!(f.check(&stale), Err(Refusal::StaleTerm { term: 1, newest: 2 }));
+        assert_eq!(f.check(&entry(1, g(1, 9), g(1, 9), true)), Err(Refusal::StaleTerm { term: 1, newest: 2 }));
+        // A refused entry of a newer term still fences the older one.
+        let mut f = Follower::new(g(1, 4));
+        assert!(matches!(f.check(&entry(3, g(3, 8), g(3, 9), false)), Err(Refusal::OutOfStep { .. })));
+        assert_eq!(f.check(&entry(2, g(1, 4), g(2, 5), false)), Err(Refusal::StaleTerm { term: 2, newest: 3 }));
+    }
+
+    #[test]
+    fn a_returning_node_with_commits_the_pair_never_had_gets_a_snapshot() {
+        // gw1 (term 1) wrote (1, 11) that never reached gw2; gw2 took over at term 2 from (1, 10).
+        let mut f = Follower::new(g(1, 11));
+        assert!(matches!(f.check(&entry(2, g(1, 10), g(2, 11), false)), Err(Refusal::OutOfStep { .. })));
+        // The new leader's snapshot is at the position the old term left (older than gw1's
+        // own), yet it comes from a newer term: it is applied.
+        let snap = entry(2, g(1, 10), g(1, 10), true);
+        assert_eq!(f.check(&snap), Ok(Verdict::Apply));
+        f.applied(&snap);
+        assert_eq!(f.position(), g(1, 10));
+        assert_eq!(f.check(&entry(2, g(1, 10), g(2, 11), false)), Ok(Verdict::Apply));
+    }
+
+    #[test]
+    fn a_restarted_follower_asks_rather_than_guesses_about_resends() {
+        // After a start it does not know which leader it followed: an entry at or before its
+        // position is not taken for a duplicate, it says where it is.
+        let mut f = Follower::new(g(1, 5));
+        assert!(matches!(f.check(&entry(1, g(1, 4), g(1, 5), false)), Err(Refusal::OutOfStep { .. })));
+        assert_eq!(f.check(&entry(1, g(1, 5), g(1, 6), false)), Ok(Verdict::Apply));
+    }
+}

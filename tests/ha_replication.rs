@@ -46,8 +46,9 @@ fn generation(p: ReplicaPosition) -> Generation {
 }
 
 /// The active's records, through the wire encoding.
-fn take(a: &Store) -> Vec<ReplicationRecord> {
-    a.take_replication().iter().map(|r| ReplicationRecord::decode(&r.encode()).expect("decodes")).collect()
+async fn take(a: &Store) -> Vec<ReplicationRecord> {
+    let records = a.take_replication().await.expect("take the records");
+    records.iter().map(|r| ReplicationRecord::decode(&r.encode()).expect("decodes")).collect()
 }
 
 /// Everything a user sees of a store, to compare two.
@@ -83,7 +84,7 @@ fn seen(s: &Store) -> Seen {
 
 /// A fresh standby is another store: its first record is refused, a snapshot brings it in.
 async fn join(a: &Store, b: &Store) {
-    let snap = ReplicationRecord::decode(&a.snapshot().unwrap().encode()).unwrap();
+    let snap = ReplicationRecord::decode(&a.snapshot().await.unwrap().encode()).unwrap();
     assert_eq!(snap.kind(), RecordKind::Snapshot);
     b.apply_replicated(&snap).await.expect("the snapshot applies");
 }
@@ -106,7 +107,7 @@ async fn the_standby_holds_what_the_active_committed_and_continues_the_incident_
 
     // The standby's first record from another store is refused until it takes a snapshot.
     a.commit(&[message(MessageClass::Rollup, 0)], None, Timestamp(T0)).await.unwrap();
-    let first = take(&a);
+    let first = take(&a).await;
     assert_eq!(first.len(), 1);
     let err = b.apply_replicated(&first[0]).await.unwrap_err();
     assert!(matches!(err, ReplicationError::OtherEpoch { .. }), "{err}");
@@ -124,7 +125,7 @@ async fn the_standby_holds_what_the_active_committed_and_continues_the_incident_
         msgs.push(message(MessageClass::Rollup, step));
         let state = serde_json::to_vec(&d.engine.export_state()).unwrap();
         a.commit(&msgs, Some(&state), Timestamp(t)).await.unwrap();
-        for r in take(&a) {
+        for r in take(&a).await {
             b.apply_replicated(&r).await.expect("in step");
         }
         if step == 20 {
@@ -136,7 +137,7 @@ async fn the_standby_holds_what_the_active_committed_and_continues_the_incident_
     // The publisher acknowledged the first two messages; acks ride with the next record.
     assert!(a.ack(1).unwrap() && a.ack(2).unwrap());
     a.seal_removals().unwrap();
-    for r in take(&a) {
+    for r in take(&a).await {
         b.apply_replicated(&r).await.unwrap();
     }
     let before = seen(&a);
@@ -174,7 +175,7 @@ async fn the_standby_holds_what_the_active_committed_and_continues_the_incident_
     let resolved: serde_json::Value = serde_json::from_slice(&resolved[0].payload).unwrap();
     assert_eq!(resolved["msg_id"], format!("{}-{}", before.epoch, before.last_seq + 1));
     assert_eq!(resolved["incident_id"], incident_id);
-    let record = take(&b).remove(0);
+    let record = take(&b).await.remove(0);
     assert_eq!(
         (record.prev(), record.position()),
         (before.position, ReplicaPosition { term: 2, index: before.position.index + 1 })
@@ -201,13 +202,13 @@ async fn acks_discards_and_the_drop_report_reach_the_standby() {
     assert!(!a.pending_drop_report().is_empty(), "the bound shed messages");
     assert!(a.ack(2).unwrap());
     assert!(a.discard(4, DropReason::Invalid).unwrap());
-    for r in take(&a) {
+    for r in take(&a).await {
         b.apply_replicated(&r).await.unwrap();
     }
     // The ack and the discard have not ridden yet: no commit since.
     assert_ne!(seen(&b).outbox, seen(&a).outbox);
     a.seal_removals().unwrap();
-    for r in take(&a) {
+    for r in take(&a).await {
         b.apply_replicated(&r).await.unwrap();
     }
     assert_eq!(seen(&b), seen(&a));
@@ -215,7 +216,7 @@ async fn acks_discards_and_the_drop_report_reach_the_standby() {
     let report = a.take_drop_report().unwrap();
     assert!(!report.is_empty());
     a.commit(&[message(MessageClass::Health, 99)], None, Timestamp(T0 + 100)).await.unwrap();
-    for r in take(&a) {
+    for r in take(&a).await {
         b.apply_replicated(&r).await.unwrap();
     }
     assert!(b.pending_drop_report().is_empty());
@@ -230,9 +231,9 @@ async fn a_standby_that_missed_records_catches_up_from_a_snapshot() {
     a.replicate_as(1).unwrap();
     join(&a, &b).await;
     a.commit(&[message(MessageClass::Pattern, 1)], Some(b"one"), Timestamp(T0)).await.unwrap();
-    let lost = take(&a);
+    let lost = take(&a).await;
     a.commit(&[message(MessageClass::Pattern, 2)], Some(b"two"), Timestamp(T0)).await.unwrap();
-    let next = take(&a).remove(0);
+    let next = take(&a).await.remove(0);
     let before = seen(&b);
     let err = b.apply_replicated(&next).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Gap { .. }), "{err}");
@@ -243,7 +244,7 @@ async fn a_standby_that_missed_records_catches_up_from_a_snapshot() {
     // The lost record, delivered late, is refused rather than applied twice.
     assert!(b.apply_replicated(&lost[0]).await.is_err());
     a.commit(&[message(MessageClass::Pattern, 3)], Some(b"three"), Timestamp(T0)).await.unwrap();
-    for r in take(&a) {
+    for r in take(&a).await {
         b.apply_replicated(&r).await.unwrap();
     }
     assert_eq!(seen(&b), seen(&a));
@@ -277,7 +278,7 @@ async fn a_deposed_actives_entries_are_refused_by_the_standby() {
     let standby = open(d2.path(), 1 << 20);
     let gw3 = open(d3.path(), 1 << 20);
     gw1.replicate_as(1).unwrap();
-    let snap = gw1.snapshot().unwrap();
+    let snap = gw1.snapshot().await.unwrap();
     standby.apply_replicated(&snap).await.unwrap();
     gw3.apply_replicated(&snap).await.unwrap();
     let mut follower = Follower::new(generation(standby.replica_position().unwrap()));
@@ -292,13 +293,13 @@ async fn a_deposed_actives_entries_are_refused_by_the_standby() {
 
     gw3.replicate_as(2).unwrap();
     gw3.commit(&[message(MessageClass::Pattern, 3)], None, Timestamp(T0)).await.unwrap();
-    let from_gw3 = entry(2, &gw3.take_replication()[0]);
+    let from_gw3 = entry(2, &gw3.take_replication().await.unwrap()[0]);
     assert_eq!(follower.check(&from_gw3), Ok(Verdict::Apply));
     standby.apply_replicated(&ReplicationRecord::decode(&from_gw3.bytes).unwrap()).await.unwrap();
     follower.applied(&from_gw3);
 
     gw1.commit(&[message(MessageClass::Pattern, 1)], None, Timestamp(T0)).await.unwrap();
-    let from_gw1 = entry(1, &gw1.take_replication()[0]);
+    let from_gw1 = entry(1, &gw1.take_replication().await.unwrap()[0]);
     let before = seen(&standby);
     assert_eq!(follower.check(&from_gw1), Err(Refusal::StaleTerm { term: 1, newest: 2 }));
     assert_eq!(seen(&standby), before);
@@ -312,10 +313,10 @@ async fn a_store_that_replicates_as_the_active_refuses_to_apply_records() {
     let b = open(db.path(), 1 << 20);
     a.replicate_as(1).unwrap();
     b.replicate_as(1).unwrap();
-    let err = b.apply_replicated(&a.snapshot().unwrap()).await.unwrap_err();
+    let err = b.apply_replicated(&a.snapshot().await.unwrap()).await.unwrap_err();
     assert!(matches!(err, ReplicationError::Active { .. }), "{err}");
     b.stop_replicating();
-    b.apply_replicated(&a.snapshot().unwrap()).await.unwrap();
+    b.apply_replicated(&a.snapshot().await.unwrap()).await.unwrap();
 }
 
 #[tokio::test]
@@ -333,7 +334,7 @@ async fn the_publisher_may_send_only_what_the_standby_acknowledged() {
     // The standby greets with its position; it is another store, so it gets a snapshot.
     leader.on_reply(now, Reply::Behind { position: follower.position(), stream: b.epoch() });
     assert!(leader.needs_snapshot());
-    let snap = a.snapshot().unwrap();
+    let snap = a.snapshot().await.unwrap();
     let record = Record {
         generation: generation(snap.position()),
         prev: generation(snap.prev()),
@@ -343,7 +344,7 @@ async fn the_publisher_may_send_only_what_the_standby_acknowledged() {
     let mut wire = vec![leader.push_snapshot(now, record).clone()];
     for n in 0..5u64 {
         a.commit(&[message(MessageClass::Pattern, n)], None, Timestamp(T0)).await.unwrap();
-        for r in a.take_replication() {
+        for r in a.take_replication().await.unwrap() {
             let record = Record {
                 generation: generation(r.position()),
                 prev: generation(r.prev()),
@@ -410,7 +411,7 @@ async fn deliver(a: &Store, b: &Store, records: Vec<ReplicationRecord>) -> Resul
         match b.apply_replicated(&ReplicationRecord::decode(&r.encode()).unwrap()).await {
             Ok(()) => {}
             Err(ReplicationError::Gap { .. } | ReplicationError::OtherEpoch { .. }) => {
-                b.apply_replicated(&a.snapshot()?).await.expect("a snapshot always applies");
+                b.apply_replicated(&a.snapshot().await?).await.expect("a snapshot always applies");
                 return Ok(());
             }
             Err(e) => panic!("unexpected refusal: {e}"),
@@ -459,16 +460,16 @@ proptest! {
                         a.take_drop_report().unwrap();
                     }
                     Step::Seal => a.seal_removals().unwrap(),
-                    Step::Lose => drop(a.take_replication()),
-                    Step::Deliver => deliver(&a, &b, a.take_replication()).await.unwrap(),
+                    Step::Lose => drop(a.take_replication().await.unwrap()),
+                    Step::Deliver => deliver(&a, &b, a.take_replication().await.unwrap()).await.unwrap(),
                 }
             }
             a.seal_removals().unwrap();
-            deliver(&a, &b, a.take_replication()).await.unwrap();
+            deliver(&a, &b, a.take_replication().await.unwrap()).await.unwrap();
             // A standby whose last records were lost (or that never had one) says where it is
             // and of which store, and gets a snapshot.
             if (b.replica_position().unwrap(), b.epoch()) != (a.replica_position().unwrap(), a.epoch()) {
-                b.apply_replicated(&a.snapshot().unwrap()).await.unwrap();
+                b.apply_replicated(&a.snapshot().await.unwrap()).await.unwrap();
             }
             assert_eq!(seen(&b), seen(&a));
         });

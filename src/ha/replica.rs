@@ -577,6 +577,20 @@ mod tests {
         assert_eq!(l.sync_state(s(100.0)), SyncState::DegradePending { report: g(1, 5) });
     }
 
+    #[test]
+    fn a_standby_that_answers_but_does_not_keep_up_leads_to_degraded_mode_too() {
+        let mut l = leader_in_step();
+        l.push(s(1.0), record(g(1, 4), g(1, 5), 45)).unwrap();
+        l.push(s(1.5), record(g(1, 5), g(1, 6), 46)).unwrap();
+        // It acknowledges the first at 3.5 s but the second still waits at 4.5 s.
+        l.on_reply(s(3.5), Reply::Applied(g(1, 5)));
+        assert!(matches!(l.sync_state(s(4.4)), SyncState::Lagging { entries: 1, .. }));
+        assert_eq!(l.sync_state(s(4.5)), SyncState::DegradePending { report: g(1, 6) });
+        // A fenced reply changes nothing here: the lease decides (the holder fences itself).
+        assert!(l.on_reply(s(4.6), Reply::Fenced { newest_term: 3 }).is_empty());
+        assert_eq!(l.publishable_upto(), 45);
+    }
+
     fn entry(term: u64, prev: Generation, generation: Generation, snapshot: bool) -> Entry {
         Entry { term, generation, prev, snapshot, upto_seq: 0, bytes: Vec::new() }
     }

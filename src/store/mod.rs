@@ -20,6 +20,9 @@
 //!   the NOC has already seen.
 //! - Opening a corrupt store or one written by a newer version fails with a clear error and
 //!   deletes nothing.
+//! - **Replication** (the gateway pair, `replication.rs`): once `replicate_as` is called, every
+//!   change is also captured as a record for the standby; the standby applies records and
+//!   snapshots with `apply_replicated`, which may replace the epoch (so `epoch()` returns a copy).
 
 mod drops;
 mod record;

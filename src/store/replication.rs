@@ -10,13 +10,14 @@
 //!   commit's own batch, on the standby with the record, so a store's position always names
 //!   exactly its content, across crashes, on both nodes.
 //! - **How the active gets them**: [`Store::replicate_as`] turns capture on for a term. Each
-//!   `commit` then queues one record (written, not yet flushed: the caller takes records after
-//!   `commit` returns, when they are durable). The removals of `ack`/`discard` and the drop
-//!   report's changes are kept aside and ride at the front of the next commit's record, or of
-//!   the one [`Store::seal_removals`] makes when no commit comes (the shell calls it on a timer):
-//!   acks are the most frequent write, and a standby that misses one only resends that message,
-//!   with its `msg_id`, after a takeover, which the delivery contract allows. [`Store::take_replication`]
-//!   hands out what is queued, in order.
+//!   `commit` then queues one record. The removals of `ack`/`discard` and the drop report's
+//!   changes are kept aside and ride at the front of the next commit's record, or of the one
+//!   [`Store::seal_removals`] makes when no commit comes (the shell calls it on a timer): acks
+//!   are the most frequent write, and a standby that misses one only resends that message, with
+//!   its `msg_id`, after a takeover, which the delivery contract allows.
+//!   [`Store::take_replication`] hands out what is queued, in order, once a flush covers it
+//!   (as [`Store::snapshot`] does): nothing the standby holds can be lost by the active, so the
+//!   active never reuses a position for other content after a crash.
 //! - **The standby**: [`Store::apply_replicated`] refuses a change record of another epoch (the
 //!   standby needs a snapshot first) or one whose `prev` is not its position (a gap), then
 //!   writes the record in one atomic batch, flushes, and updates the in-memory accounting (next
@@ -457,14 +458,35 @@ impl Store {
         self.index().replication = None;
     }
 
-    /// The records made since the last call, oldest first (empty when not capturing). Take them
-    /// after `commit` returns: then they are durable here.
-    pub fn take_replication(&self) -> Vec<ReplicationRecord> {
-        self.index().replication.as_mut().map(|c| std::mem::take(&mut c.queued)).unwrap_or_default()
+    /// The records made since the last call, oldest first (empty when not capturing), once a
+    /// flush has made them durable here: a record the standby holds can never be lost by the
+    /// active, so a crash cannot make the active reuse its position for other content.
+    pub async fn take_replication(&self) -> Result<Vec<ReplicationRecord>, StoreError> {
+        let upto = match self.index().replication.as_ref().and_then(|c| c.queued.last()) {
+            Some(r) => r.position,
+            None => return Ok(Vec::new()),
+        };
+        self.flush_written().await?;
+        let mut idx = self.index();
+        let Some(cap) = idx.replication.as_mut() else { return Ok(Vec::new()) };
+        // Only what the flush covered (a snapshot meanwhile may have emptied the queue).
+        let n = cap.queued.iter().take_while(|r| r.position <= upto).count();
+        Ok(cap.queued.drain(..n).collect())
+    }
+
+    /// Flushes what is written, without publishing anything new to `peek_from`.
+    async fn flush_written(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Flush { path: self.inner.path.clone(), source })
     }
 
     /// Makes the kept removals (acks, discards, the drop report taken) into a record of their
-    /// own when no commit has carried them; nothing when there are none. Not flushed, as `ack`.
+    /// own when no commit has carried them; nothing when there are none. Not flushed, as `ack`
+    /// (`take_replication` flushes before handing it out).
     pub fn seal_removals(&self) -> Result<(), StoreError> {
         let mut idx = self.index();
         let upto_seq = idx.next_seq - 1;
@@ -488,9 +510,15 @@ impl Store {
     }
 
     /// The whole content (every tree but [`NODE_LOCAL_TREE`]) as one record at the store's
-    /// position, for a standby that is new or behind. Records queued or kept so far are in it
-    /// and are dropped from the queue; the next record follows it.
-    pub fn snapshot(&self) -> Result<ReplicationRecord, StoreError> {
+    /// position, for a standby that is new or behind, once flushed here. Records queued or kept
+    /// so far are in it and are dropped from the queue; the next record follows it.
+    pub async fn snapshot(&self) -> Result<ReplicationRecord, StoreError> {
+        let snapshot = self.read_snapshot()?;
+        self.flush_written().await?;
+        Ok(snapshot)
+    }
+
+    fn read_snapshot(&self) -> Result<ReplicationRecord, StoreError> {
         let mut idx = self.index();
         let read = |source| StoreError::Read { path: self.inner.path.clone(), source };
         let position = match idx.replication.as_mut() {
@@ -869,7 +897,7 @@ mod tests {
         a.inner.db.open_tree(NODE_LOCAL_TREE).unwrap().insert(b"voter", b"gw1's").unwrap();
         b.inner.db.open_tree(NODE_LOCAL_TREE).unwrap().insert(b"voter", b"gw2's").unwrap();
         b.inner.db.open_tree(b"stale").unwrap().insert(b"old", b"x").unwrap();
-        let snap = a.snapshot().unwrap();
+        let snap = rt.block_on(a.snapshot()).unwrap();
         assert!(snap.ops().iter().all(|o| o.tree.as_slice() != NODE_LOCAL_TREE));
         rt.block_on(b.apply_replicated(&snap)).unwrap();
         assert_eq!(b.inner.db.open_tree(b"extra").unwrap().get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
@@ -908,7 +936,7 @@ mod tests {
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = open(da.path());
         let b = open(db.path());
-        rt.block_on(b.apply_replicated(&a.snapshot().unwrap())).unwrap();
+        rt.block_on(b.apply_replicated(&rt.block_on(a.snapshot()).unwrap())).unwrap();
         let position = ReplicaPosition { term: 1, index: 1 };
         let base = ReplicationRecord {
             kind: RecordKind::Changes,
@@ -945,7 +973,7 @@ mod tests {
         };
         a.replicate_as(1).unwrap();
         rt.block_on(a.commit(&[msg], None, Timestamp(0))).unwrap();
-        let mut r = a.take_replication().remove(0);
+        let mut r = rt.block_on(a.take_replication()).unwrap().remove(0);
         r.ops.retain(|o| o.key.as_slice() != META_NEXT_SEQ);
         let err = rt.block_on(b.apply_replicated(&r)).unwrap_err();
         assert!(err.to_string().contains("beyond the next seq"), "{err}");

@@ -208,12 +208,13 @@ impl Leader {
     }
 
     /// Takes a snapshot of the store (made after the standby asked); returns the entry to send.
-    /// It replaces every unacknowledged entry: they are in it.
+    /// It replaces the unacknowledged entries it holds; those pushed while it was being made
+    /// (newer than it) follow it.
     pub fn push_snapshot(&mut self, now: Duration, record: Record) -> &Entry {
-        self.unacked.clear();
+        self.unacked.retain(|(_, e)| e.generation > record.generation);
         self.last = self.last.max(record.generation);
         self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
-        self.unacked_bytes = record.bytes.len();
+        self.unacked_bytes = record.bytes.len() + self.unacked.iter().map(|(_, e)| e.bytes.len()).sum::<usize>();
         self.needs_snapshot = None;
         let entry = Entry {
             term: self.term,
@@ -223,7 +224,7 @@ impl Leader {
             upto_seq: record.upto_seq,
             bytes: record.bytes,
         };
-        self.unacked.push_back((now, entry));
+        self.unacked.push_front((now, entry));
         &self.unacked[0].1
     }
 
@@ -241,7 +242,9 @@ impl Leader {
             Reply::Behind { position, stream } => {
                 self.heard_at = now;
                 let continues = stream == self.stream
-                    && (self.advance_to(position) || (Some(position) == self.acked && self.needs_snapshot.is_none()));
+                    && (self.advance_to(position) || (Some(position) == self.acked && self.needs_snapshot.is_none()))
+                    // What is left must follow where it is, or resending it cannot help.
+                    && self.unacked.front().is_none_or(|(_, e)| e.snapshot || e.prev == position);
                 if continues {
                     self.unacked.iter().map(|(_, e)| e).collect()
                 } else {
@@ -522,6 +525,43 @@ mod tests {
         l.on_reply(s(2.2), Reply::Behind { position: g(1, 4), stream: "F".into() });
         assert!(l.needs_snapshot());
         assert_eq!(l.publishable_upto(), 40, "what it acknowledged before stays publishable");
+    }
+
+    #[test]
+    fn records_pushed_while_a_snapshot_is_made_follow_it() {
+        let mut l = leader_in_step();
+        l.on_reply(s(1.0), Reply::Behind { position: g(1, 1), stream: "E".into() });
+        assert!(l.needs_snapshot());
+        // The store is at (1, 6) when the snapshot is read; (1, 7) is committed meanwhile.
+        l.push(s(1.1), record(g(1, 4), g(1, 5), 45)).unwrap();
+        l.push(s(1.1), record(g(1, 5), g(1, 6), 46)).unwrap();
+        l.push(s(1.2), record(g(1, 6), g(1, 7), 47)).unwrap();
+        let snap =
+            l.push_snapshot(s(1.3), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 46, bytes: vec![1; 30] });
+        assert_eq!(snap.generation, g(1, 6));
+        let order: Vec<(Generation, bool)> = l.unacked().map(|e| (e.generation, e.snapshot)).collect();
+        assert_eq!(order, vec![(g(1, 6), true), (g(1, 7), false)]);
+        l.on_reply(s(1.4), Reply::Applied(g(1, 6)));
+        assert_eq!(l.publishable_upto(), 46);
+        l.on_reply(s(1.5), Reply::Applied(g(1, 7)));
+        assert_eq!((l.publishable_upto(), l.sync_state(s(1.5))), (47, SyncState::InSync));
+    }
+
+    #[test]
+    fn a_standby_back_behind_what_it_acknowledged_gets_a_snapshot() {
+        let mut l = leader_in_step();
+        // The record after (1, 4) was lost before it reached the leader.
+        assert!(l.push(s(1.0), record(g(1, 5), g(1, 6), 46)).is_err());
+        let snap = l.push_snapshot(s(1.1), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 46, bytes: vec![] });
+        assert!(snap.snapshot);
+        l.on_reply(s(1.2), Reply::Applied(g(1, 6)));
+        l.push(s(1.3), record(g(1, 6), g(1, 7), 47)).unwrap();
+        l.push(s(1.3), record(g(1, 7), g(1, 8), 48)).unwrap();
+        l.on_reply(s(1.4), Reply::Applied(g(1, 7)));
+        // It says it is at (1, 6) again, though it acknowledged (1, 7) durably (a damaged or
+        // replaced store): the leader no longer has what follows (1, 6), so a snapshot.
+        assert!(l.on_reply(s(1.5), Reply::Behind { position: g(1, 6), stream: "E".into() }).is_empty());
+        assert!(l.needs_snapshot());
     }
 
     #[test]

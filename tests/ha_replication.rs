@@ -341,7 +341,7 @@ async fn the_publisher_may_send_only_what_the_standby_acknowledged() {
         upto_seq: snap.upto_seq(),
         bytes: snap.encode(),
     };
-    let mut wire = vec![leader.push_snapshot(now, record).clone()];
+    let mut wire: Vec<Entry> = leader.push_snapshot(now, record).into_iter().cloned().collect();
     for n in 0..5u64 {
         a.commit(&[message(MessageClass::Pattern, n)], None, Timestamp(T0)).await.unwrap();
         for r in a.take_replication().await.unwrap() {
@@ -473,5 +473,137 @@ proptest! {
             }
             assert_eq!(seen(&b), seen(&a));
         });
+    }
+}
+
+/// One event of the protocol property test.
+#[derive(Debug, Clone)]
+enum Event {
+    Commit,
+    ToStandby,
+    ToLeader,
+    /// The link drops what is in flight; the standby greets again on reconnecting.
+    Reconnect,
+    /// The standby restarts (its store keeps what it applied) and reconnects.
+    RestartStandby,
+    /// The snapshot the leader asked for is read and flushed (commits may come in between).
+    SnapshotReady,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => Just(Event::Commit),
+        4 => Just(Event::ToStandby),
+        4 => Just(Event::ToLeader),
+        1 => Just(Event::Reconnect),
+        1 => Just(Event::RestartStandby),
+        2 => Just(Event::SnapshotReady),
+    ]
+}
+
+/// The standby of the protocol test: a store reduced to its position and epoch (records chain,
+/// so a position names the content), applying exactly what the real store would.
+struct Standby {
+    follower: Follower,
+    position: Generation,
+    stream: String,
+}
+
+impl Standby {
+    fn on_entry(&mut self, e: &Entry) -> Reply {
+        match self.follower.check(e) {
+            Ok(Verdict::Apply) if e.snapshot || (e.prev == self.position && self.stream == "E") => {
+                self.position = e.generation;
+                self.stream = "E".into();
+                self.follower.applied(e);
+                Reply::Applied(self.position)
+            }
+            Ok(Verdict::Apply) => {
+                self.follower.lost_step();
+                Reply::Behind { position: self.position, stream: self.stream.clone() }
+            }
+            Ok(Verdict::Duplicate) => Reply::Applied(self.position),
+            Err(Refusal::OutOfStep { .. }) => Reply::Behind { position: self.position, stream: self.stream.clone() },
+            Err(Refusal::StaleTerm { newest, .. }) => Reply::Fenced { newest_term: newest },
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Over a link that drops what is in flight and a standby that restarts, the publisher's
+    /// limit never passes what the standby holds, and once the link is calm the standby holds
+    /// everything and all of it is publishable.
+    #[test]
+    fn the_leader_never_lets_publish_what_the_standby_lacks(events in proptest::collection::vec(event(), 1..80)) {
+        let params = LeaderParams { degrade_after: Duration::from_secs(3600), max_unacked_bytes: 4 };
+        let now = Duration::ZERO;
+        let g = |i: u64| Generation { term: 1, index: i };
+        let mut active = 0u64; // its position's index; record i covers seq i
+        let mut leader = Leader::new(now, params, 1, "E".into(), g(0), 0);
+        let mut standby = Standby { follower: Follower::new(Generation::default()), position: Generation::default(), stream: "F".into() };
+        let mut to_standby: std::collections::VecDeque<Entry> = Default::default();
+        let mut to_leader: std::collections::VecDeque<Reply> = Default::default();
+        to_leader.push_back(Reply::Behind { position: standby.position, stream: standby.stream.clone() });
+        let holds = |s: &Standby| if s.stream == "E" { s.position.index } else { 0 };
+        // The position of the snapshot being made, if one is.
+        let mut snapshot: Option<u64> = None;
+        let mut step = |e: &Event, leader: &mut Leader, standby: &mut Standby, active: &mut u64,
+                        to_standby: &mut std::collections::VecDeque<Entry>, to_leader: &mut std::collections::VecDeque<Reply>| {
+            match e {
+                Event::Commit => {
+                    *active += 1;
+                    let r = Record { generation: g(*active), prev: g(*active - 1), upto_seq: *active, bytes: vec![0; 1] };
+                    if let Some(e) = leader.push(now, r).expect("records chain") {
+                        to_standby.push_back(e.clone());
+                    }
+                }
+                Event::ToStandby => {
+                    if let Some(e) = to_standby.pop_front() {
+                        to_leader.push_back(standby.on_entry(&e));
+                    }
+                }
+                Event::ToLeader => {
+                    if let Some(r) = to_leader.pop_front() {
+                        for e in leader.on_reply(now, r) {
+                            to_standby.push_back(e.clone());
+                        }
+                    }
+                }
+                Event::Reconnect | Event::RestartStandby => {
+                    if matches!(e, Event::RestartStandby) {
+                        standby.follower = Follower::new(standby.position);
+                    }
+                    to_standby.clear();
+                    to_leader.clear();
+                    to_leader.push_back(Reply::Behind { position: standby.position, stream: standby.stream.clone() });
+                }
+                Event::SnapshotReady => {
+                    if let Some(p) = snapshot.take() {
+                        let r = Record { generation: g(p), prev: g(p), upto_seq: p, bytes: vec![0; 1] };
+                        to_standby.extend(leader.push_snapshot(now, r).into_iter().cloned());
+                    }
+                }
+            }
+            if leader.needs_snapshot() && snapshot.is_none() {
+                snapshot = Some(*active);
+            }
+        };
+        for e in &events {
+            step(e, &mut leader, &mut standby, &mut active, &mut to_standby, &mut to_leader);
+            prop_assert!(leader.publishable_upto() <= holds(&standby),
+                "after {e:?}: publishable {} but the standby holds {}", leader.publishable_upto(), holds(&standby));
+        }
+        // A calm link: everything arrives.
+        for _ in 0..(4 * events.len() + 8) {
+            step(&Event::ToStandby, &mut leader, &mut standby, &mut active, &mut to_standby, &mut to_leader);
+            step(&Event::ToLeader, &mut leader, &mut standby, &mut active, &mut to_standby, &mut to_leader);
+            step(&Event::SnapshotReady, &mut leader, &mut standby, &mut active, &mut to_standby, &mut to_leader);
+            prop_assert!(leader.publishable_upto() <= holds(&standby));
+        }
+        prop_assert_eq!(holds(&standby), active);
+        prop_assert_eq!(leader.publishable_upto(), active);
+        prop_assert_eq!(leader.sync_state(now), hallmonitor::ha::replica::SyncState::InSync);
     }
 }

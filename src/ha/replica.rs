@@ -126,6 +126,8 @@ pub struct Leader {
     heard_at: Duration,
     /// Since when the standby needs a snapshot (it was not sent yet).
     needs_snapshot: Option<Duration>,
+    /// The newest entry dropped at the bound: a snapshot older than it does not replace it.
+    dropped_through: Option<Generation>,
     degraded_since: Option<Duration>,
 }
 
@@ -154,6 +156,7 @@ impl Leader {
             unacked_bytes: 0,
             heard_at: now,
             needs_snapshot: None,
+            dropped_through: None,
             degraded_since: None,
         }
     }
@@ -177,16 +180,16 @@ impl Leader {
         self.acked
     }
 
-    /// Takes the next record of the store; returns the entry to send (`None` when the entries
-    /// waiting passed `max_unacked_bytes` and were dropped for a snapshot). A record that does
-    /// not follow the last one means one was lost on the way here: it is refused, and the
-    /// standby will get a snapshot.
+    /// Takes the next record of the store; returns the entry to send (`None` while the standby
+    /// waits for a snapshot, or when the entries waiting passed `max_unacked_bytes` and were
+    /// dropped for one). A record that does not follow the last one means one was lost on the
+    /// way here: it is refused, and the standby will get a snapshot.
     pub fn push(&mut self, now: Duration, record: Record) -> Result<Option<&Entry>, PushError> {
         if record.prev != self.last || record.generation <= record.prev {
             let err = PushError::OutOfOrder { last: self.last, got: record.generation };
             self.last = self.last.max(record.generation);
             self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
-            self.want_snapshot(now);
+            self.want_snapshot(now, false);
             return Err(err);
         }
         self.last = record.generation;
@@ -202,20 +205,29 @@ impl Leader {
         self.unacked_bytes += entry.bytes.len();
         self.unacked.push_back((now, entry));
         if self.unacked_bytes > self.params.max_unacked_bytes {
-            self.want_snapshot(now);
+            self.want_snapshot(now, true);
+        }
+        if self.needs_snapshot.is_some() {
+            return Ok(None); // kept for after the snapshot; useless to the standby before it
         }
         Ok(self.unacked.back().map(|(_, e)| e))
     }
 
-    /// Takes a snapshot of the store (made after the standby asked); returns the entry to send.
-    /// It replaces the unacknowledged entries it holds; those pushed while it was being made
-    /// (newer than it) follow it.
-    pub fn push_snapshot(&mut self, now: Duration, record: Record) -> &Entry {
+    /// Takes a snapshot of the store (made after the standby asked); returns the entries to
+    /// send: the snapshot, then those pushed while it was being made (newer than it). It
+    /// replaces the older ones. If entries newer than it were dropped at the bound meanwhile,
+    /// the standby needs another snapshot after this one.
+    pub fn push_snapshot(&mut self, now: Duration, record: Record) -> Vec<&Entry> {
         self.unacked.retain(|(_, e)| e.generation > record.generation);
         self.last = self.last.max(record.generation);
         self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
         self.unacked_bytes = record.bytes.len() + self.unacked.iter().map(|(_, e)| e.bytes.len()).sum::<usize>();
-        self.needs_snapshot = None;
+        if self.dropped_through.is_some_and(|d| d > record.generation) {
+            self.needs_snapshot = Some(now);
+        } else {
+            self.needs_snapshot = None;
+            self.dropped_through = None;
+        }
         let entry = Entry {
             term: self.term,
             generation: record.generation,
@@ -225,7 +237,7 @@ impl Leader {
             bytes: record.bytes,
         };
         self.unacked.push_front((now, entry));
-        &self.unacked[0].1
+        self.unacked.iter().map(|(_, e)| e).collect()
     }
 
     /// The standby's reply. Returns the entries to (re)send when it is behind and they are still
@@ -248,7 +260,7 @@ impl Leader {
                 if continues {
                     self.unacked.iter().map(|(_, e)| e).collect()
                 } else {
-                    self.want_snapshot(now);
+                    self.want_snapshot(now, false);
                     Vec::new()
                 }
             }
@@ -263,6 +275,7 @@ impl Leader {
             self.unacked.clear();
             self.unacked_bytes = 0;
             self.needs_snapshot = None;
+            self.dropped_through = None;
             self.acked_upto_seq = self.acked_upto_seq.max(self.last_upto_seq);
         } else if let Some(at) = self.unacked.iter().position(|(_, e)| e.generation == p) {
             let upto = self.unacked[at].1.upto_seq;
@@ -280,11 +293,15 @@ impl Leader {
         true
     }
 
-    fn want_snapshot(&mut self, now: Duration) {
-        // What waits is dropped: the snapshot will carry it.
+    /// Asks for a snapshot. The entries waiting are kept (those newer than the snapshot will
+    /// follow it) unless `drop` (the bound): then the snapshot must be newer than all of them.
+    fn want_snapshot(&mut self, now: Duration, drop: bool) {
         let since = self.unacked.front().map_or(now, |(at, _)| *at);
-        self.unacked.clear();
-        self.unacked_bytes = 0;
+        if drop {
+            self.dropped_through = Some(self.dropped_through.map_or(self.last, |d| d.max(self.last)));
+            self.unacked.clear();
+            self.unacked_bytes = 0;
+        }
         self.needs_snapshot = Some(self.needs_snapshot.map_or(since, |s| s.min(since)));
     }
 
@@ -498,7 +515,7 @@ mod tests {
         assert!(l.needs_snapshot());
         let snap =
             l.push_snapshot(s(1.1), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 50, bytes: vec![1; 30] });
-        assert!(snap.snapshot);
+        assert_eq!((snap.len(), snap[0].snapshot), (1, true));
         assert!(!l.needs_snapshot());
         l.on_reply(s(1.2), Reply::Applied(g(1, 6)));
         assert_eq!(l.publishable_upto(), 50);
@@ -532,15 +549,16 @@ mod tests {
         let mut l = leader_in_step();
         l.on_reply(s(1.0), Reply::Behind { position: g(1, 1), stream: "E".into() });
         assert!(l.needs_snapshot());
-        // The store is at (1, 6) when the snapshot is read; (1, 7) is committed meanwhile.
-        l.push(s(1.1), record(g(1, 4), g(1, 5), 45)).unwrap();
+        // The store is at (1, 6) when the snapshot is read; (1, 7) is committed meanwhile. Until
+        // the snapshot, nothing is sent: the standby could not use it.
+        assert_eq!(l.push(s(1.1), record(g(1, 4), g(1, 5), 45)), Ok(None));
         l.push(s(1.1), record(g(1, 5), g(1, 6), 46)).unwrap();
         l.push(s(1.2), record(g(1, 6), g(1, 7), 47)).unwrap();
         let snap =
             l.push_snapshot(s(1.3), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 46, bytes: vec![1; 30] });
-        assert_eq!(snap.generation, g(1, 6));
-        let order: Vec<(Generation, bool)> = l.unacked().map(|e| (e.generation, e.snapshot)).collect();
+        let order: Vec<(Generation, bool)> = snap.iter().map(|e| (e.generation, e.snapshot)).collect();
         assert_eq!(order, vec![(g(1, 6), true), (g(1, 7), false)]);
+        assert_eq!(l.unacked().count(), 2);
         l.on_reply(s(1.4), Reply::Applied(g(1, 6)));
         assert_eq!(l.publishable_upto(), 46);
         l.on_reply(s(1.5), Reply::Applied(g(1, 7)));
@@ -553,7 +571,7 @@ mod tests {
         // The record after (1, 4) was lost before it reached the leader.
         assert!(l.push(s(1.0), record(g(1, 5), g(1, 6), 46)).is_err());
         let snap = l.push_snapshot(s(1.1), Record { generation: g(1, 6), prev: g(1, 6), upto_seq: 46, bytes: vec![] });
-        assert!(snap.snapshot);
+        assert!(snap[0].snapshot);
         l.on_reply(s(1.2), Reply::Applied(g(1, 6)));
         l.push(s(1.3), record(g(1, 6), g(1, 7), 47)).unwrap();
         l.push(s(1.3), record(g(1, 7), g(1, 8), 48)).unwrap();
@@ -576,6 +594,11 @@ mod tests {
         assert!(l.push(s(1.0), record(prev, g(1, 15), 15)).unwrap().is_none());
         assert!(l.needs_snapshot());
         assert_eq!(l.unacked().count(), 0);
+        // A snapshot read before (1, 15) was dropped does not replace it: another one is asked.
+        l.push_snapshot(s(1.1), Record { generation: g(1, 14), prev: g(1, 14), upto_seq: 14, bytes: vec![] });
+        assert!(l.needs_snapshot());
+        l.push_snapshot(s(1.2), Record { generation: g(1, 15), prev: g(1, 15), upto_seq: 15, bytes: vec![] });
+        assert!(!l.needs_snapshot());
     }
 
     #[test]

@@ -511,6 +511,7 @@ struct Standby {
 
 impl Standby {
     fn on_entry(&mut self, e: &Entry) -> Reply {
+        let e = &Entry::decode(&e.encode()).expect("an entry decodes");
         match self.follower.check(e) {
             Ok(Verdict::Apply) if e.snapshot || (e.prev == self.position && self.stream == "E") => {
                 self.position = e.generation;
@@ -566,6 +567,7 @@ proptest! {
                 }
                 Event::ToLeader => {
                     if let Some(r) = to_leader.pop_front() {
+                        let r = Reply::decode(&r.encode()).expect("a reply decodes");
                         for e in leader.on_reply(now, r) {
                             to_standby.push_back(e.clone());
                         }

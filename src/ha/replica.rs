@@ -18,6 +18,8 @@
 //!   leader term older than the newest it has seen (fencing: a deposed active cannot write to
 //!   it), and treats a resend of what it has as a duplicate.
 //!
+//! [`Entry`] and [`Reply`] have a versioned byte encoding for the peer link's frames.
+//!
 //! Time is passed in (`now`, the caller's monotonic clock as a [`Duration`]); nothing here reads
 //! a clock, sleeps or does IO.
 
@@ -216,8 +218,14 @@ impl Leader {
     /// Takes a snapshot of the store (made after the standby asked); returns the entries to
     /// send: the snapshot, then those pushed while it was being made (newer than it). It
     /// replaces the older ones. If entries newer than it were dropped at the bound meanwhile,
-    /// the standby needs another snapshot after this one.
+    /// the standby needs another snapshot after this one. A snapshot older than what the standby
+    /// acknowledged is not sent (nothing is returned).
     pub fn push_snapshot(&mut self, now: Duration, record: Record) -> Vec<&Entry> {
+        if self.acked.is_some_and(|a| record.generation < a) {
+            // Read before the standby acknowledged more: it cannot help, and applied it would
+            // take acknowledged commits away. Still wanted: a newer one.
+            return Vec::new();
+        }
         self.unacked.retain(|(_, e)| e.generation > record.generation);
         self.last = self.last.max(record.generation);
         self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
@@ -430,9 +438,12 @@ impl Follower {
             return Err(Refusal::StaleTerm { term: entry.term, newest: self.newest_term });
         }
         self.newest_term = entry.term;
-        // A resend from the leader it follows, of a position it has passed.
-        let resend = self.stream_term == Some(entry.term) && entry.generation <= self.position;
-        if resend {
+        // Something it holds already: a resend from the leader it follows, or from the leader of
+        // its position's term (one leader numbers a term's generations, in one line), snapshots
+        // included — a snapshot older than what it holds would take acknowledged commits away.
+        let same_line = self.stream_term == Some(entry.term)
+            || (entry.term == self.position.term && entry.generation.term == self.position.term);
+        if same_line && entry.generation <= self.position {
             return Ok(Verdict::Duplicate);
         }
         if entry.snapshot || entry.prev == self.position {
@@ -451,6 +462,145 @@ impl Follower {
     /// saw): the standby is out of step and must say so with `Behind`.
     pub fn lost_step(&mut self) {
         self.stream_term = None;
+    }
+}
+
+/// Version of the wire encoding of [`Entry`] and [`Reply`] (inside the peer link's frames).
+pub const REPLICA_WIRE_VERSION: u8 = 1;
+const TAG_ENTRY: u8 = 1;
+const TAG_APPLIED: u8 = 2;
+const TAG_BEHIND: u8 = 3;
+const TAG_FENCED: u8 = 4;
+
+/// Why bytes from the peer are not an entry or a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WireError {
+    #[error(
+        "replication message: version {found}, this build speaks version {REPLICA_WIRE_VERSION} (are both gateways on the same release?)"
+    )]
+    Version { found: u8 },
+    #[error("replication message: truncated in the {0}")]
+    Truncated(&'static str),
+    #[error("replication message: unknown kind {0}")]
+    UnknownKind(u8),
+    #[error("replication message: {0}")]
+    Invalid(&'static str),
+}
+
+fn put_generation(out: &mut Vec<u8>, g: Generation) {
+    out.extend_from_slice(&g.term.to_be_bytes());
+    out.extend_from_slice(&g.index.to_be_bytes());
+}
+
+/// Reads big-endian fields off the front of a message.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Truncated(what));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_be_bytes(b))
+    }
+    fn generation(&mut self, what: &'static str) -> Result<Generation, WireError> {
+        Ok(Generation { term: self.u64(what)?, index: self.u64(what)? })
+    }
+    /// The version and the kind.
+    fn header(&mut self) -> Result<u8, WireError> {
+        let version = self.u8("version")?;
+        if version != REPLICA_WIRE_VERSION {
+            return Err(WireError::Version { found: version });
+        }
+        self.u8("kind")
+    }
+}
+
+impl Entry {
+    /// Version, kind, term, generation, prev, snapshot flag, upto seq, then the record's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(59 + self.bytes.len());
+        out.extend_from_slice(&[REPLICA_WIRE_VERSION, TAG_ENTRY]);
+        out.extend_from_slice(&self.term.to_be_bytes());
+        put_generation(&mut out, self.generation);
+        put_generation(&mut out, self.prev);
+        out.push(u8::from(self.snapshot));
+        out.extend_from_slice(&self.upto_seq.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Entry, WireError> {
+        let mut f = Fields(bytes);
+        match f.header()? {
+            TAG_ENTRY => {}
+            TAG_APPLIED | TAG_BEHIND | TAG_FENCED => {
+                return Err(WireError::Invalid("a reply where an entry was expected"));
+            }
+            other => return Err(WireError::UnknownKind(other)),
+        }
+        let term = f.u64("term")?;
+        let generation = f.generation("generation")?;
+        let prev = f.generation("prev")?;
+        let snapshot = match f.u8("snapshot flag")? {
+            0 => false,
+            1 => true,
+            _ => return Err(WireError::Invalid("snapshot flag is neither 0 nor 1")),
+        };
+        let upto_seq = f.u64("upto seq")?;
+        Ok(Entry { term, generation, prev, snapshot, upto_seq, bytes: f.0.to_vec() })
+    }
+}
+
+impl Reply {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![REPLICA_WIRE_VERSION];
+        match self {
+            Reply::Applied(g) => {
+                out.push(TAG_APPLIED);
+                put_generation(&mut out, *g);
+            }
+            Reply::Behind { position, stream } => {
+                out.push(TAG_BEHIND);
+                put_generation(&mut out, *position);
+                out.extend_from_slice(stream.as_bytes());
+            }
+            Reply::Fenced { newest_term } => {
+                out.push(TAG_FENCED);
+                out.extend_from_slice(&newest_term.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Reply, WireError> {
+        let mut f = Fields(bytes);
+        let reply = match f.header()? {
+            TAG_APPLIED => Reply::Applied(f.generation("position")?),
+            TAG_BEHIND => {
+                let position = f.generation("position")?;
+                let stream = std::str::from_utf8(std::mem::take(&mut f.0))
+                    .map_err(|_| WireError::Invalid("stream is not UTF-8"))?
+                    .to_owned();
+                Reply::Behind { position, stream }
+            }
+            TAG_FENCED => Reply::Fenced { newest_term: f.u64("term")? },
+            TAG_ENTRY => return Err(WireError::Invalid("an entry where a reply was expected")),
+            other => return Err(WireError::UnknownKind(other)),
+        };
+        if !f.0.is_empty() {
+            return Err(WireError::Invalid("bytes after the reply"));
+        }
+        Ok(reply)
     }
 }
 
@@ -654,6 +804,35 @@ mod tests {
         assert_eq!(l.publishable_upto(), 45);
     }
 
+    #[test]
+    fn entries_and_replies_round_trip_and_damage_is_refused() {
+        let e =
+            Entry { term: 3, generation: g(3, 9), prev: g(2, 8), snapshot: true, upto_seq: 77, bytes: b"rec".to_vec() };
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Ok(e));
+        for r in [
+            Reply::Applied(g(1, 2)),
+            Reply::Behind { position: g(4, 5), stream: "00ff00ff00ff00ff".into() },
+            Reply::Fenced { newest_term: 6 },
+        ] {
+            assert_eq!(Reply::decode(&r.encode()), Ok(r.clone()));
+            assert_eq!(Entry::decode(&r.encode()), Err(WireError::Invalid("a reply where an entry was expected")));
+        }
+        assert_eq!(Entry::decode(&bytes[..20]), Err(WireError::Truncated("generation")));
+        let mut newer = bytes.clone();
+        newer[0] = 2;
+        let err = Entry::decode(&newer).unwrap_err();
+        assert_eq!(err, WireError::Version { found: 2 });
+        assert!(err.to_string().contains("same release"));
+        let mut kind = bytes;
+        kind[1] = 9;
+        assert_eq!(Entry::decode(&kind), Err(WireError::UnknownKind(9)));
+        let mut applied = Reply::Applied(g(1, 2)).encode();
+        applied.push(0);
+        assert_eq!(Reply::decode(&applied), Err(WireError::Invalid("bytes after the reply")));
+        assert_eq!(Reply::decode(&[]), Err(WireError::Truncated("version")));
+    }
+
     fn entry(term: u64, prev: Generation, generation: Generation, snapshot: bool) -> Entry {
         Entry { term, generation, prev, snapshot, upto_seq: 0, bytes: Vec::new() }
     }
@@ -714,11 +893,16 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_follower_asks_rather_than_guesses_about_resends() {
-        // After a start it does not know which leader it followed: an entry at or before its
-        // position is not taken for a duplicate, it says where it is.
+    fn a_restarted_follower_knows_what_it_holds_of_its_positions_term() {
+        // After a start it knows its position's term: what that term's leader resends at or
+        // before it is a duplicate, a snapshot included (applying an older one would take
+        // acknowledged commits away).
         let mut f = Follower::new(g(1, 5));
-        assert!(matches!(f.check(&entry(1, g(1, 4), g(1, 5), false)), Err(Refusal::OutOfStep { .. })));
+        assert_eq!(f.check(&entry(1, g(1, 4), g(1, 5), false)), Ok(Verdict::Duplicate));
+        assert_eq!(f.check(&entry(1, g(1, 3), g(1, 3), true)), Ok(Verdict::Duplicate));
         assert_eq!(f.check(&entry(1, g(1, 5), g(1, 6), false)), Ok(Verdict::Apply));
+        // A newer leader's entry at an older position is not assumed held.
+        let mut f = Follower::new(g(1, 5));
+        assert!(matches!(f.check(&entry(2, g(1, 3), g(2, 4), false)), Err(Refusal::OutOfStep { .. })));
     }
 }

@@ -9,7 +9,7 @@
 //!   standby and the standby has been silent, or the wait has lasted, longer than
 //!   `degrade_after`, the leader asks for degraded mode ([`SyncState::DegradePending`]): the
 //!   shell has a majority grant a renewal carrying [`Leader::reported_generation`], then calls
-//!   [`Leader::degrade`], and only then is everything publishable. It leaves degraded mode when
+//!   [`Leader::degrade`], and only then is everything pushed to it publishable. It leaves degraded mode when
 //!   the standby holds everything again. A standby out of step (restarted, missed entries,
 //!   another stream) gets the entries after its position when the leader still has them, else a
 //!   snapshot; entries beyond `max_unacked_bytes` are dropped for a snapshot too.

@@ -9,10 +9,10 @@
 //!   standby and the standby has been silent, or the wait has lasted, longer than
 //!   `degrade_after`, the leader asks for degraded mode ([`SyncState::DegradePending`]): the
 //!   shell has a majority grant a renewal carrying [`Leader::reported_generation`], then calls
-//!   [`Leader::degrade`], and only then is everything pushed to it publishable. It leaves degraded mode when
-//!   the standby holds everything again. A standby out of step (restarted, missed entries,
-//!   another stream) gets the entries after its position when the leader still has them, else a
-//!   snapshot; entries beyond `max_unacked_bytes` are dropped for a snapshot too.
+//!   [`Leader::degrade`], and only then is everything pushed to it publishable. It leaves
+//!   degraded mode when the standby holds everything again. A standby out of step (restarted,
+//!   missed entries, another stream) gets the entries after its position when the leader still
+//!   has them, else a snapshot; entries beyond `max_unacked_bytes` are dropped for a snapshot too.
 //! - [`Follower`] (the standby): applies an entry only if it follows its position exactly (a
 //!   record's `prev` is its position; a snapshot replaces everything), refuses any entry of a
 //!   leader term older than the newest it has seen (fencing: a deposed active cannot write to

@@ -19,8 +19,16 @@ fn filter(level: Option<&str>) -> EnvFilter {
         Ok(f) if !f.is_empty() => EnvFilter::new(f),
         // The embedded demo broker logs every connection (and every disconnect as an error);
         // the demo and tests judge it by what it delivers.
-        _ => EnvFilter::new(format!("{},rumqttd=off", level.unwrap_or("info"))),
+        _ => EnvFilter::new(default_directives(level.unwrap_or("info"))),
     }
+}
+
+/// The filter without `RUST_LOG`. async-snmp opens an INFO span around every request
+/// (`#[instrument]`), which the fmt layer builds and formats per request although no line
+/// ever shows it: below debug its spans are off and only its warnings and errors pass.
+fn default_directives(level: &str) -> String {
+    let verbose = matches!(level.to_ascii_lowercase().as_str(), "debug" | "trace");
+    if verbose { format!("{level},rumqttd=off") } else { format!("{level},rumqttd=off,async_snmp=warn") }
 }
 
 fn under_journald() -> bool {
@@ -72,6 +80,33 @@ pub fn init_stderr_at(format: LogFormat, level: &str) {
 
 #[cfg(test)]
 mod tests {
+    /// The spans async-snmp opens per request reach no layer at the default level, and do
+    /// at debug.
+    #[test]
+    fn async_snmp_request_spans_are_off_unless_debugging() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+        struct CountSpans(Arc<AtomicUsize>);
+        impl<S: tracing::Subscriber> Layer<S> for CountSpans {
+            fn on_new_span(&self, _: &tracing::span::Attributes<'_>, _: &tracing::span::Id, _: Context<'_, S>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // (level, spans that reach the layer: async-snmp's and ours)
+        for (level, spans) in [("info", 1), ("warn", 0), ("debug", 2)] {
+            let count = Arc::new(AtomicUsize::new(0));
+            let filter = super::EnvFilter::new(super::default_directives(level));
+            let subscriber = tracing_subscriber::registry().with(CountSpans(count.clone()).with_filter(filter));
+            tracing::subscriber::with_default(subscriber, || {
+                let _span = tracing::info_span!(target: "async_snmp::client", "get_bulk").entered();
+                let _ours = tracing::info_span!(target: "hallmonitor::agent", "ours").entered();
+            });
+            assert_eq!(count.load(Ordering::Relaxed), spans, "at {level}");
+        }
+    }
+
     use super::colour_for;
 
     #[test]

@@ -52,12 +52,15 @@ enum Command {
     /// Run simulated devices only (benchmarks, tests).
     #[cfg(feature = "sim")]
     Sim(commands::sim::Args),
+    /// Run the gateway pair's witness: the third voter of the election ([ha]).
+    Witness(commands::witness::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, cli.log_format),
+        Command::Witness(a) => commands::witness::run(a, cli.log_format),
         Command::CheckConfig(a) => commands::check_config::run(a),
         #[cfg(feature = "embedded-broker")]
         Command::Demo(a) => {

@@ -40,6 +40,29 @@ pub struct StatusSnapshot {
     pub broker: BrokerStatus,
     pub polls: PollCounters,
     pub noise: NoiseCounters,
+    /// The gateway pair, when `[ha]` is configured. (The replica's lag is not shown yet:
+    /// replication is not wired.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaStatus>,
+}
+
+/// This gateway's place in the pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HaStatus {
+    pub node: String,
+    /// `active` (polls and publishes) or `standby`.
+    pub role: String,
+    /// While active, the term it holds (the fencing token); while standby, the term it asks for.
+    pub term: u64,
+    /// When the role last changed (or the daemon started), and why.
+    pub since: Timestamp,
+    pub reason: String,
+    #[serde(default)]
+    pub last_takeover_at: Option<Timestamp>,
+    #[serde(default)]
+    pub last_takeover_reason: Option<String>,
+    pub peer_link_up: bool,
+    pub witness_link_up: bool,
 }
 
 /// One configured device as the poller sees it.
@@ -316,6 +339,7 @@ mod tests {
             broker: BrokerStatus { url: "mqtt://127.0.0.1:1883".into(), ..Default::default() },
             polls: PollCounters::default(),
             noise: NoiseCounters::default(),
+            ha: None,
         }
     }
 

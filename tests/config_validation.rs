@@ -408,3 +408,81 @@ fn every_shipped_config_is_valid() {
     }
     assert!(checked >= 1);
 }
+
+/// BASE with an `[ha]` section; `KEY_FILE` is replaced by a private key file of `key` bytes.
+fn with_ha(ha: &str, key: &str) -> String {
+    let key_file = secret(&temp_dir(), &format!("ha-{}.key", key.len()), key);
+    BASE.to_owned() + "\n[ha]\n" + &ha.replace("KEY_FILE", &key_file.display().to_string())
+}
+
+const HA: &str = r#"node = "gw1"
+listen = "127.0.0.1:7411"
+peer = "10.20.0.12"
+witness = "10.20.0.5:7411"
+key_file = "KEY_FILE"
+"#;
+const LONG_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn a_valid_ha_section_is_built_with_its_defaults() {
+    let config = load(&with_ha(HA, LONG_KEY)).unwrap().config;
+    let ha = config.ha.expect("[ha] built");
+    assert_eq!(ha.node, "gw1");
+    assert_eq!(ha.listen.to_string(), "127.0.0.1:7411");
+    assert_eq!(ha.peer, "10.20.0.12:7411", "the default port");
+    assert_eq!(ha.lease, std::time::Duration::from_secs(10));
+    assert_eq!(ha.drift_ppm, 10_000);
+    assert_eq!(ha.guard, std::time::Duration::from_secs(2));
+    assert_eq!(ha.key.expose(), LONG_KEY);
+    assert!(!format!("{ha:?}").contains(LONG_KEY), "the key is never printed");
+    assert!(load(BASE).unwrap().config.ha.is_none(), "without [ha] nothing changes");
+}
+
+#[test]
+fn check_config_summarizes_ha_without_the_key() {
+    let config = load(&with_ha(HA, LONG_KEY)).unwrap().config;
+    let summary = hallmonitor::commands::check_config::summary(&config);
+    assert!(
+        summary.contains(
+            "ha        node gw1 listening on 127.0.0.1:7411, peer 10.20.0.12:7411, witness 10.20.0.5:7411; \
+             lease 10s, drift 1%, guard 2s\n"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains(LONG_KEY), "{summary}");
+    let single = hallmonitor::commands::check_config::summary(&load(BASE).unwrap().config);
+    assert!(single.contains("ha        not configured (a single gateway)\n"), "{single}");
+}
+
+#[test]
+fn ha_mistakes_are_each_reported_with_their_position() {
+    let text = with_ha(
+        &(HA.replace("node = \"gw1\"", "node = \"GW 1\"")
+            .replace("listen = \"127.0.0.1:7411\"", "listen = \"gw1.example:7411\"")
+            .replace("peer = \"10.20.0.12\"", "peer = \"10.20.0.12:99999\"")
+            + "drift = \"two percent\"\n"),
+        "short",
+    );
+    let errs = errors(&text);
+    assert_error_at(&errs, "ha.node \"GW 1\" must match", line_of(&text, "node = \"GW 1\""));
+    assert_error_at(&errs, "ha.listen \"gw1.example:7411\" must be IP:port", line_of(&text, "listen ="));
+    assert_error_at(&errs, "ha.peer: bad port", line_of(&text, "peer ="));
+    assert_error_at(&errs, "the key has 5 bytes; the peer link needs at least 32", line_of(&text, "key_file ="));
+    assert_error_at(&errs, "ha.drift: \"two percent\" must be a percentage", line_of(&text, "drift ="));
+}
+
+#[test]
+fn ha_timing_without_room_for_a_lost_renewal_is_refused_at_the_lease() {
+    let text = with_ha(&(HA.to_owned() + "lease = \"3s\"\nguard = \"1s\"\n"), LONG_KEY);
+    let errs = errors(&text);
+    assert_error_at(&errs, "more than two renew periods", line_of(&text, "lease = \"3s\""));
+    // A lease long enough for the (default) guard fits.
+    load(&with_ha(&(HA.to_owned() + "lease = \"7s\"\nguard = \"2s\"\n"), LONG_KEY)).unwrap();
+}
+
+#[test]
+fn an_ha_guard_shorter_than_a_device_timeout_is_refused() {
+    let text = with_ha(&(HA.to_owned() + "guard = \"500ms\"\n"), LONG_KEY);
+    let errs = errors(&text);
+    assert_error_at(&errs, "ha.guard 500ms is shorter than device", line_of(&text, "guard = \"500ms\""));
+}

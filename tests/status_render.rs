@@ -102,3 +102,32 @@ fn cli_reads_the_state_dir_and_fails_clearly_without_a_snapshot() {
     let back: StatusSnapshot = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(back, fixture("status-busy.json"));
 }
+
+#[test]
+fn a_gateway_pair_shows_its_role_term_links_and_last_takeover() {
+    let mut snap = fixture("status-busy.json");
+    snap.ha = Some(status::HaStatus {
+        node: "gw1".into(),
+        role: "standby".into(),
+        term: 4,
+        since: at("2026-11-21T15:07:00Z"),
+        reason: "lease ran out: no majority renewed it".into(),
+        last_takeover_at: Some(at("2026-11-21T12:00:00Z")),
+        last_takeover_reason: Some("elected (peer and witness reachable)".into()),
+        peer_link_up: false,
+        witness_link_up: true,
+    });
+    let out = render(&snap, at("2026-11-21T15:10:04Z"), false);
+    let pair: Vec<&str> = out.lines().skip(2).take(3).collect();
+    assert_eq!(
+        pair,
+        [
+            "PAIR     gw1 STANDBY, term 4, for 3m; peer link DOWN, witness link up",
+            "         why: lease ran out: no majority renewed it",
+            "         last active 2026-11-21T12:00:00Z: elected (peer and witness reachable)",
+        ],
+        "\n{out}"
+    );
+    // Without [ha] nothing changes (the exact busy rendering above has no PAIR line).
+    assert!(!render(&fixture("status-busy.json"), at("2026-11-21T15:10:04Z"), false).contains("PAIR"));
+}

@@ -14,6 +14,7 @@
 
 pub mod clock;
 pub mod devices;
+pub mod ha;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -38,9 +39,13 @@ use crate::error::UsageError;
 use crate::model::{DeviceId, Reading, Timestamp};
 use crate::outbox::Outbound;
 use crate::publish::message::outbound_for;
-use crate::publish::{DeviceCounts, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus};
+use crate::publish::{
+    DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus,
+};
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
-use crate::status::{self, BrokerStatus, IncidentStatus, OutboxStatus, PatternStatus, PollCounters, StatusSnapshot};
+use crate::status::{
+    self, BrokerStatus, HaStatus, IncidentStatus, OutboxStatus, PatternStatus, PollCounters, StatusSnapshot,
+};
 use crate::store::{Store, StoreError};
 
 /// How the agent is run: the daemon, or the demo's compressed clock.
@@ -56,8 +61,16 @@ pub struct AgentOptions {
 
 /// Runs the daemon until SIGTERM/SIGINT or `opts.shutdown`. Returns after a clean shutdown.
 pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
+    let ha_settings = config.ha.clone();
+    let store_dir = config.store.path.clone();
     let (mut agent, readings) = Agent::start(config, opts.clock, opts.status_dir, opts.systemd)?;
     let mut inputs = Inputs::new(readings, TICK, opts.shutdown)?;
+    if let Some(settings) = &ha_settings {
+        let shell = ha::HaShell::start(settings, &store_dir).await?;
+        inputs.role = Some(shell.state());
+        agent.ha = Some(shell);
+        agent.on_role().await;
+    }
     agent.started();
     loop {
         let deadline = agent.next_deadline();
@@ -74,6 +87,10 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
             }
             Input::Timeout => {
                 agent.on_timeout();
+                ControlFlow::Continue(())
+            }
+            Input::Role => {
+                agent.on_role().await;
                 ControlFlow::Continue(())
             }
         };
@@ -111,6 +128,8 @@ pub enum Input {
     Readings(Vec<Reading>),
     /// The engine's next timer is due.
     Timeout,
+    /// The gateway pair's election changed this gateway's role.
+    Role,
 }
 
 /// Everything the loop waits on, in priority order.
@@ -121,6 +140,8 @@ pub struct Inputs {
     shutdown: CancellationToken,
     readings: mpsc::Receiver<Reading>,
     tick: Interval,
+    /// The gateway pair's role, with `[ha]`.
+    pub role: Option<watch::Receiver<ha::HaState>>,
 }
 
 impl Inputs {
@@ -135,6 +156,7 @@ impl Inputs {
             shutdown,
             readings,
             tick,
+            role: None,
         })
     }
 
@@ -146,6 +168,8 @@ impl Inputs {
             _ = self.sigterm.recv() => Input::Signal(Signal::Terminate),
             _ = self.sigint.recv() => Input::Signal(Signal::Interrupt),
             _ = self.shutdown.cancelled() => Input::Shutdown,
+            // Before everything else that acts: a lost lease stops the pollers and publisher.
+            Some(()) = role_changed(&mut self.role) => Input::Role,
             // Before readings, which may never run dry (see the module docs).
             _ = self.tick.tick() => Input::Tick,
             _ = self.sighup.recv() => Input::Signal(Signal::Hangup),
@@ -166,6 +190,20 @@ impl Inputs {
     }
 }
 
+/// Waits for the next role change; never, without `[ha]` (or once the election is gone).
+async fn role_changed(role: &mut Option<watch::Receiver<ha::HaState>>) -> Option<()> {
+    match role {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(()),
+            Err(_) => {
+                *role = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// The running daemon: every stage and the shell's own bookkeeping.
 pub struct Agent {
     config: Config,
@@ -175,9 +213,9 @@ pub struct Agent {
     started_at: Timestamp,
     store: Store,
     engine: Engine,
-    /// Taken when the agent stops.
+    /// Taken when the agent stops; `None` while standby in a gateway pair.
     publisher: Option<Publisher>,
-    waker: PublishWaker,
+    waker: Option<PublishWaker>,
     publisher_status: watch::Receiver<PublisherStatus>,
     /// Kept to start the poll tasks again on reload.
     readings: mpsc::Sender<Reading>,
@@ -193,6 +231,10 @@ pub struct Agent {
     last_buffering_log: Instant,
     /// Poll counters at the last health message.
     health_polls: (ProtocolCounts, ProtocolCounts),
+    /// The gateway pair's shell, with `[ha]`.
+    ha: Option<ha::HaShell>,
+    /// Polls and publishes: always without `[ha]`; with it, while the election says active.
+    active: bool,
 }
 
 impl Agent {
@@ -234,18 +276,27 @@ impl Agent {
                 ),
             }
         }
-        let publisher = Publisher::start(&mqtt, &config.site, store.clone())?;
+        // In a gateway pair nothing polls or publishes until the election says active.
+        let active = config.ha.is_none();
+        let publisher = if active { Some(Publisher::start(&mqtt, &config.site, store.clone())?) } else { None };
         let (tx, rx) = mpsc::channel::<Reading>(READING_QUEUE);
         let stats = Arc::new(SourceStats::default());
-        let sources = Sources::start(&config.devices, tx.clone(), stats.clone());
+        let sources = if active {
+            Sources::start(&config.devices, tx.clone(), stats.clone(), &CancellationToken::new())
+        } else {
+            Sources::none()
+        };
         let mut devices = DeviceTable::new(&config.devices);
         // Devices the restored engine holds down are down from the start.
         devices.sync(&engine);
         let now = Instant::now();
         let agent = Agent {
-            waker: publisher.waker(),
-            publisher_status: publisher.status(),
-            publisher: Some(publisher),
+            waker: publisher.as_ref().map(Publisher::waker),
+            publisher_status: match &publisher {
+                Some(p) => p.status(),
+                None => idle_publisher_status(&mqtt),
+            },
+            publisher,
             mqtt,
             clock,
             started_at,
@@ -263,6 +314,8 @@ impl Agent {
             last_state_save: now,
             last_buffering_log: now,
             health_polls: Default::default(),
+            ha: None,
+            active,
             config,
         };
         Ok((agent, rx))
@@ -278,6 +331,9 @@ impl Agent {
 
     /// When the engine's next timer is due, on the loop's clock.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.active {
+            return None;
+        }
         self.engine.next_timeout().map(|t| self.clock.instant_of(t))
     }
 
@@ -317,8 +373,14 @@ impl Agent {
         // What runs is what the publisher was started with.
         new.mqtt = self.config.mqtt.clone();
         self.engine.reconfigure(new.engine.clone());
+        if ha_changed(new.ha.as_ref(), self.config.ha.as_ref()) {
+            warn!("configuration reload: [ha] changed; it applies after a restart, the running election is kept");
+        }
+        new.ha = self.config.ha.clone();
         self.sources.stop().await;
-        self.sources = Sources::start(&new.devices, self.readings.clone(), self.stats.clone());
+        if let Some(lease) = self.poll_under() {
+            self.sources = Sources::start(&new.devices, self.readings.clone(), self.stats.clone(), &lease);
+        }
         self.devices.reconfigure(&new.devices);
         self.devices.sync(&self.engine);
         info!(devices = new.devices.len(), "configuration reloaded");
@@ -344,9 +406,62 @@ impl Agent {
         self.devices.sync_some(&self.engine, &touched);
     }
 
-    /// Runs the engine's due timers.
+    /// Runs the engine's due timers (a standby's engine waits: it receives no readings).
     pub fn on_timeout(&mut self) {
-        self.engine.handle_timeout(self.clock.now());
+        if self.active {
+            self.engine.handle_timeout(self.clock.now());
+        }
+    }
+
+    /// The token the pollers run under when they may poll: a fresh one without `[ha]`, a
+    /// child of the lease while active (cancelled the moment the lease ends), `None` while
+    /// standby.
+    fn poll_under(&self) -> Option<CancellationToken> {
+        match &self.ha {
+            None => Some(CancellationToken::new()),
+            Some(shell) => {
+                let state = shell.state();
+                let state = state.borrow();
+                match (&state.lease, state.role) {
+                    (Some(lease), ha::Role::Active) if !lease.is_cancelled() => Some(lease.child_token()),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The election changed this gateway's role: start, or stop, the pollers and the
+    /// publisher. (The role change itself is logged by the election, once.)
+    pub async fn on_role(&mut self) {
+        let lease = self.poll_under();
+        // The lease this gateway polled under ended (a fence and a new lease may come in one
+        // change): stop first, then start afresh under the new one.
+        if self.active && (lease.is_none() || self.sources.cancel.is_cancelled()) {
+            self.active = false;
+            // The lease token already stopped the pollers; wait for them to end. Dropping the
+            // publisher aborts it at once (as a crash would): nothing more goes out.
+            self.sources.stop().await;
+            self.publisher.take();
+            self.waker = None;
+            self.publisher_status = idle_publisher_status(&self.mqtt);
+        }
+        if !self.active
+            && let Some(lease) = lease
+        {
+            match Publisher::start(&self.mqtt, &self.config.site, self.store.clone()) {
+                Ok(p) => {
+                    self.waker = Some(p.waker());
+                    self.publisher_status = p.status();
+                    self.publisher = Some(p);
+                }
+                Err(e) => error!(error = %e, "active, but the publisher cannot start; polling anyway"),
+            }
+            self.sources = Sources::start(&self.config.devices, self.readings.clone(), self.stats.clone(), &lease);
+            self.active = true;
+            if let Some(w) = &self.waker {
+                w.poke();
+            }
+        }
     }
 
     /// The periodic work: pings the watchdog, logs buffering, queues health when due, marks
@@ -371,7 +486,8 @@ impl Agent {
                 "broker unreachable: buffering in the outbox"
             );
         }
-        if self.last_health.elapsed() >= self.config.health_interval {
+        // A standby publishes nothing, health included (it would go out, stale, on takeover).
+        if self.active && self.last_health.elapsed() >= self.config.health_interval {
             self.last_health = Instant::now();
             let body = self.health_body(&publisher_now, now);
             self.pending.outbound.push(body.outbound(&self.mqtt.topic_prefix, &self.config.site));
@@ -391,8 +507,11 @@ impl Agent {
             self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
             self.pending.engine_events = true;
         }
-        if self.pending.is_due() && self.pending.commit(&self.store, &self.engine, self.clock.now()).await {
-            self.waker.poke();
+        if self.pending.is_due()
+            && self.pending.commit(&self.store, &self.engine, self.clock.now()).await
+            && let Some(w) = &self.waker
+        {
+            w.poke();
         }
         if self.pending.failing_since.is_some_and(|since| since.elapsed() >= STORE_FAILURE_EXIT) {
             return ControlFlow::Break(());
@@ -406,7 +525,7 @@ impl Agent {
         // memory would only grow: exit so systemd restarts the daemon on a reopened store.
         self.sources.stop().await;
         if let Some(p) = self.publisher.take() {
-            let _ = p.shutdown(DRAIN_ON_SHUTDOWN).await;
+            let _ = p.shutdown(self.drain_time()).await;
         }
         anyhow::anyhow!(
             "the store at {} has refused writes for {} (disk full?); exiting so the daemon restarts on a reopened store ({} messages not yet durable are lost)",
@@ -431,12 +550,14 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        self.waker.poke();
+        if let Some(w) = &self.waker {
+            w.poke();
+        }
         if self.systemd {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         }
         let final_status = match self.publisher.take() {
-            Some(p) => p.shutdown(DRAIN_ON_SHUTDOWN).await,
+            Some(p) => p.shutdown(self.drain_time()).await,
             None => self.publisher_status.borrow().clone(),
         };
         let stats_now = self.store.stats().ok();
@@ -448,6 +569,18 @@ impl Agent {
         let now = self.clock.now();
         let snapshot = status_snapshot(&self, &final_status, now);
         let _ = status::write_atomic(&self.status_dir, &snapshot);
+        if let Some(shell) = self.ha.take() {
+            shell.stop().await;
+        }
+    }
+
+    /// How long the publisher may drain on the way out: in a gateway pair, no longer than the
+    /// lease (past it, the other gateway may be publishing).
+    fn drain_time(&self) -> Duration {
+        match &self.ha {
+            Some(shell) => DRAIN_ON_SHUTDOWN.min(shell.lease_left()),
+            None => DRAIN_ON_SHUTDOWN,
+        }
     }
 
     fn write_status(&self, publisher: &PublisherStatus, now: Timestamp) {
@@ -492,6 +625,17 @@ impl Agent {
             outbox,
             dropped,
             noise: self.engine.counters(),
+            ha: self.ha.as_ref().map(|shell| {
+                let s = shell.state();
+                let s = s.borrow();
+                HaHealth {
+                    node: s.node.clone(),
+                    role: s.role.as_str().to_owned(),
+                    term: s.term,
+                    last_takeover_at: s.last_takeover.as_ref().map(|t| t.0),
+                    last_takeover_reason: s.last_takeover.as_ref().map(|t| t.1.clone()),
+                }
+            }),
         }
     }
 }
@@ -513,10 +657,21 @@ struct Sources {
 }
 
 impl Sources {
-    fn start(devices: &[DeviceSpec], readings: mpsc::Sender<Reading>, stats: Arc<SourceStats>) -> Self {
-        let cancel = CancellationToken::new();
+    /// Starts the poll tasks under `parent` (they end when it is cancelled).
+    fn start(
+        devices: &[DeviceSpec],
+        readings: mpsc::Sender<Reading>,
+        stats: Arc<SourceStats>,
+        parent: &CancellationToken,
+    ) -> Self {
+        let cancel = parent.child_token();
         let ctx = SourceContext { readings, stats, cancel: cancel.clone(), once: false };
         Self { tasks: sources::spawn_all(devices, &ctx), cancel }
+    }
+
+    /// No poll tasks (a standby).
+    fn none() -> Self {
+        Self { cancel: CancellationToken::new(), tasks: Vec::new() }
     }
 
     async fn stop(&mut self) {
@@ -647,6 +802,28 @@ fn mqtt_changed(a: Option<&MqttSettings>, b: Option<&MqttSettings>) -> bool {
     a.map(key) != b.map(key)
 }
 
+/// Whether `[ha]` differs (the key compared without being printed).
+fn ha_changed(a: Option<&config::HaSettings>, b: Option<&config::HaSettings>) -> bool {
+    let key = |h: &config::HaSettings| {
+        (
+            h.node.clone(),
+            h.listen,
+            h.peer.clone(),
+            h.witness.clone(),
+            h.key.expose().to_owned(),
+            h.lease,
+            h.drift_ppm,
+            h.guard,
+        )
+    };
+    a.map(key) != b.map(key)
+}
+
+/// The publisher status shown while no publisher runs (a standby).
+fn idle_publisher_status(mqtt: &MqttSettings) -> watch::Receiver<PublisherStatus> {
+    watch::channel(PublisherStatus { broker: crate::publish::broker_name(mqtt), ..Default::default() }).1
+}
+
 /// The systemd watchdog period, if the unit asks for one.
 fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0u64;
@@ -715,6 +892,21 @@ fn status_snapshot(agent: &Agent, publisher: &PublisherStatus, now: Timestamp) -
         },
         polls: PollCounters { modbus: agent.stats.modbus.snapshot(), snmp: agent.stats.snmp.snapshot() },
         noise: agent.engine.counters(),
+        ha: agent.ha.as_ref().map(|shell| {
+            let s = shell.state();
+            let s = s.borrow();
+            HaStatus {
+                node: s.node.clone(),
+                role: s.role.as_str().to_owned(),
+                term: s.term,
+                since: s.since,
+                reason: s.reason.clone(),
+                last_takeover_at: s.last_takeover.as_ref().map(|t| t.0),
+                last_takeover_reason: s.last_takeover.as_ref().map(|t| t.1.clone()),
+                peer_link_up: s.peer_link_up,
+                witness_link_up: s.witness_link_up,
+            }
+        }),
     }
 }
 

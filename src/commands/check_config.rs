@@ -83,6 +83,24 @@ pub fn summary(c: &Config) -> String {
         }
     }
     let _ = writeln!(s, "store     {} (outbox up to {} bytes)", c.store.path.display(), c.store.max_bytes);
+    match &c.ha {
+        Some(h) => {
+            let _ = writeln!(
+                s,
+                "ha        node {} listening on {}, peer {}, witness {}; lease {}, drift {}, guard {}",
+                h.node,
+                h.listen,
+                h.peer,
+                h.witness,
+                humane_duration(h.lease),
+                format_ppm(h.drift_ppm),
+                humane_duration(h.guard)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "ha        not configured (a single gateway)");
+        }
+    }
     let e = &c.engine;
     let _ = writeln!(
         s,
@@ -93,4 +111,9 @@ pub fn summary(c: &Config) -> String {
         humane_duration(e.unreachable_major_after)
     );
     s
+}
+
+/// Parts per million as the percentage `[ha] drift` is written in.
+fn format_ppm(ppm: u32) -> String {
+    format!("{}%", f64::from(ppm) / 10_000.0)
 }

@@ -13,6 +13,7 @@ pub mod run;
 pub mod sim;
 pub mod status;
 pub mod tail;
+pub mod witness;
 
 use std::process::ExitCode;
 

@@ -119,6 +119,23 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
         let _ = writeln!(o, "WARNING: stale snapshot (written {}): is the daemon running?", s.written_at);
     }
     let _ = writeln!(o, "config {}", s.config_path.display());
+    if let Some(ha) = &s.ha {
+        let link = |up: bool| if up { "up" } else { "DOWN" };
+        let line = format!(
+            "PAIR     {} {}, term {}, for {}; peer link {}, witness link {}",
+            ha.node,
+            ha.role.to_uppercase(),
+            ha.term,
+            humane_duration(s.written_at.since(ha.since)),
+            link(ha.peer_link_up),
+            link(ha.witness_link_up)
+        );
+        let _ = writeln!(o, "{}", clip(&line, WIDTH));
+        let _ = writeln!(o, "{}", clip(&format!("         why: {}", ha.reason), WIDTH));
+        if let (Some(at), Some(why), "standby") = (ha.last_takeover_at, &ha.last_takeover_reason, ha.role.as_str()) {
+            let _ = writeln!(o, "{}", clip(&format!("         last active {at}: {why}"), WIDTH));
+        }
+    }
 
     // Devices: down first (longest failing first), then up.
     let mut down: Vec<&DeviceStatus> = s.devices.iter().filter(|d| !d.up).collect();

@@ -62,6 +62,47 @@ pub struct FileConfig {
     /// A directory of `*.toml` profile files (one profile per file, named after the file).
     /// Relative paths are relative to this config file.
     pub profiles_dir: Option<Spanned<String>>,
+    /// The gateway pair (docs/ha-design.md): this gateway, its peer and the witness elect one
+    /// active gateway. Without it this gateway runs alone, as before.
+    pub ha: Option<HaConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaConfig {
+    /// This gateway's name in the pair, `[a-z0-9_-]+`, different from the peer's.
+    pub node: Spanned<String>,
+    /// `IP:port` this gateway's end of the peer link listens on (the daemon's only listening
+    /// socket); the peer and the witness do not connect here, the peer's node does.
+    pub listen: Spanned<String>,
+    /// `host:port` of the other gateway's `listen`.
+    pub peer: Spanned<String>,
+    /// `host:port` of the witness (`hallmonitor witness --listen`), on a third box on site.
+    pub witness: Spanned<String>,
+    /// File holding the pair's shared key (first line, at least 32 bytes; the same on both
+    /// gateways and the witness). Install it 0640 root:hallmonitor.
+    pub key_file: Spanned<String>,
+    /// How long a voter's grant lasts. Takeover after the active dies takes about twice this
+    /// (under 30 s with the default).
+    #[serde(default = "default_ha_lease")]
+    pub lease: DurationStr,
+    /// The most any clock of the pair may run fast or slow, in percent (`"1%"`).
+    #[serde(default = "default_ha_drift")]
+    pub drift: Spanned<String>,
+    /// How long before its lease ends the active stops starting polls and publishes: at least
+    /// the longest device request timeout.
+    #[serde(default = "default_ha_guard")]
+    pub guard: DurationStr,
+}
+
+fn default_ha_lease() -> DurationStr {
+    Spanned::new(0..0, "10s".to_owned())
+}
+fn default_ha_drift() -> Spanned<String> {
+    Spanned::new(0..0, "1%".to_owned())
+}
+fn default_ha_guard() -> DurationStr {
+    Spanned::new(0..0, "2s".to_owned())
 }
 
 #[derive(Debug, Deserialize)]

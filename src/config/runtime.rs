@@ -42,6 +42,56 @@ pub struct Config {
     pub devices: Vec<DeviceSpec>,
     pub engine: EngineSettings,
     pub health_interval: Duration,
+    /// The gateway pair, when `[ha]` is configured.
+    pub ha: Option<HaSettings>,
+}
+
+/// `[ha]`, checked: the lease timing leaves room for a lost renewal (as
+/// `ha::lease::LeaseParams::new` requires) and the guard covers the longest device request.
+#[derive(Debug, Clone)]
+pub struct HaSettings {
+    pub node: String,
+    pub listen: std::net::SocketAddr,
+    /// `host:port`, resolved at each connection attempt.
+    pub peer: String,
+    pub witness: String,
+    pub key_file: PathBuf,
+    /// The key's bytes (at least 32); never logged.
+    pub key: Secret,
+    pub lease: Duration,
+    pub drift_ppm: u32,
+    pub guard: Duration,
+}
+
+/// The shortest shared key of the pair (as `ha::link::MIN_KEY_LEN`, which refuses shorter).
+pub const HA_MIN_KEY_LEN: usize = 32;
+
+impl HaSettings {
+    /// The rule of `ha::lease::LeaseParams::new`, checked here so a config error can name the
+    /// position (config sits below `ha`; a test in `agent::ha` holds the two to the same
+    /// answers): a holder's span `lease (1 − ρ) / (1 + ρ) − guard` must exceed two renew
+    /// periods (`lease / 3` each), so one lost renewal does not fence it.
+    pub fn check_timing(lease: Duration, drift_ppm: u32, guard: Duration) -> Result<(), String> {
+        if drift_ppm > 100_000 {
+            return Err(format!("drift {drift_ppm} ppm is too large: at most 10 %"));
+        }
+        let million = 1_000_000u128;
+        let span = lease.as_nanos() * (million - u128::from(drift_ppm)) / (million + u128::from(drift_ppm));
+        let span = Duration::from_nanos(u64::try_from(span).unwrap_or(u64::MAX)).saturating_sub(guard);
+        let renew = lease / 3;
+        if span <= renew * 2 {
+            return Err(format!(
+                "lease {} with drift {} ppm and guard {} leaves the active {}ms per grant: it needs more than two \
+                 renew periods ({}ms each, a third of the lease); lengthen the lease or shorten the guard",
+                crate::model::humane_duration(lease),
+                drift_ppm,
+                crate::model::humane_duration(guard),
+                span.as_millis(),
+                renew.as_millis()
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

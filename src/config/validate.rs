@@ -55,6 +55,10 @@ mod ranges {
     pub const WINDOW: DurationRange = (s(MIN), s(365 * DAY));
     /// Rollup and health messages.
     pub const REPORT_INTERVAL: DurationRange = (s(1), s(DAY));
+    /// The gateway pair's lease.
+    pub const HA_LEASE: DurationRange = (s(1), s(10 * MIN));
+    /// The gateway pair's guard.
+    pub const HA_GUARD: DurationRange = (ms(0), s(5 * MIN));
 }
 
 struct Checker<'a> {
@@ -569,6 +573,7 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
     let rollup_interval =
         file.rollups.interval.as_ref().map(|i| c.duration(i, "rollups.interval", ranges::REPORT_INTERVAL));
     let health_interval = c.duration(&file.health.interval, "health.interval", ranges::REPORT_INTERVAL);
+    let ha = file.ha.as_ref().and_then(|h| ha_settings(&mut c, h, &devices));
 
     if !c.errors.is_empty() {
         return Err(ConfigError { errors: c.errors });
@@ -598,6 +603,7 @@ pub(super) fn build(src: &Source<'_>, file: FileConfig) -> Result<Loaded, Config
         devices,
         engine,
         health_interval,
+        ha,
     };
     Ok(Loaded { config, warnings: c.warnings })
 }
@@ -817,4 +823,104 @@ fn mqtt_settings(c: &mut Checker<'_>, m: &MqttConfig, site: &SiteId) -> Option<M
         max_inflight: m.max_inflight.max(1),
         reconnect_max,
     })
+}
+
+/// The port of the peer link when an address gives none.
+const HA_DEFAULT_PORT: u16 = 7411;
+
+fn ha_settings(c: &mut Checker<'_>, h: &HaConfig, devices: &[DeviceSpec]) -> Option<HaSettings> {
+    c.ident(&h.node, "ha.node");
+    let listen = match h.listen.get_ref().parse::<std::net::SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.error(&h.listen, format!("ha.listen {:?} must be IP:port (the address to bind)", h.listen.get_ref()));
+            None
+        }
+    };
+    let address =
+        |c: &mut Checker<'_>, a: &Spanned<String>, what: &str| match parse_address(a.get_ref(), HA_DEFAULT_PORT) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                c.error(a, format!("ha.{what}: {e}"));
+                None
+            }
+        };
+    let peer = address(c, &h.peer, "peer");
+    let witness = address(c, &h.witness, "witness");
+    let key_file = c.relative_path(h.key_file.get_ref());
+    let key = match read_secret_file(&key_file) {
+        Ok(read) => {
+            if let Some(w) = read.warning {
+                c.warn_once(&h.key_file, &key_file, w);
+            }
+            let len = read.secret.expose().len();
+            if len < HA_MIN_KEY_LEN {
+                c.error(
+                    &h.key_file,
+                    format!(
+                        "ha.key_file {}: the key has {len} bytes; the peer link needs at least {HA_MIN_KEY_LEN} \
+                         (e.g. `openssl rand -hex 32`)",
+                        key_file.display()
+                    ),
+                );
+                None
+            } else {
+                Some(read.secret)
+            }
+        }
+        Err(e) => {
+            c.error(&h.key_file, format!("ha.key_file {}: {e}", key_file.display()));
+            None
+        }
+    };
+    let lease = c.duration(&h.lease, "ha.lease", ranges::HA_LEASE);
+    let guard = c.duration(&h.guard, "ha.guard", ranges::HA_GUARD);
+    let drift_ppm = match parse_percent(h.drift.get_ref()) {
+        Ok(ppm) => Some(ppm),
+        Err(e) => {
+            c.error(&h.drift, format!("ha.drift: {e}"));
+            None
+        }
+    };
+    if let Some(ppm) = drift_ppm
+        && let Err(e) = HaSettings::check_timing(lease, ppm, guard)
+    {
+        let at = if span_of(&h.lease).is_some() { &h.lease } else { &h.guard };
+        c.error(at, format!("[ha]: {e}"));
+    }
+    if let Some(slowest) = devices.iter().filter(|d| d.enabled).max_by_key(|d| d.timeout)
+        && slowest.timeout > guard
+    {
+        c.error(
+            &h.guard,
+            format!(
+                "ha.guard {} is shorter than device {:?}'s request timeout {}: a request started just before the \
+                 lease ends could outlast it (raise the guard, or lower the timeout)",
+                humane_duration(guard),
+                slowest.id.as_str(),
+                humane_duration(slowest.timeout)
+            ),
+        );
+    }
+    Some(HaSettings {
+        node: h.node.get_ref().clone(),
+        listen: listen?,
+        peer: peer?,
+        witness: witness?,
+        key_file,
+        key: key?,
+        lease,
+        drift_ppm: drift_ppm?,
+        guard,
+    })
+}
+
+/// `"1%"`, `"0.5 %"`: a rate in parts per million, above 0 and at most 10 %.
+fn parse_percent(s: &str) -> Result<u32, String> {
+    let number = s.trim().strip_suffix('%').ok_or_else(|| format!("{s:?} must be a percentage, e.g. \"1%\""))?;
+    match number.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 10.0 => Ok((p * 10_000.0).round() as u32),
+        Ok(_) => Err(format!("{s:?} is out of range (above 0%, at most 10%)")),
+        Err(_) => Err(format!("{s:?} must be a percentage, e.g. \"1%\"")),
+    }
 }

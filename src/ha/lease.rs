@@ -27,7 +27,7 @@ pub const VOTERS: usize = 3;
 pub const MAJORITY: usize = VOTERS / 2 + 1;
 
 /// A node's name in the pair (`[ha] node`), e.g. `gw1`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct NodeId(pub String);
 
 impl fmt::Display for NodeId {
@@ -39,7 +39,7 @@ impl fmt::Display for NodeId {
 /// How current a node's replica is: the term and index of its newest commit, compared in that
 /// order (as Raft compares logs), so a node that committed more in an older term is still older
 /// than one that committed less in a newer term.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Generation {
     pub term: u64,
     pub index: u64,
@@ -106,7 +106,7 @@ impl LeaseParams {
 }
 
 /// A node asks every voter for (or to renew) its lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Request {
     pub candidate: NodeId,
     /// Chosen afresh each time the node starts, so a grant answering a request of an earlier run
@@ -122,7 +122,7 @@ pub struct Request {
 
 /// A candidate gives back the grants of its requests up to `up_to_round`, none of which it
 /// counts any more.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Release {
     pub candidate: NodeId,
     pub incarnation: u64,
@@ -130,7 +130,7 @@ pub struct Release {
 }
 
 /// A voter's answer to one [`Request`], echoing what identifies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     pub candidate: NodeId,
     pub incarnation: u64,
@@ -139,14 +139,14 @@ pub struct Reply {
     pub verdict: Verdict,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     Granted,
     Refused(Refusal),
 }
 
 /// Why a voter did not grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     /// The voter has granted a newer term.
     StaleTerm { highest: u64 },
@@ -164,7 +164,7 @@ pub enum Refusal {
 
 /// What a voter keeps across restarts; the caller stores it durably after each grant and
 /// before sending that grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VoterRecord {
     pub highest_term: u64,
     /// The node that [`highest_term`](Self::highest_term) was granted to.

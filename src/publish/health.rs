@@ -69,6 +69,23 @@ pub struct HealthBody {
     pub dropped: DropReport,
     /// How much noise the engine absorbed.
     pub noise: NoiseCounters,
+    /// The gateway pair, when `[ha]` is configured (only the active publishes, so `role` is
+    /// `active` whenever a message goes out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaHealth>,
+}
+
+/// This gateway's place in the pair, in health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaHealth {
+    pub node: String,
+    pub role: String,
+    /// The term it holds the lease under (the fencing token).
+    pub term: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_takeover_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_takeover_reason: Option<String>,
 }
 
 impl HealthBody {

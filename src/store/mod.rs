@@ -27,6 +27,9 @@
 mod drops;
 mod record;
 mod replication;
+mod voter_record;
+
+pub use voter_record::{read_voter_record, write_voter_record};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -49,8 +52,10 @@ use crate::model::{SiteId, Timestamp};
 use crate::outbox::{Envelope, MessageClass, Outbound, StoredMessage, with_envelope};
 use record::{ENGINE_STATE, META_DROPS, META_EPOCH, META_NEXT_SEQ, META_SCHEMA, META_STATE_CHUNKS, STATE_CHUNK_BYTES};
 
-/// Layout version this build writes and understands.
-pub const STORE_SCHEMA_VERSION: u32 = 1;
+/// Layout version this build writes and understands. 2: outbox records may be stored in
+/// pieces (`record::split`); a release that knows only 1 refuses such a store by name instead
+/// of calling its records corrupt. A store of version 1 is read as it is and marked 2.
+pub const STORE_SCHEMA_VERSION: u32 = 2;
 /// The sled directory inside `[store] path`.
 pub const SLED_DIR: &str = "sled";
 /// sled's page cache; its 1 GiB default is the whole RAM of a small gateway. The outbox is
@@ -246,6 +251,58 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// What message `seq` takes in the outbox (key and record, all pieces): the size the bound
+/// counts.
+fn stored_size(db: &sled::Db, seq: u64, first: &[u8], h: &record::Header) -> sled::Result<u64> {
+    let mut size = (9 + first.len()) as u64;
+    if h.in_pieces {
+        for piece in db.scan_prefix(record::pieces_prefix(seq)) {
+            size += piece?.1.len() as u64;
+        }
+    }
+    Ok(size)
+}
+
+/// The keys of message `seq`'s further pieces.
+fn piece_keys(db: &sled::Db, seq: u64) -> sled::Result<Vec<sled::IVec>> {
+    db.scan_prefix(record::pieces_prefix(seq)).keys().collect()
+}
+
+/// Pieces whose message is gone: an ack removes the first piece, then the others, so a crash
+/// in between leaves them behind. Nothing reads them; they only take space.
+fn remove_orphan_pieces(db: &sled::Db) -> sled::Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut orphans = 0usize;
+    for item in db.scan_prefix([record::OUTBOX_PIECE]) {
+        let (k, _) = item?;
+        let seq = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+        if seq.is_none_or(|seq| db.get(record::outbox_key(seq)).ok().flatten().is_none()) {
+            batch.remove(k);
+            orphans += 1;
+        }
+    }
+    if orphans > 0 {
+        db.apply_batch(batch)?;
+    }
+    Ok(())
+}
+
+/// A stored record: its first piece as sled holds it, or all its pieces joined.
+enum Record {
+    Whole(sled::IVec),
+    Joined(Vec<u8>),
+}
+
+impl std::ops::Deref for Record {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Record::Whole(v) => v,
+            Record::Joined(v) => v,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `settings.path` for `site`.
     pub fn open(settings: &StoreSettings, site: &SiteId) -> Result<Store, StoreError> {
@@ -286,6 +343,12 @@ impl Store {
                 if found > STORE_SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { path, found, supported: STORE_SCHEMA_VERSION });
                 }
+                if found < STORE_SCHEMA_VERSION {
+                    db.insert(META_SCHEMA, &STORE_SCHEMA_VERSION.to_be_bytes())
+                        .and_then(|_| db.flush())
+                        .map_err(|source| StoreError::Write { path: path.clone(), source })?;
+                    info!(path = %path.display(), from = found, to = STORE_SCHEMA_VERSION, "store layout version updated");
+                }
                 let e = db.get(META_EPOCH).map_err(read)?.ok_or_else(|| corrupt("epoch", "missing"))?;
                 epoch = String::from_utf8(e.to_vec()).map_err(|_| corrupt("epoch", "not UTF-8"))?;
                 let n = db.get(META_NEXT_SEQ).map_err(read)?.ok_or_else(|| corrupt("next seq", "missing"))?;
@@ -310,8 +373,10 @@ impl Store {
                     if seq >= index.next_seq {
                         return Err(corrupt(&format!("outbox seq {seq}"), "beyond the stored next seq"));
                     }
-                    index.add(seq, h.class, (k.len() + v.len()) as u64);
+                    let size = stored_size(&db, seq, &v, &h).map_err(read)?;
+                    index.add(seq, h.class, size);
                 }
+                remove_orphan_pieces(&db).map_err(|source| StoreError::Write { path: path.clone(), source })?;
                 info!(path = %path.display(), epoch = %epoch, depth = index.depth, bytes = index.bytes,
                     next_seq = index.next_seq, "store opened");
             }
@@ -481,8 +546,14 @@ impl Store {
                         if already.contains(&seq) {
                             continue;
                         }
-                        let class = record::decode_header(&v).map(|h| h.class).unwrap_or(MessageClass::Pattern);
-                        let size = (k.len() + v.len()) as u64;
+                        let (class, size) = match record::decode_header(&v) {
+                            Ok(h) => (
+                                h.class,
+                                stored_size(&self.inner.db, seq, &v, &h)
+                                    .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?,
+                            ),
+                            Err(_) => (MessageClass::Pattern, (k.len() + v.len()) as u64),
+                        };
                         victims.push((seq, class, size));
                         total -= size;
                     }
@@ -508,6 +579,11 @@ impl Store {
         for &(seq, class, _) in &victims {
             drops_now.push((seq, class, DropReason::Full));
             batch.remove(&record::outbox_key(seq));
+            for key in piece_keys(&self.inner.db, seq)
+                .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?
+            {
+                batch.remove(key);
+            }
         }
         // A health message shed here takes away the drop report it carries: put those reports
         // back in front of the pending one, so the next health message repeats them and every
@@ -540,9 +616,13 @@ impl Store {
         for &(seq, class, reason) in &drops_now {
             report.record(class, reason, seq);
         }
-        for n in &new {
+        for n in new.iter_mut() {
             if !n.dropped {
-                batch.insert(&record::outbox_key(n.seq), n.value.as_slice());
+                let (first, pieces) = record::split(std::mem::take(&mut n.value));
+                batch.insert(&record::outbox_key(n.seq), first);
+                for (i, piece) in (1u32..).zip(pieces) {
+                    batch.insert(&record::piece_key(n.seq, i), piece);
+                }
             }
         }
         batch.insert(META_NEXT_SEQ, &(last_seq + 1).to_be_bytes());
@@ -599,12 +679,25 @@ impl Store {
 
     /// The non-empty `dropped` report inside the stored health message `seq`.
     fn carried_drop_report(&self, seq: u64) -> Option<DropReport> {
-        let v = self.inner.db.get(record::outbox_key(seq)).ok()??;
-        let h = record::decode_header(&v).ok()?;
+        let first = self.inner.db.get(record::outbox_key(seq)).ok()??;
+        let h = record::decode_header(&first).ok()?;
+        let v = self.whole_record(seq, first, &h).ok()?;
         let (_, payload) = record::body(&v, &h).ok()?;
         let json: Value = serde_json::from_slice(payload).ok()?;
         let r: DropReport = serde_json::from_value(json.get("dropped")?.clone()).ok()?;
         (!r.is_empty()).then_some(r)
+    }
+
+    /// Record `seq` whole, from its first piece.
+    fn whole_record(&self, seq: u64, first: sled::IVec, h: &record::Header) -> sled::Result<Record> {
+        if !h.in_pieces {
+            return Ok(Record::Whole(first));
+        }
+        let mut joined = first.to_vec();
+        for piece in self.inner.db.scan_prefix(record::pieces_prefix(seq)) {
+            joined.extend_from_slice(&piece?.1);
+        }
+        Ok(Record::Joined(joined))
     }
 
     fn class_at(&self, seq: u64) -> Option<MessageClass> {
@@ -633,6 +726,9 @@ impl Store {
                 reason: reason.to_owned(),
             };
             let h = record::decode_header(&v).map_err(corrupt)?;
+            let v = self
+                .whole_record(seq, v, &h)
+                .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?;
             let (topic, payload) = record::body(&v, &h).map_err(corrupt)?;
             out.push(StoredMessage {
                 seq,
@@ -669,8 +765,25 @@ impl Store {
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
         let Some(v) = old else { return Ok(None) };
         replication::note(idx, &record::outbox_key(seq), None);
-        let class = record::decode_header(&v).map(|h| h.class).unwrap_or(MessageClass::Pattern);
-        idx.remove(seq, class, (9 + v.len()) as u64);
+        let header = record::decode_header(&v);
+        let mut size = (9 + v.len()) as u64;
+        if header.is_ok_and(|h| h.in_pieces) {
+            // Removed after the first piece: a crash in between leaves pieces that `open`
+            // removes; the message itself is gone either way.
+            let mut batch = sled::Batch::default();
+            for piece in self.inner.db.scan_prefix(record::pieces_prefix(seq)) {
+                let (k, p) = piece.map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?;
+                size += p.len() as u64;
+                replication::note(idx, &k, None);
+                batch.remove(k);
+            }
+            self.inner
+                .db
+                .apply_batch(batch)
+                .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
+        }
+        let class = header.map(|h| h.class).unwrap_or(MessageClass::Pattern);
+        idx.remove(seq, class, size);
         Ok(Some(class))
     }
 

@@ -3,7 +3,8 @@
 //! Everything lives in one sled tree so that a single atomic batch can write messages, the
 //! next sequence number, the engine state and the drop report together. Keys start with a
 //! one-byte prefix; outbox keys are `b'o'` followed by the big-endian `seq`, so sled's key
-//! order is the FIFO order.
+//! order is the FIFO order. A record longer than `OUTBOX_PIECE_BYTES` keeps its first piece
+//! there and the rest under `b'p'` keys (see `split`), written and removed in the same batch.
 
 use crate::model::Timestamp;
 use crate::outbox::MessageClass;
@@ -41,8 +42,17 @@ pub(crate) fn state_chunk_key(n: u32) -> [u8; 5] {
     k
 }
 
-/// Version byte at the start of every outbox record.
+/// Version byte at the start of an outbox record stored whole.
 const RECORD_VERSION: u8 = 1;
+/// Version byte of the first piece of a record stored in pieces (the header is the same).
+const RECORD_VERSION_IN_PIECES: u8 = 2;
+/// Prefix of the keys of a record's further pieces: `b'p'`, the big-endian `seq`, then the
+/// big-endian piece number from 1. They sort after every `b'o'` key.
+pub(crate) const OUTBOX_PIECE: u8 = b'p';
+/// Largest piece of an outbox record. Incident messages with long chronicles are tens of KiB,
+/// and sixteen of them in one sled leaf made it a blob file (see `STATE_CHUNK_BYTES` for why
+/// blob files leak); in pieces of 4 KiB every leaf stays inline.
+pub(crate) const OUTBOX_PIECE_BYTES: usize = 4 * 1024;
 /// version, class, qos, retain, created_at (8), topic length (2).
 const HEADER_LEN: usize = 14;
 
@@ -112,6 +122,47 @@ pub(crate) fn encode(
     v
 }
 
+/// The key of piece `n` (from 1) of the record of `seq`.
+pub(crate) fn piece_key(seq: u64, n: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = OUTBOX_PIECE;
+    k[1..9].copy_from_slice(&seq.to_be_bytes());
+    k[9..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The `seq` of a further piece's key, `None` if it is not one.
+pub(crate) fn seq_of_piece_key(key: &[u8]) -> Option<u64> {
+    if key.len() != 13 || key[0] != OUTBOX_PIECE {
+        return None;
+    }
+    key[1..9].try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The prefix shared by every further piece of the record of `seq`.
+pub(crate) fn pieces_prefix(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = OUTBOX_PIECE;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Cuts an encoded record into the value stored under its outbox key and its further pieces
+/// (none when it fits one piece). The first piece always holds the whole header and topic.
+pub(crate) fn split(mut record: Vec<u8>) -> (Vec<u8>, Vec<Vec<u8>>) {
+    if record.len() <= OUTBOX_PIECE_BYTES || record.len() < HEADER_LEN {
+        return (record, Vec::new());
+    }
+    let topic_len = u16::from_be_bytes([record[12], record[13]]) as usize;
+    let first_len = OUTBOX_PIECE_BYTES.max(HEADER_LEN + topic_len).min(record.len());
+    let rest = record.split_off(first_len);
+    if rest.is_empty() {
+        return (record, Vec::new());
+    }
+    record[0] = RECORD_VERSION_IN_PIECES;
+    (record, rest.chunks(OUTBOX_PIECE_BYTES).map(<[u8]>::to_vec).collect())
+}
+
 /// The header fields of a record, without copying the payload.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Header {
@@ -120,6 +171,8 @@ pub(crate) struct Header {
     pub retain: bool,
     pub created_at: Timestamp,
     pub topic_len: usize,
+    /// The record goes on in further pieces (`pieces_prefix`).
+    pub in_pieces: bool,
 }
 
 /// Why a record could not be read back.
@@ -127,7 +180,7 @@ pub(crate) fn decode_header(v: &[u8]) -> Result<Header, &'static str> {
     if v.len() < HEADER_LEN {
         return Err("record shorter than its header");
     }
-    if v[0] != RECORD_VERSION {
+    if v[0] != RECORD_VERSION && v[0] != RECORD_VERSION_IN_PIECES {
         return Err("unknown record version");
     }
     let class = class_of_code(v[1]).ok_or("unknown message class")?;
@@ -141,7 +194,14 @@ pub(crate) fn decode_header(v: &[u8]) -> Result<Header, &'static str> {
     if v.len() < HEADER_LEN + topic_len {
         return Err("record shorter than its topic");
     }
-    Ok(Header { class, qos, retain: v[3] != 0, created_at: Timestamp(i64::from_be_bytes(ts)), topic_len })
+    Ok(Header {
+        class,
+        qos,
+        retain: v[3] != 0,
+        created_at: Timestamp(i64::from_be_bytes(ts)),
+        topic_len,
+        in_pieces: v[0] == RECORD_VERSION_IN_PIECES,
+    })
 }
 
 /// Topic and payload slices of a record whose header decoded.
@@ -166,6 +226,28 @@ mod tests {
         assert!(outbox_key(255) < outbox_key(256));
         assert_eq!(seq_of_key(&outbox_key(u64::MAX - 1)), Some(u64::MAX - 1));
         assert_eq!(seq_of_key(META_EPOCH), None);
+    }
+
+    #[test]
+    fn a_long_record_is_cut_into_pieces_that_join_back_into_it() {
+        let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let v = encode(MessageClass::IncidentUpdate, 1, false, Timestamp(5), "p/s/incidents/i", &payload);
+        let (first, rest) = split(v.clone());
+        assert_eq!(first.len(), OUTBOX_PIECE_BYTES);
+        assert_eq!(rest.len(), 2);
+        assert!(rest.iter().all(|p| p.len() <= OUTBOX_PIECE_BYTES));
+        let h = decode_header(&first).unwrap();
+        assert!(h.in_pieces);
+        let mut joined = first;
+        joined[0] = RECORD_VERSION;
+        joined.extend(rest.concat());
+        assert_eq!(joined, v);
+        let short = encode(MessageClass::Health, 0, false, Timestamp(5), "t", b"{}");
+        assert_eq!(split(short.clone()), (short, Vec::new()));
+        assert!(piece_key(7, 1).starts_with(&pieces_prefix(7)) && piece_key(7, 1) < piece_key(7, 256));
+        assert!(outbox_key(u64::MAX)[..] < piece_key(0, 1)[..], "pieces sort after every outbox key");
+        assert_eq!(seq_of_piece_key(&piece_key(7, 3)), Some(7));
+        assert_eq!(seq_of_piece_key(&outbox_key(7)), None);
     }
 
     #[test]

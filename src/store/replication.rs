@@ -372,6 +372,18 @@ pub(super) fn note(idx: &mut Index, key: &[u8], value: Option<&[u8]>) {
     }
 }
 
+/// The bytes of the further pieces of outbox records (`record::split`) that `ops` write, by
+/// seq: an entry's size in the accounting counts all its pieces.
+fn piece_bytes(ops: &[ReplicationOp]) -> HashMap<u64, u64> {
+    let mut bytes: HashMap<u64, u64> = HashMap::new();
+    for op in ops.iter().filter(|op| op.tree.is_empty()) {
+        if let (Some(seq), Some(v)) = (record::seq_of_piece_key(&op.key), &op.value) {
+            *bytes.entry(seq).or_default() += v.len() as u64;
+        }
+    }
+    bytes
+}
+
 /// An outbox entry as the accounting counts it.
 #[derive(Clone, Copy)]
 struct Entry {
@@ -608,6 +620,7 @@ impl Store {
         let mut entries = Vec::new();
         // Entries as the record leaves them, for keys it writes twice.
         let mut seen: HashMap<Vec<u8>, Option<Entry>> = HashMap::new();
+        let pieces = piece_bytes(&record.ops);
         let mut wrote_position = false;
         for op in &record.ops {
             if op.tree.as_slice() == NODE_LOCAL_TREE {
@@ -620,17 +633,23 @@ impl Store {
             if let Some(seq) = record::seq_of_key(key) {
                 let before = match seen.get(key) {
                     Some(e) => *e,
-                    None => self.inner.db.get(key).map_err(read)?.and_then(|v| {
-                        record::decode_header(&v)
-                            .ok()
-                            .map(|h| Entry { class: h.class, size: (key.len() + v.len()) as u64 })
-                    }),
+                    None => match self.inner.db.get(key).map_err(read)? {
+                        None => None,
+                        Some(v) => match record::decode_header(&v) {
+                            Err(_) => None,
+                            Ok(h) => Some(Entry {
+                                class: h.class,
+                                size: super::stored_size(&self.inner.db, seq, &v, &h).map_err(read)?,
+                            }),
+                        },
+                    },
                 };
                 let after = match &op.value {
                     None => None,
                     Some(v) => {
                         let h = record::decode_header(v).map_err(|r| self.invalid(format!("outbox seq {seq}: {r}")))?;
-                        Some(Entry { class: h.class, size: (key.len() + v.len()) as u64 })
+                        let rest = if h.in_pieces { pieces.get(&seq).copied().unwrap_or(0) } else { 0 };
+                        Some(Entry { class: h.class, size: (key.len() + v.len()) as u64 + rest })
                     }
                 };
                 entries.push((seq, before, after));
@@ -686,6 +705,7 @@ impl Store {
         let mut epoch = None;
         let mut keep: BTreeMap<&[u8], BTreeSet<&[u8]>> = BTreeMap::new();
         let mut entries = Vec::new();
+        let pieces = piece_bytes(&record.ops);
         for op in &record.ops {
             if op.tree.as_slice() == NODE_LOCAL_TREE {
                 return Err(self.invalid("it writes the node-local tree"));
@@ -698,7 +718,8 @@ impl Store {
             let key = op.key.as_slice();
             if let Some(seq) = record::seq_of_key(key) {
                 let h = record::decode_header(v).map_err(|r| self.invalid(format!("outbox seq {seq}: {r}")))?;
-                entries.push((seq, h.class, (key.len() + v.len()) as u64));
+                let rest = if h.in_pieces { pieces.get(&seq).copied().unwrap_or(0) } else { 0 };
+                entries.push((seq, h.class, (key.len() + v.len()) as u64 + rest));
             } else if key == META_SCHEMA {
                 schema = Some(
                     v.try_into().map(u32::from_be_bytes).map_err(|_| self.invalid("schema version is not 4 bytes"))?,

@@ -551,3 +551,93 @@ fn a_state_saved_in_32_kib_chunks_by_the_previous_release_loads_and_is_rechunked
     let chunks = store.inner.db.scan_prefix([b's']).count();
     assert_eq!(chunks, new.len().div_ceil(STATE_CHUNK_BYTES), "exactly the new state's chunks are stored");
 }
+
+/// Incident messages with long chronicles are tens of KiB; sixteen of them in one sled leaf
+/// made it a blob file, and a restart left the replaced ones behind (issue 16's 60-minute
+/// soak: the store grew from 4 to 12 MiB). Outbox records are stored in pieces that keep every
+/// leaf inline, so an outbox that filled up across restarts and then drained leaves nothing.
+#[test]
+fn an_outbox_of_large_messages_filled_across_restarts_leaves_no_blob_files_once_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = settings(dir.path(), 8 << 20);
+    let mut store = Store::open(&s, &site()).unwrap();
+    let mut rng = fastrand::Rng::with_seed(16);
+    let mut sent = Vec::new();
+    for round in 0..120u32 {
+        if round % 6 == 5 {
+            drop(store);
+            store = Store::open(&s, &site()).unwrap();
+        }
+        let msgs: Vec<_> = (0..3).map(|_| msg(MessageClass::IncidentUpdate, rng.usize(6_000..60_000))).collect();
+        sent.extend(msgs.iter().map(|m| m.payload.clone()));
+        rt.block_on(store.commit(&msgs, None, Timestamp(1000))).unwrap();
+        if round % 40 == 39 {
+            let got = store.peek_from(None, 1000).unwrap();
+            assert_eq!(got.len(), sent.len(), "every message is in the outbox before the drain");
+            for (m, want) in got.iter().zip(&sent) {
+                let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                assert_eq!(body["fill"], want["fill"], "seq {} reads back whole", m.seq);
+                store.ack(m.seq).unwrap();
+            }
+            sent.clear();
+        }
+    }
+    rt.block_on(store.flush()).unwrap();
+    drop(store);
+    let store = Store::open(&s, &site()).unwrap();
+    assert_eq!(store.stats().unwrap().depth, 0);
+    let blobs = std::fs::read_dir(store.path().join("blobs")).map(|d| d.count()).unwrap_or(0);
+    let mib = dir_bytes(dir.path()) as f64 / (1024.0 * 1024.0);
+    assert_eq!(blobs, 0, "blob files left by a drained outbox ({mib:.1} MiB in all)");
+}
+
+/// A store of layout 1 (every record whole) opens, its messages read back, and it is marked
+/// layout 2, so the release before this one refuses it by name rather than as corrupt.
+#[test]
+fn a_layout_1_store_opens_reads_back_and_is_marked_layout_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = record::encode(MessageClass::Pattern, 1, false, Timestamp(7), "hallmonitor/v1/fra1/t", &[b'x'; 9000]);
+    {
+        let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+        db.insert(META_SCHEMA, &1u32.to_be_bytes()).unwrap();
+        db.insert(META_EPOCH, b"00000000000000aa").unwrap();
+        db.insert(META_NEXT_SEQ, &2u64.to_be_bytes()).unwrap();
+        db.insert(record::outbox_key(1), whole.as_slice()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
+    let got = store.peek_from(None, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, vec![b'x'; 9000]);
+    assert_eq!(store.stats().unwrap().bytes, 9 + whole.len() as u64);
+    assert!(store.ack(1).unwrap());
+    assert_eq!(store.stats().unwrap().bytes, 0);
+    drop(store);
+    let db = sled::open(dir.path().join(SLED_DIR)).unwrap();
+    assert_eq!(db.get(META_SCHEMA).unwrap().unwrap().as_ref(), &2u32.to_be_bytes());
+}
+
+/// Pieces whose first piece is gone (a crash between the two removals of an ack) are removed
+/// at open; the messages around them are untouched.
+#[test]
+fn pieces_left_by_an_interrupted_ack_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let store = Store::open(&settings(dir.path(), 4 << 20), &site()).unwrap();
+        let msgs: Vec<_> = (0..3).map(|_| msg(MessageClass::IncidentUpdate, 20_000)).collect();
+        rt.block_on(store.commit(&msgs, None, Timestamp(0))).unwrap();
+        // An ack that stopped after its first removal.
+        store.inner.db.remove(record::outbox_key(2)).unwrap();
+        store.inner.db.flush().unwrap();
+    }
+    let store = Store::open(&settings(dir.path(), 4 << 20), &site()).unwrap();
+    assert_eq!(store.inner.db.scan_prefix(record::pieces_prefix(2)).count(), 0, "the orphan pieces are gone");
+    let got = store.peek_from(None, 10).unwrap();
+    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 3]);
+    for m in &got {
+        let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        assert_eq!(body["fill"].as_str().map(str::len), Some(20_000));
+    }
+}

@@ -1,0 +1,405 @@
+//! The gateway pair with real processes on loopback: two `hallmonitor run` daemons with `[ha]`
+//! (distinct stores and peer-link ports) and a `hallmonitor witness` elect exactly one active
+//! gateway, which alone polls the device; when it is SIGKILLed the other takes over; when the
+//! peer link is cut (a severable proxy in each direction) never both poll; the old active,
+//! restarted, joins as standby.
+//!
+//! The device is a fake Modbus TCP server that counts its connections: a gateway polling keeps
+//! one open, so two open at once would be two masters. The lease is 3 s to keep this short.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hallmonitor::sim::broker::EmbeddedBroker;
+use hallmonitor::sim::proxy::Proxy;
+use serde_json::Value;
+use support::files::{secret, write_config};
+use support::net::free_port;
+use support::outbox::Subscriber;
+use support::process::{KillOnDrop, Lines, status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const LEASE: &str = "3s";
+/// The issue's takeover bound; with a 3 s lease the election needs well under it.
+const TAKEOVER: Duration = Duration::from_secs(30);
+const KEY: &str = "0123456789abcdef0123456789abcdef-pair-test-key";
+
+/// A Modbus TCP device answering every read with zeros, counting connections.
+#[derive(Clone, Default)]
+struct Device {
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Device {
+    async fn start() -> (Device, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let device = Device::default();
+        let d = device.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let d = d.clone();
+                d.accepted.fetch_add(1, Ordering::SeqCst);
+                let now = d.open.fetch_add(1, Ordering::SeqCst) + 1;
+                d.most_open.fetch_max(now, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut req = [0u8; 12];
+                    while s.read_exact(&mut req).await.is_ok() {
+                        d.requests.fetch_add(1, Ordering::SeqCst);
+                        let count = u16::from_be_bytes([req[10], req[11]]).min(125) as usize;
+                        let len = (3 + 2 * count) as u16;
+                        let mut reply = vec![req[0], req[1], 0, 0, (len >> 8) as u8, len as u8, req[6], req[7]];
+                        reply.push((2 * count) as u8);
+                        reply.extend(std::iter::repeat_n(0u8, 2 * count));
+                        if s.write_all(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    d.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (device, port)
+    }
+}
+
+/// One gateway of the pair: its config, runtime directory and process.
+struct Gateway {
+    name: &'static str,
+    config: PathBuf,
+    runtime: PathBuf,
+    process: Option<KillOnDrop>,
+    /// The log of the current run.
+    log: Option<Lines>,
+}
+
+impl Gateway {
+    fn new(dir: &Path, name: &'static str, device: u16, listen: u16, peer: u16, witness: u16, broker: u16) -> Gateway {
+        let home = dir.join(name);
+        std::fs::create_dir_all(home.join("run")).unwrap();
+        secret(&home, "ha.key", KEY);
+        let text = format!(
+            r#"
+[site]
+id = "pair"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{broker}"
+client_id = "pair-{name}"
+
+[store]
+path = "{store}"
+
+[polling]
+interval = "200ms"
+timeout = "400ms"
+
+[health]
+interval = "1s"
+
+[[zones]]
+id = "hall1"
+racks = ["B07"]
+
+[[devices]]
+id = "th-b07"
+profile = "modbus-th-probe"
+zone = "hall1"
+rack = "B07"
+[devices.modbus]
+address = "127.0.0.1:{device}"
+unit = 1
+
+[ha]
+node = "{name}"
+listen = "127.0.0.1:{listen}"
+peer = "127.0.0.1:{peer}"
+witness = "127.0.0.1:{witness}"
+key_file = "ha.key"
+lease = "{LEASE}"
+guard = "500ms"
+"#,
+            store = home.join("store").display(),
+        );
+        let config = write_config(&home, &text);
+        Gateway { name, config, runtime: home.join("run"), process: None, log: None }
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env_remove("RUNTIME_DIRECTORY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hallmonitor run");
+        let mut child = KillOnDrop(child);
+        self.log = child.0.stdout.take().map(Lines::of);
+        self.process = Some(child);
+    }
+
+    fn kill(&mut self) {
+        // KillOnDrop sends SIGKILL and reaps.
+        self.process.take();
+    }
+
+    fn status(&self) -> Option<Value> {
+        status(&self.config, &self.runtime)
+    }
+
+    /// The role in the daemon's snapshot, if it has one that is fresh (written in the last 4 s).
+    fn role(&self) -> Option<String> {
+        let s = self.status()?;
+        let written = s["written_at"].as_str().and_then(|t| hallmonitor::model::Timestamp::parse_rfc3339(t).ok());
+        let fresh = written.is_none_or(|w| hallmonitor::model::Timestamp::now().since(w) < Duration::from_secs(4));
+        fresh.then(|| s["ha"]["role"].as_str().unwrap_or("").to_owned())
+    }
+}
+
+fn start_witness(dir: &Path, port: u16) -> KillOnDrop {
+    let key = secret(dir, "witness.key", KEY);
+    let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--lease", LEASE, "--key-file"])
+        .arg(key)
+        .arg("--state")
+        .arg(dir.join("witness.json"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hallmonitor witness");
+    KillOnDrop(child)
+}
+
+/// Waits until `pred` holds, checking `most_open` each time: never two masters.
+async fn wait_until(what: &str, device: &Device, timeout: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled the device at once ({what})");
+        if pred() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Which of the two is active, once exactly one is and the other reports standby.
+async fn one_active(gws: [&Gateway; 2], device: &Device, timeout: Duration) -> usize {
+    let mut active = 0;
+    wait_until("exactly one active gateway", device, timeout, || {
+        let roles: Vec<Option<String>> = gws.iter().map(|g| g.role()).collect();
+        match (roles[0].as_deref(), roles[1].as_deref()) {
+            (Some("active"), Some("standby")) => {
+                active = 0;
+                true
+            }
+            (Some("standby"), Some("active")) => {
+                active = 1;
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    active
+}
+
+struct Pair {
+    dir: tempfile::TempDir,
+    device: Device,
+    gws: [Gateway; 2],
+    _witness: KillOnDrop,
+    broker: EmbeddedBroker,
+    /// gw1 -> gw2 and gw2 -> gw1 peer links.
+    proxies: [Proxy; 2],
+    /// gw1 -> witness and gw2 -> witness.
+    witness_links: [Proxy; 2],
+}
+
+async fn start_pair() -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let (device, device_port) = Device::start().await;
+    let (listen1, listen2, witness) = (free_port(), free_port(), free_port());
+    let loopback = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+    let to2 = Proxy::start(loopback(0), loopback(listen2)).await.unwrap();
+    let to1 = Proxy::start(loopback(0), loopback(listen1)).await.unwrap();
+    let w1 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
+    let w2 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
+    let w = start_witness(dir.path(), witness);
+    let broker = EmbeddedBroker::start().unwrap();
+    let b = broker.addr().port();
+    let mut gw1 =
+        Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), w1.local_addr().port(), b);
+    let mut gw2 =
+        Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), w2.local_addr().port(), b);
+    gw1.start();
+    gw2.start();
+    Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, proxies: [to2, to1], witness_links: [w1, w2] }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gateway_polls_the_other_takes_over_when_it_is_killed_and_the_old_one_returns_as_standby() {
+    let mut pair = start_pair().await;
+    let device = pair.device.clone();
+    let mut noc = Subscriber::start(pair.broker.addr().port(), "noc", "hallmonitor/v1/pair/health", false).await;
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    // Only the active publishes: every health message for a while is the active's.
+    let health = noc.try_collect_until(Duration::from_secs(4), |_| false).await.unwrap_err();
+    let from = |got: &[support::outbox::Received]| -> Vec<String> {
+        got.iter().map(|r| r.payload["ha"]["node"].as_str().unwrap_or("?").to_owned()).collect()
+    };
+    let senders = from(&health);
+    assert!(!senders.is_empty(), "the active publishes health");
+    assert!(senders.iter().all(|n| n == pair.gws[active].name), "the standby published: {senders:?}");
+    let requests = device.requests.load(Ordering::SeqCst);
+    wait_until("the active gateway to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests)
+        .await;
+    assert_eq!(device.open.load(Ordering::SeqCst), 1, "the active polls over one connection, the standby none");
+
+    // SIGKILL the active: the standby takes over and polls, within the takeover time.
+    let standby = 1 - active;
+    pair.gws[active].kill();
+    let killed_at = Instant::now();
+    let accepted = device.accepted.load(Ordering::SeqCst);
+    wait_until("the standby to take over", &device, TAKEOVER, || pair.gws[standby].role().as_deref() == Some("active"))
+        .await;
+    wait_until("the new active to poll", &device, TAKEOVER, || device.accepted.load(Ordering::SeqCst) > accepted).await;
+    assert!(killed_at.elapsed() < TAKEOVER, "took {:?}", killed_at.elapsed());
+    let new_active = pair.gws[standby].name;
+    noc.collect_until(TAKEOVER, |r| r.payload["ha"]["node"] == new_active).await;
+    let s = pair.gws[standby].status().expect("status");
+    assert_eq!(s["ha"]["node"], pair.gws[standby].name);
+    assert!(s["ha"]["last_takeover_reason"].as_str().is_some_and(|r| !r.is_empty()), "{s}");
+    // One log line per role change, saying it all.
+    let log = pair.gws[standby].log.as_mut().expect("log");
+    let line = log.wait_for("role changed", Duration::from_secs(5));
+    assert!(line.contains("role changed from=standby to=active term="), "{line}");
+    assert!(line.contains("reason="), "{line}");
+    let changes = log.drain().iter().filter(|l| l.contains("role changed")).count();
+    assert_eq!(changes, 1, "{:#?}", log.seen);
+
+    // The old active comes back: it joins as standby, and never polls meanwhile.
+    let old_start = pair.gws[active].status().map(|s| s["started_at"].clone());
+    pair.gws[active].start();
+    wait_until("the restarted gateway's first snapshot", &device, TAKEOVER, || {
+        pair.gws[active].status().map(|s| s["started_at"].clone()) != old_start
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(10); // over three leases
+    while Instant::now() < until {
+        assert_ne!(pair.gws[active].role().as_deref(), Some("active"), "the returning gateway took over");
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pair.gws[active].role().as_deref(), Some("standby"));
+    assert_eq!(pair.gws[standby].role().as_deref(), Some("active"));
+    let late = noc.try_collect_until(Duration::from_secs(2), |_| false).await.unwrap_err();
+    let senders = from(&late);
+    assert!(senders.iter().all(|n| n == new_active), "the returning standby published: {senders:?}");
+    drop(pair.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_peer_link_cut_never_both_poll() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    for p in &pair.proxies {
+        p.sever();
+    }
+    // Sample for over three leases: at no moment two connections at the device, never two
+    // gateways reporting active; the active keeps the lease with the witness.
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        let roles: Vec<Option<String>> = pair.gws.iter().map(Gateway::role).collect();
+        assert!(
+            !(roles[0].as_deref() == Some("active") && roles[1].as_deref() == Some("active")),
+            "both active during the cut"
+        );
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once during the cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pair.gws[active].role().as_deref(), Some("active"), "the active keeps the lease with the witness");
+    let s = pair.gws[1 - active].status().expect("status");
+    assert_eq!(s["ha"]["peer_link_up"], false, "{s}");
+    let requests = device.requests.load(Ordering::SeqCst);
+    wait_until("the active to go on polling", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests)
+        .await;
+    for p in &pair.proxies {
+        p.restore();
+    }
+    assert_eq!(one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await, active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_cut_off_from_both_other_voters_fences_itself_and_the_other_takes_over() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let standby = 1 - active;
+    for p in &pair.proxies {
+        p.sever();
+    }
+    pair.witness_links[active].sever();
+    // The active can renew with its own voter only: it stops polling at its lease end; the
+    // other wins the witness once the promises to the active ran out. Never both at once.
+    wait_until("the cut-off active to fence itself and the other to take over", &device, TAKEOVER, || {
+        pair.gws[active].role().as_deref() == Some("standby") && pair.gws[standby].role().as_deref() == Some("active")
+    })
+    .await;
+    let s = pair.gws[active].status().expect("status");
+    assert!(s["ha"]["reason"].as_str().is_some_and(|r| r.contains("lease ran out")), "{s}");
+    assert!(s["ha"]["last_takeover_at"].is_string(), "it was active before: {s}");
+    let requests = device.requests.load(Ordering::SeqCst);
+    wait_until("the new active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
+    assert_eq!(device.open.load(Ordering::SeqCst), 1, "the fenced gateway closed its device connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (device, device_port) = Device::start().await;
+    let witness = free_port();
+    let key = secret(dir.path(), "other.key", "another key, long enough to be accepted: 0123456789");
+    let mut w = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["witness", "--listen", &format!("127.0.0.1:{witness}"), "--lease", LEASE, "--key-file"])
+            .arg(key)
+            .arg("--state")
+            .arg(dir.path().join("witness.json"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut witness_log = Lines::of(w.0.stdout.take().unwrap());
+    witness_log.wait_for("witness started", Duration::from_secs(10));
+    let mut gw = Gateway::new(dir.path(), "gw1", device_port, free_port(), free_port(), witness, free_port());
+    gw.start();
+    let log = gw.log.as_mut().unwrap();
+    let line = log.wait_for("link=witness", Duration::from_secs(10));
+    assert!(line.contains("link down") && line.contains("proof does not match"), "{line}");
+    // Several retries later (backoff from 250 ms, capped at a third of the 3 s lease)...
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let gw_lines = log.drain().iter().filter(|l| l.contains("link=witness")).count();
+    assert_eq!(gw_lines, 1, "one line per state change: {:#?}", log.seen);
+    let refused = witness_log.drain().iter().filter(|l| l.contains("link refused")).count();
+    assert_eq!(refused, 1, "{:#?}", witness_log.seen);
+    // Alone with the peer and the witness unreachable, it never polls.
+    assert_eq!(device.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(gw.role().as_deref(), Some("standby"));
+}

@@ -50,8 +50,8 @@ const CRATES: &[(&str, &[&str])] = &[
     ("async_snmp", &["src/sources/", "src/sim/"]),
 ];
 
-/// The sans-IO modules: time is passed in, they do no IO (`ha` is the gateway pair's election
-/// and peer-link authentication).
+/// The sans-IO modules: time is passed in, they do no IO (`ha` is the gateway pair's election,
+/// peer-link authentication and replication rules).
 const SANS_IO: &[&str] = &["engine", "ha"];
 
 /// Words the engine (and every `SANS_IO` module) must not contain: it never awaits, never reads a clock, never sleeps.

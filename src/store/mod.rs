@@ -20,9 +20,13 @@
 //!   the NOC has already seen.
 //! - Opening a corrupt store or one written by a newer version fails with a clear error and
 //!   deletes nothing.
+//! - **Replication** (the gateway pair, `replication.rs`): once `replicate_as` is called, every
+//!   change is also captured as a record for the standby; the standby applies records and
+//!   snapshots with `apply_replicated`, which may replace the epoch (so `epoch()` returns a copy).
 
 mod drops;
 mod record;
+mod replication;
 mod voter_record;
 
 pub use voter_record::{read_voter_record, write_voter_record};
@@ -30,7 +34,7 @@ pub use voter_record::{read_voter_record, write_voter_record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,6 +42,10 @@ use thiserror::Error;
 use tracing::{error, info, warn};
 
 pub use drops::{DropReason, DropReport, DroppedRange, MAX_DROP_RANGES};
+pub use replication::{
+    NODE_LOCAL_TREE, REPLICATION_RECORD_VERSION, RecordDecodeError, RecordKind, ReplicaPosition, ReplicationError,
+    ReplicationOp, ReplicationRecord,
+};
 
 use crate::config::StoreSettings;
 use crate::model::{SiteId, Timestamp};
@@ -129,7 +137,8 @@ struct Inner {
     db: sled::Db,
     path: PathBuf,
     site: SiteId,
-    epoch: String,
+    /// Replaced only when a replication snapshot adopts the active's epoch.
+    epoch: RwLock<String>,
     max_bytes: u64,
     max_payload_bytes: usize,
     index: Mutex<Index>,
@@ -151,6 +160,8 @@ struct Index {
     /// Chunks of the saved engine state (`record::state_chunk_key`), so a smaller state can
     /// remove the ones it no longer needs.
     state_chunks: u32,
+    /// The active's replication capture (`replicate_as`), if on.
+    replication: Option<replication::Capture>,
 }
 
 impl Index {
@@ -252,12 +263,9 @@ fn stored_size(db: &sled::Db, seq: u64, first: &[u8], h: &record::Header) -> sle
     Ok(size)
 }
 
-/// Puts the removal of message `seq`'s further pieces into `batch`.
-fn remove_pieces(db: &sled::Db, seq: u64, batch: &mut sled::Batch) -> sled::Result<()> {
-    for piece in db.scan_prefix(record::pieces_prefix(seq)) {
-        batch.remove(piece?.0);
-    }
-    Ok(())
+/// The keys of message `seq`'s further pieces.
+fn piece_keys(db: &sled::Db, seq: u64) -> sled::Result<Vec<sled::IVec>> {
+    db.scan_prefix(record::pieces_prefix(seq)).keys().collect()
 }
 
 /// Pieces whose message is gone: an ack removes the first piece, then the others, so a crash
@@ -379,7 +387,7 @@ impl Store {
                 db,
                 path,
                 site: site.clone(),
-                epoch,
+                epoch: RwLock::new(epoch),
                 max_bytes: settings.max_bytes,
                 max_payload_bytes: opts.max_payload_bytes,
                 index: Mutex::new(index),
@@ -394,13 +402,13 @@ impl Store {
     }
 
     /// The random epoch of this store (first half of every `msg_id`).
-    pub fn epoch(&self) -> &str {
-        &self.inner.epoch
+    pub fn epoch(&self) -> String {
+        self.inner.epoch.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The `msg_id` of `seq` in this store.
     pub fn msg_id(&self, seq: u64) -> String {
-        format!("{}-{seq}", self.inner.epoch)
+        format!("{}-{seq}", self.epoch())
     }
 
     fn index(&self) -> MutexGuard<'_, Index> {
@@ -463,7 +471,8 @@ impl Store {
     fn apply(&self, msgs: &[Outbound], engine_state: Option<&[u8]>, now: Timestamp) -> Result<u64, StoreError> {
         let mut idx = self.index();
         let first_seq = idx.next_seq;
-        let mut batch = sled::Batch::default();
+        let epoch = self.epoch();
+        let mut batch = replication::RecordingBatch::new(&idx);
 
         // New entries, with seq assigned; oversize ones are dropped right away.
         struct New {
@@ -478,15 +487,14 @@ impl Store {
         let mut drops_now: Vec<(u64, MessageClass, DropReason)> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let seq = first_seq + i as u64;
-            let mut payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &m.payload);
+            let mut payload = enveloped_payload(&self.inner.site, &epoch, seq, now, &m.payload);
             if payload.len() > self.inner.max_payload_bytes
                 && let Some(trimmed) = trim_chronicle(&m.payload, |p| {
-                    enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, p).len()
-                        <= self.inner.max_payload_bytes
+                    enveloped_payload(&self.inner.site, &epoch, seq, now, p).len() <= self.inner.max_payload_bytes
                 })
             {
                 warn!(path = %self.inner.path.display(), seq, "chronicle too large for one message; middle entries omitted");
-                payload = enveloped_payload(&self.inner.site, &self.inner.epoch, seq, now, &trimmed);
+                payload = enveloped_payload(&self.inner.site, &epoch, seq, now, &trimmed);
             }
             let dropped = payload.len() > self.inner.max_payload_bytes;
             if dropped {
@@ -571,8 +579,11 @@ impl Store {
         for &(seq, class, _) in &victims {
             drops_now.push((seq, class, DropReason::Full));
             batch.remove(&record::outbox_key(seq));
-            remove_pieces(&self.inner.db, seq, &mut batch)
-                .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?;
+            for key in piece_keys(&self.inner.db, seq)
+                .map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?
+            {
+                batch.remove(key);
+            }
         }
         // A health message shed here takes away the drop report it carries: put those reports
         // back in front of the pending one, so the next health message repeats them and every
@@ -632,12 +643,14 @@ impl Store {
             count
         });
 
+        let (batch, replicated) = batch.seal(&idx, &epoch, last_seq);
         self.inner
             .db
             .apply_batch(batch)
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
 
         // Written: now the accounting may follow.
+        replication::queue(&mut idx, replicated);
         if let Some(count) = state_chunks {
             idx.state_chunks = count;
         }
@@ -751,6 +764,7 @@ impl Store {
             .remove(record::outbox_key(seq))
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
         let Some(v) = old else { return Ok(None) };
+        replication::note(idx, &record::outbox_key(seq), None);
         let header = record::decode_header(&v);
         let mut size = (9 + v.len()) as u64;
         if header.is_ok_and(|h| h.in_pieces) {
@@ -760,6 +774,7 @@ impl Store {
             for piece in self.inner.db.scan_prefix(record::pieces_prefix(seq)) {
                 let (k, p) = piece.map_err(|source| StoreError::Read { path: self.inner.path.clone(), source })?;
                 size += p.len() as u64;
+                replication::note(idx, &k, None);
                 batch.remove(k);
             }
             self.inner
@@ -780,6 +795,7 @@ impl Store {
         idx.drops.record(class, reason, seq);
         idx.dropped_since_open += 1;
         let report = serde_json::to_vec(&idx.drops).unwrap_or_default();
+        replication::note(&mut idx, META_DROPS, Some(&report));
         drop(idx);
         warn!(path = %self.inner.path.display(), seq, class = ?class, reason = ?reason, "outbox discarded message");
         self.inner
@@ -799,6 +815,7 @@ impl Store {
             .db
             .remove(META_DROPS)
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
+        replication::note(&mut idx, META_DROPS, None);
         Ok(std::mem::take(&mut idx.drops))
     }
 

@@ -131,6 +131,14 @@ pub(crate) fn piece_key(seq: u64, n: u32) -> [u8; 13] {
     k
 }
 
+/// The `seq` of a further piece's key, `None` if it is not one.
+pub(crate) fn seq_of_piece_key(key: &[u8]) -> Option<u64> {
+    if key.len() != 13 || key[0] != OUTBOX_PIECE {
+        return None;
+    }
+    key[1..9].try_into().ok().map(u64::from_be_bytes)
+}
+
 /// The prefix shared by every further piece of the record of `seq`.
 pub(crate) fn pieces_prefix(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
@@ -238,6 +246,8 @@ mod tests {
         assert_eq!(split(short.clone()), (short, Vec::new()));
         assert!(piece_key(7, 1).starts_with(&pieces_prefix(7)) && piece_key(7, 1) < piece_key(7, 256));
         assert!(outbox_key(u64::MAX)[..] < piece_key(0, 1)[..], "pieces sort after every outbox key");
+        assert_eq!(seq_of_piece_key(&piece_key(7, 3)), Some(7));
+        assert_eq!(seq_of_piece_key(&outbox_key(7)), None);
     }
 
     #[test]

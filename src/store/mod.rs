@@ -796,12 +796,14 @@ impl Store {
         idx.dropped_since_open += 1;
         let report = serde_json::to_vec(&idx.drops).unwrap_or_default();
         replication::note(&mut idx, META_DROPS, Some(&report));
-        drop(idx);
-        warn!(path = %self.inner.path.display(), seq, class = ?class, reason = ?reason, "outbox discarded message");
+        // Written under the index lock, in the order of the notes: a commit in between would
+        // otherwise carry a newer report that this older one then overwrites.
         self.inner
             .db
             .insert(META_DROPS, report)
             .map_err(|source| StoreError::Write { path: self.inner.path.clone(), source })?;
+        drop(idx);
+        warn!(path = %self.inner.path.display(), seq, class = ?class, reason = ?reason, "outbox discarded message");
         Ok(true)
     }
 

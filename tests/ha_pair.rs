@@ -518,6 +518,11 @@ async fn ha_handover_moves_the_active_role_to_the_peer_and_is_refused_on_the_sta
     let (old, new) = (&pair.gws[active], &pair.gws[standby]);
     wait_until("the active to poll", &device, TAKEOVER, || old.polls() > 0).await;
 
+    // Once the standby knows who is active (its voter or the others refused it for the active).
+    wait_until("the standby to know the active", &device, TAKEOVER, || {
+        new.status().is_some_and(|s| s["ha"]["active_node"] == old.name)
+    })
+    .await;
     let (code, _, stderr) = new.handover();
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{} is standby", new.name)), "{stderr}");
@@ -548,7 +553,7 @@ async fn ha_handover_moves_the_active_role_to_the_peer_and_is_refused_on_the_sta
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains(&format!("{}: standby now; {} is active", old.name, new.name)), "{stdout}");
     assert!(samples > 0);
-    assert_eq!(one_active([old, new], &device, TAKEOVER).await, standby, "the roles swapped");
+    assert_eq!(one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await, standby, "the roles swapped");
     // The new active became active only once the old one had stopped being active.
     let (old_status, new_status) = (old.status().expect("status"), new.status().expect("status"));
     let at = |v: &Value| hallmonitor::model::Timestamp::parse_rfc3339(v.as_str().expect("a time")).expect("RFC 3339");

@@ -627,6 +627,8 @@ impl Election {
                         Resign::Handover => self.lease,
                     };
                     let out = self.node.resign(boottime(), pause);
+                    // Who it was refused for before it held says nothing about who holds next.
+                    self.refused_for = None;
                     let reason = match why {
                         Resign::Shutdown => "resigned: shutting down (SIGTERM)",
                         Resign::Handover => "handed over (hallmonitor ha handover)",
@@ -635,8 +637,10 @@ impl Election {
                     let _ = done.send(());
                 }
                 Some((voter, reply)) = reply_rx.recv() => {
-                    if let Verdict::Refused(Refusal::Promised { to }) = &reply.verdict {
-                        self.refused_for = Some((to.clone(), boottime()));
+                    if let Verdict::Refused(Refusal::Promised { to: other } | Refusal::TermTaken { by: other }) = &reply.verdict
+                        && other != self.node.name()
+                    {
+                        self.refused_for = Some((other.clone(), boottime()));
                     }
                     let out = self.node.on_reply(boottime(), voter, &reply);
                     self.handle(out).await;

@@ -83,3 +83,36 @@ pub fn offline_shutdown(site: &SiteId, client_id: &str, now: Timestamp) -> Value
         "at": now.to_rfc3339(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> PairIdentity {
+        PairIdentity { node: "gw2".into(), term: 7 }
+    }
+
+    #[test]
+    fn a_pairs_status_names_the_node_and_term_and_a_single_gateways_does_not() {
+        let site = SiteId::new("fra1");
+        let paired = with_pair(will(&site, "c"), Some(&me()));
+        assert_eq!((paired["node"].as_str(), paired["term"].as_u64()), (Some("gw2"), Some(7)));
+        let alone = with_pair(will(&site, "c"), None);
+        assert!(alone.get("node").is_none() && alone.get("term").is_none(), "{alone}");
+    }
+
+    #[test]
+    fn the_active_overwrites_any_offline_and_older_onlines_but_never_its_own_or_a_newer_one() {
+        let site = SiteId::new("fra1");
+        let now = Timestamp::now();
+        let old = PairIdentity { node: "gw1".into(), term: 4 };
+        let newer = PairIdentity { node: "gw1".into(), term: 9 };
+        assert!(is_stale_for(&with_pair(will(&site, "c"), Some(&old)), &me()), "the old active's late will");
+        assert!(is_stale_for(&will(&site, "c"), &me()), "a will without a term");
+        assert!(is_stale_for(&with_pair(will(&site, "c"), Some(&me())), &me()), "an earlier connection's own will");
+        assert!(is_stale_for(&with_pair(offline_shutdown(&site, "c", now), Some(&old)), &me()));
+        assert!(is_stale_for(&with_pair(online(&site, "c", now, now), Some(&old)), &me()), "an older active's online");
+        assert!(!is_stale_for(&with_pair(online(&site, "c", now, now), Some(&me())), &me()), "its own");
+        assert!(!is_stale_for(&with_pair(online(&site, "c", now, now), Some(&newer)), &me()), "a newer active");
+    }
+}

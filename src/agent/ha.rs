@@ -614,7 +614,10 @@ impl Election {
                     VoterEvent::Release(release) => {
                         self.voter.on_release(&release);
                         // The peer resigned: ask now rather than at the next period.
-                        if release.resigned && release.candidate != *self.node.name() {
+                        if release.resigned
+                            && release.candidate != *self.node.name()
+                            && self.node.role() == crate::ha::lease::Role::Candidate
+                        {
                             info!(node = %release.candidate, "gateway pair: the peer gave up the lease; asking for it");
                             self.node.on_resigned(boottime(), &release.candidate);
                         }

@@ -389,6 +389,15 @@ async fn with_the_peer_link_cut_never_both_poll() {
     assert_eq!(pair.gws[active].role().as_deref(), Some("active"), "the active keeps the lease with the witness");
     let s = pair.gws[1 - active].status().expect("status");
     assert_eq!(s["ha"]["peer_link_up"], false, "{s}");
+    // A handover needs the peer: refused (exit 1), and the active stays active.
+    wait_until("the active to see the peer link down", &device, TAKEOVER, || {
+        pair.gws[active].status().is_some_and(|s| s["ha"]["peer_link_up"] == false)
+    })
+    .await;
+    let (code, _, stderr) = pair.gws[active].handover();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("peer link is down"), "{stderr}");
+    assert_eq!(pair.gws[active].role().as_deref(), Some("active"));
     let requests = device.requests.load(Ordering::SeqCst);
     wait_until("the active to go on polling", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests)
         .await;

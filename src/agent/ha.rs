@@ -15,6 +15,10 @@
 //!   whatever the election task is doing (an fsync of the voter record, say); the pollers run
 //!   under that token, so none is left polling past the lease.
 //!
+//! [`HaShell::resign`] gives the lease up early (SIGTERM, `ha handover`): the node fences and
+//! sends a release marked `resigned`; a gateway whose voter receives the peer's resignation has
+//! its node ask at once. On stop each link first writes what is queued, so the release leaves.
+//!
 //! Time is `CLOCK_BOOTTIME`, which counts suspend (a holder suspended past its lease wakes up
 //! knowing it). A voter writes its record (synced) before the grant leaves; a record that
 //! cannot be written means no grant is sent. Link failures are logged once per link and state

@@ -10,7 +10,9 @@
 //! yielded by name, it skips a round. Without this each gateway's own voter stays promised to
 //! its own candidate (it answers first, in-process), and the pair has no holder whenever the
 //! witness is down. A holder that meets a newer term renews under a newer one, keeping its
-//! grants; [`Node::held_term`] is its fencing token.
+//! grants; [`Node::held_term`] is its fencing token. A holder may [`resign`](Node::resign)
+//! (fenced at once, then a release of everything, then a pause); the other node, told by its
+//! caller ([`Node::on_resigned`]), asks at once.
 //!
 //! Time is passed in (`now`, a monotonic reading of the caller's own clock, as a [`Duration`]
 //! since any origin); nothing here reads a clock, sleeps or does IO. Voters are numbered

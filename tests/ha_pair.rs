@@ -488,6 +488,7 @@ async fn a_sigtermed_active_gives_the_lease_back_and_the_standby_takes_over_with
     wait_until("the active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
     pair.gws[standby].log.as_mut().expect("log").skip_seen();
 
+    let accepted = device.accepted.load(Ordering::SeqCst);
     pair.gws[active].signal(libc::SIGTERM);
     let sent = Instant::now();
     let line = next_role_change(&mut pair.gws[standby], "active", TAKEOVER);
@@ -510,7 +511,6 @@ async fn a_sigtermed_active_gives_the_lease_back_and_the_standby_takes_over_with
     let log = pair.gws[active].log.as_mut().expect("log");
     let line = log.wait_for("to=standby", Duration::from_secs(5));
     assert!(line.contains("resigned"), "{line}");
-    let accepted = device.accepted.load(Ordering::SeqCst);
     wait_until("the new active to poll", &device, TAKEOVER, || device.accepted.load(Ordering::SeqCst) > accepted).await;
     assert_eq!(pair.gws[standby].role().as_deref(), Some("active"));
 }

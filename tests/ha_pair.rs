@@ -493,6 +493,7 @@ async fn a_sigtermed_active_gives_the_lease_back_and_the_standby_takes_over_with
     let sent = Instant::now();
     let line = next_role_change(&mut pair.gws[standby], "active", TAKEOVER);
     let took = sent.elapsed();
+    assert!(line.contains("the peer gave the lease up"), "{line}");
     assert!(
         took < lease / 3 + Duration::from_secs(1),
         "the standby took {took:?} to take over after SIGTERM of the active ({line})"

@@ -220,6 +220,7 @@ impl HaShell {
             fence_timer: None,
             lease: params.lease(),
             refused_for: None,
+            peer_resigned: None,
         };
         tasks.push(tokio::spawn(election.run(voter_rx, reply_rx, links_rx, resign_rx, stop.clone())));
         Ok(HaShell { state: state_rx, resign: resign_tx, lease_end, stop, tasks })
@@ -592,6 +593,9 @@ struct Election {
     /// The node a voter last refused this one for (its promise to it), and when (boot clock):
     /// while candidate, who holds as far as the other voters say.
     refused_for: Option<(NodeId, Duration)>,
+    /// When the peer last resigned (boot clock), until this node next becomes active: the
+    /// reason it gives then, if that is within a lease.
+    peer_resigned: Option<Duration>,
 }
 
 impl Election {
@@ -624,6 +628,7 @@ impl Election {
                         {
                             info!(node = %release.candidate, "gateway pair: the peer gave up the lease; asking for it");
                             self.node.on_resigned(boottime(), &release.candidate);
+                            self.peer_resigned = Some(boottime());
                         }
                     }
                 },
@@ -720,10 +725,12 @@ impl Election {
             let s = self.state.borrow();
             (s.peer_link_up, s.witness_link_up)
         };
-        let reason = match (peer_up, witness_up) {
-            (true, true) => "elected (peer and witness reachable)",
-            (false, _) => "peer unreachable (its lease ran out or it never held)",
-            (true, false) => "elected without the witness",
+        let resigned = self.peer_resigned.take().is_some_and(|at| boottime() < at + self.lease);
+        let reason = match (resigned, peer_up, witness_up) {
+            (true, _, _) => "the peer gave the lease up (stopped, or handed over)",
+            (false, true, true) => "elected (peer and witness reachable)",
+            (false, false, _) => "peer unreachable (its lease ran out or it never held)",
+            (false, true, false) => "elected without the witness",
         };
         let lease = CancellationToken::new();
         self.lease_end.store(self.node.lease_end().map_or(0, |e| e.as_nanos() as u64), Ordering::SeqCst);

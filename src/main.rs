@@ -54,6 +54,9 @@ enum Command {
     Sim(commands::sim::Args),
     /// Run the gateway pair's witness: the third voter of the election ([ha]).
     Witness(commands::witness::Args),
+    /// Gateway pair operations ([ha]): `ha handover` moves the active role to the peer.
+    #[command(subcommand)]
+    Ha(commands::ha::Ha),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, cli.log_format),
         Command::Witness(a) => commands::witness::run(a, cli.log_format),
+        Command::Ha(h) => commands::ha::run(h),
         Command::CheckConfig(a) => commands::check_config::run(a),
         #[cfg(feature = "embedded-broker")]
         Command::Demo(a) => {

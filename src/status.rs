@@ -44,6 +44,9 @@ pub struct StatusSnapshot {
     /// replication is not wired.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaStatus>,
+    /// The daemon's process id (`hallmonitor ha handover` signals it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// This gateway's place in the pair.
@@ -63,6 +66,11 @@ pub struct HaStatus {
     pub last_takeover_reason: Option<String>,
     pub peer_link_up: bool,
     pub witness_link_up: bool,
+    /// The node holding the lease as far as this gateway knows: itself while active, else the
+    /// other node its own voter is promised to, or that the other voters refused it for in the
+    /// last lease (none when neither).
+    #[serde(default)]
+    pub active_node: Option<String>,
 }
 
 /// One configured device as the poller sees it.
@@ -340,6 +348,7 @@ mod tests {
             polls: PollCounters::default(),
             noise: NoiseCounters::default(),
             ha: None,
+            pid: None,
         }
     }
 

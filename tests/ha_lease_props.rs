@@ -6,7 +6,12 @@
 //! Safety: at no instant of real time do two nodes both hold (checked after every event: holding
 //! starts only at an event, so any overlap contains one), and no term is held by two nodes.
 //! Liveness, the easy case: all links up, the holder crashes, the other node holds within
-//! `L` plus the drift margin plus a few renew periods and message delays.
+//! `L` plus the drift margin plus a few renew periods and message delays; the holder resigns
+//! (SIGTERM, `ha handover`), the other holds within about a renew period and the resigned one
+//! does not hold again.
+//!
+//! As the shell does, a gateway whose voter receives the other node's resignation tells its
+//! node (`Node::on_resigned`).
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -85,6 +90,8 @@ enum Action {
     /// Process 0 or 1 is a node with its voter, 2 the witness.
     Crash(usize),
     Restart(usize),
+    /// Node 0 or 1 gives the lease up (a planned handover: it stays, pausing one lease).
+    Resign(usize),
 }
 
 struct Scheduled {
@@ -252,6 +259,14 @@ impl Sim {
                 if let Some(v) = self.voters[voter].as_mut() {
                     v.on_release(&release);
                 }
+                // The gateway whose voter this is hears of the other node's resignation.
+                if release.resigned && voter < NODES && voter != from {
+                    let local = self.clocks[voter].local(self.now);
+                    if let Some(n) = self.nodes[voter].as_mut() {
+                        n.on_resigned(local, &release.candidate);
+                        self.reschedule(voter);
+                    }
+                }
             }
             Event::ToNode { node, voter, reply } => {
                 if link(node, voter).is_some_and(|l| self.cut[l]) {
@@ -284,6 +299,13 @@ impl Sim {
                 self.voters[i] = None;
                 if i < NODES {
                     self.nodes[i] = None;
+                }
+            }
+            Action::Resign(i) => {
+                let local = self.clocks[i].local(self.now);
+                if let Some(n) = self.nodes[i].as_mut() {
+                    let out = n.resign(local, p.lease());
+                    self.handle(i, out);
                 }
             }
             Action::Restart(i) => {
@@ -370,6 +392,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::HealAll),
         1 => (0..VOTERS).prop_map(Action::Crash),
         2 => (0..VOTERS).prop_map(Action::Restart),
+        2 => (0..NODES).prop_map(Action::Resign),
     ]
 }
 
@@ -484,6 +507,45 @@ proptest! {
         prop_assert!(sim.violations.is_empty(), "{}", sim.violations.join("\n"));
         let took_over = sim.became_holder.iter().any(|(t, node)| *t >= cut && *node != old);
         prop_assert!(took_over, "gw{} isolated at {}; the other did not hold within {}", old + 1, secs(cut), secs(bound));
+    }
+
+    /// SIGTERM (the resigned node then ends) or `ha handover` (it stays): the other node holds
+    /// within about a renew period (two: its first request may meet a voter that has not yet
+    /// heard the release, or a term it has not seen), far below the crash bound, and the
+    /// resigned node does not hold again while the other does.
+    #[test]
+    fn after_the_holder_resigns_the_other_holds_within_about_a_renew_period(
+        rates in [rate(), rate(), rate()],
+        max_delay_ms in 0u64..500,
+        duplicate in 0.0..0.2f64,
+        seed in any::<u64>(),
+        resign_after_ms in 30_000u64..60_000,
+        exits in any::<bool>(),
+    ) {
+        let net = Network { loss: 0.0, duplicate, max_delay_ms, long_delay: 0.0 };
+        let mut sim = Sim::new(rates, net, seed);
+        let at = resign_after_ms * 1_000_000;
+        sim.run_until(at);
+        let Some(old) = sim.holder() else {
+            return Err(TestCaseError::fail(format!("nobody holds at {} with every link up", secs(at))));
+        };
+        sim.act(Action::Resign(old));
+        if exits {
+            sim.act(Action::Crash(old));
+        }
+        let p = params();
+        let slow = |d: Duration| d.as_nanos() as u64 * 1_000_000 / (1_000_000 - u64::from(DRIFT_PPM));
+        let bound = 2 * slow(p.renew_every()) + 4 * max_delay_ms * 1_000_000;
+        sim.run_until(at + 60 * SECOND);
+        prop_assert!(sim.violations.is_empty(), "{}", sim.violations.join("\n"));
+        let took_over = sim.became_holder.iter().find(|(t, node)| *t >= at && *node != old);
+        prop_assert!(
+            took_over.is_some_and(|(t, _)| *t <= at + bound),
+            "gw{} resigned at {}; the other held at {:?}, not within {}",
+            old + 1, secs(at), took_over.map(|(t, _)| secs(*t)), secs(bound)
+        );
+        let again: Vec<_> = sim.became_holder.iter().filter(|(t, node)| *t >= at && *node == old).collect();
+        prop_assert!(again.is_empty(), "the resigned gw{} held again: {again:?}", old + 1);
     }
 
     /// The first row of docs/ha-design.md's partition table: with only the link between the

@@ -83,7 +83,17 @@ struct Gateway {
 }
 
 impl Gateway {
-    fn new(dir: &Path, name: &'static str, device: u16, listen: u16, peer: u16, witness: u16, broker: u16) -> Gateway {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dir: &Path,
+        name: &'static str,
+        lease: &str,
+        device: u16,
+        listen: u16,
+        peer: u16,
+        witness: u16,
+        broker: u16,
+    ) -> Gateway {
         let home = dir.join(name);
         std::fs::create_dir_all(home.join("run")).unwrap();
         secret(&home, "ha.key", KEY);
@@ -125,7 +135,7 @@ listen = "127.0.0.1:{listen}"
 peer = "127.0.0.1:{peer}"
 witness = "127.0.0.1:{witness}"
 key_file = "ha.key"
-lease = "{LEASE}"
+lease = "{lease}"
 guard = "500ms"
 "#,
             store = home.join("store").display(),
@@ -155,6 +165,30 @@ guard = "500ms"
         self.process.take();
     }
 
+    fn signal(&self, signal: i32) {
+        let pid = self.process.as_ref().expect("running").0.id();
+        // SAFETY: kill(2) on our own child's pid; no memory is shared.
+        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
+    }
+
+    /// `hallmonitor ha handover --config` for this gateway: (exit code, stdout, stderr).
+    fn handover(&self) -> (Option<i32>, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["ha", "handover", "--timeout", "30s", "--config"])
+            .arg(&self.config)
+            .env("XDG_RUNTIME_DIR", &self.runtime)
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .expect("run hallmonitor ha handover");
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (out.status.code(), text(out.stdout), text(out.stderr))
+    }
+
+    /// Modbus polls this gateway made since it started, from its snapshot.
+    fn polls(&self) -> u64 {
+        self.status().and_then(|s| s["polls"]["modbus"]["polls_ok"].as_u64()).unwrap_or(0)
+    }
+
     fn status(&self) -> Option<Value> {
         status(&self.config, &self.runtime)
     }
@@ -168,10 +202,10 @@ guard = "500ms"
     }
 }
 
-fn start_witness(dir: &Path, port: u16) -> KillOnDrop {
+fn start_witness(dir: &Path, port: u16, lease: &str) -> KillOnDrop {
     let key = secret(dir, "witness.key", KEY);
     let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--lease", LEASE, "--key-file"])
+        .args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--lease", lease, "--key-file"])
         .arg(key)
         .arg("--state")
         .arg(dir.join("witness.json"))
@@ -230,6 +264,10 @@ struct Pair {
 }
 
 async fn start_pair() -> Pair {
+    start_pair_with(LEASE).await
+}
+
+async fn start_pair_with(lease: &str) -> Pair {
     let dir = tempfile::tempdir().unwrap();
     let (device, device_port) = Device::start().await;
     let (listen1, listen2, witness) = (free_port(), free_port(), free_port());
@@ -238,13 +276,29 @@ async fn start_pair() -> Pair {
     let to1 = Proxy::start(loopback(0), loopback(listen1)).await.unwrap();
     let w1 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
     let w2 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
-    let w = start_witness(dir.path(), witness);
+    let w = start_witness(dir.path(), witness, lease);
     let broker = EmbeddedBroker::start().unwrap();
     let b = broker.addr().port();
-    let mut gw1 =
-        Gateway::new(dir.path(), "gw1", device_port, listen1, to2.local_addr().port(), w1.local_addr().port(), b);
-    let mut gw2 =
-        Gateway::new(dir.path(), "gw2", device_port, listen2, to1.local_addr().port(), w2.local_addr().port(), b);
+    let mut gw1 = Gateway::new(
+        dir.path(),
+        "gw1",
+        lease,
+        device_port,
+        listen1,
+        to2.local_addr().port(),
+        w1.local_addr().port(),
+        b,
+    );
+    let mut gw2 = Gateway::new(
+        dir.path(),
+        "gw2",
+        lease,
+        device_port,
+        listen2,
+        to1.local_addr().port(),
+        w2.local_addr().port(),
+        b,
+    );
     gw1.start();
     gw2.start();
     Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, proxies: [to2, to1], witness_links: [w1, w2] }
@@ -335,6 +389,15 @@ async fn with_the_peer_link_cut_never_both_poll() {
     assert_eq!(pair.gws[active].role().as_deref(), Some("active"), "the active keeps the lease with the witness");
     let s = pair.gws[1 - active].status().expect("status");
     assert_eq!(s["ha"]["peer_link_up"], false, "{s}");
+    // A handover needs the peer: refused (exit 1), and the active stays active.
+    wait_until("the active to see the peer link down", &device, TAKEOVER, || {
+        pair.gws[active].status().is_some_and(|s| s["ha"]["peer_link_up"] == false)
+    })
+    .await;
+    let (code, _, stderr) = pair.gws[active].handover();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("peer link is down"), "{stderr}");
+    assert_eq!(pair.gws[active].role().as_deref(), Some("active"));
     let requests = device.requests.load(Ordering::SeqCst);
     wait_until("the active to go on polling", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests)
         .await;
@@ -388,7 +451,7 @@ async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt()
     );
     let mut witness_log = Lines::of(w.0.stdout.take().unwrap());
     witness_log.wait_for("witness started", Duration::from_secs(10));
-    let mut gw = Gateway::new(dir.path(), "gw1", device_port, free_port(), free_port(), witness, free_port());
+    let mut gw = Gateway::new(dir.path(), "gw1", LEASE, device_port, free_port(), free_port(), witness, free_port());
     gw.start();
     let log = gw.log.as_mut().unwrap();
     let line = log.wait_for("link=witness", Duration::from_secs(10));
@@ -402,4 +465,185 @@ async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt()
     // Alone with the peer and the witness unreachable, it never polls.
     assert_eq!(device.accepted.load(Ordering::SeqCst), 0);
     assert_eq!(gw.role().as_deref(), Some("standby"));
+}
+
+/// Waits for the log line of this gateway's next role change to `to`, returning it.
+fn next_role_change(gw: &mut Gateway, to: &str, timeout: Duration) -> String {
+    gw.log.as_mut().expect("log").wait_for_next(&format!("to={to}"), timeout)
+}
+
+/// SIGTERM of the active: it drains, gives the lease back, and the standby takes over within
+/// about one renew period, far below the crash bound (the promises to a killed active run for
+/// a whole lease after its last renewal: at least 2/3 of a lease after the kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigtermed_active_gives_the_lease_back_and_the_standby_takes_over_within_a_renew_period() {
+    // A longer lease than the other tests, so "a renew period" and "the crash bound" are
+    // seconds apart: renew 2 s; a crash takeover takes at least 4 s.
+    let lease = Duration::from_secs(6);
+    let mut pair = start_pair_with("6s").await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let standby = 1 - active;
+    let requests = device.requests.load(Ordering::SeqCst);
+    wait_until("the active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
+    pair.gws[standby].log.as_mut().expect("log").skip_seen();
+
+    let accepted = device.accepted.load(Ordering::SeqCst);
+    pair.gws[active].signal(libc::SIGTERM);
+    let sent = Instant::now();
+    let line = next_role_change(&mut pair.gws[standby], "active", TAKEOVER);
+    let took = sent.elapsed();
+    assert!(line.contains("the peer gave the lease up"), "{line}");
+    assert!(
+        took < lease / 3 + Duration::from_secs(1),
+        "the standby took {took:?} to take over after SIGTERM of the active ({line})"
+    );
+    // The old active said why it stopped, and exited cleanly.
+    let mut old = pair.gws[active].process.take().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(status) = old.0.try_wait().expect("wait") {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "the SIGTERMed gateway did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(code, Some(0));
+    let log = pair.gws[active].log.as_mut().expect("log");
+    let line = log.wait_for("to=standby", Duration::from_secs(5));
+    assert!(line.contains("resigned"), "{line}");
+    wait_until("the new active to poll", &device, TAKEOVER, || device.accepted.load(Ordering::SeqCst) > accepted).await;
+    assert_eq!(pair.gws[standby].role().as_deref(), Some("active"));
+}
+
+/// `hallmonitor ha handover`: refused on the standby (exit 2, naming the active); on the active
+/// the roles swap and the polls move to the peer, never two actives or two device connections
+/// at once; the old active stays standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_handover_moves_the_active_role_to_the_peer_and_is_refused_on_the_standby() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let standby = 1 - active;
+    let (old, new) = (&pair.gws[active], &pair.gws[standby]);
+    wait_until("the active to poll", &device, TAKEOVER, || old.polls() > 0).await;
+
+    // Once the standby knows who is active (its voter or the others refused it for the active).
+    wait_until("the standby to know the active", &device, TAKEOVER, || {
+        new.status().is_some_and(|s| s["ha"]["active_node"] == old.name)
+    })
+    .await;
+    let (code, _, stderr) = new.handover();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{} is standby", new.name)), "{stderr}");
+    assert!(stderr.contains(&format!("on the active, {}", old.name)), "{stderr}");
+
+    let accepted = device.accepted.load(Ordering::SeqCst);
+    let config = old.config.clone();
+    let runtime = old.runtime.clone();
+    let command = std::thread::spawn(move || {
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["ha", "handover", "--config"])
+            .arg(&config)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env_remove("RUNTIME_DIRECTORY")
+            .output()
+            .expect("run hallmonitor ha handover")
+    });
+    // At every sample while it runs: never two device connections. (Two snapshots cannot be
+    // read at one instant, so "never two actives" is checked below from their times.)
+    let mut samples = 0;
+    while !command.is_finished() {
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once during the handover");
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = command.join().expect("the command thread");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("{}: standby now; {} is active", old.name, new.name)), "{stdout}");
+    assert!(samples > 0);
+    assert_eq!(one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await, standby, "the roles swapped");
+    // The new active became active only once the old one had stopped being active.
+    let (old_status, new_status) = (old.status().expect("status"), new.status().expect("status"));
+    let at = |v: &Value| hallmonitor::model::Timestamp::parse_rfc3339(v.as_str().expect("a time")).expect("RFC 3339");
+    let (resigned, took_over) = (at(&old_status["ha"]["since"]), at(&new_status["ha"]["last_takeover_at"]));
+    assert!(took_over >= resigned, "{} active at {took_over:?}, {} standby only from {resigned:?}", new.name, old.name);
+    assert!(old_status["ha"]["reason"].as_str().is_some_and(|r| r.contains("handed over")), "{old_status}");
+    // The polls moved: the new active opened its own device connection and polls; the old
+    // one's count stands still.
+    wait_until("the new active to poll", &device, TAKEOVER, || {
+        device.accepted.load(Ordering::SeqCst) > accepted && new.polls() > 0
+    })
+    .await;
+    let (old_polls, new_polls) = (old.polls(), new.polls());
+    let until = Instant::now() + Duration::from_secs(4); // over a lease: the old one's pause
+    while Instant::now() < until {
+        assert_eq!(old.role().as_deref().unwrap_or("standby"), "standby", "the old active took the lease back");
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(old.polls(), old_polls, "the old active polled after handing over");
+    assert!(new.polls() > new_polls, "the new active polls");
+    assert_eq!(device.open.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn ha_handover_without_a_pair_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[site]\nid = \"solo\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n[store]\npath = \"{}\"\n",
+            dir.path().join("store").display()
+        ),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+        .args(["ha", "handover", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no [ha] section"), "{stderr}");
+}
+
+/// A hung active (SIGSTOP: its broker connection stays open, as after a power cut until the
+/// broker's keep-alive runs out) is replaced; only then does its connection drop and the broker
+/// publish its retained last will, after the new active's `online`. The new active sees it and
+/// republishes `online`: the retained status a NOC reads afterwards says the site is online
+/// under the new active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_last_will_of_a_replaced_active_does_not_leave_the_site_offline() {
+    let mut pair = start_pair().await;
+    let device = pair.device.clone();
+    let topic = "hallmonitor/v1/pair/status";
+    let mut live = Subscriber::start(pair.broker.addr().port(), "noc-live", topic, false).await;
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let standby = 1 - active;
+    let (old_name, new_name) = (pair.gws[active].name, pair.gws[standby].name);
+    live.collect_until(TAKEOVER, |r| r.payload["state"] == "online" && r.payload["node"] == old_name).await;
+
+    pair.gws[active].signal(libc::SIGSTOP);
+    // (The hung process keeps its device connection open, so no connection count here.)
+    let deadline = Instant::now() + TAKEOVER;
+    while pair.gws[standby].role().as_deref() != Some("active") {
+        assert!(Instant::now() < deadline, "the standby did not take over from the hung active");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    live.collect_until(TAKEOVER, |r| r.payload["state"] == "online" && r.payload["node"] == new_name).await;
+    // Now its connection drops: the will lands after the new active's online.
+    pair.gws[active].kill();
+    let will = live.collect_until(TAKEOVER, |r| r.payload["state"] == "offline").await;
+    let will = &will.last().expect("the will").payload;
+    assert_eq!(will["node"], old_name, "{will}");
+    assert_eq!(will["reason"], "connection_lost", "{will}");
+    assert!(will["term"].as_u64() < pair.gws[standby].status().expect("status")["ha"]["term"].as_u64(), "{will}");
+    // The new active puts its online back over it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut noc = Subscriber::start(pair.broker.addr().port(), "noc-fresh", topic, false).await;
+    let retained = noc.collect_until(Duration::from_secs(10), |_| true).await;
+    let status = &retained.last().expect("a retained status").payload;
+    assert_eq!(status["state"], "online", "the retained status after the takeover: {status}");
+    assert_eq!(status["node"], new_name, "{status}");
 }

@@ -61,6 +61,10 @@ fn status_birth_will_and_shutdown_match_the_status_schema() {
     schemas.check(&status::online(&site(), "fra1-gw1", now, now));
     schemas.check(&status::will(&site(), "fra1-gw1"));
     schemas.check(&status::offline_shutdown(&site(), "fra1-gw1", now));
+    let pair = status::PairIdentity { node: "gw1".into(), term: 3 };
+    schemas.check(&status::with_pair(status::online(&site(), "fra1-gw1", now, now), Some(&pair)));
+    schemas.check(&status::with_pair(status::will(&site(), "fra1-gw1"), Some(&pair)));
+    schemas.check(&status::with_pair(status::offline_shutdown(&site(), "fra1-gw1", now), Some(&pair)));
 }
 
 #[test]

@@ -116,6 +116,7 @@ fn a_gateway_pair_shows_its_role_term_links_and_last_takeover() {
         last_takeover_reason: Some("elected (peer and witness reachable)".into()),
         peer_link_up: false,
         witness_link_up: true,
+        active_node: None,
     });
     let out = render(&snap, at("2026-11-21T15:10:04Z"), false);
     let pair: Vec<&str> = out.lines().skip(2).take(3).collect();

@@ -15,6 +15,10 @@
 //!   whatever the election task is doing (an fsync of the voter record, say); the pollers run
 //!   under that token, so none is left polling past the lease.
 //!
+//! [`HaShell::resign`] gives the lease up early (SIGTERM, `ha handover`): the node fences and
+//! sends a release marked `resigned`; a gateway whose voter receives the peer's resignation has
+//! its node ask at once. On stop each link first writes what is queued, so the release leaves.
+//!
 //! Time is `CLOCK_BOOTTIME`, which counts suspend (a holder suspended past its lease wakes up
 //! knowing it). A voter writes its record (synced) before the grant leaves; a record that
 //! cannot be written means no grant is sent. Link failures are logged once per link and state
@@ -37,7 +41,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::HaSettings;
-use crate::ha::lease::{LeaseParams, Node, NodeId, NodeOutput, Release, Reply, Request, Voter, VoterRecord};
+use crate::ha::lease::{
+    LeaseParams, Node, NodeId, NodeOutput, Refusal, Release, Reply, Request, Verdict, Voter, VoterRecord,
+};
 use crate::ha::link::{CHALLENGE_LEN, HELLO_LEN, Initiator, NONCE_LEN, PROOF_LEN, Responder, Session, SharedKey};
 use crate::ha::wire::{self, Message};
 use crate::model::Timestamp;
@@ -49,6 +55,7 @@ const PEER: usize = 1;
 const WITNESS: usize = 2;
 /// The file of this gateway's voter record, in the store directory.
 pub const VOTER_RECORD_FILE: &str = "ha-voter.json";
+const LEASE_RAN_OUT: &str = "lease ran out: no majority renewed it";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 
@@ -111,14 +118,35 @@ pub struct HaState {
     pub last_takeover: Option<(Timestamp, String)>,
     pub peer_link_up: bool,
     pub witness_link_up: bool,
+    /// The node holding the lease as far as this gateway knows: itself while active, else the
+    /// other node its own voter is promised to, or that the other voters refused it for in the
+    /// last lease (none when neither).
+    pub active_node: Option<String>,
     /// While active: cancelled the moment the lease ends (by the fence timer). The agent runs
     /// the pollers under a child of it.
     pub lease: Option<CancellationToken>,
 }
 
+/// Why this gateway gives the lease up before it runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resign {
+    /// SIGTERM: the daemon stops (after draining its outbox while it still held the lease).
+    Shutdown,
+    /// `hallmonitor ha handover`: it stays, as standby, and asks for nothing for one lease so
+    /// the peer wins.
+    Handover,
+}
+
+/// A request to the election task.
+struct ResignRequest {
+    why: Resign,
+    done: oneshot::Sender<()>,
+}
+
 /// The running shell of a gateway in a pair.
 pub struct HaShell {
     state: watch::Receiver<HaState>,
+    resign: mpsc::Sender<ResignRequest>,
     /// The election's lease end (see `Election::lease_end`).
     lease_end: Arc<AtomicU64>,
     stop: CancellationToken,
@@ -153,6 +181,7 @@ impl HaShell {
             last_takeover: None,
             peer_link_up: false,
             witness_link_up: false,
+            active_node: None,
             lease: None,
         });
         info!(node = %settings.node, listen = %settings.listen, peer = %settings.peer, witness = %settings.witness, "gateway pair: started as standby, asking for the lease");
@@ -180,10 +209,21 @@ impl HaShell {
         let peer = dial_to("peer", &settings.peer, PEER);
         let witness = dial_to("witness", &settings.witness, WITNESS);
         let lease_end = Arc::new(AtomicU64::new(0));
-        let election =
-            Election { node, voter, peer, witness, state: state_tx, lease_end: lease_end.clone(), fence_timer: None };
-        tasks.push(tokio::spawn(election.run(voter_rx, reply_rx, links_rx, stop.clone())));
-        Ok(HaShell { state: state_rx, lease_end, stop, tasks })
+        let (resign_tx, resign_rx) = mpsc::channel(1);
+        let election = Election {
+            node,
+            voter,
+            peer,
+            witness,
+            state: state_tx,
+            lease_end: lease_end.clone(),
+            fence_timer: None,
+            lease: params.lease(),
+            refused_for: None,
+            peer_resigned: None,
+        };
+        tasks.push(tokio::spawn(election.run(voter_rx, reply_rx, links_rx, resign_rx, stop.clone())));
+        Ok(HaShell { state: state_rx, resign: resign_tx, lease_end, stop, tasks })
     }
 
     /// The role as the election decides it; `changed()` wakes on every change.
@@ -196,7 +236,18 @@ impl HaShell {
         Duration::from_nanos(self.lease_end.load(Ordering::SeqCst)).saturating_sub(boottime())
     }
 
-    /// Stops the election and the links; the lease token (if active) is cancelled.
+    /// Gives the lease up now (fence, then a release to every voter, so the peer can take over
+    /// within about one renew period instead of waiting out the promises), returning once the
+    /// release is queued on the links. Call it only once nothing polls or publishes any more.
+    pub async fn resign(&self, why: Resign) {
+        let (done, finished) = oneshot::channel();
+        if self.resign.send(ResignRequest { why, done }).await.is_ok() {
+            let _ = timeout(Duration::from_secs(2), finished).await;
+        }
+    }
+
+    /// Stops the election and the links (each link first sends what is queued on it, such as
+    /// a release); the lease token (if active) is cancelled.
     pub async fn stop(mut self) {
         self.stop.cancel();
         for t in self.tasks.drain(..) {
@@ -271,6 +322,11 @@ impl VoterCore {
 
     pub fn on_release(&mut self, release: &Release) {
         self.voter.on_release(release);
+    }
+
+    /// The node this voter is promised to now, if any.
+    pub fn promised_to(&self) -> Option<&NodeId> {
+        self.voter.promised_to(boottime())
     }
 }
 
@@ -500,7 +556,7 @@ impl Dialer {
         let mut heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = self.stop.cancelled() => return Ok(()),
+                biased;
                 message = outbox.recv() => {
                     let Some(message) = message else { return Ok(()) };
                     let frame = session.seal(&message.encode())?;
@@ -514,6 +570,9 @@ impl Dialer {
                     }
                 }
                 _ = tokio::time::sleep_until(heard + self.idle) => bail!("no reply for {:?}", self.idle),
+                // After what is queued (`biased`): a resignation's release goes out before the
+                // link closes.
+                _ = self.stop.cancelled() => return Ok(()),
             }
         }
     }
@@ -529,6 +588,14 @@ struct Election {
     /// The lease end on the boot clock in nanoseconds (0: not holding), for the fence timer.
     lease_end: Arc<AtomicU64>,
     fence_timer: Option<JoinHandle<()>>,
+    /// `L`: how long a node that handed over asks for nothing.
+    lease: Duration,
+    /// The node a voter last refused this one for (its promise to it), and when (boot clock):
+    /// while candidate, who holds as far as the other voters say.
+    refused_for: Option<(NodeId, Duration)>,
+    /// When the peer last resigned (boot clock), until this node next becomes active: the
+    /// reason it gives then, if that is within a lease.
+    peer_resigned: Option<Duration>,
 }
 
 impl Election {
@@ -537,6 +604,7 @@ impl Election {
         mut voter_rx: mpsc::Receiver<VoterEvent>,
         mut reply_rx: mpsc::Receiver<(usize, Reply)>,
         mut links_rx: mpsc::Receiver<(usize, bool)>,
+        mut resign_rx: mpsc::Receiver<ResignRequest>,
         stop: CancellationToken,
     ) {
         loop {
@@ -551,9 +619,41 @@ impl Election {
                     VoterEvent::Request(request, reply) => {
                         let _ = reply.send(self.voter.on_request(&request).await);
                     }
-                    VoterEvent::Release(release) => self.voter.on_release(&release),
+                    VoterEvent::Release(release) => {
+                        self.voter.on_release(&release);
+                        // The peer resigned: ask now rather than at the next period.
+                        if release.resigned
+                            && release.candidate != *self.node.name()
+                            && self.node.role() == crate::ha::lease::Role::Candidate
+                        {
+                            info!(node = %release.candidate, "gateway pair: the peer gave up the lease; asking for it");
+                            self.node.on_resigned(boottime(), &release.candidate);
+                            self.peer_resigned = Some(boottime());
+                        }
+                    }
                 },
+                Some(ResignRequest { why, done }) = resign_rx.recv() => {
+                    let pause = match why {
+                        // The process ends next; "never again in this run".
+                        Resign::Shutdown => self.lease * 100,
+                        Resign::Handover => self.lease,
+                    };
+                    let out = self.node.resign(boottime(), pause);
+                    // Who it was refused for before it held says nothing about who holds next.
+                    self.refused_for = None;
+                    let reason = match why {
+                        Resign::Shutdown => "resigned: shutting down (SIGTERM)",
+                        Resign::Handover => "handed over (hallmonitor ha handover)",
+                    };
+                    self.handle_with(out, reason).await;
+                    let _ = done.send(());
+                }
                 Some((voter, reply)) = reply_rx.recv() => {
+                    if let Verdict::Refused(Refusal::Promised { to: other } | Refusal::TermTaken { by: other }) = &reply.verdict
+                        && other != self.node.name()
+                    {
+                        self.refused_for = Some((other.clone(), boottime()));
+                    }
                     let out = self.node.on_reply(boottime(), voter, &reply);
                     self.handle(out).await;
                 }
@@ -562,6 +662,7 @@ impl Election {
                     _ => s.witness_link_up = up,
                 }),
             }
+            self.refresh_active_node();
         }
         self.lease_end.store(0, Ordering::SeqCst);
         if let Some(lease) = &self.state.borrow().lease {
@@ -573,6 +674,11 @@ impl Election {
     }
 
     async fn handle(&mut self, outputs: Vec<NodeOutput>) {
+        self.handle_with(outputs, LEASE_RAN_OUT).await;
+    }
+
+    /// Carries out the node's outputs; `fence_reason` says why, should one be a fence.
+    async fn handle_with(&mut self, outputs: Vec<NodeOutput>, fence_reason: &str) {
         let mut queue: VecDeque<NodeOutput> = outputs.into();
         while let Some(output) = queue.pop_front() {
             match output {
@@ -590,7 +696,7 @@ impl Election {
                     let _ = self.witness.try_send(Message::Release(release));
                 }
                 NodeOutput::BecameHolder { term } => self.became_active(term),
-                NodeOutput::Fenced { term } => self.fenced(term),
+                NodeOutput::Fenced { term } => self.fenced(term, fence_reason),
             }
         }
         self.publish_lease_end();
@@ -619,10 +725,12 @@ impl Election {
             let s = self.state.borrow();
             (s.peer_link_up, s.witness_link_up)
         };
-        let reason = match (peer_up, witness_up) {
-            (true, true) => "elected (peer and witness reachable)",
-            (false, _) => "peer unreachable (its lease ran out or it never held)",
-            (true, false) => "elected without the witness",
+        let resigned = self.peer_resigned.take().is_some_and(|at| boottime() < at + self.lease);
+        let reason = match (resigned, peer_up, witness_up) {
+            (true, _, _) => "the peer gave the lease up (stopped, or handed over)",
+            (false, true, true) => "elected (peer and witness reachable)",
+            (false, false, _) => "peer unreachable (its lease ran out or it never held)",
+            (false, true, false) => "elected without the witness",
         };
         let lease = CancellationToken::new();
         self.lease_end.store(self.node.lease_end().map_or(0, |e| e.as_nanos() as u64), Ordering::SeqCst);
@@ -642,13 +750,36 @@ impl Election {
         });
     }
 
-    fn fenced(&mut self, term: u64) {
+    /// Who holds, as far as this gateway knows (see `HaState::active_node`).
+    fn refresh_active_node(&mut self) {
+        let holder = match self.node.role() {
+            crate::ha::lease::Role::Holder => Some(self.node.name().0.clone()),
+            // Its own voter's promise to the other node, else the other voters' (as their
+            // refusals said, within one lease): its own voter may be free between renewals.
+            crate::ha::lease::Role::Candidate => self
+                .voter
+                .promised_to()
+                .filter(|n| *n != self.node.name())
+                .or_else(|| self.refused_for.as_ref().filter(|(_, at)| boottime() < *at + self.lease).map(|(n, _)| n))
+                .map(|n| n.0.clone()),
+        };
+        self.state.send_if_modified(|s| {
+            let changed = s.active_node != holder;
+            s.active_node = holder;
+            changed
+        });
+    }
+
+    fn fenced(&mut self, term: u64, reason: &str) {
         self.lease_end.store(0, Ordering::SeqCst);
-        let reason = "lease ran out: no majority renewed it";
         if let Some(lease) = &self.state.borrow().lease {
             lease.cancel();
         }
-        warn!(from = %Role::Active.as_str(), to = %Role::Standby.as_str(), term, reason, "role changed");
+        if reason == LEASE_RAN_OUT {
+            warn!(from = %Role::Active.as_str(), to = %Role::Standby.as_str(), term, reason, "role changed");
+        } else {
+            info!(from = %Role::Active.as_str(), to = %Role::Standby.as_str(), term, reason, "role changed");
+        }
         self.state.send_modify(|s| {
             s.role = Role::Standby;
             s.since = Timestamp::now();

@@ -39,8 +39,10 @@ use crate::error::UsageError;
 use crate::model::{DeviceId, Reading, Timestamp};
 use crate::outbox::Outbound;
 use crate::publish::message::outbound_for;
+use crate::publish::status::PairIdentity;
 use crate::publish::{
-    DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherStatus,
+    DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherOptions,
+    PublisherStatus,
 };
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
 use crate::status::{
@@ -114,6 +116,8 @@ pub enum Signal {
     Interrupt,
     /// SIGHUP: reload the configuration.
     Hangup,
+    /// SIGUSR1 (`hallmonitor ha handover`): a pair's active hands the lease to the peer.
+    Handover,
 }
 
 /// What woke the loop.
@@ -137,6 +141,7 @@ pub struct Inputs {
     sigterm: tokio::signal::unix::Signal,
     sigint: tokio::signal::unix::Signal,
     sighup: tokio::signal::unix::Signal,
+    sigusr1: tokio::signal::unix::Signal,
     shutdown: CancellationToken,
     readings: mpsc::Receiver<Reading>,
     tick: Interval,
@@ -153,6 +158,7 @@ impl Inputs {
             sigterm: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             sigint: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
             sighup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            sigusr1: signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?,
             shutdown,
             readings,
             tick,
@@ -173,6 +179,7 @@ impl Inputs {
             // Before readings, which may never run dry (see the module docs).
             _ = self.tick.tick() => Input::Tick,
             _ = self.sighup.recv() => Input::Signal(Signal::Hangup),
+            _ = self.sigusr1.recv() => Input::Signal(Signal::Handover),
             Some(first) = self.readings.recv() => {
                 // Take what is already queued in one go (one commit per batch, not per
                 // reading), but a bounded amount, so a turn stays short.
@@ -346,6 +353,10 @@ impl Agent {
                 self.on_reload().await;
                 return ControlFlow::Continue(());
             }
+            Signal::Handover => {
+                self.on_handover().await;
+                return ControlFlow::Continue(());
+            }
         }
         ControlFlow::Break(())
     }
@@ -448,7 +459,13 @@ impl Agent {
         if !self.active
             && let Some(lease) = lease
         {
-            match Publisher::start(&self.mqtt, &self.config.site, self.store.clone()) {
+            let pair = self.ha.as_ref().map(|shell| {
+                let s = shell.state();
+                let s = s.borrow();
+                PairIdentity { node: s.node.clone(), term: s.term }
+            });
+            let opts = PublisherOptions { pair, ..PublisherOptions::new(&self.mqtt, &self.config.site) };
+            match Publisher::start_with(opts, self.store.clone()) {
                 Ok(p) => {
                     self.waker = Some(p.waker());
                     self.publisher_status = p.status();
@@ -461,6 +478,64 @@ impl Agent {
             if let Some(w) = &self.waker {
                 w.poke();
             }
+        }
+        // `status` (and `ha handover`, waiting for it) see the new role at once.
+        self.write_status(&self.publisher_status.borrow().clone(), self.clock.now());
+    }
+
+    /// `hallmonitor ha handover` (SIGUSR1): an active with the peer link up stops polling,
+    /// commits, drains its outbox while it still holds the lease, disconnects cleanly without
+    /// an offline status, then resigns (fence, release) and stays as standby, asking for
+    /// nothing for one lease so the peer wins. Anything else is logged and ignored.
+    pub async fn on_handover(&mut self) {
+        let Some(shell) = &self.ha else {
+            warn!("SIGUSR1 (handover) ignored: no [ha] section, this gateway is not in a pair");
+            return;
+        };
+        let (role, peer_link_up) = {
+            let s = shell.state();
+            let s = s.borrow();
+            (s.role, s.peer_link_up)
+        };
+        if role != ha::Role::Active || !self.active {
+            warn!("handover asked, but this gateway is standby: nothing to hand over");
+            return;
+        }
+        if !peer_link_up {
+            warn!("handover refused: the peer link is down, so the peer could not take over; staying active");
+            return;
+        }
+        info!("handover: stopping polls, draining the outbox, then giving the lease to the peer");
+        self.sources.stop().await;
+        self.commit_last_events().await;
+        let drain = self.drain_time();
+        if let Some(p) = self.publisher.take() {
+            p.hand_over(drain).await;
+        }
+        self.waker = None;
+        self.publisher_status = idle_publisher_status(&self.mqtt);
+        self.active = false;
+        if let Some(shell) = &self.ha {
+            shell.resign(ha::Resign::Handover).await;
+        }
+        self.write_status(&self.publisher_status.borrow().clone(), self.clock.now());
+    }
+
+    /// The engine's last events and its state into the store (retried briefly), then a poke.
+    async fn commit_last_events(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            log_event(&event);
+            self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
+        }
+        self.pending.state_due = true;
+        for _ in 0..3 {
+            if self.pending.commit(&self.store, &self.engine, self.clock.now()).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(w) = &self.waker {
+            w.poke();
         }
     }
 
@@ -539,20 +614,7 @@ impl Agent {
     /// gives the publisher a few seconds to drain.
     pub async fn shutdown(mut self) {
         self.sources.stop().await;
-        while let Some(event) = self.engine.poll_event() {
-            log_event(&event);
-            self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
-        }
-        self.pending.state_due = true;
-        for _ in 0..3 {
-            if self.pending.commit(&self.store, &self.engine, self.clock.now()).await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        if let Some(w) = &self.waker {
-            w.poke();
-        }
+        self.commit_last_events().await;
         if self.systemd {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         }
@@ -560,6 +622,11 @@ impl Agent {
             Some(p) => p.shutdown(self.drain_time()).await,
             None => self.publisher_status.borrow().clone(),
         };
+        // In a pair, now that nothing polls or publishes: give the lease back, so the peer
+        // takes over within about a renew period rather than after the promises ran out.
+        if let Some(shell) = &self.ha {
+            shell.resign(ha::Resign::Shutdown).await;
+        }
         let stats_now = self.store.stats().ok();
         info!(
             left_in_outbox = stats_now.as_ref().map_or(0, |s| s.depth),
@@ -905,8 +972,10 @@ fn status_snapshot(agent: &Agent, publisher: &PublisherStatus, now: Timestamp) -
                 last_takeover_reason: s.last_takeover.as_ref().map(|t| t.1.clone()),
                 peer_link_up: s.peer_link_up,
                 witness_link_up: s.witness_link_up,
+                active_node: s.active_node.clone(),
             }
         }),
+        pid: Some(std::process::id()),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod check_config;
 #[cfg(feature = "embedded-broker")]
 pub mod demo;
 pub mod discover;
+pub mod ha;
 pub mod poll;
 pub mod probe;
 pub mod replay;

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The snapshot of the daemon running `config`: where it writes outside systemd, or
 /// systemd's directory; the newer one of that site when both exist.
-fn read_for_config(config: &crate::config::Config) -> Result<StatusSnapshot, StatusError> {
+pub(crate) fn read_for_config(config: &crate::config::Config) -> Result<StatusSnapshot, StatusError> {
     let mut dirs = vec![status::snapshot_dir(&config.site, &config.store.path)];
     if !dirs.contains(&PathBuf::from(SYSTEMD_DIR)) {
         dirs.push(PathBuf::from(SYSTEMD_DIR));

@@ -10,7 +10,9 @@
 //! yielded by name, it skips a round. Without this each gateway's own voter stays promised to
 //! its own candidate (it answers first, in-process), and the pair has no holder whenever the
 //! witness is down. A holder that meets a newer term renews under a newer one, keeping its
-//! grants; [`Node::held_term`] is its fencing token.
+//! grants; [`Node::held_term`] is its fencing token. A holder may [`resign`](Node::resign)
+//! (fenced at once, then a release of everything, then a pause); the other node, told by its
+//! caller ([`Node::on_resigned`]), asks at once.
 //!
 //! Time is passed in (`now`, a monotonic reading of the caller's own clock, as a [`Duration`]
 //! since any origin); nothing here reads a clock, sleeps or does IO. Voters are numbered
@@ -127,6 +129,11 @@ pub struct Release {
     pub candidate: NodeId,
     pub incarnation: u64,
     pub up_to_round: u64,
+    /// A holder gave up the lease ([`Node::resign`]): the other node may ask at once (the shell
+    /// of the gateway whose voter receives it tells its node, [`Node::on_resigned`]). Left out
+    /// when false, so a candidate's release reads as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resigned: bool,
 }
 
 /// A voter's answer to one [`Request`], echoing what identifies it.
@@ -233,6 +240,12 @@ impl Voter {
         }
     }
 
+    /// The node this voter is promised to at `now`, if its promise runs: the holder (or the
+    /// candidate about to hold) as this voter sees it.
+    pub fn promised_to(&self, now: Duration) -> Option<&NodeId> {
+        self.promise.as_ref().filter(|p| now < p.until).map(|p| &p.to)
+    }
+
     /// Drops the promise if it was made by a grant the release covers: the node counts none of
     /// those any more. The durable record (term, owner, replica) stays.
     pub fn on_release(&mut self, release: &Release) {
@@ -327,6 +340,10 @@ pub struct Node {
     refused: [bool; VOTERS],
     role: Role,
     next_request_at: Duration,
+    /// A node that resigned, and the round this node sent first after hearing it: a voter's
+    /// refusal of that round for its promise to the resigned node is stale (the release that
+    /// drops the promise is still on its way) and is neither a reason to yield nor counted.
+    resigned: Option<(NodeId, u64)>,
 }
 
 impl Node {
@@ -346,6 +363,7 @@ impl Node {
             refused: [false; VOTERS],
             role: Role::Candidate,
             next_request_at: now,
+            resigned: None,
         }
     }
 
@@ -374,6 +392,32 @@ impl Node {
     /// The replica this node reports in its requests (the shell sets it as it commits).
     pub fn set_generation(&mut self, generation: Generation) {
         self.generation = generation;
+    }
+
+    /// Gives the lease up at once: stops holding (a holder is fenced), gives back every grant
+    /// (a [`Release`] marked `resigned`, which the voters apply to every round sent so far) and
+    /// asks for nothing for `pause`, long enough for the other node to win. On SIGTERM the
+    /// process then ends; on a planned handover it stays a candidate.
+    pub fn resign(&mut self, now: Duration, pause: Duration) -> Vec<NodeOutput> {
+        let mut out = Vec::new();
+        if self.role == Role::Holder {
+            out.push(NodeOutput::Fenced { term: self.held_term().unwrap_or(self.term) });
+            self.role = Role::Candidate;
+        }
+        let mut release = self.release();
+        release.resigned = true;
+        out.push(NodeOutput::Release(release));
+        self.next_request_at = now + pause;
+        out
+    }
+
+    /// This gateway's voter received `other`'s resignation: a candidate asks at once (at its
+    /// next [`on_tick`](Self::on_tick)) instead of waiting out its period or a pause.
+    pub fn on_resigned(&mut self, now: Duration, other: &NodeId) {
+        if self.role == Role::Candidate && *other != self.name {
+            self.next_request_at = self.next_request_at.min(now);
+            self.resigned = Some((other.clone(), self.next_round));
+        }
     }
 
     /// When the lease ends on this node's clock: the instant by which all but a minority of the
@@ -442,6 +486,8 @@ impl Node {
         }
         match &reply.verdict {
             Verdict::Refused(Refusal::StaleTerm { highest }) => self.highest_seen = self.highest_seen.max(*highest),
+            Verdict::Refused(Refusal::Promised { to: other })
+                if self.resigned.as_ref().is_some_and(|(who, round)| who == other && reply.round == *round) => {}
             Verdict::Refused(Refusal::TermTaken { by: other } | Refusal::Promised { to: other }) => {
                 if matches!(reply.verdict, Verdict::Refused(Refusal::TermTaken { .. })) {
                     self.highest_seen = self.highest_seen.max(reply.term);
@@ -499,6 +545,7 @@ impl Node {
             candidate: self.name.clone(),
             incarnation: self.incarnation,
             up_to_round: self.next_round.saturating_sub(1),
+            resigned: false,
         }
     }
 
@@ -791,11 +838,11 @@ mod tests {
         let mut req = request("gw2", 1);
         req.round = 4;
         v.on_request(s(20.0), &req);
-        let release = Release { candidate: id("gw2"), incarnation: 1, up_to_round: 3 };
+        let release = Release { candidate: id("gw2"), incarnation: 1, up_to_round: 3, resigned: false };
         v.on_release(&release);
         let reply = v.on_request(s(21.0), &request("gw1", 2));
         assert_eq!(reply.verdict, Verdict::Refused(Refusal::Promised { to: id("gw2") }), "round 4 is not covered");
-        v.on_release(&Release { candidate: id("gw2"), incarnation: 0, up_to_round: 9 });
+        v.on_release(&Release { candidate: id("gw2"), incarnation: 0, up_to_round: 9, resigned: false });
         assert!(
             matches!(v.on_request(s(21.0), &request("gw1", 2)).verdict, Verdict::Refused(_)),
             "another run's release"
@@ -808,7 +855,7 @@ mod tests {
     #[test]
     fn a_request_overtaken_by_its_release_is_refused() {
         let mut v = voter();
-        v.on_release(&Release { candidate: id("gw2"), incarnation: 1, up_to_round: 5 });
+        v.on_release(&Release { candidate: id("gw2"), incarnation: 1, up_to_round: 5, resigned: false });
         let mut req = request("gw2", 1);
         req.round = 5;
         assert_eq!(v.on_request(s(20.0), &req).verdict, Verdict::Refused(Refusal::Released));
@@ -824,7 +871,7 @@ mod tests {
         assert!(release_of(&node.on_reply(s(0.2), 1, &refused(&req, Refusal::Promised { to: id("gw2") }))).is_none());
         let out = node.on_reply(s(0.3), 2, &refused(&req, Refusal::TermTaken { by: id("gw2") }));
         let release = release_of(&out).expect("cannot win: releases");
-        assert_eq!(release, Release { candidate: id("gw1"), incarnation: 1, up_to_round: 0 });
+        assert_eq!(release, Release { candidate: id("gw1"), incarnation: 1, up_to_round: 0, resigned: false });
         // It counts nothing of the released round, even a grant arriving now...
         node.on_reply(s(0.4), 1, &granted(&req));
         node.on_reply(s(0.4), 2, &granted(&req));
@@ -891,6 +938,70 @@ mod tests {
         node.on_reply(s(3.5), 0, &granted(&renewal));
         assert_eq!(node.held_term(), Some(5));
         assert_eq!(node.lease_end(), Some(params().renew_every() + params().usable()));
+    }
+
+    #[test]
+    fn a_resigning_holder_is_fenced_at_once_releases_everything_and_pauses() {
+        let mut node = Node::new(id("gw1"), params(), 1, s(0.0));
+        let first = sent(&node.on_tick(s(0.0)));
+        node.on_reply(s(0.1), 0, &granted(&first));
+        node.on_reply(s(0.1), 1, &granted(&first));
+        let second = sent(&node.on_tick(params().renew_every()));
+        let out = node.resign(s(4.0), L);
+        assert_eq!(out[0], NodeOutput::Fenced { term: 1 });
+        let release = release_of(&out).expect("a release");
+        assert_eq!(
+            release,
+            Release { candidate: id("gw1"), incarnation: 1, up_to_round: second.round, resigned: true }
+        );
+        assert!(!node.holds(s(4.0)), "no action after resigning");
+        assert_eq!(node.role(), Role::Candidate);
+        // A grant of a round it gave back, arriving now, does not count.
+        node.on_reply(s(4.1), 0, &granted(&second));
+        node.on_reply(s(4.1), 2, &granted(&second));
+        assert!(!node.holds(s(4.1)));
+        assert_eq!(node.next_timeout(), s(4.0) + L, "it asks again only after the pause");
+        assert!(node.on_tick(s(5.0)).is_empty());
+    }
+
+    #[test]
+    fn a_voter_frees_the_resigned_holder_at_once() {
+        let mut v = voter();
+        let mut gw1 = Node::new(id("gw1"), params(), 1, s(20.0));
+        let req = sent(&gw1.on_tick(s(20.0)));
+        gw1.on_reply(s(20.0), 0, &v.on_request(s(20.0), &req));
+        assert_eq!(v.promised_to(s(21.0)), Some(&id("gw1")));
+        let out = gw1.resign(s(21.0), L);
+        v.on_release(&release_of(&out).expect("a release"));
+        assert_eq!(v.promised_to(s(21.0)), None);
+        assert_eq!(v.on_request(s(21.0), &request("gw2", 2)).verdict, Verdict::Granted);
+        assert_eq!(v.promised_to(s(21.0)), Some(&id("gw2")));
+        assert_eq!(v.promised_to(s(31.0)), None, "a promise runs for one lease");
+    }
+
+    #[test]
+    fn told_of_a_resignation_a_candidate_asks_at_once_and_does_not_yield_to_the_stale_promise() {
+        let mut gw2 = Node::new(id("gw2"), params(), 1, s(0.0));
+        let req = sent(&gw2.on_tick(s(0.0)));
+        // gw2 yielded to gw1 and pauses two renew periods.
+        gw2.on_reply(s(0.1), 1, &granted(&req));
+        assert!(release_of(&gw2.on_reply(s(0.1), 0, &refused(&req, Refusal::Promised { to: id("gw1") }))).is_some());
+        assert_eq!(gw2.next_timeout(), s(0.1) + params().renew_every() * 2);
+        gw2.on_resigned(s(1.0), &id("gw1"));
+        assert_eq!(gw2.next_timeout(), s(1.0), "asks at once");
+        let now = sent(&gw2.on_tick(s(1.0)));
+        // The witness has not yet heard the release: its refusal is stale, not a reason to yield.
+        let out = gw2.on_reply(s(1.1), 2, &refused(&now, Refusal::Promised { to: id("gw1") }));
+        assert!(release_of(&out).is_none(), "{out:?}");
+        gw2.on_reply(s(1.1), 1, &granted(&now));
+        assert_eq!(gw2.on_reply(s(1.2), 0, &granted(&now)), vec![NodeOutput::BecameHolder { term: now.term }]);
+        // A holder ignores the news; so does a node told of its own resignation.
+        gw2.on_resigned(s(2.0), &id("gw1"));
+        assert_eq!(gw2.next_timeout(), s(1.0) + params().renew_every());
+        let mut gw1 = Node::new(id("gw1"), params(), 1, s(0.0));
+        gw1.resign(s(0.0), L);
+        gw1.on_resigned(s(0.5), &id("gw1"));
+        assert_eq!(gw1.next_timeout(), L);
     }
 
     /// The whole election in the small: two nodes, three voters, the holder goes silent.

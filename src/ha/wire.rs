@@ -126,7 +126,7 @@ mod tests {
                 term: 9,
                 verdict: Verdict::Refused(Refusal::StaleReplica { newest: Generation { term: 1, index: 2 } }),
             }),
-            Message::Release(Release { candidate: req.candidate, incarnation: 5, up_to_round: 6 }),
+            Message::Release(Release { candidate: req.candidate, incarnation: 5, up_to_round: 6, resigned: true }),
         ];
         for m in messages {
             assert_eq!(Message::decode(&m.encode()), Ok(m.clone()), "{m:?}");
@@ -137,6 +137,16 @@ mod tests {
             newest: Generation { term: 4, index: 1 },
         };
         assert_eq!(decode_record(&encode_record(&record)), Ok(record));
+    }
+
+    #[test]
+    fn a_candidates_release_reads_as_before_and_a_resignation_is_marked() {
+        let release = Release { candidate: NodeId("gw1".to_owned()), incarnation: 5, up_to_round: 6, resigned: false };
+        let text = String::from_utf8(Message::Release(release.clone()).encode()).expect("JSON is UTF-8");
+        assert!(!text.contains("resigned"), "{text}");
+        let resigned = Message::Release(Release { resigned: true, ..release });
+        let text = String::from_utf8(resigned.encode()).expect("JSON is UTF-8");
+        assert!(text.contains(r#""resigned":true"#), "{text}");
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub(crate) fn client_options(
 pub fn mqtt_options(
     s: &MqttSettings,
     site: &SiteId,
+    pair: Option<&status::PairIdentity>,
     max_packet_bytes: usize,
     window: u16,
 ) -> Result<MqttOptions, PublishError> {
@@ -88,7 +89,7 @@ pub fn mqtt_options(
     o.set_inflight(window.max(1));
     o.set_request_channel_capacity(window as usize + 16);
     let status_topic = format!("{}/status", crate::publish::message::site_topic(&s.topic_prefix, site));
-    let will = serde_json::to_vec(&status::will(site, &s.client_id)).unwrap_or_default();
+    let will = serde_json::to_vec(&status::with_pair(status::will(site, &s.client_id), pair)).unwrap_or_default();
     o.set_last_will(LastWill::new(status_topic, will, QoS::AtLeastOnce, true));
     Ok(o)
 }

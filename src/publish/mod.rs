@@ -13,7 +13,9 @@
 //! - Reconnects back off exponentially with jitter up to `reconnect_max`; a connection error
 //!   is one log line naming the broker and the cause, never a tight loop or a panic.
 //! - The retained `P/S/status` says `online` after each connect; the broker publishes the
-//!   `offline` will on an abrupt drop, and a clean shutdown publishes `offline` itself.
+//!   `offline` will on an abrupt drop, and a clean shutdown publishes `offline` itself. In a
+//!   gateway pair each status names the node and term, and the publisher, subscribed to its
+//!   status topic, republishes `online` over a stale one (another gateway's late will).
 //!
 //! `message` maps engine events to topics and payloads; `connection` is the one place that
 //! parses broker URLs, builds rumqttc options (TLS via rustls + ring, credentials) and

@@ -26,7 +26,7 @@ use crate::model::{SiteId, Timestamp};
 use crate::outbox::StoredMessage;
 use crate::publish::connection::{PublishError, broker_name, classify, mqtt_options};
 use crate::publish::message::site_topic;
-use crate::publish::status;
+use crate::publish::status::{self, PairIdentity};
 use crate::store::{DropReason, Store};
 
 /// Default largest MQTT packet, in and out (rumqttc's default is 10 KiB).
@@ -45,6 +45,9 @@ pub struct PublisherOptions {
     pub max_packet_bytes: usize,
     /// First reconnect delay; doubles per failure up to `mqtt.reconnect_max`, with jitter.
     pub backoff_initial: Duration,
+    /// In a gateway pair: who this is. Its status messages then carry `node` and `term`, and
+    /// it watches the status topic to republish its `online` over a stale status.
+    pub pair: Option<PairIdentity>,
 }
 
 impl PublisherOptions {
@@ -54,6 +57,7 @@ impl PublisherOptions {
             mqtt: mqtt.clone(),
             max_packet_bytes: DEFAULT_MAX_PACKET_BYTES,
             backoff_initial: Duration::from_millis(500),
+            pair: None,
         }
     }
 }
@@ -99,7 +103,7 @@ pub struct Publisher {
     waker: PublishWaker,
     status: watch::Receiver<PublisherStatus>,
     cancel: CancellationToken,
-    drain_deadline: Arc<std::sync::Mutex<Duration>>,
+    drain_deadline: Arc<std::sync::Mutex<Farewell>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -114,14 +118,15 @@ impl Publisher {
     /// `start` with explicit options.
     pub fn start_with(opts: PublisherOptions, store: Store) -> Result<Publisher, PublishError> {
         let window = opts.mqtt.max_inflight.max(1);
-        let mqtt_opts = mqtt_options(&opts.mqtt, &opts.site, opts.max_packet_bytes, window)?;
+        let mqtt_opts = mqtt_options(&opts.mqtt, &opts.site, opts.pair.as_ref(), opts.max_packet_bytes, window)?;
         let cap = mqtt_opts.request_channel_capacity();
         let (client, eventloop) = AsyncClient::new(mqtt_opts, cap);
         let notify = Arc::new(Notify::new());
         let broker = broker_name(&opts.mqtt);
         let (status_tx, status_rx) = watch::channel(PublisherStatus { broker: broker.clone(), ..Default::default() });
         let cancel = CancellationToken::new();
-        let drain_deadline = Arc::new(std::sync::Mutex::new(Duration::from_secs(5)));
+        let drain_deadline =
+            Arc::new(std::sync::Mutex::new(Farewell { deadline: Duration::from_secs(5), offline: true }));
         let status_topic = format!("{}/status", site_topic(&opts.mqtt.topic_prefix, &opts.site));
         let task = Task {
             store,
@@ -144,6 +149,7 @@ impl Publisher {
             last_logged_error: None,
             phase: Phase::Running,
             offline_acked: false,
+            subscribe_refused_logged: false,
         };
         let handle = tokio::spawn(task.run(eventloop));
         Ok(Publisher { waker: PublishWaker(notify), status: status_rx, cancel, drain_deadline, task: Some(handle) })
@@ -166,9 +172,20 @@ impl Publisher {
 
     /// Clean stop: keep publishing until the outbox is drained or `deadline` passes, publish
     /// the retained offline status, DISCONNECT. Returns the final status.
-    pub async fn shutdown(mut self, deadline: Duration) -> PublisherStatus {
+    pub async fn shutdown(self, deadline: Duration) -> PublisherStatus {
+        self.stop(Farewell { deadline, offline: true }).await
+    }
+
+    /// A gateway pair's planned handover: like `shutdown`, but without the offline status (the
+    /// site is not going offline: the peer's `online` follows within moments, and a clean
+    /// DISCONNECT sends no last will).
+    pub async fn hand_over(self, deadline: Duration) -> PublisherStatus {
+        self.stop(Farewell { deadline, offline: false }).await
+    }
+
+    async fn stop(mut self, farewell: Farewell) -> PublisherStatus {
         if let Ok(mut d) = self.drain_deadline.lock() {
-            *d = deadline;
+            *d = farewell;
         }
         self.cancel.cancel();
         if let Some(task) = self.task.take() {
@@ -184,6 +201,13 @@ impl Drop for Publisher {
             task.abort();
         }
     }
+}
+
+/// How a clean stop ends: how long to drain, and whether to publish the offline status.
+#[derive(Debug, Clone, Copy)]
+struct Farewell {
+    deadline: Duration,
+    offline: bool,
 }
 
 /// One message handed to rumqttc and not yet acknowledged.
@@ -219,7 +243,7 @@ struct Task {
     client: AsyncClient,
     notify: Arc<Notify>,
     cancel: CancellationToken,
-    drain_deadline: Arc<std::sync::Mutex<Duration>>,
+    drain_deadline: Arc<std::sync::Mutex<Farewell>>,
     status_tx: watch::Sender<PublisherStatus>,
     status_topic: String,
     broker: String,
@@ -239,6 +263,8 @@ struct Task {
     last_logged_error: Option<String>,
     phase: Phase,
     offline_acked: bool,
+    /// The broker refused the status topic's subscription (pair only); logged once.
+    subscribe_refused_logged: bool,
 }
 
 type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Event, ConnectionError>> + Send + 'a>>;
@@ -306,7 +332,7 @@ impl Task {
     }
 
     fn begin_drain(&mut self) {
-        let d = self.drain_deadline.lock().map(|d| *d).unwrap_or(Duration::from_secs(5));
+        let d = self.drain_deadline.lock().map(|d| d.deadline).unwrap_or(Duration::from_secs(5));
         info!(broker = %self.broker, deadline = ?d, "MQTT publisher draining the outbox before shutdown");
         self.phase = Phase::Draining(Instant::now() + d);
         if !self.connected {
@@ -328,9 +354,17 @@ impl Task {
         }
     }
 
-    /// Publishes the retained offline status; the DISCONNECT follows its PUBACK.
+    /// Publishes the retained offline status; the DISCONNECT follows its PUBACK. A handover
+    /// says no offline: it disconnects at once.
     fn say_goodbye(&mut self) {
-        let payload = status::offline_shutdown(&self.opts.site, &self.opts.mqtt.client_id, Timestamp::now());
+        if !self.drain_deadline.lock().map(|d| d.offline).unwrap_or(true) {
+            self.disconnect();
+            return;
+        }
+        let payload = status::with_pair(
+            status::offline_shutdown(&self.opts.site, &self.opts.mqtt.client_id, Timestamp::now()),
+            self.opts.pair.as_ref(),
+        );
         let bytes = serde_json::to_vec(&payload).unwrap_or_default();
         match self.client.try_publish(self.status_topic.clone(), QoS::AtLeastOnce, true, bytes) {
             Ok(()) => {
@@ -451,13 +485,35 @@ impl Task {
                     s.connect_attempts += 1;
                     s.last_error = None;
                 });
-                let birth =
-                    status::online(&self.opts.site, &self.opts.mqtt.client_id, self.started_at, Timestamp::now());
-                let bytes = serde_json::to_vec(&birth).unwrap_or_default();
-                if self.client.try_publish(self.status_topic.clone(), QoS::AtLeastOnce, true, bytes).is_ok() {
-                    self.handed.push_back(Handed::Birth);
+                if self.opts.pair.is_some()
+                    && let Err(e) = self.client.try_subscribe(self.status_topic.clone(), QoS::AtMostOnce)
+                {
+                    warn!(broker = %self.broker, error = %e, topic = %self.status_topic, "cannot subscribe to the status topic");
                 }
+                self.publish_birth();
                 self.fill();
+            }
+            Ok(Event::Incoming(Incoming::Publish(p))) => {
+                // Only the status topic is subscribed (in a pair): a stale status over ours.
+                if let Some(me) = &self.opts.pair
+                    && p.topic == self.status_topic.as_str()
+                    && self.phase == Phase::Running
+                    && let Ok(seen) = serde_json::from_slice::<serde_json::Value>(&p.payload)
+                    && status::is_stale_for(&seen, me)
+                {
+                    info!(broker = %self.broker, seen_node = seen["node"].as_str().unwrap_or("-"), seen_state = seen["state"].as_str().unwrap_or("-"),
+                        "a stale status landed on the status topic (a late last will?); republishing online");
+                    self.publish_birth();
+                }
+            }
+            Ok(Event::Incoming(Incoming::SubAck(ack))) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    && !self.subscribe_refused_logged
+                {
+                    self.subscribe_refused_logged = true;
+                    warn!(broker = %self.broker, topic = %self.status_topic,
+                        "the broker refused this client's subscription to its status topic (ACL?): a late last will of the other gateway would stay retained");
+                }
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => match self.handed.pop_front() {
                 Some(h) if h.qos() == 0 => {
@@ -491,6 +547,18 @@ impl Task {
             }
             Ok(_) => {}
             Err(e) => self.connection_failed(e).await,
+        }
+    }
+
+    /// The retained `online` status (with the pair's node and term).
+    fn publish_birth(&mut self) {
+        let birth = status::with_pair(
+            status::online(&self.opts.site, &self.opts.mqtt.client_id, self.started_at, Timestamp::now()),
+            self.opts.pair.as_ref(),
+        );
+        let bytes = serde_json::to_vec(&birth).unwrap_or_default();
+        if self.client.try_publish(self.status_topic.clone(), QoS::AtLeastOnce, true, bytes).is_ok() {
+            self.handed.push_back(Handed::Birth);
         }
     }
 

@@ -51,6 +51,12 @@ impl Lines {
         self.seen[i].clone()
     }
 
+    /// From now on `wait_for_next` looks only at lines that arrive after this call.
+    pub fn skip_seen(&mut self) {
+        self.drain();
+        self.next = self.seen.len();
+    }
+
     /// Every line received so far.
     pub fn drain(&mut self) -> &[String] {
         while let Ok(line) = self.rx.try_recv() {

@@ -60,6 +60,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pin_malloc_thresholds();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, cli.log_format),
@@ -98,3 +99,24 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB): after
+/// sled frees its first big buffer, growing vectors and tables come from the brk heap, and the
+/// copies a growth leaves behind stay resident. Pinning both thresholds at glibc's own starting
+/// values (128 KiB) keeps large blocks in their own mappings, returned to the kernel when freed.
+/// Measured at 100 + 100 devices: peak RSS 24.4 -> 19.5 MiB (README, performance).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn pin_malloc_thresholds() {
+    const THRESHOLD: libc::c_int = 128 * 1024;
+    // SAFETY: mallopt only sets the allocator's parameters (it takes the arena lock itself);
+    // it is called first thing in main, before this process starts any thread. A refused
+    // setting (return 0) leaves glibc's defaults, which work, only with more memory.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, THRESHOLD);
+    }
+}
+
+/// Other C libraries (musl) have no such thresholds to pin.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn pin_malloc_thresholds() {}

@@ -323,7 +323,9 @@ pub async fn run(mut poller: DevicePoller, ctx: SourceContext) {
         let started = Instant::now();
         let outcome = tokio::select! {
             _ = ctx.cancel.cancelled() => return,
-            o = poller.poll() => o,
+            // Boxed: the request futures (several KiB) then live only while a poll runs, not
+            // in every device's task between polls.
+            o = Box::pin(poller.poll()) => o,
         };
         stats.requests.fetch_add(poller.take_requests(), Ordering::Relaxed);
         if poller.log_transition(&outcome.result) {

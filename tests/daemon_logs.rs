@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use support::files::{secret, write_config};
 use support::net::{free_port as closed_port, free_udp_port};
-use support::process::{Lines, status};
+use support::process::{KillOnDrop, Lines, status};
 
 /// A Modbus device at a closed TCP port.
 fn modbus_device() -> String {
@@ -184,25 +184,20 @@ fn a_log_that_cannot_be_written_stops_neither_the_daemon_nor_a_reload() {
     std::fs::set_permissions(&community, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let cfg = write_config(dir.path(), &config_with(&dir.path().join("store"), "200ms", 3, &device));
     let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .env("XDG_RUNTIME_DIR", dir.path())
-        .env_remove("RUNTIME_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(full())
-        .stderr(full())
-        .spawn()
-        .expect("start hallmonitor run");
-    // Killed if an assertion fails first.
-    struct KillOnDrop(u32);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
-        }
-    }
-    let _guard = KillOnDrop(child.id());
+    let mut daemon = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(full())
+            .stderr(full())
+            .spawn()
+            .expect("start hallmonitor run"),
+    );
+    let child = &mut daemon.0;
     let polls = |s: &serde_json::Value| s["polls"]["snmp"]["polls_failed"].as_u64().unwrap_or(0);
     let before = polls(&wait_status(&cfg, dir.path(), "failed polls", |s| polls(s) >= 2));
     let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();

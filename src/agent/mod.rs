@@ -717,7 +717,10 @@ impl Agent {
     /// gives the publisher a few seconds to drain.
     pub async fn shutdown(mut self) {
         self.sources.stop().await;
-        self.commit_last_events().await;
+        // A standby's engine is not the pair's: its state must not overwrite the replica's.
+        if self.active {
+            self.commit_last_events().await;
+        }
         if self.systemd {
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         }

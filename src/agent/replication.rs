@@ -232,7 +232,9 @@ impl Replicator {
             setup,
             poke: poke.clone(),
             conn: None,
-            reported: Generation::default(),
+            // What this node asked for the lease with (its position as standby): the voters
+            // know it already, and everything published so far is in it.
+            reported: generation(position),
             limit: 0,
             last_state: String::new(),
             announced_sync: false,

@@ -666,12 +666,13 @@ impl Election {
         stop: CancellationToken,
     ) {
         loop {
-            let generation = *self.generation.borrow_and_update();
-            self.node.set_generation(generation);
             let wait = self.node.next_timeout().saturating_sub(boottime());
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = sleep(wait) => {
+                    // Requests leave only from `on_tick`: each carries the replica as it is now.
+                    let generation = *self.generation.borrow();
+                    self.node.set_generation(generation);
                     let out = self.node.on_tick(boottime());
                     self.handle(out).await;
                 }

@@ -51,6 +51,10 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// tells an absent standby from an idle stream by this (its `degrade_after` is a third of the
 /// lease, at least a second).
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
+/// Snapshots the standby asks for again without having acknowledged anything new come at
+/// least this far apart, doubling up to the cap.
+const SNAPSHOT_GAP_FIRST: Duration = Duration::from_millis(500);
+const SNAPSHOT_GAP_MAX: Duration = Duration::from_secs(30);
 /// A piece's first byte: more pieces of this message follow, or this is the last.
 const MORE: u8 = 1;
 const LAST: u8 = 0;
@@ -238,6 +242,9 @@ impl Replicator {
             limit: 0,
             last_state: String::new(),
             announced_sync: false,
+            next_snapshot_at: Instant::now(),
+            snapshot_gap: Duration::ZERO,
+            acked_at_snapshot: None,
         };
         let task = tokio::spawn(run.run(stop.clone()));
         Ok(Replicator { poke, stop, task })
@@ -270,6 +277,12 @@ struct LeaderLoop {
     last_state: String,
     /// "In sync" was logged since the standby was last absent.
     announced_sync: bool,
+    /// No snapshot before this: a standby that keeps asking (it cannot apply one: a full disk)
+    /// must not have the active read its whole store in a loop.
+    next_snapshot_at: Instant,
+    snapshot_gap: Duration,
+    /// What the standby had acknowledged when the last snapshot was sent.
+    acked_at_snapshot: Option<Generation>,
 }
 
 impl LeaderLoop {
@@ -401,7 +414,13 @@ impl LeaderLoop {
     /// granted it, the publish limit, the generation reported, the view.
     async fn after_event(&mut self) {
         let now = boottime();
-        if self.leader.needs_snapshot() && self.conn.is_some() {
+        if self.leader.acked() != self.acked_at_snapshot {
+            self.snapshot_gap = Duration::ZERO; // the last one helped
+        }
+        if self.leader.needs_snapshot() && self.conn.is_some() && Instant::now() >= self.next_snapshot_at {
+            self.acked_at_snapshot = self.leader.acked();
+            self.snapshot_gap = (self.snapshot_gap * 2).clamp(SNAPSHOT_GAP_FIRST, SNAPSHOT_GAP_MAX);
+            self.next_snapshot_at = Instant::now() + self.snapshot_gap;
             match self.setup.store.snapshot().await {
                 Ok(snapshot) => {
                     let entries: Vec<Vec<u8>> =
@@ -484,13 +503,15 @@ impl LeaderLoop {
         }
     }
 
-    /// When to look at the stream again without an event: degraded mode may be due.
+    /// When to look at the stream again without an event: degraded mode, or a snapshot held
+    /// back, may be due.
     fn next_check(&self) -> Instant {
         let step = match self.leader.sync_state(boottime()) {
             SyncState::Lagging { .. } | SyncState::DegradePending { .. } => Duration::from_millis(100),
             SyncState::InSync | SyncState::Degraded { .. } => Duration::from_secs(1),
         };
-        Instant::now() + step
+        let next = Instant::now() + step;
+        if self.leader.needs_snapshot() { next.min(self.next_snapshot_at.max(Instant::now())) } else { next }
     }
 }
 

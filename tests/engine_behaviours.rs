@@ -191,6 +191,8 @@ fn export_and_import_mid_incident_continues_exactly() {
     }
     assert_eq!(first.engine.open_incidents().len(), 1, "cut mid-incident");
     let json = serde_json::to_string(&first.engine.export_state()).unwrap();
+    // What the daemon saves (borrowed, not copied) is the same bytes.
+    assert_eq!(serde_json::to_string(&first.engine.state_view()).unwrap(), json);
     let state: EngineState = serde_json::from_str(&json).unwrap();
     let mut second = Driver { engine: Engine::new(cfg), events: first.events.clone(), now: first.now };
     second.engine.import_state(state);

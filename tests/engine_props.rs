@@ -167,5 +167,7 @@ proptest! {
         // State round-trips through JSON at any point.
         let json = serde_json::to_string(&d.engine.export_state()).unwrap();
         let _: hallmonitor::engine::EngineState = serde_json::from_str(&json).unwrap();
+        // The daemon saves the borrowed view: the same bytes.
+        prop_assert_eq!(serde_json::to_string(&d.engine.state_view()).unwrap(), json);
     }
 }

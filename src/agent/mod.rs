@@ -919,7 +919,7 @@ impl PendingCommit {
         // that does not serialize is never written: the last good one stays.
         let state = if self.engine_events || self.state_due {
             let mut buf = Vec::with_capacity(self.state_len + self.state_len / 8);
-            match serde_json::to_writer(&mut buf, &engine.export_state()) {
+            match serde_json::to_writer(&mut buf, &engine.state_view()) {
                 Ok(()) => {
                     self.state_len = buf.len();
                     Some(buf)

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use chronicle::breach_list;
 pub use events::*;
-pub use state::EngineState;
+pub use state::{EngineState, EngineStateView};
 
 use crate::config::{DeviceMeta, EngineSettings, Feed, Threshold, Zone};
 use crate::model::{Category, DeviceId, Metric, PointId, Quality, RackId, Reading, Timestamp, ZoneId};
@@ -283,6 +283,25 @@ impl Engine {
             next_incident: st.next_incident,
             advanced_at: st.advanced_at,
             events: st.events.clone(),
+        }
+    }
+
+    /// The state to save, borrowed: serializes as `export_state()` does, without the copy.
+    pub fn state_view(&self) -> EngineStateView<'_> {
+        let st = &self.st;
+        EngineStateView {
+            points: state::PointsToSave(&st.points),
+            devices: &st.devices,
+            racks: &st.racks,
+            incidents: &st.incidents,
+            history: &st.history,
+            patterns: &st.patterns,
+            rollups: &st.rollups,
+            rollup_from: st.rollup_from,
+            counters: st.counters,
+            next_incident: st.next_incident,
+            advanced_at: st.advanced_at,
+            events: &st.events,
         }
     }
 

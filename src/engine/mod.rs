@@ -333,7 +333,7 @@ impl Engine {
         let mut out = Vec::new();
         for p in &self.st.points {
             for (slot, rs) in [(Slot::Level, &p.level), (Slot::Breaker, &p.breaker), (Slot::Rise, &p.rise)] {
-                if let Some(a) = rs.active {
+                if let Some(a) = rs.get().active {
                     out.push(self.breach_of(p, slot, a.hit, a.since, p.last.map(|l| l.1)));
                 }
             }
@@ -607,7 +607,7 @@ impl Engine {
         };
         if let Some(t) = &rules.level {
             let p = &mut self.st.points[pi as usize];
-            let active = p.level.active.map(|a| a.hit);
+            let active = p.level.get().active.map(|a| a.hit);
             let hit = classify(t, v, active.as_ref(), high_rule);
             let raw = classify(t, v, None, high_rule).is_some();
             let (step, crossing) = p.level.step(now, hit, raw, t.hold_for);
@@ -631,14 +631,14 @@ impl Engine {
                 let (step, crossing) = p.rise.step(now, hit, hit.is_some(), Duration::ZERO);
                 self.apply(now, pi, Slot::Rise, step, crossing, v);
             }
-        } else if self.st.points[pi as usize].level.active.is_some() {
+        } else if self.st.points[pi as usize].level.get().active.is_some() {
             // The rule was removed by a reload: its breach is over.
             let (step, _) = self.st.points[pi as usize].level.step(now, None, false, Duration::ZERO);
             self.apply(now, pi, Slot::Level, step, false, v);
         }
         if let Some(t) = &rules.breaker {
             let p = &mut self.st.points[pi as usize];
-            let active = p.breaker.active.map(|a| a.hit);
+            let active = p.breaker.get().active.map(|a| a.hit);
             let hit = classify(t, v, active.as_ref(), RuleKind::Breaker);
             let raw = classify(t, v, None, RuleKind::Breaker).is_some();
             let (step, crossing) = p.breaker.step(now, hit, raw, t.hold_for);
@@ -660,7 +660,7 @@ impl Engine {
                     Slot::Rise => &self.st.points[pi as usize].rise,
                     Slot::Comms => return,
                 };
-                if rs.pending.is_some() {
+                if rs.get().pending.is_some() {
                     let key = self.member_key(pi, slot);
                     self.member_flapping(now, &key);
                 }

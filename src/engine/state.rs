@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chronicle::Chronicle;
 use super::events::{Breach, Event, IncidentContext, NoiseCounters, PatternEvent, PeakValue};
-use super::thresholds::RuleState;
+use super::thresholds::RuleCell;
 use crate::model::{Category, DeviceId, Metric, PointId, RackId, Severity, Timestamp, ZoneId};
 
 /// Everything the engine must keep across restarts, as one serde value.
@@ -139,11 +139,11 @@ pub struct PointState {
     /// Latest good value.
     pub last: Option<(Timestamp, f64)>,
     #[serde(default)]
-    pub level: RuleState,
+    pub level: RuleCell,
     #[serde(default)]
-    pub breaker: RuleState,
+    pub breaker: RuleCell,
     #[serde(default)]
-    pub rise: RuleState,
+    pub rise: RuleCell,
     /// Rise rule: (time, value) with increasing values, front is the window's minimum. Not
     /// saved: every inlet point keeps some, and saving them made the state (rewritten with
     /// every event batch) 3.6x larger; after a restart the window refills, so a rise already
@@ -190,8 +190,7 @@ impl PointState {
     /// Nothing here that the point's next reading would not rebuild (the rise window, which
     /// is not saved, refills).
     pub fn is_quiet(&self) -> bool {
-        let idle = RuleState::default();
-        self.level == idle && self.breaker == idle && self.rise == idle && self.bad_run == 0
+        self.level.is_idle() && self.breaker.is_idle() && self.rise.is_idle() && self.bad_run == 0
     }
 }
 

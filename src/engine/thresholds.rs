@@ -200,6 +200,64 @@ impl RuleState {
     }
 }
 
+/// One rule's state on one point, boxed only while it is not idle. Most points are idle most
+/// of the time, so this keeps 48 of the 56 bytes of each of a point's three rules off the
+/// engine's point list (issue 13); saved, it reads and writes exactly as a `RuleState`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleCell(Option<Box<RuleState>>);
+
+static IDLE: RuleState = RuleState { raw: false, pending: None, active: None };
+
+impl RuleCell {
+    /// The state (an idle one when nothing is boxed).
+    pub fn get(&self) -> &RuleState {
+        self.0.as_deref().unwrap_or(&IDLE)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// [`RuleState::step`], allocating only when the rule leaves idle.
+    pub fn step(&mut self, now: Timestamp, hit: Option<Hit>, raw: bool, hold: Duration) -> (Step, bool) {
+        match &mut self.0 {
+            Some(state) => {
+                let out = state.step(now, hit, raw, hold);
+                if **state == IDLE {
+                    self.0 = None;
+                }
+                out
+            }
+            None => {
+                let mut state = RuleState::default();
+                let out = state.step(now, hit, raw, hold);
+                if state != IDLE {
+                    self.0 = Some(Box::new(state));
+                }
+                out
+            }
+        }
+    }
+
+    /// [`RuleState::reset`].
+    pub fn reset(&mut self) -> Option<Hit> {
+        self.0.take().and_then(|mut state| state.reset())
+    }
+}
+
+impl Serialize for RuleCell {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleCell {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let state = RuleState::deserialize(deserializer)?;
+        Ok(RuleCell((state != IDLE).then(|| Box::new(state))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +308,38 @@ mod tests {
         let (s, crossing) = rs.step(Timestamp(100_000), hit, true, t.hold_for);
         assert!(!crossing);
         assert!(matches!(s, Step::Raised(a) if a.since == Timestamp(40_000)));
+    }
+
+    #[test]
+    fn a_rule_cell_steps_as_its_state_boxing_only_while_not_idle() {
+        let t = inlet();
+        let (mut cell, mut state) = (RuleCell::default(), RuleState::default());
+        let script = [
+            (0, 25.0),
+            (10_000, 28.0),
+            (20_000, 26.0),
+            (30_000, 28.5),
+            (100_000, 29.0),
+            (110_000, 33.0),
+            (120_000, 20.0),
+            (130_000, 20.0),
+        ];
+        for (at, v) in script {
+            let hit = classify(&t, v, state.active.map(|a| a.hit).as_ref(), RuleKind::High);
+            let raw = classify(&t, v, None, RuleKind::High).is_some();
+            let expected = state.step(Timestamp(at), hit, raw, t.hold_for);
+            assert_eq!(cell.step(Timestamp(at), hit, raw, t.hold_for), expected, "at {at}");
+            assert_eq!(*cell.get(), state, "at {at}");
+            assert_eq!(cell.is_idle(), state == RuleState::default(), "boxed only while not idle, at {at}");
+            // Saved, a cell is its state: the same bytes, read back the same.
+            let json = serde_json::to_string(&cell).unwrap();
+            assert_eq!(json, serde_json::to_string(&state).unwrap());
+            assert_eq!(serde_json::from_str::<RuleCell>(&json).unwrap(), cell);
+        }
+        assert!(cell.is_idle(), "cleared at the end of the script");
+        cell.step(Timestamp(200_000), classify(&t, 40.0, None, RuleKind::High), true, Duration::ZERO);
+        assert!(cell.reset().is_some());
+        assert!(cell.is_idle());
     }
 
     #[test]

@@ -98,8 +98,7 @@ fn the_publish_limit_holds_back_what_the_standby_does_not_have() {
     let rt = rt();
     let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
     s.set_publish_limit(0);
-    rt.block_on(s.commit(&[msg(MessageClass::Health, 10), msg(MessageClass::Health, 10)], None, Timestamp(0)))
-        .unwrap();
+    rt.block_on(s.commit(&[msg(MessageClass::Health, 10), msg(MessageClass::Health, 10)], None, Timestamp(0))).unwrap();
     assert!(s.peek_from(None, 10).unwrap().is_empty(), "durable, but the standby holds nothing yet");
     s.set_publish_limit(1);
     assert_eq!(s.peek_from(None, 10).unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);

@@ -596,6 +596,11 @@ impl Agent {
             warn!("handover refused: the peer link is down, so the peer could not take over; staying active");
             return;
         }
+        let replica = self.replica_view.borrow().state.clone();
+        if !replication::standby_can_take_over(&replica) {
+            warn!(replica = %replica, "handover refused: the standby does not hold what was published, so it could not take over; staying active");
+            return;
+        }
         info!("handover: stopping polls, draining the outbox, then giving the lease to the peer");
         self.sources.stop().await;
         self.commit_last_events().await;

@@ -80,6 +80,14 @@ pub struct ReplicaView {
     pub publishable_upto: u64,
 }
 
+/// Whether an active whose stream is in `state` (`ReplicaView::state`) may hand over: its
+/// standby holds everything published (`in_sync`, or `lagging`: what is in flight is not
+/// published yet). `waiting` and `degraded` mean the voters know a generation the standby
+/// lacks, so it could not win the lease.
+pub fn standby_can_take_over(state: &str) -> bool {
+    matches!(state, "in_sync" | "lagging")
+}
+
 /// A link an active opened to this gateway's listener for its replication stream.
 pub struct StreamLink {
     pub hello: StreamHello,
@@ -435,16 +443,18 @@ impl LeaderLoop {
                 Err(e) => warn!(error = %e, "replication: cannot read a snapshot for the standby"),
             }
         }
-        if let SyncState::DegradePending { report } = self.leader.sync_state(now) {
-            let granted = self.setup.election.borrow().granted_generation;
-            if let Some(granted) = granted.filter(|g| *g >= report)
-                && self.leader.degrade(now, granted).is_ok()
-            {
-                warn!(
-                    generation = ?granted,
-                    "replication: the standby is absent; publishing without it (degraded: no takeover until it is back in sync)"
-                );
-            }
+        // Degraded mode, and while in it what a majority's grant covers (the election's
+        // renewals carry the generation reported below).
+        let state = self.leader.sync_state(now);
+        if matches!(state, SyncState::DegradePending { .. } | SyncState::Degraded { .. })
+            && let Some(granted) = self.setup.election.borrow().granted_generation
+            && self.leader.degrade(now, granted).is_ok()
+            && matches!(state, SyncState::DegradePending { .. })
+        {
+            warn!(
+                generation = ?granted,
+                "replication: the standby is absent; publishing without it (degraded: no takeover until it is back in sync)"
+            );
         }
         self.reported = self.reported.max(self.leader.reported_generation(now));
         self.setup.generation.send_if_modified(|g| {
@@ -481,7 +491,9 @@ impl LeaderLoop {
 
     fn view(&self, now: Duration) -> ReplicaView {
         let (state, lag_entries, lag_bytes, lag_ms) = match self.leader.sync_state(now) {
-            SyncState::InSync if self.leader.acked().is_none() => ("waiting", 0, 0, 0),
+            SyncState::InSync | SyncState::Lagging { .. } if self.leader.acked().is_none() => {
+                ("waiting", 0, 0, self.leader.standby_silent_for(now).as_millis() as u64)
+            }
             SyncState::InSync => ("in_sync", 0, 0, 0),
             SyncState::Lagging { entries, bytes, waiting } => {
                 ("lagging", entries as u64, bytes as u64, waiting.as_millis() as u64)

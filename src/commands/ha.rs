@@ -76,6 +76,14 @@ fn handover(args: &HandoverArgs) -> anyhow::Result<ExitCode> {
     if !ha.peer_link_up {
         bail!("{} stays active: the peer link is down, so the peer could not take over", ha.node);
     }
+    if !crate::agent::replication::standby_can_take_over(&ha.replica.state) {
+        bail!(
+            "{} stays active: the standby does not hold what was published (replica {}), so it could not take over; \
+             wait until `hallmonitor status` shows the replica in sync",
+            ha.node,
+            if ha.replica.state.is_empty() { "unknown" } else { &ha.replica.state }
+        );
+    }
     let pid = daemon_pid(&snap)?;
     println!("{}: active (term {}), peer link up; asking the daemon (pid {pid}) to hand over", ha.node, ha.term);
     let asked_at = Timestamp::now();

@@ -131,6 +131,16 @@ pub struct Leader {
     /// The newest entry dropped at the bound: a snapshot older than it does not replace it.
     dropped_through: Option<Generation>,
     degraded_since: Option<Duration>,
+    /// Pushed (or held at start) and neither acknowledged by the standby nor covered by a
+    /// generation a majority granted: (generation, last seq), oldest first. Degraded, these
+    /// wait: a voter that does not know an entry's generation could grant the standby, which
+    /// may have applied older entries (its acks lost) but not this one.
+    uncovered: VecDeque<(Generation, u64)>,
+    /// The last seq of the newest entry a majority's grant covers.
+    covered_upto_seq: u64,
+    /// When this leader started: a standby that never says where it is leads to degraded mode
+    /// like one that falls silent.
+    started_at: Duration,
 }
 
 impl Leader {
@@ -160,6 +170,9 @@ impl Leader {
             needs_snapshot: None,
             dropped_through: None,
             degraded_since: None,
+            uncovered: VecDeque::from([(position, upto_seq)]),
+            covered_upto_seq: 0,
+            started_at: now,
         }
     }
 
@@ -196,6 +209,7 @@ impl Leader {
         }
         self.last = record.generation;
         self.last_upto_seq = record.upto_seq;
+        self.uncovered.push_back((record.generation, record.upto_seq));
         let entry = Entry {
             term: self.term,
             generation: record.generation,
@@ -227,6 +241,9 @@ impl Leader {
             return Vec::new();
         }
         self.unacked.retain(|(_, e)| e.generation > record.generation);
+        if self.uncovered.back().is_none_or(|(g, _)| *g < record.generation) {
+            self.uncovered.push_back((record.generation, record.upto_seq));
+        }
         self.last = self.last.max(record.generation);
         self.last_upto_seq = self.last_upto_seq.max(record.upto_seq);
         self.unacked_bytes = record.bytes.len() + self.unacked.iter().map(|(_, e)| e.bytes.len()).sum::<usize>();
@@ -295,6 +312,9 @@ impl Leader {
             return false;
         }
         self.acked = Some(p);
+        while self.uncovered.front().is_some_and(|(g, _)| *g <= p) {
+            self.uncovered.pop_front();
+        }
         if self.unacked.is_empty() && self.needs_snapshot.is_none() {
             self.degraded_since = None;
         }
@@ -337,7 +357,9 @@ impl Leader {
         if let Some(since) = self.degraded_since {
             return SyncState::Degraded { since };
         }
-        let Some(since) = self.waiting_since() else { return SyncState::InSync };
+        // A standby that never said where it is holds back what the store has since the start.
+        let waiting = self.waiting_since().or(self.acked.is_none().then_some(self.started_at));
+        let Some(since) = waiting else { return SyncState::InSync };
         let silent = now.saturating_sub(self.heard_at);
         let waiting = now.saturating_sub(since);
         if silent >= self.params.degrade_after || waiting >= self.params.degrade_after {
@@ -346,27 +368,40 @@ impl Leader {
         SyncState::Lagging { entries: self.unacked.len(), bytes: self.unacked_bytes, waiting }
     }
 
-    /// Enters degraded mode, once a majority granted a renewal carrying `granted` (at least the
-    /// `report` of [`SyncState::DegradePending`]): every voter that could grant the standby then
-    /// knows a generation newer than anything the standby has.
+    /// Enters degraded mode, or goes on in it, with `granted`, the newest generation a majority
+    /// granted in renewals this node still counts (each voter stored it before granting): every
+    /// voter that could grant the standby then knows it. Entering needs it to cover the oldest
+    /// entry the standby may lack (with a snapshot pending, everything pushed); while degraded,
+    /// each call makes publishable what it covers.
     pub fn degrade(&mut self, now: Duration, granted: Generation) -> Result<(), DegradeError> {
-        // The oldest entry the standby may lack; with a snapshot pending, everything pushed.
-        let needed = match (self.needs_snapshot, self.unacked.front()) {
-            (None, Some((_, e))) => e.generation,
-            _ => self.last,
-        };
-        if granted < needed {
-            return Err(DegradeError::NotCovered { needed, granted });
+        if self.degraded_since.is_none() {
+            let needed = match (self.needs_snapshot, self.unacked.front()) {
+                (None, Some((_, e))) => e.generation,
+                _ => self.last,
+            };
+            if granted < needed {
+                return Err(DegradeError::NotCovered { needed, granted });
+            }
+            self.degraded_since = Some(now);
         }
-        self.degraded_since.get_or_insert(now);
+        while let Some(&(g, upto)) = self.uncovered.front()
+            && g <= granted
+        {
+            self.covered_upto_seq = self.covered_upto_seq.max(upto);
+            self.uncovered.pop_front();
+        }
         Ok(())
     }
 
     /// The highest `seq` the publisher may send: what the standby acknowledged; while degraded,
-    /// what has been pushed here (never a commit not pushed yet, so the generation reported to
-    /// the voters always covers what was published).
+    /// also what a majority's grant covers (never an entry whose generation the voters may not
+    /// know: the standby could otherwise win the lease without it).
     pub fn publishable_upto(&self) -> u64 {
-        if self.degraded_since.is_some() { self.last_upto_seq } else { self.acked_upto_seq }
+        if self.degraded_since.is_some() {
+            self.acked_upto_seq.max(self.covered_upto_seq)
+        } else {
+            self.acked_upto_seq
+        }
     }
 
     /// The generation the holder reports in its lease renewals (`Node::set_generation`): the
@@ -766,8 +801,14 @@ mod tests {
         l.degrade(s(4.2), g(1, 6)).unwrap();
         assert_eq!(l.sync_state(s(4.3)), SyncState::Degraded { since: s(4.2) });
         assert_eq!(l.publishable_upto(), 46);
-        // Degraded: what is pushed is publishable at once, and only that.
+        // Degraded: what is pushed is publishable once a majority's grant covers it, not before
+        // (the standby may have applied (1, 6) with its ack lost, and win without (1, 7)).
         l.push(s(5.0), record(g(1, 6), g(1, 7), 49)).unwrap();
+        assert_eq!(l.reported_generation(s(5.0)), g(1, 7));
+        assert_eq!(l.publishable_upto(), 46);
+        l.degrade(s(5.1), g(1, 6)).unwrap();
+        assert_eq!(l.publishable_upto(), 46);
+        l.degrade(s(5.2), g(1, 7)).unwrap();
         assert_eq!(l.publishable_upto(), 49);
         // The standby comes back behind: it is resent the rest, and in step again it ends
         // degraded mode.
@@ -777,6 +818,18 @@ mod tests {
         l.on_reply(s(6.1), Reply::Applied(g(1, 7)));
         assert_eq!(l.sync_state(s(6.2)), SyncState::InSync);
         assert_eq!(l.publishable_upto(), 49);
+    }
+
+    #[test]
+    fn a_new_leader_whose_standby_never_answers_publishes_its_store_through_degraded_mode() {
+        // Elected at (1, 4), the store holding seq 1..=40 the old active committed.
+        let mut l = Leader::new(s(0.0), params(), 2, "E".into(), g(1, 4), 40);
+        assert_eq!(l.sync_state(s(2.9)), SyncState::Lagging { entries: 0, bytes: 0, waiting: s(2.9) });
+        assert_eq!(l.sync_state(s(3.0)), SyncState::DegradePending { report: g(1, 4) });
+        assert_eq!(l.publishable_upto(), 0);
+        // The voters granted the election's request, which carried (1, 4).
+        l.degrade(s(3.1), g(1, 4)).unwrap();
+        assert_eq!(l.publishable_upto(), 40);
     }
 
     #[test]

@@ -71,6 +71,25 @@ pub struct HaStatus {
     /// last lease (none when neither).
     #[serde(default)]
     pub active_node: Option<String>,
+    /// The replication stream: on the active, what its standby lacks; on the standby, what it
+    /// holds.
+    #[serde(default)]
+    pub replica: ReplicaStatus,
+}
+
+/// Where a gateway's replication stream stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Active: `in_sync`, `lagging`, `waiting` (for the standby, or for a majority to grant
+    /// degraded mode) or `degraded` (publishing without the standby: no takeover possible);
+    /// standby: `following` (an active streams to it) or `idle`.
+    pub state: String,
+    /// Active: entries and bytes the standby has not acknowledged; how long the oldest waited.
+    pub lag_entries: u64,
+    pub lag_bytes: u64,
+    pub lag_ms: u64,
+    /// This store's position in the stream, `term.index`.
+    pub position: String,
 }
 
 /// One configured device as the poller sees it.

@@ -117,18 +117,27 @@ fn a_gateway_pair_shows_its_role_term_links_and_last_takeover() {
         peer_link_up: false,
         witness_link_up: true,
         active_node: None,
+        replica: status::ReplicaStatus { state: "idle".into(), position: "3.41".into(), ..Default::default() },
     });
     let out = render(&snap, at("2026-11-21T15:10:04Z"), false);
-    let pair: Vec<&str> = out.lines().skip(2).take(3).collect();
+    let pair: Vec<&str> = out.lines().skip(2).take(4).collect();
     assert_eq!(
         pair,
         [
             "PAIR     gw1 STANDBY, term 4, for 3m; peer link DOWN, witness link up",
             "         why: lease ran out: no majority renewed it",
+            "         replica: idle, at 3.41",
             "         last active 2026-11-21T12:00:00Z: elected (peer and witness reachable)",
         ],
         "\n{out}"
     );
+    // An active whose standby is absent says what that costs.
+    let ha = snap.ha.as_mut().expect("set above");
+    ha.role = "active".into();
+    ha.replica =
+        status::ReplicaStatus { state: "degraded".into(), lag_ms: 4200, position: "5.77".into(), ..Default::default() };
+    let out = render(&snap, at("2026-11-21T15:10:04Z"), false);
+    assert!(out.contains("replica: DEGRADED for 4200 ms at 5.77: no takeover possible"), "\n{out}");
     // Without [ha] nothing changes (the exact busy rendering above has no PAIR line).
     assert!(!render(&fixture("status-busy.json"), at("2026-11-21T15:10:04Z"), false).contains("PAIR"));
 }

@@ -40,9 +40,10 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::replication::StreamLink;
 use crate::config::HaSettings;
 use crate::ha::lease::{
-    LeaseParams, Node, NodeId, NodeOutput, Refusal, Release, Reply, Request, Verdict, Voter, VoterRecord,
+    Generation, LeaseParams, Node, NodeId, NodeOutput, Refusal, Release, Reply, Request, Verdict, Voter, VoterRecord,
 };
 use crate::ha::link::{CHALLENGE_LEN, HELLO_LEN, Initiator, NONCE_LEN, PROOF_LEN, Responder, Session, SharedKey};
 use crate::ha::wire::{self, Message};
@@ -125,6 +126,9 @@ pub struct HaState {
     /// While active: cancelled the moment the lease ends (by the fence timer). The agent runs
     /// the pollers under a child of it.
     pub lease: Option<CancellationToken>,
+    /// The newest generation a majority of voters granted this node (`Node::granted_generation`):
+    /// what degraded mode needs.
+    pub granted_generation: Option<Generation>,
 }
 
 /// Why this gateway gives the lease up before it runs out.
@@ -146,6 +150,13 @@ struct ResignRequest {
 /// The running shell of a gateway in a pair.
 pub struct HaShell {
     state: watch::Receiver<HaState>,
+    /// The generation this node reports in its requests (set by the replication stream).
+    generation: Arc<watch::Sender<Generation>>,
+    /// Replication links the peer's active opens to this gateway's listener, until taken.
+    streams: Option<mpsc::Receiver<StreamLink>>,
+    key: Arc<SharedKey>,
+    peer: String,
+    node: NodeId,
     resign: mpsc::Sender<ResignRequest>,
     /// The election's lease end (see `Election::lease_end`).
     lease_end: Arc<AtomicU64>,
@@ -183,13 +194,16 @@ impl HaShell {
             witness_link_up: false,
             active_node: None,
             lease: None,
+            granted_generation: None,
         });
         info!(node = %settings.node, listen = %settings.listen, peer = %settings.peer, witness = %settings.witness, "gateway pair: started as standby, asking for the lease");
         let (voter_tx, voter_rx) = mpsc::channel(64);
         let (reply_tx, reply_rx) = mpsc::channel(64);
         let (links_tx, links_rx) = mpsc::channel(8);
         let idle = params.lease() * 2;
-        let mut tasks = vec![tokio::spawn(serve_voter(listener, key.clone(), voter_tx, idle * 2, stop.clone()))];
+        let (streams_tx, streams_rx) = mpsc::channel(4);
+        let mut tasks =
+            vec![tokio::spawn(serve_voter(listener, key.clone(), voter_tx, Some(streams_tx), idle * 2, stop.clone()))];
         let mut dial_to = |name: &'static str, address: &str, voter: usize| {
             let (tx, rx) = mpsc::channel(8);
             let link = Dialer {
@@ -210,7 +224,9 @@ impl HaShell {
         let witness = dial_to("witness", &settings.witness, WITNESS);
         let lease_end = Arc::new(AtomicU64::new(0));
         let (resign_tx, resign_rx) = mpsc::channel(1);
+        let (generation_tx, generation_rx) = watch::channel(Generation::default());
         let election = Election {
+            generation: generation_rx,
             node,
             voter,
             peer,
@@ -223,7 +239,33 @@ impl HaShell {
             peer_resigned: None,
         };
         tasks.push(tokio::spawn(election.run(voter_rx, reply_rx, links_rx, resign_rx, stop.clone())));
-        Ok(HaShell { state: state_rx, resign: resign_tx, lease_end, stop, tasks })
+        Ok(HaShell {
+            state: state_rx,
+            generation: Arc::new(generation_tx),
+            streams: Some(streams_rx),
+            key,
+            peer: settings.peer.clone(),
+            node: NodeId(settings.node.clone()),
+            resign: resign_tx,
+            lease_end,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where the replication stream reports the generation for this node's requests.
+    pub fn generation(&self) -> Arc<watch::Sender<Generation>> {
+        self.generation.clone()
+    }
+
+    /// The replication links the peer's active opens here (once; `None` after).
+    pub fn take_stream_links(&mut self) -> Option<mpsc::Receiver<StreamLink>> {
+        self.streams.take()
+    }
+
+    /// The peer-link key, the peer's address and this node's name, for the replication link.
+    pub fn link_to_peer(&self) -> (Arc<SharedKey>, String, NodeId) {
+        (self.key.clone(), self.peer.clone(), self.node.clone())
     }
 
     /// The role as the election decides it; `changed()` wakes on every change.
@@ -342,6 +384,7 @@ pub async fn serve_voter(
     listener: TcpListener,
     key: Arc<SharedKey>,
     tx: mpsc::Sender<VoterEvent>,
+    streams: Option<mpsc::Sender<StreamLink>>,
     idle: Duration,
     stop: CancellationToken,
 ) {
@@ -360,11 +403,11 @@ pub async fn serve_voter(
                 }
             },
         };
-        let (key, tx, stop, logged) = (key.clone(), tx.clone(), stop.clone(), logged.clone());
+        let (key, tx, streams, stop, logged) = (key.clone(), tx.clone(), streams.clone(), stop.clone(), logged.clone());
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                () = answer(stream, from, &key, &tx, idle, &logged) => {}
+                () = answer(stream, from, &key, &tx, streams.as_ref(), idle, &logged) => {}
             }
         });
     }
@@ -375,6 +418,7 @@ async fn answer(
     from: SocketAddr,
     key: &SharedKey,
     tx: &mpsc::Sender<VoterEvent>,
+    streams: Option<&mpsc::Sender<StreamLink>>,
     idle: Duration,
     logged: &Mutex<HashMap<IpAddr, String>>,
 ) {
@@ -439,6 +483,18 @@ async fn answer(
                 }
             }
             Ok(Message::Reply(_)) => {} // a voter's link carries no replies inbound
+            Ok(Message::Stream(hello)) => {
+                // The rest of this link is the peer's replication stream: the standby's
+                // follower takes it over (a witness has none, and closes it).
+                match streams {
+                    Some(streams) => {
+                        let link = StreamLink { hello, from, session, reader, writer, buf };
+                        let _ = streams.send(link).await;
+                    }
+                    None => warn!(from = %from, "gateway pair: a replication stream offered to a witness; closed"),
+                }
+                return;
+            }
             Err(e) => {
                 warn!(from = %from, error = %format!("{e:#}"), "gateway pair: bad frame, closing the link");
                 return;
@@ -459,7 +515,7 @@ async fn respond(stream: &mut TcpStream, key: &SharedKey) -> anyhow::Result<Sess
 }
 
 /// The initiator's side of the handshake.
-async fn initiate(stream: &mut TcpStream, key: &SharedKey) -> anyhow::Result<Session> {
+pub(super) async fn initiate(stream: &mut TcpStream, key: &SharedKey) -> anyhow::Result<Session> {
     let (initiator, hello) = Initiator::start(random::<NONCE_LEN>()?);
     stream.write_all(&hello).await.context("sending hello")?;
     let mut challenge = [0u8; CHALLENGE_LEN];
@@ -471,7 +527,7 @@ async fn initiate(stream: &mut TcpStream, key: &SharedKey) -> anyhow::Result<Ses
 
 /// Reads one whole frame; `buf` keeps what arrived beyond it. Cancel-safe (a read either
 /// completes into `buf` or did not happen).
-async fn read_frame(reader: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> anyhow::Result<Vec<u8>> {
+pub(super) async fn read_frame(reader: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> anyhow::Result<Vec<u8>> {
     loop {
         if let Some(len) = Session::frame_len(buf)? {
             return Ok(buf.drain(..len).collect());
@@ -580,6 +636,8 @@ impl Dialer {
 
 /// The election task's state.
 struct Election {
+    /// The generation to report, from the replication stream.
+    generation: watch::Receiver<Generation>,
     node: Node,
     voter: VoterCore,
     peer: mpsc::Sender<Message>,
@@ -608,6 +666,8 @@ impl Election {
         stop: CancellationToken,
     ) {
         loop {
+            let generation = *self.generation.borrow_and_update();
+            self.node.set_generation(generation);
             let wait = self.node.next_timeout().saturating_sub(boottime());
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -713,9 +773,14 @@ impl Election {
             crate::ha::lease::Role::Holder => self.node.held_term().unwrap_or(self.node.term()),
             crate::ha::lease::Role::Candidate => self.node.term(),
         };
+        let granted = match self.node.role() {
+            crate::ha::lease::Role::Holder => self.node.granted_generation(),
+            crate::ha::lease::Role::Candidate => None,
+        };
         self.state.send_if_modified(|s| {
-            let changed = s.term != term;
+            let changed = s.term != term || s.granted_generation != granted;
             s.term = term;
+            s.granted_generation = granted;
             changed
         });
     }

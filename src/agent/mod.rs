@@ -15,6 +15,7 @@
 pub mod clock;
 pub mod devices;
 pub mod ha;
+pub mod replication;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -42,7 +43,7 @@ use crate::publish::message::outbound_for;
 use crate::publish::status::PairIdentity;
 use crate::publish::{
     DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, PublishWaker, Publisher, PublisherOptions,
-    PublisherStatus,
+    PublisherStatus, ReplicaHealth,
 };
 use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
 use crate::status::{
@@ -68,8 +69,18 @@ pub async fn run(config: Config, opts: AgentOptions) -> anyhow::Result<()> {
     let (mut agent, readings) = Agent::start(config, opts.clock, opts.status_dir, opts.systemd)?;
     let mut inputs = Inputs::new(readings, TICK, opts.shutdown)?;
     if let Some(settings) = &ha_settings {
-        let shell = ha::HaShell::start(settings, &store_dir).await?;
+        let mut shell = ha::HaShell::start(settings, &store_dir).await?;
         inputs.role = Some(shell.state());
+        if let Some(links) = shell.take_stream_links() {
+            let setup = replication::FollowerSetup {
+                store: agent.store.clone(),
+                links,
+                generation: shell.generation(),
+                view: agent.replica_view.clone(),
+            };
+            let stop = CancellationToken::new();
+            agent.follower = Some((stop.clone(), tokio::spawn(replication::follow(setup, stop))));
+        }
         agent.ha = Some(shell);
         agent.on_role().await;
     }
@@ -242,6 +253,12 @@ pub struct Agent {
     ha: Option<ha::HaShell>,
     /// Polls and publishes: always without `[ha]`; with it, while the election says active.
     active: bool,
+    /// In a pair: the replication stream to the standby, while active.
+    replicator: Option<replication::Replicator>,
+    /// In a pair: the standby's side of the stream (it runs for the daemon's life).
+    follower: Option<(CancellationToken, JoinHandle<()>)>,
+    /// Where the stream stands, either role (status, health).
+    replica_view: Arc<watch::Sender<replication::ReplicaView>>,
 }
 
 impl Agent {
@@ -323,6 +340,9 @@ impl Agent {
             health_polls: Default::default(),
             ha: None,
             active,
+            replicator: None,
+            follower: None,
+            replica_view: Arc::new(watch::channel(replication::ReplicaView::default()).0),
             config,
         };
         Ok((agent, rx))
@@ -455,6 +475,9 @@ impl Agent {
             self.publisher.take();
             self.waker = None;
             self.publisher_status = idle_publisher_status(&self.mqtt);
+            if let Some(r) = self.replicator.take() {
+                r.stop(&self.store).await;
+            }
         }
         if !self.active
             && let Some(lease) = lease
@@ -464,7 +487,11 @@ impl Agent {
                 let s = s.borrow();
                 PairIdentity { node: s.node.clone(), term: s.term }
             });
-            let opts = PublisherOptions { pair, ..PublisherOptions::new(&self.mqtt, &self.config.site) };
+            if pair.is_some() {
+                // Nothing goes out before the stream says what the standby holds.
+                self.store.set_publish_limit(0);
+            }
+            let opts = PublisherOptions { pair: pair.clone(), ..PublisherOptions::new(&self.mqtt, &self.config.site) };
             match Publisher::start_with(opts, self.store.clone()) {
                 Ok(p) => {
                     self.waker = Some(p.waker());
@@ -472,6 +499,11 @@ impl Agent {
                     self.publisher = Some(p);
                 }
                 Err(e) => error!(error = %e, "active, but the publisher cannot start; polling anyway"),
+            }
+            if let Some(pair) = pair {
+                self.start_replicating(pair.term);
+                // The replica is now this gateway's: continue its incidents and patterns.
+                self.reload_engine();
             }
             self.sources = Sources::start(&self.config.devices, self.readings.clone(), self.stats.clone(), &lease);
             self.active = true;
@@ -481,6 +513,65 @@ impl Agent {
         }
         // `status` (and `ha handover`, waiting for it) see the new role at once.
         self.write_status(&self.publisher_status.borrow().clone(), self.clock.now());
+    }
+
+    /// Starts streaming the store to the standby under `term` (the store captures from now on,
+    /// so no entry of the old active lands after the engine is reloaded from it).
+    fn start_replicating(&mut self, term: u64) {
+        let Some(shell) = &self.ha else { return };
+        let Some(settings) = &self.config.ha else { return };
+        let (key, peer, node) = shell.link_to_peer();
+        let setup = replication::ReplicatorSetup {
+            store: self.store.clone(),
+            peer,
+            key,
+            node,
+            term,
+            params: crate::ha::replica::LeaderParams {
+                degrade_after: settings.lease / 3,
+                max_unacked_bytes: REPLICA_MAX_UNACKED,
+            },
+            generation: shell.generation(),
+            election: shell.state(),
+            view: self.replica_view.clone(),
+            waker: self.waker.clone(),
+        };
+        match replication::Replicator::start(setup) {
+            Ok(r) => self.replicator = Some(r),
+            Err(e) => {
+                // Publishing without a replica beats publishing nothing; the pair cannot take
+                // over meanwhile, as in degraded mode.
+                error!(error = %format!("{e:#}"), "active, but the replication stream cannot start; publishing without the standby");
+                self.store.set_publish_limit(u64::MAX);
+            }
+        }
+    }
+
+    /// Replaces the engine with the one the store holds (what the previous active committed
+    /// and replicated here).
+    fn reload_engine(&mut self) {
+        let mut engine = Engine::new(self.config.engine.clone());
+        match self.store.load_engine_state() {
+            Ok(Some(bytes)) => match serde_json::from_slice::<EngineState>(&bytes) {
+                Ok(state) => engine.import_state(state),
+                Err(e) => {
+                    error!(error = %e, "the replicated engine state is unreadable: starting without its open incidents and pattern history (the outbox is kept)")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = %e, "cannot read the replicated engine state: starting without its open incidents and pattern history")
+            }
+        }
+        info!(
+            open_incidents = engine.open_incidents().len(),
+            active_patterns = engine.active_patterns().len(),
+            next_seq = self.store.durable_seq() + 1,
+            "engine state taken from the store (the replica)"
+        );
+        self.engine = engine;
+        self.devices = DeviceTable::new(&self.config.devices);
+        self.devices.sync(&self.engine);
     }
 
     /// `hallmonitor ha handover` (SIGUSR1): an active with the peer link up stops polling,
@@ -512,6 +603,9 @@ impl Agent {
         if let Some(p) = self.publisher.take() {
             p.hand_over(drain).await;
         }
+        if let Some(r) = self.replicator.take() {
+            r.stop(&self.store).await;
+        }
         self.waker = None;
         self.publisher_status = idle_publisher_status(&self.mqtt);
         self.active = false;
@@ -533,6 +627,9 @@ impl Agent {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(r) = &self.replicator {
+            r.poke();
         }
         if let Some(w) = &self.waker {
             w.poke();
@@ -582,11 +679,17 @@ impl Agent {
             self.pending.outbound.push(outbound_for(&self.mqtt.topic_prefix, &self.config.site, &event));
             self.pending.engine_events = true;
         }
-        if self.pending.is_due()
+        // A standby's store is the active's replica: it writes nothing of its own.
+        if self.active
+            && self.pending.is_due()
             && self.pending.commit(&self.store, &self.engine, self.clock.now()).await
-            && let Some(w) = &self.waker
         {
-            w.poke();
+            if let Some(r) = &self.replicator {
+                r.poke();
+            }
+            if let Some(w) = &self.waker {
+                w.poke();
+            }
         }
         if self.pending.failing_since.is_some_and(|since| since.elapsed() >= STORE_FAILURE_EXIT) {
             return ControlFlow::Break(());
@@ -622,6 +725,13 @@ impl Agent {
             Some(p) => p.shutdown(self.drain_time()).await,
             None => self.publisher_status.borrow().clone(),
         };
+        if let Some(r) = self.replicator.take() {
+            r.stop(&self.store).await;
+        }
+        if let Some((stop, task)) = self.follower.take() {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
         // In a pair, now that nothing polls or publishes: give the lease back, so the peer
         // takes over within about a renew period rather than after the promises ran out.
         if let Some(shell) = &self.ha {
@@ -701,6 +811,14 @@ impl Agent {
                     term: s.term,
                     last_takeover_at: s.last_takeover.as_ref().map(|t| t.0),
                     last_takeover_reason: s.last_takeover.as_ref().map(|t| t.1.clone()),
+                    replica: {
+                        let v = self.replica_view.borrow();
+                        (!v.state.is_empty()).then(|| ReplicaHealth {
+                            state: v.state.clone(),
+                            lag_entries: v.lag_entries,
+                            lag_ms: v.lag_ms,
+                        })
+                    },
                 }
             }),
         }
@@ -714,6 +832,8 @@ const TICK: Duration = Duration::from_secs(2);
 // breach timers and load baselines without rewriting the state to flash every few seconds.
 const STATE_SAVE_EVERY: Duration = Duration::from_secs(300);
 const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
+/// Entries kept for an absent standby before it is sent a snapshot instead.
+const REPLICA_MAX_UNACKED: usize = 16 << 20;
 const BUFFERING_LOG_EVERY: Duration = Duration::from_secs(60);
 const STORE_FAILURE_EXIT: Duration = Duration::from_secs(300);
 
@@ -973,6 +1093,16 @@ fn status_snapshot(agent: &Agent, publisher: &PublisherStatus, now: Timestamp) -
                 peer_link_up: s.peer_link_up,
                 witness_link_up: s.witness_link_up,
                 active_node: s.active_node.clone(),
+                replica: {
+                    let v = agent.replica_view.borrow();
+                    status::ReplicaStatus {
+                        state: v.state.clone(),
+                        lag_entries: v.lag_entries,
+                        lag_bytes: v.lag_bytes,
+                        lag_ms: v.lag_ms,
+                        position: format!("{}.{}", v.position.term, v.position.index),
+                    }
+                },
             }
         }),
         pid: Some(std::process::id()),

@@ -132,6 +132,21 @@ pub fn render(s: &StatusSnapshot, now: Timestamp, all: bool) -> String {
         );
         let _ = writeln!(o, "{}", clip(&line, WIDTH));
         let _ = writeln!(o, "{}", clip(&format!("         why: {}", ha.reason), WIDTH));
+        let r = &ha.replica;
+        let replica = match r.state.as_str() {
+            "lagging" | "waiting" => format!(
+                "         replica: {} ({} entries, {} bytes, oldest {} ms), at {}",
+                r.state, r.lag_entries, r.lag_bytes, r.lag_ms, r.position
+            ),
+            "degraded" => {
+                format!("         replica: DEGRADED for {} ms at {}: no takeover possible", r.lag_ms, r.position)
+            }
+            "" => String::new(),
+            _ => format!("         replica: {}, at {}", r.state, r.position),
+        };
+        if !replica.is_empty() {
+            let _ = writeln!(o, "{}", clip(&replica, WIDTH));
+        }
         if let (Some(at), Some(why), "standby") = (ha.last_takeover_at, &ha.last_takeover_reason, ha.role.as_str()) {
             let _ = writeln!(o, "{}", clip(&format!("         last active {at}: {why}"), WIDTH));
         }

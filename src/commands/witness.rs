@@ -70,7 +70,7 @@ async fn serve(args: Args, key: Arc<SharedKey>, params: LeaseParams) -> anyhow::
         .with_context(|| format!("--listen: cannot bind {}", args.listen))?;
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(64);
-    let server = tokio::spawn(serve_voter(listener, key, tx, params.lease() * 4, stop.clone()));
+    let server = tokio::spawn(serve_voter(listener, key, tx, None, params.lease() * 4, stop.clone()));
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| anyhow!("installing the SIGTERM handler: {e}"))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| anyhow!("installing the SIGINT handler: {e}"))?;
     info!(listen = %args.listen, state = %args.state.display(), lease = ?args.lease, "witness started (grants nothing for one lease)");

@@ -319,6 +319,8 @@ pub enum NodeOutput {
 struct Grant {
     sent_at: Duration,
     term: u64,
+    /// The newest generation it granted (the voter stored it before granting).
+    generation: Generation,
 }
 
 /// One gateway's side of the election.
@@ -331,8 +333,9 @@ pub struct Node {
     highest_seen: u64,
     generation: Generation,
     next_round: u64,
-    /// Rounds of the current term still able to count, with when each was sent, oldest first.
-    sent: VecDeque<(u64, Duration)>,
+    /// Rounds of the current term still able to count, with when each was sent and the
+    /// generation it carried, oldest first.
+    sent: VecDeque<(u64, Duration, Generation)>,
     /// Per voter: when the newest request it granted since the node last forgot its rounds was
     /// sent, and the newest term it granted.
     granted: [Option<Grant>; VOTERS],
@@ -392,6 +395,15 @@ impl Node {
     /// The replica this node reports in its requests (the shell sets it as it commits).
     pub fn set_generation(&mut self, generation: Generation) {
         self.generation = generation;
+    }
+
+    /// The newest generation a majority of voters granted in requests this node still counts:
+    /// each stored it before granting, so any candidate older than it is refused by one of them
+    /// (what degraded mode needs before publishing without the standby).
+    pub fn granted_generation(&self) -> Option<Generation> {
+        let mut generations: Vec<Generation> = self.granted.iter().flatten().map(|g| g.generation).collect();
+        generations.sort_unstable_by(|a, b| b.cmp(a));
+        generations.get(MAJORITY - 1).copied()
     }
 
     /// Gives the lease up at once: stops holding (a holder is fenced), gives back every grant
@@ -460,12 +472,12 @@ impl Node {
             }
             let usable = self.params.usable();
             // A round sent longer ago than `usable` can no longer extend the lease.
-            while self.sent.front().is_some_and(|(_, at)| *at + usable <= now) {
+            while self.sent.front().is_some_and(|(_, at, _)| *at + usable <= now) {
                 self.sent.pop_front();
             }
             let round = self.next_round;
             self.next_round += 1;
-            self.sent.push_back((round, now));
+            self.sent.push_back((round, now, self.generation));
             self.next_request_at = now + self.params.renew_every();
             out.push(NodeOutput::Send(Request {
                 candidate: self.name.clone(),
@@ -492,7 +504,7 @@ impl Node {
                 if matches!(reply.verdict, Verdict::Refused(Refusal::TermTaken { .. })) {
                     self.highest_seen = self.highest_seen.max(reply.term);
                 }
-                let current = self.sent.iter().any(|(round, _)| *round == reply.round);
+                let current = self.sent.iter().any(|(round, _, _)| *round == reply.round);
                 if self.role == Role::Candidate && reply.term == self.term && current {
                     self.refused[voter] = true;
                     let cannot_win = self.refused.iter().filter(|r| **r).count() > VOTERS - MAJORITY;
@@ -516,13 +528,18 @@ impl Node {
             Verdict::Granted => {
                 // Rounds are unique in this run, and forgotten when a candidate moves to a newer
                 // term or releases: a round still in `sent` is one whose grant may count.
-                let Some(&(_, sent_at)) = self.sent.iter().find(|(round, _)| *round == reply.round) else {
+                let Some(&(_, sent_at, generation)) = self.sent.iter().find(|(round, _, _)| *round == reply.round)
+                else {
                     return out; // too old to count, forgotten, or never sent by this run
                 };
                 let slot = &mut self.granted[voter];
                 *slot = Some(match *slot {
-                    Some(g) => Grant { sent_at: g.sent_at.max(sent_at), term: g.term.max(reply.term) },
-                    None => Grant { sent_at, term: reply.term },
+                    Some(g) => Grant {
+                        sent_at: g.sent_at.max(sent_at),
+                        term: g.term.max(reply.term),
+                        generation: g.generation.max(generation),
+                    },
+                    None => Grant { sent_at, term: reply.term, generation },
                 });
                 if self.role == Role::Candidate && self.holds(now) {
                     self.role = Role::Holder;
@@ -819,6 +836,26 @@ mod tests {
         let mut node = Node::new(id("gw1"), params(), 1, s(0.0));
         node.set_generation(Generation { term: 3, index: 12 });
         assert_eq!(sent(&node.on_tick(s(0.0))).generation, Generation { term: 3, index: 12 });
+    }
+
+    #[test]
+    fn the_generation_a_majority_granted_is_that_of_the_rounds_they_answered() {
+        let g = |index| Generation { term: 2, index };
+        let mut node = Node::new(id("gw1"), params(), 1, s(0.0));
+        node.set_generation(g(5));
+        let first = sent(&node.on_tick(s(0.0)));
+        node.on_reply(s(0.1), 0, &granted(&first));
+        assert_eq!(node.granted_generation(), None, "one voter is no majority");
+        node.on_reply(s(0.1), 2, &granted(&first));
+        assert_eq!(node.granted_generation(), Some(g(5)));
+        node.set_generation(g(9));
+        let renewal = sent(&node.on_tick(params().renew_every()));
+        assert_eq!(renewal.generation, g(9));
+        node.on_reply(s(1.1), 0, &granted(&renewal));
+        // Reported, granted by one voter only: a majority still knows only 5.
+        assert_eq!(node.granted_generation(), Some(g(5)));
+        node.on_reply(s(1.1), 1, &granted(&renewal));
+        assert_eq!(node.granted_generation(), Some(g(9)));
     }
 
     fn refused(req: &Request, refusal: Refusal) -> Reply {

@@ -9,19 +9,31 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::{Release, Reply, Request, VoterRecord};
+use super::lease::{NodeId, Release, Reply, Request, VoterRecord};
 
 /// The version this build speaks, on the link and in the voter's record file.
 pub const WIRE_VERSION: u8 = 1;
 
 /// One message on the link. A node sends `Request`s and `Release`s over the link it opened;
-/// the voter at the other end answers each request with a `Reply` on the same link.
+/// the voter at the other end answers each request with a `Reply` on the same link. An active
+/// opens a link of its own for the replication stream and says so in its first frame
+/// (`Stream`); every later frame on that link carries a piece of a `replica::Entry` one way
+/// and of a `replica::Reply` the other (binary: see `agent::replication`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Message {
     Request(Request),
     Reply(Reply),
     Release(Release),
+    Stream(StreamHello),
+}
+
+/// The first frame of a replication link: who sends the stream, under which term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamHello {
+    pub leader: NodeId,
+    pub term: u64,
 }
 
 /// Why bytes from the link (or the record file) were refused.
@@ -88,7 +100,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<VoterRecord, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ha::lease::{Generation, NodeId, Refusal, Verdict};
+    use crate::ha::lease::{Generation, Refusal, Verdict};
 
     fn request() -> Request {
         Request {
@@ -127,6 +139,7 @@ mod tests {
                 verdict: Verdict::Refused(Refusal::StaleReplica { newest: Generation { term: 1, index: 2 } }),
             }),
             Message::Release(Release { candidate: req.candidate, incarnation: 5, up_to_round: 6, resigned: true }),
+            Message::Stream(StreamHello { leader: NodeId("gw1".to_owned()), term: 4 }),
         ];
         for m in messages {
             assert_eq!(Message::decode(&m.encode()), Ok(m.clone()), "{m:?}");

@@ -86,6 +86,18 @@ pub struct HaHealth {
     pub last_takeover_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_takeover_reason: Option<String>,
+    /// The replication stream to the standby: `in_sync`, `lagging`, `waiting` or `degraded`
+    /// (no takeover possible), with what the standby lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
+}
+
+/// The replication stream as health reports it (the active's view).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaHealth {
+    pub state: String,
+    pub lag_entries: u64,
+    pub lag_ms: u64,
 }
 
 impl HealthBody {

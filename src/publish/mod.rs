@@ -31,5 +31,5 @@ pub mod subscriber;
 
 pub use crate::config::BrokerUrl;
 pub use connection::{PublishError, broker_name};
-pub use health::{DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts};
+pub use health::{DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, ReplicaHealth};
 pub use publisher::{DEFAULT_MAX_PACKET_BYTES, PublishWaker, Publisher, PublisherOptions, PublisherStatus};

@@ -146,6 +146,9 @@ struct Inner {
     index: Mutex<Index>,
     /// Highest `seq` covered by a completed flush: what the publisher may see.
     durable_seq: AtomicU64,
+    /// Highest `seq` the publisher may see besides: in a gateway pair, what the standby holds
+    /// (the sync rule, `ha::replica`); `u64::MAX` otherwise.
+    publish_limit: AtomicU64,
 }
 
 /// In-memory accounting, rebuilt from disk at open. Only the droppable classes are indexed
@@ -394,6 +397,7 @@ impl Store {
                 max_payload_bytes: opts.max_payload_bytes,
                 index: Mutex::new(index),
                 durable_seq: AtomicU64::new(durable),
+                publish_limit: AtomicU64::new(u64::MAX),
             }),
         })
     }
@@ -709,7 +713,8 @@ impl Store {
 
     /// Up to `n` durable messages after `after` (from the oldest when `None`), in seq order.
     pub fn peek_from(&self, after: Option<u64>, n: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        let durable = self.inner.durable_seq.load(Ordering::Acquire);
+        let durable =
+            self.inner.durable_seq.load(Ordering::Acquire).min(self.inner.publish_limit.load(Ordering::Acquire));
         let start = match after {
             Some(s) if s >= durable => return Ok(Vec::new()),
             Some(s) => s + 1,
@@ -875,6 +880,17 @@ impl Store {
     /// Highest `seq` the publisher may send (covered by a completed flush).
     pub fn durable_seq(&self) -> u64 {
         self.inner.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// The outbox's bound in bytes (`[store] max_bytes`).
+    pub fn max_bytes(&self) -> u64 {
+        self.inner.max_bytes
+    }
+
+    /// Limits what `peek_from` hands out to `seq`s up to `upto` (`u64::MAX`: no limit). The
+    /// gateway pair's active sets it to what its standby holds.
+    pub fn set_publish_limit(&self, upto: u64) {
+        self.inner.publish_limit.store(upto, Ordering::Release);
     }
 }
 

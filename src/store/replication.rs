@@ -465,6 +465,11 @@ impl Store {
         }
     }
 
+    /// Whether this store captures its changes (it is the active's).
+    pub fn replicating(&self) -> bool {
+        self.index().replication.is_some()
+    }
+
     /// Stops capturing (fenced, or becoming the standby); what was not taken is dropped.
     pub fn stop_replicating(&self) {
         self.index().replication = None;

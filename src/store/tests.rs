@@ -93,6 +93,22 @@ fn peek_from_continues_after_a_seq_and_respects_n() {
 }
 
 #[test]
+fn the_publish_limit_holds_back_what_the_standby_does_not_have() {
+    let d = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let s = Store::open(&settings(d.path(), 1 << 20), &site()).unwrap();
+    s.set_publish_limit(0);
+    rt.block_on(s.commit(&[msg(MessageClass::Health, 10), msg(MessageClass::Health, 10)], None, Timestamp(0)))
+        .unwrap();
+    assert!(s.peek_from(None, 10).unwrap().is_empty(), "durable, but the standby holds nothing yet");
+    s.set_publish_limit(1);
+    assert_eq!(s.peek_from(None, 10).unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
+    assert!(s.peek_from(Some(1), 10).unwrap().is_empty());
+    s.set_publish_limit(u64::MAX);
+    assert_eq!(s.peek_from(Some(1), 10).unwrap().iter().map(|m| m.seq).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
 fn newer_schema_is_refused_and_nothing_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -11,7 +11,7 @@ use hallmonitor::engine::{
 use hallmonitor::model::{Category, DeviceId, Metric, PointId, RackId, Severity, SiteId, Timestamp, ZoneId};
 use hallmonitor::outbox::Outbound;
 use hallmonitor::publish::message::outbound_for;
-use hallmonitor::publish::{DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts};
+use hallmonitor::publish::{DeviceCounts, HaHealth, HealthBody, OutboxHealth, PollCounts, ReplicaHealth};
 use hallmonitor::store::DropReport;
 use serde_json::Value;
 
@@ -167,6 +167,7 @@ pub fn health(dropped: DropReport) -> HealthBody {
             term: 7,
             last_takeover_at: Some(t("2026-11-02T13:05:00Z")),
             last_takeover_reason: Some("peer unreachable (its lease ran out or it never held)".to_owned()),
+            replica: Some(ReplicaHealth { state: "lagging".to_owned(), lag_entries: 2, lag_ms: 40 }),
         }),
     }
 }

@@ -8,14 +8,16 @@
 //!    order, a duplicate only as a resend with the same `msg_id` and content);
 //! 2. the broker is down while the active dies: the standby takes over anyway, and when the
 //!    broker returns the NOC gets the whole stream, without a gap;
-//! 4. the old active, restarted after 1's takeover, joins as standby and publishes nothing;
+//! 4. the old active, restarted after 1's takeover, joins as standby (following the new
+//!    active's stream) and publishes nothing;
 //! 5. `hallmonitor ha handover` under load (20 devices polled every 200 ms, rollups and health
 //!    every second) loses nothing, and never two gateways poll at once.
 //!
 //! The device is a fake Modbus TCP server (the `modbus-th-probe` map: input register 1 the
 //! temperature, 2 the humidity, in tenths) whose temperature the test sets, counting its
 //! connections: the active keeps one open, so two at once would be two masters. The lease is
-//! 3 s, as in tests/ha_pair.rs, so a takeover takes seconds.
+//! 3 s, as in tests/ha_pair.rs, so a takeover takes seconds. Each kill or handover happens once
+//! the active's status says its standby is in step (`ha.replica.state` `in_sync`).
 #![cfg(feature = "interop")]
 
 mod support;
@@ -475,6 +477,16 @@ impl Pair {
         }
     }
 
+    /// Waits until gateway `i` reports its replication stream in `state` (the active
+    /// `in_sync`: its standby holds everything; a standby `following` the active).
+    async fn wait_replica(&self, i: usize, state: &str) {
+        let gw = &self.gws[i];
+        wait_until(&format!("{} to report its replica {state}", gw.name), &self.device, TAKEOVER, || {
+            gw.status().is_some_and(|s| s["ha"]["replica"]["state"] == state)
+        })
+        .await;
+    }
+
     /// SIGKILLs gateway `active`; waits until the other reports active and has opened its own
     /// device connection, within the takeover bound from the kill. Returns the kill's instant.
     async fn kill_and_wait_for_takeover(&mut self, active: usize) -> Instant {
@@ -503,8 +515,9 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
     pair.device.set_temperature(WARM);
     let opened = pair.noc.wait("the incident to open", TAKEOVER, |r| is_incident(r, "opened")).await;
     let id = opened.payload["incident_id"].as_str().expect("an incident id").to_owned();
-    // A few more commits (health) on the active before it dies.
+    // A few more commits (health) on the active before it dies, its standby in step.
     pair.noc.gather(Duration::from_secs(2)).await;
+    pair.wait_replica(active, "in_sync").await;
 
     let killed = pair.kill_and_wait_for_takeover(active).await;
     pair.noc
@@ -532,6 +545,7 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
         late.extend(pair.noc.gather(Duration::from_millis(200)).await);
     }
     assert_eq!(pair.gws[active].role().as_deref(), Some("standby"));
+    pair.wait_replica(active, "following").await;
     let from_old: Vec<&Value> = late.iter().filter(|r| sender(r) == Some(old)).map(|r| &r.payload).collect();
     assert!(from_old.is_empty(), "the returning standby published: {from_old:#?}");
     assert!(late.iter().any(|r| sender(r) == Some(new)), "the new active went on publishing");
@@ -560,6 +574,7 @@ async fn with_the_broker_down_the_standby_takes_over_and_the_noc_gets_the_whole_
     pair.device.set_temperature(WARM);
     let opened = pair.noc.wait("the incident to open", TAKEOVER, |r| is_incident(r, "opened")).await;
     let id = opened.payload["incident_id"].as_str().expect("an incident id").to_owned();
+    pair.wait_replica(active, "in_sync").await;
 
     pair.broker.stop();
     // The active goes on committing (health every second) with nowhere to publish.
@@ -611,6 +626,7 @@ async fn a_handover_under_load_loses_nothing_and_never_two_poll() {
         })
         .await;
     pair.noc.gather(Duration::from_secs(2)).await;
+    pair.wait_replica(active, "in_sync").await;
 
     let (config, runtime) = (pair.gws[active].config.clone(), pair.gws[active].runtime.clone());
     let command = std::thread::spawn(move || {

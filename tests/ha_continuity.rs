@@ -3,9 +3,11 @@
 //! a NOC subscriber with a persistent session, which checks what a NOC would:
 //!
 //! 1. a breach opens an incident on the active; the active is SIGKILLed; the standby takes over
-//!    (polls and publishes) within the issue's 30 s; the incident goes on (updated, resolved)
-//!    under the same id: one `opened`, and one `seq` stream (one epoch, every seq once, in
-//!    order, a duplicate only as a resend with the same `msg_id` and content);
+//!    (polls, and publishes from its outbox) within the issue's 30 s; the incident goes on
+//!    (updated, resolved) under the same id: one `opened`, and one `seq` stream (one epoch,
+//!    every seq once, in order, a duplicate only as a resend with the same `msg_id` and
+//!    content); the same takeover bound under test 5's load (ignored while it fails: the new
+//!    active, alone, does not enter degraded mode under a steady commit rate);
 //! 2. the broker is down while the active dies: the standby takes over anyway, and when the
 //!    broker returns the NOC gets the whole stream, without a gap;
 //! 4. the old active, restarted after 1's takeover, joins as standby (following the new
@@ -392,6 +394,11 @@ fn sender(r: &Received) -> Option<&str> {
     r.payload["ha"]["node"].as_str().or_else(|| r.payload["node"].as_str())
 }
 
+/// A health message (an outbox message, unlike the status) from gateway `node`.
+fn is_health_from(r: &Received, node: &str) -> bool {
+    r.payload["type"] == "health" && r.payload["ha"]["node"] == node
+}
+
 fn is_incident(r: &Received, event: &str) -> bool {
     r.payload["type"] == "incident" && r.payload["event"] == event
 }
@@ -520,9 +527,9 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
     pair.wait_replica(active, "in_sync").await;
 
     let killed = pair.kill_and_wait_for_takeover(active).await;
-    pair.noc
-        .wait("a message from the new active", TAKEOVER.saturating_sub(killed.elapsed()), |r| sender(r) == Some(new))
-        .await;
+    // Publishing means the outbox: its health (its `online` status is not an outbox message).
+    let left = TAKEOVER.saturating_sub(killed.elapsed());
+    pair.noc.wait("an outbox message from the new active", left, |r| is_health_from(r, new)).await;
     assert!(killed.elapsed() < TAKEOVER, "the new active polled and published {:?} after the kill", killed.elapsed());
 
     // The incident goes on: critical now, an update of the same incident.
@@ -667,4 +674,27 @@ async fn a_handover_under_load_loses_nothing_and_never_two_poll() {
     assert!(pair.device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once");
     let last = pair.noc.check();
     assert!(last > 0);
+}
+
+/// Test 1's takeover bound under load (the site of test 5: 20 probes polled every 200 ms, a
+/// rollup per zone and health every second): the new active publishes outbox messages (its
+/// health) within 30 s of the SIGKILL, with no standby to replicate to (degraded mode), and
+/// the stream goes on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails on main 7867197: the new active, its standby dead, stays `waiting` and never \
+            enters degraded mode while it commits more often than it renews (see the hatest report)"]
+async fn under_load_a_killed_active_is_replaced_by_one_that_publishes_within_the_takeover_time() {
+    let mut pair = Pair::start(Site { devices: 20, zones: 5, rollups: true }, 0).await;
+    let active = pair.one_active().await;
+    let (old, new) = (pair.gws[active].name, pair.gws[1 - active].name);
+    pair.noc.wait("a health message from the active", TAKEOVER, |r| is_health_from(r, old)).await;
+    pair.noc.gather(Duration::from_secs(2)).await;
+    pair.wait_replica(active, "in_sync").await;
+
+    let killed = pair.kill_and_wait_for_takeover(active).await;
+    let left = TAKEOVER.saturating_sub(killed.elapsed());
+    pair.noc.wait("an outbox message from the new active", left, |r| is_health_from(r, new)).await;
+    assert!(killed.elapsed() < TAKEOVER, "the new active polled and published {:?} after the kill", killed.elapsed());
+    pair.noc.gather(Duration::from_secs(2)).await;
+    assert!(pair.noc.check() > 0);
 }

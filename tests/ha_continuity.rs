@@ -681,8 +681,6 @@ async fn a_handover_under_load_loses_nothing_and_never_two_poll() {
 /// health) within 30 s of the SIGKILL, with no standby to replicate to (degraded mode), and
 /// the stream goes on without a gap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails on main 7867197: the new active, its standby dead, stays `waiting` and never \
-            enters degraded mode while it commits more often than it renews (see the hatest report)"]
 async fn under_load_a_killed_active_is_replaced_by_one_that_publishes_within_the_takeover_time() {
     let mut pair = Pair::start(Site { devices: 20, zones: 5, rollups: true }, 0).await;
     let active = pair.one_active().await;

@@ -397,11 +397,7 @@ impl Leader {
     /// also what a majority's grant covers (never an entry whose generation the voters may not
     /// know: the standby could otherwise win the lease without it).
     pub fn publishable_upto(&self) -> u64 {
-        if self.degraded_since.is_some() {
-            self.acked_upto_seq.max(self.covered_upto_seq)
-        } else {
-            self.acked_upto_seq
-        }
+        if self.degraded_since.is_some() { self.acked_upto_seq.max(self.covered_upto_seq) } else { self.acked_upto_seq }
     }
 
     /// The generation the holder reports in its lease renewals (`Node::set_generation`): the

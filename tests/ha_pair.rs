@@ -371,9 +371,11 @@ async fn with_the_peer_link_cut_never_both_poll() {
     let pair = start_pair().await;
     let device = pair.device.clone();
     let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let mut noc = Subscriber::start(pair.broker.addr().port(), "noc", "hallmonitor/v1/pair/health", false).await;
     for p in &pair.proxies {
         p.sever();
     }
+    let cut_at = Instant::now();
     // Sample for over three leases: at no moment two connections at the device, never two
     // gateways reporting active; the active keeps the lease with the witness.
     let until = Instant::now() + Duration::from_secs(12);
@@ -389,6 +391,19 @@ async fn with_the_peer_link_cut_never_both_poll() {
     assert_eq!(pair.gws[active].role().as_deref(), Some("active"), "the active keeps the lease with the witness");
     let s = pair.gws[1 - active].status().expect("status");
     assert_eq!(s["ha"]["peer_link_up"], false, "{s}");
+    // Without its standby the active publishes degraded (the witness's grant recorded it), and
+    // only the active publishes.
+    let s = pair.gws[active].status().expect("status");
+    assert_eq!(s["ha"]["replica"]["state"], "degraded", "{s}");
+    let health = noc.try_collect_until(Duration::from_secs(3), |_| false).await.unwrap_err();
+    let senders: Vec<&str> = health.iter().map(|r| r.payload["ha"]["node"].as_str().unwrap_or("?")).collect();
+    assert!(!senders.is_empty(), "the active went on publishing during the cut ({:?})", cut_at.elapsed());
+    assert!(senders.iter().all(|n| *n == pair.gws[active].name), "the standby published: {senders:?}");
+    assert!(
+        health.iter().any(|r| r.payload["ha"]["replica"]["state"] == "degraded"),
+        "health says the pair cannot take over: {:?}",
+        health.iter().map(|r| &r.payload["ha"]).collect::<Vec<_>>()
+    );
     // A handover needs the peer: refused (exit 1), and the active stays active.
     wait_until("the active to see the peer link down", &device, TAKEOVER, || {
         pair.gws[active].status().is_some_and(|s| s["ha"]["peer_link_up"] == false)

@@ -696,3 +696,34 @@ async fn under_load_a_killed_active_is_replaced_by_one_that_publishes_within_the
     pair.noc.gather(Duration::from_secs(2)).await;
     assert!(pair.noc.check() > 0);
 }
+
+/// A hung standby (SIGSTOP: its connections stay open, it answers nothing): the active stops
+/// waiting for it, publishes degraded without a gap, and once the standby runs again (SIGCONT)
+/// it catches up and the pair is back in sync; the stream stays one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_standby_does_not_stop_the_active_and_catches_up_when_it_runs_again() {
+    let mut pair = Pair::start(Site { devices: 4, zones: 2, rollups: true }, 0).await;
+    let active = pair.one_active().await;
+    let standby = 1 - active;
+    let name = pair.gws[active].name;
+    pair.wait_replica(active, "in_sync").await;
+    let pid = pair.gws[standby].process.as_ref().expect("running").0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &pid]).status().expect("kill(1)").success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    pair.wait_replica(active, "degraded").await;
+    // Degraded, it goes on publishing: health made while degraded reaches the NOC.
+    pair.noc
+        .wait("health from the degraded active", TAKEOVER, |r| {
+            is_health_from(r, name) && r.payload["ha"]["replica"]["state"] == "degraded"
+        })
+        .await;
+    signal("-CONT");
+    pair.wait_replica(active, "in_sync").await;
+    pair.wait_replica(standby, "following").await;
+    assert_eq!(pair.gws[active].role().as_deref(), Some("active"));
+    pair.noc.gather(Duration::from_secs(2)).await;
+    assert!(pair.noc.check() > 0);
+}

@@ -55,6 +55,9 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(250);
 /// least this far apart, doubling up to the cap.
 const SNAPSHOT_GAP_FIRST: Duration = Duration::from_millis(500);
 const SNAPSHOT_GAP_MAX: Duration = Duration::from_secs(30);
+/// A link on which the standby has said nothing (not even a heartbeat) for this long is
+/// closed and dialled again: its host may have lost power, leaving the connection open here.
+const LINK_SILENT_MAX: Duration = Duration::from_secs(5);
 /// A piece's first byte: more pieces of this message follow, or this is the last.
 const MORE: u8 = 1;
 const LAST: u8 = 0;
@@ -111,6 +114,8 @@ struct Conn {
     written: usize,
     assembling: Vec<u8>,
     max_message: usize,
+    /// When the other end last sent a whole message (or the link opened).
+    heard: Instant,
 }
 
 impl Conn {
@@ -125,6 +130,7 @@ impl Conn {
             written: 0,
             assembling: Vec::new(),
             max_message,
+            heard: Instant::now(),
         }
     }
 
@@ -177,7 +183,10 @@ impl Conn {
             }
             self.assembling.extend_from_slice(piece);
             match more {
-                LAST => return Ok(std::mem::take(&mut self.assembling)),
+                LAST => {
+                    self.heard = Instant::now();
+                    return Ok(std::mem::take(&mut self.assembling));
+                }
                 MORE => {}
                 other => bail!("bad piece marker {other}"),
             }
@@ -304,6 +313,11 @@ impl LeaderLoop {
         seal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_message = self.max_message();
         loop {
+            if self.conn.as_ref().is_some_and(|c| c.heard.elapsed() > LINK_SILENT_MAX) {
+                warn!(peer = %self.setup.peer, silent = ?LINK_SILENT_MAX, "replication: the standby is silent on its link; dialling again");
+                self.conn = None;
+                next_dial = Instant::now();
+            }
             if self.conn.is_none() && !dialing && Instant::now() >= next_dial {
                 dialing = true;
                 let (peer, key, tx) = (self.setup.peer.clone(), self.setup.key.clone(), dialed_tx.clone());

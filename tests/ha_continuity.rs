@@ -25,25 +25,24 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::files::{secret, write_config};
-use support::net::{free_port, listens_within};
+use support::mosquitto::{Mosquitto, plain_listener};
+use support::net::free_port;
 use support::outbox::{Received, Schemas, Subscriber, check_stream, outbox_only};
-use support::process::{KillOnDrop, Lines, status};
+use support::pair::{Gateway, ha_section, start_witness};
+use support::process::KillOnDrop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const LEASE: &str = "3s";
 /// The issue's takeover bound (kill to the new active polling and publishing).
 const TAKEOVER: Duration = Duration::from_secs(30);
-const KEY: &str = "0123456789abcdef0123456789abcdef-continuity-test-key";
 const SITE_TOPICS: &str = "hallmonitor/v1/pair/#";
 
 /// Inlet temperatures in the probe's tenths of a degree: normal, over `warn_high` (27) and
@@ -115,80 +114,6 @@ impl Device {
 
 /// mosquitto on one loopback port with its own directory, config and persistence (so a
 /// persistent session's queue survives a restart).
-struct Mosquitto {
-    dir: PathBuf,
-    conf: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Mosquitto {
-        assert!(Path::new(MOSQUITTO).exists(), "{MOSQUITTO} not found: install the Debian package `mosquitto`");
-        let dir = dir.join("mosquitto");
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        // As root mosquitto would drop to user `mosquitto` and lose access to the temp dir.
-        // `max_inflight_messages 0`: Debian's 2.0.11 skips a message queued for a
-        // reconnecting persistent subscriber with the default window (tests/interop_mqtt.rs).
-        let user = if is_root() { "user root\n" } else { "" };
-        std::fs::write(
-            &conf,
-            format!(
-                "{user}persistence true\npersistence_location {dir}/\nautosave_interval 1\nmax_queued_messages 0\n\
-                 max_inflight_messages 0\nlog_dest file {dir}/mosquitto.log\nlog_type all\n\
-                 listener {port} 127.0.0.1\nallow_anonymous true\n",
-                dir = dir.display()
-            ),
-        )
-        .unwrap();
-        let mut m = Mosquitto { dir, conf, port, child: None };
-        m.spawn();
-        m
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {MOSQUITTO}: {e}"));
-        self.child = Some(child);
-        assert!(
-            listens_within(self.port, Duration::from_secs(5)),
-            "mosquitto did not listen on 127.0.0.1:{}; see {}/mosquitto.log",
-            self.port,
-            self.dir.display()
-        );
-    }
-
-    /// SIGTERM (mosquitto saves its persistence file) and wait.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid; no memory is shared.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// The site both gateways watch: `devices` probes (units 1.. at the one fake device) spread
 /// over `zones` zones, one rack each.
 #[derive(Clone, Copy)]
@@ -225,23 +150,12 @@ impl Site {
 }
 
 /// One gateway of the pair: its config, runtime directory and process.
-struct Gateway {
-    name: &'static str,
-    config: PathBuf,
-    runtime: PathBuf,
-    process: Option<KillOnDrop>,
-    log: Option<Lines>,
-}
-
-impl Gateway {
-    #[allow(clippy::too_many_arguments)]
-    fn new(dir: &Path, name: &'static str, site: &str, listen: u16, peer: u16, witness: u16, broker: u16) -> Gateway {
-        let home = dir.join(name);
-        std::fs::create_dir_all(home.join("run")).unwrap();
-        secret(&home, "ha.key", KEY);
-        // `for` 0 s and `clear_hold` 1 s: an incident opens at the first reading over a bound
-        // and resolves a second after the last member cleared.
-        let text = format!(
+/// Gateway `name` of the pair watching `site`, publishing to the broker on `broker`.
+fn gateway(dir: &Path, name: &'static str, site: &str, listen: u16, peer: u16, witness: u16, broker: u16) -> Gateway {
+    // `for` 0 s and `clear_hold` 1 s: an incident opens at the first reading over a bound and
+    // resolves a second after the last member cleared.
+    Gateway::new(dir, name, |store| {
+        format!(
             r#"
 [site]
 id = "pair"
@@ -273,67 +187,10 @@ clear_hold = "1s"
 update_min_interval = "1s"
 
 {site}
-[ha]
-node = "{name}"
-listen = "127.0.0.1:{listen}"
-peer = "127.0.0.1:{peer}"
-witness = "127.0.0.1:{witness}"
-key_file = "ha.key"
-lease = "{LEASE}"
-guard = "500ms"
 "#,
-            store = home.join("store").display(),
-        );
-        let config = write_config(&home, &text);
-        Gateway { name, config, runtime: home.join("run"), process: None, log: None }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env_remove("RUNTIME_DIRECTORY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hallmonitor run");
-        let mut child = KillOnDrop(child);
-        self.log = child.0.stdout.take().map(Lines::of);
-        self.process = Some(child);
-    }
-
-    /// SIGKILL (KillOnDrop kills and reaps).
-    fn kill(&mut self) {
-        self.process.take();
-    }
-
-    fn status(&self) -> Option<Value> {
-        status(&self.config, &self.runtime)
-    }
-
-    /// The role in the daemon's snapshot, if it has one written in the last 4 s.
-    fn role(&self) -> Option<String> {
-        let s = self.status()?;
-        let written = s["written_at"].as_str().and_then(|t| hallmonitor::model::Timestamp::parse_rfc3339(t).ok());
-        let fresh = written.is_none_or(|w| hallmonitor::model::Timestamp::now().since(w) < Duration::from_secs(4));
-        fresh.then(|| s["ha"]["role"].as_str().unwrap_or("").to_owned())
-    }
-}
-
-fn start_witness(dir: &Path, port: u16) -> KillOnDrop {
-    let key = secret(dir, "witness.key", KEY);
-    let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--lease", LEASE, "--key-file"])
-        .arg(key)
-        .arg("--state")
-        .arg(dir.join("witness.json"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hallmonitor witness");
-    KillOnDrop(child)
+            store = store.display(),
+        ) + &ha_section(name, listen, peer, witness, LEASE)
+    })
 }
 
 /// Waits until `pred` holds, checking at each sample that the device never had two
@@ -456,13 +313,16 @@ impl Pair {
     async fn start(site: Site, incidents: usize) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let (device, device_port) = Device::start().await;
-        let broker = Mosquitto::start(dir.path());
-        let sub = Subscriber::start(broker.port, "noc", SITE_TOPICS, true).await;
+        let broker_dir = dir.path().join("mosquitto");
+        std::fs::create_dir_all(&broker_dir).unwrap();
+        let port = free_port();
+        let broker = Mosquitto::start(&broker_dir, &plain_listener(port), vec![port]);
+        let sub = Subscriber::start(port, "noc", SITE_TOPICS, true).await;
         let (listen1, listen2, witness) = (free_port(), free_port(), free_port());
-        let w = start_witness(dir.path(), witness);
+        let w = start_witness(dir.path(), witness, LEASE);
         let site_toml = site.toml(device_port);
-        let mut gw1 = Gateway::new(dir.path(), "gw1", &site_toml, listen1, listen2, witness, broker.port);
-        let mut gw2 = Gateway::new(dir.path(), "gw2", &site_toml, listen2, listen1, witness, broker.port);
+        let mut gw1 = gateway(dir.path(), "gw1", &site_toml, listen1, listen2, witness, port);
+        let mut gw2 = gateway(dir.path(), "gw2", &site_toml, listen2, listen1, witness, port);
         gw1.start();
         gw2.start();
         Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, noc: Noc { sub, all: Vec::new(), incidents } }

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,14 +21,14 @@ use serde_json::Value;
 use support::files::{secret, write_config};
 use support::net::free_port;
 use support::outbox::Subscriber;
-use support::process::{KillOnDrop, Lines, status};
+use support::pair::{Gateway, ha_section, start_witness};
+use support::process::{KillOnDrop, Lines};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const LEASE: &str = "3s";
 /// The issue's takeover bound; with a 3 s lease the election needs well under it.
 const TAKEOVER: Duration = Duration::from_secs(30);
-const KEY: &str = "0123456789abcdef0123456789abcdef-pair-test-key";
 
 /// A Modbus TCP device answering every read with zeros, counting connections.
 #[derive(Clone, Default)]
@@ -72,32 +72,20 @@ impl Device {
     }
 }
 
-/// One gateway of the pair: its config, runtime directory and process.
-struct Gateway {
+/// Gateway `name` of the pair: one probe at the fake device, the broker on `broker`.
+#[allow(clippy::too_many_arguments)]
+fn gateway(
+    dir: &Path,
     name: &'static str,
-    config: PathBuf,
-    runtime: PathBuf,
-    process: Option<KillOnDrop>,
-    /// The log of the current run.
-    log: Option<Lines>,
-}
-
-impl Gateway {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        dir: &Path,
-        name: &'static str,
-        lease: &str,
-        device: u16,
-        listen: u16,
-        peer: u16,
-        witness: u16,
-        broker: u16,
-    ) -> Gateway {
-        let home = dir.join(name);
-        std::fs::create_dir_all(home.join("run")).unwrap();
-        secret(&home, "ha.key", KEY);
-        let text = format!(
+    lease: &str,
+    device: u16,
+    listen: u16,
+    peer: u16,
+    witness: u16,
+    broker: u16,
+) -> Gateway {
+    Gateway::new(dir, name, |store| {
+        format!(
             r#"
 [site]
 id = "pair"
@@ -129,92 +117,10 @@ rack = "B07"
 address = "127.0.0.1:{device}"
 unit = 1
 
-[ha]
-node = "{name}"
-listen = "127.0.0.1:{listen}"
-peer = "127.0.0.1:{peer}"
-witness = "127.0.0.1:{witness}"
-key_file = "ha.key"
-lease = "{lease}"
-guard = "500ms"
 "#,
-            store = home.join("store").display(),
-        );
-        let config = write_config(&home, &text);
-        Gateway { name, config, runtime: home.join("run"), process: None, log: None }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("RUST_LOG", "info")
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env_remove("RUNTIME_DIRECTORY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start hallmonitor run");
-        let mut child = KillOnDrop(child);
-        self.log = child.0.stdout.take().map(Lines::of);
-        self.process = Some(child);
-    }
-
-    fn kill(&mut self) {
-        // KillOnDrop sends SIGKILL and reaps.
-        self.process.take();
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = self.process.as_ref().expect("running").0.id();
-        // SAFETY: kill(2) on our own child's pid; no memory is shared.
-        assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
-    }
-
-    /// `hallmonitor ha handover --config` for this gateway: (exit code, stdout, stderr).
-    fn handover(&self) -> (Option<i32>, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-            .args(["ha", "handover", "--timeout", "30s", "--config"])
-            .arg(&self.config)
-            .env("XDG_RUNTIME_DIR", &self.runtime)
-            .env_remove("RUNTIME_DIRECTORY")
-            .output()
-            .expect("run hallmonitor ha handover");
-        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-        (out.status.code(), text(out.stdout), text(out.stderr))
-    }
-
-    /// Modbus polls this gateway made since it started, from its snapshot.
-    fn polls(&self) -> u64 {
-        self.status().and_then(|s| s["polls"]["modbus"]["polls_ok"].as_u64()).unwrap_or(0)
-    }
-
-    fn status(&self) -> Option<Value> {
-        status(&self.config, &self.runtime)
-    }
-
-    /// The role in the daemon's snapshot, if it has one that is fresh (written in the last 4 s).
-    fn role(&self) -> Option<String> {
-        let s = self.status()?;
-        let written = s["written_at"].as_str().and_then(|t| hallmonitor::model::Timestamp::parse_rfc3339(t).ok());
-        let fresh = written.is_none_or(|w| hallmonitor::model::Timestamp::now().since(w) < Duration::from_secs(4));
-        fresh.then(|| s["ha"]["role"].as_str().unwrap_or("").to_owned())
-    }
-}
-
-fn start_witness(dir: &Path, port: u16, lease: &str) -> KillOnDrop {
-    let key = secret(dir, "witness.key", KEY);
-    let child = Command::new(env!("CARGO_BIN_EXE_hallmonitor"))
-        .args(["witness", "--listen", &format!("127.0.0.1:{port}"), "--lease", lease, "--key-file"])
-        .arg(key)
-        .arg("--state")
-        .arg(dir.join("witness.json"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hallmonitor witness");
-    KillOnDrop(child)
+            store = store.display(),
+        ) + &ha_section(name, listen, peer, witness, lease)
+    })
 }
 
 /// Waits until `pred` holds, checking `most_open` each time: never two masters.
@@ -279,26 +185,10 @@ async fn start_pair_with(lease: &str) -> Pair {
     let w = start_witness(dir.path(), witness, lease);
     let broker = EmbeddedBroker::start().unwrap();
     let b = broker.addr().port();
-    let mut gw1 = Gateway::new(
-        dir.path(),
-        "gw1",
-        lease,
-        device_port,
-        listen1,
-        to2.local_addr().port(),
-        w1.local_addr().port(),
-        b,
-    );
-    let mut gw2 = Gateway::new(
-        dir.path(),
-        "gw2",
-        lease,
-        device_port,
-        listen2,
-        to1.local_addr().port(),
-        w2.local_addr().port(),
-        b,
-    );
+    let mut gw1 =
+        gateway(dir.path(), "gw1", lease, device_port, listen1, to2.local_addr().port(), w1.local_addr().port(), b);
+    let mut gw2 =
+        gateway(dir.path(), "gw2", lease, device_port, listen2, to1.local_addr().port(), w2.local_addr().port(), b);
     gw1.start();
     gw2.start();
     Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, proxies: [to2, to1], witness_links: [w1, w2] }
@@ -466,7 +356,7 @@ async fn a_witness_with_another_key_is_refused_and_logged_once_not_per_attempt()
     );
     let mut witness_log = Lines::of(w.0.stdout.take().unwrap());
     witness_log.wait_for("witness started", Duration::from_secs(10));
-    let mut gw = Gateway::new(dir.path(), "gw1", LEASE, device_port, free_port(), free_port(), witness, free_port());
+    let mut gw = gateway(dir.path(), "gw1", LEASE, device_port, free_port(), free_port(), witness, free_port());
     gw.start();
     let log = gw.log.as_mut().unwrap();
     let line = log.wait_for("link=witness", Duration::from_secs(10));

@@ -7,9 +7,11 @@
 
 pub mod engine;
 pub mod files;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod net;
 pub mod outbox;
+pub mod pair;
 pub mod process;
 pub mod profiles;
 pub mod sources;

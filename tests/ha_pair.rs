@@ -167,6 +167,10 @@ struct Pair {
     proxies: [Proxy; 2],
     /// gw1 -> witness and gw2 -> witness.
     witness_links: [Proxy; 2],
+    /// gw1 -> the device and gw2 -> the device (each gateway's field bus).
+    device_links: [Proxy; 2],
+    /// Both gateways -> the broker (the site's WAN uplink).
+    uplink: Proxy,
 }
 
 async fn start_pair() -> Pair {
@@ -184,14 +188,26 @@ async fn start_pair_with(lease: &str) -> Pair {
     let w2 = Proxy::start(loopback(0), loopback(witness)).await.unwrap();
     let w = start_witness(dir.path(), witness, lease);
     let broker = EmbeddedBroker::start().unwrap();
-    let b = broker.addr().port();
-    let mut gw1 =
-        gateway(dir.path(), "gw1", lease, device_port, listen1, to2.local_addr().port(), w1.local_addr().port(), b);
-    let mut gw2 =
-        gateway(dir.path(), "gw2", lease, device_port, listen2, to1.local_addr().port(), w2.local_addr().port(), b);
+    let uplink = Proxy::start(loopback(0), broker.addr()).await.unwrap();
+    let b = uplink.local_addr().port();
+    let d1 = Proxy::start(loopback(0), loopback(device_port)).await.unwrap();
+    let d2 = Proxy::start(loopback(0), loopback(device_port)).await.unwrap();
+    let port = |p: &Proxy| p.local_addr().port();
+    let mut gw1 = gateway(dir.path(), "gw1", lease, port(&d1), listen1, port(&to2), port(&w1), b);
+    let mut gw2 = gateway(dir.path(), "gw2", lease, port(&d2), listen2, port(&to1), port(&w2), b);
     gw1.start();
     gw2.start();
-    Pair { dir, device, gws: [gw1, gw2], _witness: w, broker, proxies: [to2, to1], witness_links: [w1, w2] }
+    Pair {
+        dir,
+        device,
+        gws: [gw1, gw2],
+        _witness: w,
+        broker,
+        proxies: [to2, to1],
+        witness_links: [w1, w2],
+        device_links: [d1, d2],
+        uplink,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,6 +350,72 @@ async fn an_active_cut_off_from_both_other_voters_fences_itself_and_the_other_ta
     let requests = device.requests.load(Ordering::SeqCst);
     wait_until("the new active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > requests).await;
     assert_eq!(device.open.load(Ordering::SeqCst), 1, "the fenced gateway closed its device connection");
+}
+
+/// The partition table's last row: the active losing its devices (its field bus cut) keeps the
+/// lease (devices down are incidents, not a reason to flap); the standby never polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_that_loses_its_devices_keeps_the_lease() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    pair.device_links[active].sever();
+    let device_down = |s: &Value| s["devices"][0]["up"] == false;
+    wait_until("the active to see its device down", &device, TAKEOVER, || {
+        pair.gws[active].status().is_some_and(|s| device_down(&s))
+    })
+    .await;
+    let until = Instant::now() + Duration::from_secs(10); // over three leases
+    while Instant::now() < until {
+        assert_eq!(pair.gws[active].role().as_deref(), Some("active"), "the active gave the lease up");
+        assert_ne!(pair.gws[1 - active].role().as_deref(), Some("active"), "the standby took over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(device.accepted.load(Ordering::SeqCst), 1, "only the active ever connected");
+    pair.device_links[active].restore();
+    wait_until("the active to reach its device again", &device, TAKEOVER, || {
+        pair.gws[active].status().is_some_and(|s| !device_down(&s))
+    })
+    .await;
+}
+
+/// Two cuts at once, the peer link and the WAN uplink: the active keeps the lease with the
+/// witness, goes degraded and buffers; the standby neither takes over nor publishes; when the
+/// uplink returns the NOC receives what the active buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_peer_link_and_the_uplink_cut_the_active_buffers_and_the_standby_waits() {
+    let pair = start_pair().await;
+    let device = pair.device.clone();
+    let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    let mut noc = Subscriber::start(pair.broker.addr().port(), "noc", "hallmonitor/v1/pair/health", false).await;
+    for p in &pair.proxies {
+        p.sever();
+    }
+    pair.uplink.sever();
+    let cut_at = hallmonitor::model::Timestamp::now();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let roles: Vec<Option<String>> = pair.gws.iter().map(Gateway::role).collect();
+        assert_eq!(roles[active].as_deref(), Some("active"), "the active lost the lease: {roles:?}");
+        assert_ne!(roles[1 - active].as_deref(), Some("active"), "the standby took over: {roles:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = pair.gws[active].status().expect("status");
+    assert_eq!(s["ha"]["replica"]["state"], "degraded", "{s}");
+    assert!(s["outbox"]["depth"].as_u64().is_some_and(|d| d > 0), "the active buffers: {s}");
+    // Health made during the cut reaches the NOC once the uplink is back, from the active only.
+    let made_during_cut = |r: &support::outbox::Received| {
+        r.payload["created_at"]
+            .as_str()
+            .and_then(|t| hallmonitor::model::Timestamp::parse_rfc3339(t).ok())
+            .is_some_and(|t| t > cut_at)
+    };
+    pair.uplink.restore();
+    let got = noc.collect_until(TAKEOVER, made_during_cut).await;
+    assert!(got.iter().all(|r| r.payload["ha"]["node"] == pair.gws[active].name), "the standby published");
+    for p in &pair.proxies {
+        p.restore();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -359,6 +359,7 @@ async fn an_active_that_loses_its_devices_keeps_the_lease() {
     let pair = start_pair().await;
     let device = pair.device.clone();
     let active = one_active([&pair.gws[0], &pair.gws[1]], &device, TAKEOVER).await;
+    wait_until("the active to poll", &device, TAKEOVER, || device.requests.load(Ordering::SeqCst) > 0).await;
     pair.device_links[active].sever();
     let device_down = |s: &Value| s["devices"][0]["up"] == false;
     wait_until("the active to see its device down", &device, TAKEOVER, || {

@@ -27,18 +27,15 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::mosquitto::{Mosquitto, plain_listener};
 use support::net::free_port;
 use support::outbox::{Received, Schemas, Subscriber, check_stream, outbox_only};
-use support::pair::{Gateway, ha_section, start_witness};
+use support::pair::{Device, Gateway, ha_section, start_witness, wait_until};
 use support::process::KillOnDrop;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const LEASE: &str = "3s";
 /// The takeover bound (kill to the new active polling and publishing).
@@ -52,68 +49,10 @@ const NORMAL: u16 = 220;
 const WARM: u16 = 280;
 const HOT: u16 = 310;
 const HUMIDITY: u16 = 300;
+/// The probe's registers (`modbus-th-probe`): temperature and humidity.
+const TEMPERATURE_REGISTER: u16 = 1;
+const HUMIDITY_REGISTER: u16 = 2;
 
-/// A Modbus TCP device answering the probe's map (any unit), counting connections.
-#[derive(Clone)]
-struct Device {
-    temperature: Arc<AtomicU16>,
-    open: Arc<AtomicUsize>,
-    most_open: Arc<AtomicUsize>,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Device {
-    async fn start() -> (Device, u16) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let device = Device {
-            temperature: Arc::new(AtomicU16::new(NORMAL)),
-            open: Arc::default(),
-            most_open: Arc::default(),
-            accepted: Arc::default(),
-        };
-        let d = device.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let d = d.clone();
-                d.accepted.fetch_add(1, Ordering::SeqCst);
-                let now = d.open.fetch_add(1, Ordering::SeqCst) + 1;
-                d.most_open.fetch_max(now, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    // MBAP header (7 bytes), function, start address, register count.
-                    let mut req = [0u8; 12];
-                    while s.read_exact(&mut req).await.is_ok() {
-                        let start = u16::from_be_bytes([req[8], req[9]]);
-                        let count = u16::from_be_bytes([req[10], req[11]]).min(125);
-                        let len = 3 + 2 * count;
-                        let mut reply = vec![req[0], req[1], 0, 0, (len >> 8) as u8, len as u8, req[6], req[7]];
-                        reply.push((2 * count) as u8);
-                        for address in start..start + count {
-                            let value = match address {
-                                1 => d.temperature.load(Ordering::SeqCst),
-                                2 => HUMIDITY,
-                                _ => 0,
-                            };
-                            reply.extend(value.to_be_bytes());
-                        }
-                        if s.write_all(&reply).await.is_err() {
-                            break;
-                        }
-                    }
-                    d.open.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        (device, port)
-    }
-
-    fn set_temperature(&self, tenths: u16) {
-        self.temperature.store(tenths, Ordering::SeqCst);
-    }
-}
-
-/// mosquitto on one loopback port with its own directory, config and persistence (so a
-/// persistent session's queue survives a restart).
 /// The site both gateways watch: `devices` probes (units 1.. at the one fake device) spread
 /// over `zones` zones, one rack each.
 #[derive(Clone, Copy)]
@@ -191,20 +130,6 @@ update_min_interval = "1s"
             store = store.display(),
         ) + &ha_section(name, listen, peer, witness, LEASE)
     })
-}
-
-/// Waits until `pred` holds, checking at each sample that the device never had two
-/// connections at once (two Modbus masters).
-async fn wait_until(what: &str, device: &Device, timeout: Duration, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled the device at once ({what})");
-        if pred() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The NOC: a persistent-session subscriber to the site's topics, keeping all it received.
@@ -313,6 +238,8 @@ impl Pair {
     async fn start(site: Site, incidents: usize) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let (device, device_port) = Device::start().await;
+        device.set(TEMPERATURE_REGISTER, NORMAL);
+        device.set(HUMIDITY_REGISTER, HUMIDITY);
         let broker_dir = dir.path().join("mosquitto");
         std::fs::create_dir_all(&broker_dir).unwrap();
         let port = free_port();
@@ -379,7 +306,7 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
     let (old, new) = (pair.gws[active].name, pair.gws[standby].name);
     pair.noc.wait("a health message from the active", TAKEOVER, |r| sender(r) == Some(old)).await;
 
-    pair.device.set_temperature(WARM);
+    pair.device.set(TEMPERATURE_REGISTER, WARM);
     let opened = pair.noc.wait("the incident to open", TAKEOVER, |r| is_incident(r, "opened")).await;
     let id = opened.payload["incident_id"].as_str().expect("an incident id").to_owned();
     // A few more commits (health) on the active before it dies, its standby in step.
@@ -393,7 +320,7 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
     assert!(killed.elapsed() < TAKEOVER, "the new active polled and published {:?} after the kill", killed.elapsed());
 
     // The incident goes on: critical now, an update of the same incident.
-    pair.device.set_temperature(HOT);
+    pair.device.set(TEMPERATURE_REGISTER, HOT);
     let updated = pair.noc.wait("the incident's update", TAKEOVER, |r| is_incident(r, "updated")).await;
 
     // Test 4: the old active comes back; it joins as standby and publishes nothing.
@@ -417,7 +344,7 @@ async fn an_incident_open_when_the_active_is_killed_goes_on_under_the_same_id_an
     assert!(from_old.is_empty(), "the returning standby published: {from_old:#?}");
     assert!(late.iter().any(|r| sender(r) == Some(new)), "the new active went on publishing");
 
-    pair.device.set_temperature(NORMAL);
+    pair.device.set(TEMPERATURE_REGISTER, NORMAL);
     let resolved = pair.noc.wait("the incident to resolve", TAKEOVER, |r| is_incident(r, "resolved")).await;
     pair.noc.gather(Duration::from_secs(2)).await; // resends, if any
     let last = pair.noc.check();
@@ -438,7 +365,7 @@ async fn with_the_broker_down_the_standby_takes_over_and_the_noc_gets_the_whole_
     let standby = 1 - active;
     let (old, new) = (pair.gws[active].name, pair.gws[standby].name);
     pair.noc.wait("a health message from the active", TAKEOVER, |r| sender(r) == Some(old)).await;
-    pair.device.set_temperature(WARM);
+    pair.device.set(TEMPERATURE_REGISTER, WARM);
     let opened = pair.noc.wait("the incident to open", TAKEOVER, |r| is_incident(r, "opened")).await;
     let id = opened.payload["incident_id"].as_str().expect("an incident id").to_owned();
     pair.wait_replica(active, "in_sync").await;
@@ -451,14 +378,14 @@ async fn with_the_broker_down_the_standby_takes_over_and_the_noc_gets_the_whole_
     let line = pair.gws[standby].log.as_mut().expect("log").wait_for_next("role changed", Duration::from_secs(5));
     assert!(line.contains("to=active"), "{line}");
     // The new active carries the incident on while the broker is still away.
-    pair.device.set_temperature(HOT);
+    pair.device.set(TEMPERATURE_REGISTER, HOT);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let at_return = pair.noc.all.len();
     pair.broker.spawn();
     let updated = pair.noc.wait("the incident's update", TAKEOVER, |r| is_incident(r, "updated")).await;
     pair.noc.wait("a health message from the new active", TAKEOVER, |r| sender(r) == Some(new)).await;
-    pair.device.set_temperature(NORMAL);
+    pair.device.set(TEMPERATURE_REGISTER, NORMAL);
     pair.noc.wait("the incident to resolve", TAKEOVER, |r| is_incident(r, "resolved")).await;
     pair.noc.gather(Duration::from_secs(2)).await;
     let last = pair.noc.check();
@@ -482,7 +409,7 @@ async fn a_handover_under_load_loses_nothing_and_never_two_poll() {
     let standby = 1 - active;
     let (old, new) = (pair.gws[active].name, pair.gws[standby].name);
     pair.noc.wait("a health message from the active", TAKEOVER, |r| sender(r) == Some(old)).await;
-    pair.device.set_temperature(WARM);
+    pair.device.set(TEMPERATURE_REGISTER, WARM);
     let mut opened = BTreeSet::new();
     pair.noc
         .wait("an incident in every zone", TAKEOVER, |r| {
@@ -520,7 +447,7 @@ async fn a_handover_under_load_loses_nothing_and_never_two_poll() {
         assert!(pair.device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled at once");
         pair.noc.gather(Duration::from_millis(200)).await;
     }
-    pair.device.set_temperature(NORMAL);
+    pair.device.set(TEMPERATURE_REGISTER, NORMAL);
     let mut resolved = BTreeSet::new();
     pair.noc
         .wait("every incident to resolve", TAKEOVER, |r| {

@@ -11,8 +11,7 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hallmonitor::sim::broker::EmbeddedBroker;
@@ -21,56 +20,12 @@ use serde_json::Value;
 use support::files::{secret, write_config};
 use support::net::free_port;
 use support::outbox::Subscriber;
-use support::pair::{Gateway, ha_section, start_witness};
+use support::pair::{Device, Gateway, ha_section, start_witness, wait_until};
 use support::process::{KillOnDrop, Lines};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const LEASE: &str = "3s";
 /// The takeover bound; with a 3 s lease the election needs well under it.
 const TAKEOVER: Duration = Duration::from_secs(30);
-
-/// A Modbus TCP device answering every read with zeros, counting connections.
-#[derive(Clone, Default)]
-struct Device {
-    open: Arc<AtomicUsize>,
-    most_open: Arc<AtomicUsize>,
-    accepted: Arc<AtomicUsize>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl Device {
-    async fn start() -> (Device, u16) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let device = Device::default();
-        let d = device.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let d = d.clone();
-                d.accepted.fetch_add(1, Ordering::SeqCst);
-                let now = d.open.fetch_add(1, Ordering::SeqCst) + 1;
-                d.most_open.fetch_max(now, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut req = [0u8; 12];
-                    while s.read_exact(&mut req).await.is_ok() {
-                        d.requests.fetch_add(1, Ordering::SeqCst);
-                        let count = u16::from_be_bytes([req[10], req[11]]).min(125) as usize;
-                        let len = (3 + 2 * count) as u16;
-                        let mut reply = vec![req[0], req[1], 0, 0, (len >> 8) as u8, len as u8, req[6], req[7]];
-                        reply.push((2 * count) as u8);
-                        reply.extend(std::iter::repeat_n(0u8, 2 * count));
-                        if s.write_all(&reply).await.is_err() {
-                            break;
-                        }
-                    }
-                    d.open.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
-        });
-        (device, port)
-    }
-}
 
 /// Gateway `name` of the pair: one probe at the fake device, the broker on `broker`.
 #[allow(clippy::too_many_arguments)]
@@ -121,19 +76,6 @@ unit = 1
             store = store.display(),
         ) + &ha_section(name, listen, peer, witness, lease)
     })
-}
-
-/// Waits until `pred` holds, checking `most_open` each time: never two masters.
-async fn wait_until(what: &str, device: &Device, timeout: Duration, mut pred: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled the device at once ({what})");
-        if pred() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Which of the two is active, once exactly one is and the other reports standby.

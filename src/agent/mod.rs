@@ -280,26 +280,7 @@ impl Agent {
         };
         let store = Store::open(&config.store, &config.site)
             .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
-        let mut engine = Engine::new(config.engine.clone());
-        if let Some(bytes) = store.load_engine_state()? {
-            match serde_json::from_slice::<EngineState>(&bytes) {
-                Ok(state) => {
-                    engine.import_state(state);
-                    info!(
-                        open_incidents = engine.open_incidents().len(),
-                        active_patterns = engine.active_patterns().len(),
-                        "engine state restored"
-                    );
-                }
-                // Refusing to start would also strand the outbox; forward it and start the
-                // engine afresh, loudly.
-                Err(e) => error!(
-                    error = %e,
-                    store = %config.store.path.display(),
-                    "engine state unreadable: starting without the open incidents and pattern history it held (the outbox is kept and forwarded)"
-                ),
-            }
-        }
+        let engine = restore_engine(&config, &store)?;
         // In a gateway pair nothing polls or publishes until the election says active.
         let active = config.ha.is_none();
         let publisher = if active { Some(Publisher::start(&mqtt, &config.site, store.clone())?) } else { None };
@@ -550,25 +531,10 @@ impl Agent {
     /// Replaces the engine with the one the store holds (what the previous active committed
     /// and replicated here).
     fn reload_engine(&mut self) {
-        let mut engine = Engine::new(self.config.engine.clone());
-        match self.store.load_engine_state() {
-            Ok(Some(bytes)) => match serde_json::from_slice::<EngineState>(&bytes) {
-                Ok(state) => engine.import_state(state),
-                Err(e) => {
-                    error!(error = %e, "the replicated engine state is unreadable: starting without its open incidents and pattern history (the outbox is kept)")
-                }
-            },
-            Ok(None) => {}
-            Err(e) => {
-                error!(error = %e, "cannot read the replicated engine state: starting without its open incidents and pattern history")
-            }
-        }
-        info!(
-            open_incidents = engine.open_incidents().len(),
-            active_patterns = engine.active_patterns().len(),
-            next_seq = self.store.durable_seq() + 1,
-            "engine state taken from the store (the replica)"
-        );
+        let engine = restore_engine(&self.config, &self.store).unwrap_or_else(|e| {
+            error!(error = %e, "cannot read the replicated engine state: starting without its open incidents and pattern history");
+            Engine::new(self.config.engine.clone())
+        });
         self.engine = engine;
         self.devices = DeviceTable::new(&self.config.devices);
         self.devices.sync(&self.engine);
@@ -995,6 +961,32 @@ fn mqtt_changed(a: Option<&MqttSettings>, b: Option<&MqttSettings>) -> bool {
         )
     };
     a.map(key) != b.map(key)
+}
+
+/// The engine as the store holds it (at start, or the replica on becoming active): its saved
+/// state imported, or a fresh engine when there is none or it does not decode. Refusing to
+/// start would also strand the outbox, so an unreadable state is logged, not fatal.
+fn restore_engine(config: &Config, store: &Store) -> Result<Engine, StoreError> {
+    let mut engine = Engine::new(config.engine.clone());
+    if let Some(bytes) = store.load_engine_state()? {
+        match serde_json::from_slice::<EngineState>(&bytes) {
+            Ok(state) => {
+                engine.import_state(state);
+                info!(
+                    open_incidents = engine.open_incidents().len(),
+                    active_patterns = engine.active_patterns().len(),
+                    next_seq = store.durable_seq() + 1,
+                    "engine state restored"
+                );
+            }
+            Err(e) => error!(
+                error = %e,
+                store = %config.store.path.display(),
+                "engine state unreadable: starting without the open incidents and pattern history it held (the outbox is kept and forwarded)"
+            ),
+        }
+    }
+    Ok(engine)
 }
 
 /// Whether `[ha]` differs (the key compared without being printed).

@@ -79,8 +79,6 @@ pub struct ReplicaView {
     pub lag_ms: u64,
     /// This store's position in the stream.
     pub position: Generation,
-    /// Active: the highest `seq` the publisher may send (what the standby holds).
-    pub publishable_upto: u64,
 }
 
 /// Whether an active whose stream is in `state` (`ReplicaView::state`) may hand over: its
@@ -257,7 +255,6 @@ impl Replicator {
             // know it already, and everything published so far is in it.
             reported: generation(position),
             limit: 0,
-            last_state: String::new(),
             announced_sync: false,
             next_snapshot_at: Instant::now(),
             snapshot_gap: Duration::ZERO,
@@ -291,7 +288,6 @@ struct LeaderLoop {
     /// request older than one it granted).
     reported: Generation,
     limit: u64,
-    last_state: String,
     /// "In sync" was logged since the standby was last absent.
     announced_sync: bool,
     /// No snapshot before this: a standby that keeps asking (it cannot apply one: a full disk)
@@ -487,18 +483,15 @@ impl LeaderLoop {
             self.limit = limit;
         }
         let view = self.view(now);
-        if view.state != self.last_state {
-            // Logged when it matters to an operator: the pair can take over again (or for the
-            // first time), not at every commit's round trip.
-            match view.state.as_str() {
-                "in_sync" if !self.announced_sync => {
-                    info!("replication: the standby holds everything (in sync): takeover possible");
-                    self.announced_sync = true;
-                }
-                "waiting" | "degraded" => self.announced_sync = false,
-                _ => {}
+        // Logged when it matters to an operator: the pair can take over again (or for the first
+        // time), not at every commit's round trip.
+        match view.state.as_str() {
+            "in_sync" if !self.announced_sync => {
+                info!("replication: the standby holds everything (in sync): takeover possible");
+                self.announced_sync = true;
             }
-            self.last_state = view.state.clone();
+            "waiting" | "degraded" => self.announced_sync = false,
+            _ => {}
         }
         self.setup.view.send_replace(view);
     }
@@ -519,14 +512,7 @@ impl LeaderLoop {
             }
             SyncState::Degraded { since } => ("degraded", 0, 0, now.saturating_sub(since).as_millis() as u64),
         };
-        ReplicaView {
-            state: state.to_owned(),
-            lag_entries,
-            lag_bytes,
-            lag_ms,
-            position: self.leader.last(),
-            publishable_upto: self.leader.publishable_upto(),
-        }
+        ReplicaView { state: state.to_owned(), lag_entries, lag_bytes, lag_ms, position: self.leader.last() }
     }
 
     /// When to look at the stream again without an event: degraded mode, or a snapshot held

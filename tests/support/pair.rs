@@ -1,12 +1,17 @@
 //! A gateway of a pair as a test runs it: `hallmonitor run` with a config the test writes
 //! (its `[ha]` section from [`ha_section`]), in its own directory with its own runtime dir
-//! (status snapshot), the log read line by line; and the witness.
+//! (status snapshot), the log read line by line; the witness; and the device both gateways
+//! reach, which counts its connections (two open at once would be two Modbus masters).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 use super::files::{secret, write_config};
 use super::process::{KillOnDrop, Lines, status};
@@ -116,4 +121,76 @@ pub fn start_witness(dir: &Path, port: u16, lease: &str) -> KillOnDrop {
         .spawn()
         .expect("start hallmonitor witness");
     KillOnDrop(child)
+}
+
+/// A Modbus TCP device (any unit) answering reads from its registers (all 0 until set),
+/// counting connections and requests.
+#[derive(Clone, Default)]
+pub struct Device {
+    registers: Arc<[AtomicU16; 8]>,
+    pub open: Arc<AtomicUsize>,
+    pub most_open: Arc<AtomicUsize>,
+    pub accepted: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl Device {
+    /// Listens on a free loopback port; returns the device and the port.
+    pub async fn start() -> (Device, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let device = Device::default();
+        let d = device.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let d = d.clone();
+                d.accepted.fetch_add(1, Ordering::SeqCst);
+                let now = d.open.fetch_add(1, Ordering::SeqCst) + 1;
+                d.most_open.fetch_max(now, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    // MBAP header (7 bytes), function, start address, register count.
+                    let mut req = [0u8; 12];
+                    while s.read_exact(&mut req).await.is_ok() {
+                        d.requests.fetch_add(1, Ordering::SeqCst);
+                        let start = u16::from_be_bytes([req[8], req[9]]);
+                        let count = u16::from_be_bytes([req[10], req[11]]).min(125);
+                        let len = 3 + 2 * count;
+                        let mut reply = vec![req[0], req[1], 0, 0, (len >> 8) as u8, len as u8, req[6], req[7]];
+                        reply.push((2 * count) as u8);
+                        for address in start..start.saturating_add(count) {
+                            reply.extend(d.register(address).to_be_bytes());
+                        }
+                        if s.write_all(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    d.open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (device, port)
+    }
+
+    /// Sets register `address` (0..8; the others read 0).
+    pub fn set(&self, address: u16, value: u16) {
+        self.registers[usize::from(address)].store(value, Ordering::SeqCst);
+    }
+
+    fn register(&self, address: u16) -> u16 {
+        self.registers.get(usize::from(address)).map_or(0, |r| r.load(Ordering::SeqCst))
+    }
+}
+
+/// Waits until `pred` holds, checking at each sample that the device never had two
+/// connections at once (two Modbus masters).
+pub async fn wait_until(what: &str, device: &Device, timeout: Duration, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        assert!(device.most_open.load(Ordering::SeqCst) <= 1, "two gateways polled the device at once ({what})");
+        if pred() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

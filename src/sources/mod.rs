@@ -7,12 +7,14 @@
 pub mod modbus;
 pub mod snmp;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DeviceSpec, Transport};
@@ -65,6 +67,36 @@ pub struct SourceContext {
     pub once: bool,
 }
 
+/// Poll start slots per interval. Devices are spread over their interval so that a site is
+/// not asked in one instant, but only over this many instants: each wake-up of the gateway
+/// then starts a group of polls (and their answers arrive together) instead of one. At 100
+/// devices every 5 s, one wake-up per device cost more CPU than decoding its answer.
+const POLL_SLOTS: u32 = 8;
+
+/// When a device polling every `interval` first polls: at a random one of `POLL_SLOTS`
+/// instants per interval, on a grid shared by every device with that interval (anchored at
+/// the first call), so devices of one slot tick together for as long as the daemon runs.
+/// `once` (`poll --once`) starts now.
+pub fn first_poll_at(interval: Duration, once: bool) -> Instant {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    let now = Instant::now();
+    if once {
+        return now;
+    }
+    let anchor = *ANCHOR.get_or_init(|| now);
+    let interval = interval.max(Duration::from_millis(1));
+    let slot = interval / POLL_SLOTS;
+    let on_grid = anchor + slot * fastrand::u32(0..POLL_SLOTS);
+    // The grid's next tick at or after now, the grid point being before or after now (a
+    // test's paused clock can run far ahead and back with a new runtime).
+    let i = interval.as_nanos();
+    let wait = match now.checked_duration_since(on_grid) {
+        Some(past) => (i - past.as_nanos() % i) % i,
+        None => (on_grid - now).as_nanos() % i,
+    };
+    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(0))
+}
+
 /// Starts the poll tasks of all enabled devices. Each protocol groups devices as its
 /// transport needs (one TCP connection per gateway address, one owner per RS-485 bus).
 pub fn spawn_all(devices: &[DeviceSpec], ctx: &SourceContext) -> Vec<JoinHandle<()>> {
@@ -73,4 +105,29 @@ pub fn spawn_all(devices: &[DeviceSpec], ctx: &SourceContext) -> Vec<JoinHandle<
     let mut tasks = modbus::spawn(mb, ctx.clone());
     tasks.extend(snmp::spawn(sn, ctx.clone()));
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_polls_fall_on_a_few_shared_instants_within_one_interval() {
+        let interval = Duration::from_secs(5);
+        let slot = interval / POLL_SLOTS;
+        let now = Instant::now();
+        let firsts: Vec<Instant> = (0..200).map(|_| first_poll_at(interval, false)).collect();
+        let base = firsts[0];
+        for t in &firsts {
+            assert!(*t >= now && *t < Instant::now() + interval, "{t:?} not within one interval");
+            // On one grid: any two are a whole number of slots apart.
+            let apart = if *t >= base { *t - base } else { base - *t };
+            assert_eq!(apart.as_nanos() % slot.as_nanos(), 0, "{apart:?} is not a multiple of {slot:?}");
+        }
+        let mut distinct: Vec<Instant> = firsts.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() <= POLL_SLOTS as usize && distinct.len() > 1, "{} instants", distinct.len());
+        assert!(first_poll_at(interval, true) <= Instant::now(), "--once starts now");
+    }
 }

@@ -86,9 +86,7 @@ impl Poller {
     /// Polls on schedule until cancelled (or once, with `ctx.once`).
     pub async fn run(mut self) {
         let period = self.spec.interval.max(Duration::from_millis(1));
-        // Spread the first polls of many devices over one interval so they do not all hit
-        // the network in the same millisecond; `--once` starts right away.
-        let first = if self.ctx.once { Instant::now() } else { Instant::now() + period.mul_f64(fastrand::f64()) };
+        let first = crate::sources::first_poll_at(period, self.ctx.once);
         let mut ticker = tokio::time::interval_at(first, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let cancel = self.ctx.cancel.clone();

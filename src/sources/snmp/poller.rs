@@ -310,9 +310,7 @@ impl DevicePoller {
 /// Runs one device until cancelled (or after one poll with `ctx.once`).
 pub async fn run(mut poller: DevicePoller, ctx: SourceContext) {
     let interval = poller.spec.interval.max(Duration::from_millis(10));
-    // Spread devices over the interval so 200 agents are not asked in the same instant.
-    let offset = if ctx.once { Duration::ZERO } else { interval.mul_f64(fastrand::f64()) };
-    let mut ticker = tokio::time::interval_at(Instant::now() + offset, interval);
+    let mut ticker = tokio::time::interval_at(crate::sources::first_poll_at(interval, ctx.once), interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let stats = &ctx.stats.snmp;
     loop {

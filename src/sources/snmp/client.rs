@@ -3,9 +3,10 @@
 //! GETBULK table walks (GETNEXT on v1), and mapping library errors to `SnmpError`.
 //!
 //! Table walks are sized to the table: a session remembers how many rows each column had at
-//! the end of its last walk and asks for that many repetitions plus one (to see the end), at
-//! most `max_repetitions`. A table that grew is walked on past that; one that shrank ends
-//! early; both are learned afresh. Columns that need under half the repetitions of the longest
+//! the end of its last walk and asks for that many repetitions, at most `max_repetitions`;
+//! one walk in `CHECK_END_EVERY` asks for one more, to see the end. A table that grew is
+//! walked on past that once seen (within `CHECK_END_EVERY` polls: a sensor plugged in shows
+//! up within ten polls); one that shrank ends early; both are learned afresh. Columns that need under half the repetitions of the longest
 //! one go in a request of their own rather than being padded to its length.
 //!
 //! Sockets: pollers share one UDP socket per local bind address (`SharedSockets`). Besides
@@ -38,6 +39,10 @@ use crate::config::{AuthProtocol, PrivProtocol, SnmpSettings, SnmpVersion};
 
 /// Rows per column at most: a guard against agents whose tables never end.
 const MAX_ROWS_PER_COLUMN: usize = 10_000;
+
+/// One walk in this many asks each column for one row past its learned length, to see a
+/// table that grew (a sensor plugged in); the others ask for the learned length only.
+const CHECK_END_EVERY: u32 = 10;
 
 /// Why a request to an agent failed. Keeps "the agent answered with an error" apart from
 /// "the agent could not be reached".
@@ -151,10 +156,13 @@ pub struct SnmpSession {
     /// Requests sent since the last `take_requests`.
     requests: u64,
     /// Rows each table column had when its last walk ended: the next walk asks for that many
-    /// repetitions plus one (to see the end), so a 3-row table costs 4 varbinds, not 25. A
-    /// table that grew is walked on to its end, one that shrank ends early; either way the
-    /// walk learns the new length.
+    /// repetitions, so a 3-row table costs 3 varbinds, not 25; one walk in `CHECK_END_EVERY`
+    /// asks for one more to see the end. A table that shrank ends early; one that grew is
+    /// walked on to its end once a walk sees the extra row; either way the walk learns the
+    /// new length.
     learned_rows: HashMap<Oid, usize>,
+    /// Table walks so far (which of them check the ends).
+    walks: u32,
     /// Scalars a GETNEXT from their `predecessor` did not land on: asked with GET instead.
     get_instead: std::collections::HashSet<Oid>,
 }
@@ -168,19 +176,27 @@ struct ColumnWalk {
     rows: usize,
     /// Rows the column had at the end of the previous walk, if it was walked before.
     expect: Option<usize>,
+    /// Ask for one row past `expect` to see whether the table grew.
+    check_end: bool,
 }
 
 impl ColumnWalk {
     /// Repetitions this column needs from the next GETBULK: the rows it is expected still to
-    /// have plus one to see its end, or `limit` when its length is unknown (never walked, or
-    /// it already gave more rows than last time). Never more than `limit`.
+    /// have (plus one to see its end when `check_end`), or `limit` when its length is unknown
+    /// (never walked, or it already gave more rows than last time). At least 1, at most `limit`.
     fn repetitions(&self, limit: u32) -> u32 {
         match self.expect {
             Some(expect) if self.rows <= expect => {
-                u32::try_from(expect - self.rows + 1).unwrap_or(u32::MAX).min(limit).max(1)
+                let past_end = usize::from(self.check_end);
+                u32::try_from(expect - self.rows + past_end).unwrap_or(u32::MAX).min(limit).max(1)
             }
             _ => limit,
         }
+    }
+
+    /// Whether the column gave the rows it was expected to and is not checking for more.
+    fn has_expected_rows(&self) -> bool {
+        !self.check_end && self.expect == Some(self.rows)
     }
 }
 
@@ -288,6 +304,7 @@ impl SnmpSession {
             engine_recovery: true,
             requests: 0,
             learned_rows: HashMap::new(),
+            walks: 0,
             get_instead: std::collections::HashSet::new(),
         })
     }
@@ -512,6 +529,8 @@ impl SnmpSession {
         }
         // Non-repeaters still to be asked (only in the first request that succeeds).
         let mut pending_scalars = scalars;
+        let check_end = self.walks.is_multiple_of(CHECK_END_EVERY);
+        self.walks = self.walks.wrapping_add(1);
         // Every column still being walked, the longest tables first, so that columns of about
         // the same length are next to each other and share a request.
         let mut active: Vec<ColumnWalk> = columns
@@ -521,6 +540,7 @@ impl SnmpSession {
                 cursor: c.clone(),
                 rows: 0,
                 expect: self.learned_rows.get(c).copied(),
+                check_end,
             })
             .collect();
         active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
@@ -625,7 +645,7 @@ impl SnmpSession {
                 w.cursor = vb.oid;
                 w.rows += 1;
                 advanced[j] = true;
-                if rows.len() >= MAX_ROWS_PER_COLUMN {
+                if rows.len() >= MAX_ROWS_PER_COLUMN || w.has_expected_rows() {
                     done[j] = true;
                 }
             }
@@ -883,29 +903,35 @@ mod walk_tests {
         // First walk: the table's length is unknown, so it asks for max_repetitions.
         let (first, _, served_first) = walk(&mut session, &table).await;
         assert_eq!(first, rows(5));
-        // Then 5 rows + 1 to see the end, per column.
+        // Then the 5 rows it learned, per column, and not one more.
         let (again, _, served_again) = walk(&mut session, &table).await;
         assert_eq!(again, rows(5));
-        assert!(served_again <= 2 * 6, "asked for {served_again} varbinds for 2 columns of 5 rows");
+        assert_eq!(served_again, 2 * 5, "asked for {served_again} varbinds for 2 columns of 5 rows");
         assert!(served_again < served_first, "{served_again} not fewer than the first walk's {served_first}");
         assert_eq!(session.take_requests(), 2, "one GETBULK per walk");
 
-        // The table grew past max_repetitions: every row is still read, and then learned.
+        // The table grew past max_repetitions: the walk that checks the end (one in
+        // CHECK_END_EVERY, counting from the first) sees it, reads every row and learns them.
         table.rows.store(30, Ordering::SeqCst);
+        for n in 2..CHECK_END_EVERY {
+            let (stale, _, served) = walk(&mut session, &table).await;
+            assert_eq!(stale, rows(5), "walk {n} asks for the learned rows only");
+            assert_eq!(served, 2 * 5);
+        }
         let (grown, _, _) = walk(&mut session, &table).await;
         assert_eq!(grown, rows(30));
         session.take_requests();
         let (grown_again, _, served) = walk(&mut session, &table).await;
         assert_eq!(grown_again, rows(30));
-        assert!(served <= 2 * 31, "asked for {served} varbinds for 2 columns of 30 rows");
+        assert_eq!(served, 2 * 30, "asked for {served} varbinds for 2 columns of 30 rows");
 
-        // It shrank: the walk ends early, and the next one asks for 2 + 1 rows.
+        // It shrank: any walk sees that (it ends early), and the next one asks for 2 rows.
         table.rows.store(2, Ordering::SeqCst);
         let (shrunk, _, _) = walk(&mut session, &table).await;
         assert_eq!(shrunk, rows(2));
         let (shrunk_again, _, served) = walk(&mut session, &table).await;
         assert_eq!(shrunk_again, rows(2));
-        assert!(served <= 2 * 3, "asked for {served} varbinds for 2 columns of 2 rows");
+        assert_eq!(served, 2 * 2, "asked for {served} varbinds for 2 columns of 2 rows");
 
         cancel.cancel();
         let _ = task.await;

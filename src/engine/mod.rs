@@ -84,14 +84,11 @@ impl Index {
     }
 }
 
-/// The points of one name on a device, one per table row label, with their slots.
-type PointRows = Vec<(Option<Arc<str>>, u32)>;
-
-/// Per device: its state slot and its points by name and label.
+/// Per device: its state slot and the slots of its points.
 #[derive(Debug, Default)]
 struct DevIx {
     state: u32,
-    points: FxMap<PointId, PointRows>,
+    points: Vec<u32>,
     /// Synthetic points that go quiet with this device (redundancy of its rack).
     extra: Vec<u32>,
 }
@@ -132,8 +129,13 @@ pub struct Engine {
     /// Power points per rack slot.
     rack_points: Vec<Vec<u32>>,
     rollup_ix: FxMap<(ZoneId, Metric), u32>,
-    /// Points by the hash of (device, point, label); collisions are checked against the point.
-    by_key: FxMap<u64, Vec<u32>>,
+    /// Points by the hash of (device, point, label): the first point with that hash; any
+    /// other (a collision, checked against the point) in `collided`.
+    by_key: FxMap<u64, u32>,
+    collided: Vec<(u64, u32)>,
+    /// The distinct thresholds of this generation's point caches, shared: a site has a few
+    /// dozen, and one allocation per point cost 100 bytes a point.
+    thresholds: Vec<Arc<Threshold>>,
     st: EngineState,
 }
 
@@ -151,6 +153,8 @@ impl Engine {
             rack_points: Vec::new(),
             rollup_ix: FxMap::default(),
             by_key: FxMap::default(),
+            collided: Vec::new(),
+            thresholds: Vec::new(),
             st: EngineState::default(),
         }
     }
@@ -160,6 +164,7 @@ impl Engine {
         self.settings = settings;
         self.ix = Index::build(&self.settings);
         self.generation += 1;
+        self.thresholds.clear();
         // A device moved to another zone or rack: its future breaches and load belong there.
         // (Members already in open incidents stay where they were raised.)
         for d in &mut self.st.devices {
@@ -214,7 +219,7 @@ impl Engine {
             self.advance(now);
         }
         let h = key_hash(reading.device.as_str(), reading.point.as_str(), reading.label.as_deref());
-        let pi = match self.lookup(h, reading) {
+        let pi = match self.find(h, reading.device.as_str(), reading.point.as_str(), reading.label.as_deref()) {
             Some(pi) => pi,
             None => {
                 let di = self.device_slot(&reading.device, &reading.zone, reading.rack.as_ref());
@@ -381,14 +386,18 @@ impl Engine {
         slot
     }
 
-    /// The slot of a known point, by its key hash.
+    /// The slot of a known point, by its key hash (`key_hash` of the same three).
     #[inline]
-    fn lookup(&self, h: u64, r: &Reading) -> Option<u32> {
-        let list = self.by_key.get(&h)?;
-        list.iter().copied().find(|&pi| {
+    fn find(&self, h: u64, device: &str, point: &str, label: Option<&str>) -> Option<u32> {
+        let is = |pi: u32| {
             let p = &self.st.points[pi as usize];
-            p.device == r.device && p.point == r.point && p.label.as_deref() == r.label.as_deref()
-        })
+            p.device.as_str() == device && p.point.as_str() == point && p.label.as_deref() == label
+        };
+        let first = *self.by_key.get(&h)?;
+        if is(first) {
+            return Some(first);
+        }
+        self.collided.iter().find(|&&(ch, pi)| ch == h && is(pi)).map(|&(_, pi)| pi)
     }
 
     fn point_slot(&mut self, di: u32, r: &Reading) -> u32 {
@@ -408,11 +417,8 @@ impl Engine {
         new: impl FnOnce(&DeviceState) -> PointState,
     ) -> u32 {
         let d = &self.st.devices[di as usize];
-        if let Some(dix) = self.devices.get(d.id.as_str())
-            && let Some(list) = dix.points.get(point)
-            && let Some((_, pi)) = list.iter().find(|(l, _)| l.as_deref() == label)
-        {
-            return *pi;
+        if let Some(pi) = self.find(key_hash(d.id.as_str(), point, label), d.id.as_str(), point, label) {
+            return pi;
         }
         let p = new(d);
         self.add_point(p)
@@ -429,9 +435,13 @@ impl Engine {
     /// Adds a point to the lookups; returns its device's slot.
     fn index_point(&mut self, pi: u32, p: &PointState) -> u32 {
         let di = self.device_slot(&p.device, &p.zone, p.rack.as_ref());
-        self.by_key.entry(key_hash(p.device.as_str(), p.point.as_str(), p.label.as_deref())).or_default().push(pi);
+        let h = key_hash(p.device.as_str(), p.point.as_str(), p.label.as_deref());
+        if let Some(first) = self.by_key.insert(h, pi) {
+            self.by_key.insert(h, first);
+            self.collided.push((h, pi));
+        }
         if let Some(dix) = self.devices.get_mut(p.device.as_str()) {
-            dix.points.entry(p.point.clone()).or_default().push((p.label.clone(), pi));
+            dix.points.push(pi);
         }
         if let Some(b) = &p.feed_b {
             let _ = self.device_slot(b, &p.zone, p.rack.as_ref());
@@ -455,6 +465,7 @@ impl Engine {
         self.rollup_ix.clear();
         self.cache.clear();
         self.by_key.clear();
+        self.collided.clear();
         for (i, d) in self.st.devices.iter().enumerate() {
             self.devices.insert(d.id.clone(), DevIx { state: i as u32, ..Default::default() });
         }
@@ -486,16 +497,16 @@ impl Engine {
             PointKind::Redundancy => {
                 let base = rules.resolve(&Metric::new("phase_current_a"), &p.zone, p.rack.as_ref(), &p.device);
                 let feeds = p.rack.as_ref().and_then(|r| self.ix.feeds.get(r));
-                c.level = feeds.map(|f| Arc::new(breaker_threshold(base.as_ref(), f.rating_a)));
+                c.level = feeds.map(|f| shared(&mut self.thresholds, breaker_threshold(base.as_ref(), f.rating_a)));
             }
             _ => {
                 let t = rules.resolve(&p.metric, &p.zone, p.rack.as_ref(), &p.device);
                 if p.metric.as_str().ends_with("_current_a")
                     && let Some(rating) = self.ix.meta.get(p.device.as_str()).and_then(|m| m.breaker_a)
                 {
-                    c.breaker = Some(Arc::new(breaker_threshold(t.as_ref(), rating)));
+                    c.breaker = Some(shared(&mut self.thresholds, breaker_threshold(t.as_ref(), rating)));
                 }
-                c.level = t.map(Arc::new);
+                c.level = t.map(|t| shared(&mut self.thresholds, t));
             }
         }
         if self.settings.rollup_interval.is_some() && !matches!(p.kind, PointKind::Redundancy) {
@@ -570,7 +581,7 @@ impl Engine {
         // Inhibition: a device that cannot be read raises nothing but its comms breach.
         let mut quiet: Vec<u32> = Vec::new();
         if let Some(dix) = self.devices.get(id.as_str()) {
-            quiet.extend(dix.points.values().flatten().map(|(_, pi)| *pi));
+            quiet.extend(dix.points.iter().copied());
             quiet.extend(dix.extra.iter().copied());
         }
         quiet.sort_unstable();
@@ -772,8 +783,13 @@ impl Engine {
             if this.st.devices[di].down {
                 return None;
             }
-            let (_, qi) = dix.points.get(point.as_str())?.iter().find(|(l, _)| l.as_deref() == label.as_deref())?;
-            this.st.points[*qi as usize].last.map(|l| l.1)
+            let qi = this.find(
+                key_hash(dev.as_str(), point.as_str(), label.as_deref()),
+                dev.as_str(),
+                point.as_str(),
+                label.as_deref(),
+            )?;
+            this.st.points[qi as usize].last.map(|l| l.1)
         };
         let (Some(a), Some(b)) = (latest(&feeds.a, self), latest(&feeds.b, self)) else { return };
         let Some(dix) = self.devices.get(feeds.a.as_str()) else { return };
@@ -868,4 +884,15 @@ fn category_of(p: &PointState, rule: RuleKind) -> Category {
         RuleKind::Alarm => Category::Cooling,
         _ => Category::of_metric(p.metric.as_str()).unwrap_or(Category::Power),
     }
+}
+
+/// The shared copy of `t` in `known`, added if new (a linear scan: a site has a few dozen
+/// distinct thresholds, and a point's are resolved once per configuration).
+fn shared(known: &mut Vec<Arc<Threshold>>, t: Threshold) -> Arc<Threshold> {
+    if let Some(k) = known.iter().find(|k| ***k == t) {
+        return k.clone();
+    }
+    let k = Arc::new(t);
+    known.push(k.clone());
+    k
 }

@@ -29,6 +29,8 @@ pub use poller::DevicePoller;
 pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(devices.len());
     let sockets = std::sync::Arc::new(SharedSockets::new());
+    // Devices of one profile share its plan's requests (planned once).
+    let mut plans: Vec<(std::sync::Arc<crate::profiles::SnmpProfile>, plan::Plan)> = Vec::new();
     for spec in devices {
         let (Transport::Snmp(settings), Profile::Snmp(profile)) = (&spec.transport, &spec.profile) else {
             // Config validation pairs SNMP transports with SNMP profiles; say so if not.
@@ -36,7 +38,11 @@ pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>
             continue;
         };
         let (settings, profile) = (settings.clone(), profile.clone());
-        match DevicePoller::new(spec.clone(), settings, profile) {
+        let plan = match plans.iter().find(|(p, _)| std::sync::Arc::ptr_eq(p, &profile)) {
+            Some((_, plan)) => Ok(plan.same_requests()),
+            None => plan::Plan::new(&profile).inspect(|plan| plans.push((profile.clone(), plan.same_requests()))),
+        };
+        match plan.map(|plan| DevicePoller::planned(spec.clone(), settings, profile, plan)) {
             Ok(poller) => {
                 let poller = poller.with_shared_sockets(sockets.clone());
                 tasks.push(tokio::spawn(poller::run(poller, ctx.clone())));

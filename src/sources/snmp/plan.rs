@@ -69,16 +69,11 @@ struct PointPlan {
 }
 
 /// The requests one poll of a device makes, and how to read their answers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Plan {
-    /// OIDs fetched with GET, deduplicated, in profile order.
-    pub get_oids: Vec<Oid>,
-    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
-    pub walk_columns: Vec<Oid>,
-    /// Per profile point; `None` for a point left out (an optional point the device lacks).
-    points: Vec<Option<PointPlan>>,
-    /// sysUpTime.0, asked along with the scalars when the profile has rate points.
-    uptime: Option<Oid>,
+    /// What to ask and how to read it: the same for every device of a profile (until one
+    /// leaves out points it lacks), so shared (`same_requests`): 5 KiB an rPDU2.
+    requests: Arc<Requests>,
     /// Per point: the rows seen in the last poll with their labels, so that a row keeping its
     /// label from poll to poll costs no allocation (`Arc`s shared with the readings).
     row_names: Vec<HashMap<RowIndex, RowName>>,
@@ -86,6 +81,18 @@ pub struct Plan {
     scratch: String,
     /// Cells the last decode made: the next one's list starts that large.
     last_cells: usize,
+}
+
+#[derive(Debug)]
+struct Requests {
+    /// OIDs fetched with GET, deduplicated, in profile order.
+    get_oids: Vec<Oid>,
+    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
+    walk_columns: Vec<Oid>,
+    /// Per profile point; `None` for a point left out (an optional point the device lacks).
+    points: Vec<Option<PointPlan>>,
+    /// sysUpTime.0, asked along with the scalars when the profile has rate points.
+    uptime: Option<Oid>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,22 +268,35 @@ impl Plan {
         if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
             gets.add(sys_up_time());
         }
-        let row_names = vec![HashMap::new(); points.len()];
-        Ok(Self {
-            get_oids: gets.list,
-            walk_columns: walks.list,
-            points,
-            uptime,
-            row_names,
-            scratch: String::new(),
-            last_cells: 0,
-        })
+        let requests = Requests { get_oids: gets.list, walk_columns: walks.list, points, uptime };
+        Ok(Self::asking(Arc::new(requests)))
+    }
+
+    fn asking(requests: Arc<Requests>) -> Self {
+        let row_names = vec![HashMap::new(); requests.points.len()];
+        Self { requests, row_names, scratch: String::new(), last_cells: 0 }
+    }
+
+    /// The plan for another device of the same profile: the same requests (shared), none of
+    /// this device's rows.
+    pub fn same_requests(&self) -> Self {
+        Self::asking(self.requests.clone())
+    }
+
+    /// OIDs fetched with GET, deduplicated, in profile order.
+    pub fn get_oids(&self) -> &[Oid] {
+        &self.requests.get_oids
+    }
+
+    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
+    pub fn walk_columns(&self) -> &[Oid] {
+        &self.requests.walk_columns
     }
 
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
     /// profile has rate points) and the agent gave it.
     pub fn uptime(&self, fetched: &Fetched) -> Option<u32> {
-        match fetched.gets.get(self.uptime.as_ref()?) {
+        match fetched.gets.get(self.requests.uptime.as_ref()?) {
             Some(Ok(Value::TimeTicks(t))) => Some(*t),
             _ => None,
         }
@@ -285,7 +305,7 @@ impl Plan {
     /// Decodes what the requests returned into cells, at least one per point.
     pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::with_capacity(self.last_cells);
-        for (i, p) in self.points.iter().enumerate() {
+        for (i, p) in self.requests.points.iter().enumerate() {
             let Some(p) = p else { continue };
             let Some(names) = self.row_names.get_mut(i) else { continue };
             match &p.target {
@@ -477,13 +497,13 @@ mod tests {
     fn apc_plan_gets_scalars_and_walks_each_column_once() {
         let plan = Plan::new(&profile("apc-rpdu2")).unwrap();
         assert_eq!(
-            plan.get_oids,
+            plan.get_oids(),
             vec![oid("1.3.6.1.4.1.318.1.1.26.4.3.1.5.1"), oid("1.3.6.1.4.1.318.1.1.26.4.3.1.9.1")]
         );
         // Two phase columns, outlet current + name, sensor temp + name + type, humidity.
-        assert_eq!(plan.walk_columns.len(), 8, "{:?}", plan.walk_columns);
+        assert_eq!(plan.walk_columns().len(), 8, "{:?}", plan.walk_columns());
         let names = oid("1.3.6.1.4.1.318.1.1.26.10.2.2.1.3");
-        assert_eq!(plan.walk_columns.iter().filter(|c| **c == names).count(), 1);
+        assert_eq!(plan.walk_columns().iter().filter(|c| **c == names).count(), 1);
     }
 
     #[test]
@@ -635,14 +655,14 @@ mod tests {
         let cfg: crate::profiles::ProfileConfig = toml::from_str(text).unwrap();
         let Profile::Snmp(p) = cfg.build("t").unwrap() else { panic!() };
         let mut plan = Plan::new(&p).unwrap();
-        assert!(plan.walk_columns.is_empty());
+        assert!(plan.walk_columns().is_empty());
         assert_eq!(
-            plan.get_oids,
+            plan.get_oids(),
             vec![oid("1.3.6.1.4.1.13742.6.5.2.3.1.4.1.1.4"), oid("1.3.6.1.4.1.13742.6.3.3.4.1.7.1.1.4")]
         );
         let mut f = Fetched::default();
-        f.gets.insert(plan.get_oids[0].clone(), Ok(Value::Gauge32(2301)));
-        f.gets.insert(plan.get_oids[1].clone(), Ok(Value::Gauge32(1)));
+        f.gets.insert(plan.get_oids()[0].clone(), Ok(Value::Gauge32(2301)));
+        f.gets.insert(plan.get_oids()[1].clone(), Ok(Value::Gauge32(1)));
         let cells = plan.decode(&f);
         let (n, k) = cells[0].value.clone().unwrap();
         assert!((n.as_f64() * k - 230.1).abs() < 1e-9);
@@ -655,7 +675,7 @@ mod tests {
         let p = profile("rittal-cmc3");
         let mut plan = Plan::new(&p).unwrap();
         // Value, name and scale columns, each walked once for both points.
-        assert_eq!(plan.walk_columns.len(), 3, "{:?}", plan.walk_columns);
+        assert_eq!(plan.walk_columns().len(), 3, "{:?}", plan.walk_columns());
         let mut f = Fetched::default();
         f.gets.insert(oid("1.3.6.1.4.1.2606.7.2.1.0"), Ok(Value::Integer(1)));
         let name = |s: &str| Value::OctetString(s.as_bytes().to_vec().into());

@@ -71,7 +71,12 @@ impl DevicePoller {
     /// Prepares a device; fails only if its profile cannot be planned.
     pub fn new(spec: DeviceSpec, settings: SnmpSettings, profile: Arc<SnmpProfile>) -> Result<Self, String> {
         let plan = Plan::new(&profile)?;
-        Ok(Self {
+        Ok(Self::planned(spec, settings, profile, plan))
+    }
+
+    /// A device whose requests were planned already (`plan`, from its profile).
+    pub fn planned(spec: DeviceSpec, settings: SnmpSettings, profile: Arc<SnmpProfile>, plan: Plan) -> Self {
+        Self {
             spec,
             settings,
             profile,
@@ -83,7 +88,7 @@ impl DevicePoller {
             known_rows: HashMap::new(),
             absent: HashSet::new(),
             down: None,
-        })
+        }
     }
 
     /// Polls through the process's shared sockets instead of a socket of its own.
@@ -157,7 +162,7 @@ impl DevicePoller {
             // Just set above; unreachable in practice, but never panic in the daemon.
             return Err(SnmpError::Setup { address: self.settings.address.clone(), detail: "no session".into() });
         };
-        let (gets, columns) = session.fetch(&self.plan.get_oids, &self.plan.walk_columns).await?;
+        let (gets, columns) = session.fetch(self.plan.get_oids(), self.plan.walk_columns()).await?;
         Ok(Fetched { gets, columns })
     }
 

@@ -384,7 +384,7 @@ pub struct SnmpDeviceConfig {
     #[serde(default = "default_max_oids")]
     pub max_oids_per_request: u32,
     /// GETBULK max-repetitions for table walks at most (after the first walk, a walk asks
-    /// for the rows the table had last time plus one).
+    /// for the rows the table had last time, and one walk in ten for one more).
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
 }

@@ -44,6 +44,13 @@ const MAX_ROWS_PER_COLUMN: usize = 10_000;
 /// table that grew (a sensor plugged in); the others ask for the learned length only.
 const CHECK_END_EVERY: u32 = 10;
 
+/// A column of at most this many rows, known from the last walk, is asked cell by cell as
+/// non-repeaters of the longest columns' GETBULK (a PDU's phase and sensor tables).
+const FOLD_MAX_ROWS: usize = 4;
+
+/// Varbinds one GETBULK may ask for with folded columns: what agents answer in one message.
+const FOLD_MAX_VARBINDS: usize = 60;
+
 /// Why a request to an agent failed. Keeps "the agent answered with an error" apart from
 /// "the agent could not be reached".
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -163,6 +170,10 @@ pub struct SnmpSession {
     learned_rows: HashMap<Oid, usize>,
     /// Table walks so far (which of them check the ends).
     walks: u32,
+    /// Row indices of the short columns (`FOLD_MAX_ROWS`) at the end of the last walk.
+    short_rows: HashMap<Oid, Vec<Vec<u32>>>,
+    /// Folding short columns into one GETBULK; off for good once the agent refused one.
+    fold: bool,
     /// Scalars a GETNEXT from their `predecessor` did not land on: asked with GET instead.
     get_instead: std::collections::HashSet<Oid>,
 }
@@ -198,6 +209,42 @@ impl ColumnWalk {
     fn has_expected_rows(&self) -> bool {
         !self.check_end && self.expect == Some(self.rows)
     }
+}
+
+/// A short column asked cell by cell: `cells` are its rows at the last walk.
+struct FoldedColumn {
+    walk: ColumnWalk,
+    cells: Vec<Vec<u32>>,
+}
+
+impl FoldedColumn {
+    /// The GETNEXT starts that land on the cells: the column, then each cell but the last.
+    fn starts(&self) -> impl Iterator<Item = Oid> + '_ {
+        let column = &self.walk.column;
+        let before_last = self.cells.split_last().map_or(&[][..], |(_, init)| init);
+        std::iter::once(column.clone()).chain(before_last.iter().map(move |row| {
+            let mut arcs = column.arcs().to_vec();
+            arcs.extend_from_slice(row);
+            Oid::from_slice(&arcs)
+        }))
+    }
+}
+
+/// How many of `walks` (longest first) share the first GETBULK: a column joins if it needs
+/// at least half the repetitions asked for.
+fn bulk_group_len(walks: &[ColumnWalk], max_reps: u32, max_cols: usize) -> usize {
+    let Some(head) = walks.first() else { return 0 };
+    let mut reps = head.repetitions(max_reps);
+    let mut n = 1;
+    while n < walks.len().min(max_cols) {
+        let r = walks[n].repetitions(max_reps);
+        if r.saturating_mul(2) < reps {
+            break;
+        }
+        reps = reps.max(r);
+        n += 1;
+    }
+    n
 }
 
 impl SnmpSession {
@@ -305,6 +352,8 @@ impl SnmpSession {
             requests: 0,
             learned_rows: HashMap::new(),
             walks: 0,
+            short_rows: HashMap::new(),
+            fold: true,
             get_instead: std::collections::HashSet::new(),
         })
     }
@@ -544,6 +593,9 @@ impl SnmpSession {
             })
             .collect();
         active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+        // Short tables whose rows are known go cell by cell beside the scalars in the first
+        // request (a GETNEXT from each cell's predecessor): one request a poll, not two.
+        let mut folded = if check_end || !self.fold { Vec::new() } else { self.fold_short(&mut active, scalars.len()) };
         let mut rounds = 0usize;
         let mut engine_retry = true;
         while !active.is_empty() {
@@ -557,24 +609,18 @@ impl SnmpSession {
             // A column shares the request if it needs at least half the repetitions asked
             // for: a short table is not padded to a long one's length (every varbind costs
             // the agent), and tables of about the same length still go together.
-            let mut reps = active[0].repetitions(self.bulk_reps);
-            let mut n = 1;
-            while n < active.len().min(self.bulk_cols) {
-                let r = active[n].repetitions(self.bulk_reps);
-                if r.saturating_mul(2) < reps {
-                    break;
-                }
-                reps = reps.max(r);
-                n += 1;
-            }
+            let n = bulk_group_len(&active, self.bulk_reps, self.bulk_cols);
+            let reps = active[..n].iter().map(|w| w.repetitions(self.bulk_reps)).max().unwrap_or(1);
             let k = pending_scalars.len();
+            let cells: usize = folded.iter().map(|f| f.cells.len()).sum();
             let request: Vec<Oid> = pending_scalars
                 .iter()
                 .map(|(_, start)| start.clone())
+                .chain(folded.iter().flat_map(|f| f.starts()))
                 .chain(active[..n].iter().map(|w| w.cursor.clone()))
                 .collect();
             self.requests += 1;
-            let non_repeaters = u32::try_from(k).unwrap_or(u32::MAX);
+            let non_repeaters = u32::try_from(k + cells).unwrap_or(u32::MAX);
             let mut vbs = match self.client.get_bulk(&request, non_repeaters, reps).await {
                 Ok(v) => {
                     self.v3_timeouts = 0;
@@ -589,6 +635,14 @@ impl SnmpSession {
                         e.exchange_source(),
                         LibError::Snmp { status: ErrorStatus::TooBig | ErrorStatus::GenErr, .. }
                     );
+                    if too_big && !folded.is_empty() {
+                        // Walk them as columns from now on, before asking for less.
+                        self.fold = false;
+                        active.extend(folded.drain(..).map(|f| f.walk));
+                        active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+                        rounds -= 1;
+                        continue;
+                    }
                     if too_big && (reps > 1 || n > 1) {
                         if reps > 1 {
                             self.bulk_reps = (reps / 2).max(1);
@@ -607,8 +661,29 @@ impl SnmpSession {
                     return Err(self.map_error(&e));
                 }
             };
-            // The non-repeaters come first, one answer each.
-            let repeaters = vbs.split_off(k.min(vbs.len()));
+            // The non-repeaters come first, one answer each: the scalars, then the folded cells.
+            let repeaters = vbs.split_off((k + cells).min(vbs.len()));
+            let mut cell_answers = vbs.split_off(k.min(vbs.len())).into_iter();
+            let mut changed = Vec::new();
+            for f in folded.drain(..) {
+                let answers: Vec<Option<async_snmp::VarBind>> = f.cells.iter().map(|_| cell_answers.next()).collect();
+                let as_known = answers.iter().zip(&f.cells).all(|(vb, row)| {
+                    vb.as_ref().is_some_and(|vb| {
+                        !matches!(vb.value, Value::EndOfMibView)
+                            && vb.oid.starts_with(&f.walk.column)
+                            && vb.oid.arcs()[f.walk.column.len()..] == row[..]
+                    })
+                });
+                if as_known {
+                    let rows = out.entry(f.walk.column.clone()).or_default();
+                    for (vb, row) in answers.into_iter().flatten().zip(f.cells) {
+                        rows.insert(row, vb.value);
+                    }
+                } else {
+                    // The table changed: walk it as a column, afresh (after this round).
+                    changed.push(ColumnWalk { expect: None, ..f.walk });
+                }
+            }
             for (i, (oid, _)) in pending_scalars.iter().enumerate() {
                 match vbs.get_mut(i) {
                     Some(vb) if vb.oid == *oid => {
@@ -661,8 +736,42 @@ impl SnmpSession {
                 j += 1;
                 keep
             });
+            if !changed.is_empty() {
+                active.append(&mut changed);
+                active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+            }
+        }
+        for (column, rows) in &out {
+            if (1..=FOLD_MAX_ROWS).contains(&rows.len()) {
+                self.short_rows.insert(column.clone(), rows.keys().cloned().collect());
+            } else {
+                self.short_rows.remove(column);
+            }
         }
         Ok((gets, out, misses))
+    }
+
+    /// Takes out of `active` (sorted, longest first) the short columns to ask cell by cell
+    /// in the first request: those not in the longest columns' request, whose rows the last
+    /// walk saw, while the request stays within `FOLD_MAX_VARBINDS`.
+    fn fold_short(&self, active: &mut Vec<ColumnWalk>, scalars: usize) -> Vec<FoldedColumn> {
+        let first = bulk_group_len(active, self.bulk_reps, self.bulk_cols);
+        let Some(head) = active.first() else { return Vec::new() };
+        let mut budget = FOLD_MAX_VARBINDS.saturating_sub(scalars + first * head.repetitions(self.bulk_reps) as usize);
+        let mut folded = Vec::new();
+        let mut j = first;
+        while j < active.len() {
+            let w = &active[j];
+            match self.short_rows.get(&w.column) {
+                Some(rows) if w.expect == Some(rows.len()) && rows.len() <= budget => {
+                    budget -= rows.len();
+                    let cells = rows.clone();
+                    folded.push(FoldedColumn { walk: active.remove(j), cells });
+                }
+                _ => j += 1,
+            }
+        }
+        folded
     }
 
     /// Walks a whole subtree (for `probe`): GETBULK on v2c/v3, GETNEXT on v1.
@@ -772,6 +881,8 @@ mod walk_tests {
     struct Table {
         rows: AtomicUsize,
         served: AtomicUsize,
+        /// Rows of column 4, a short table beside columns 2 and 3 (row indices 1, 3, 5...).
+        short_rows: AtomicUsize,
     }
 
     impl Table {
@@ -783,6 +894,13 @@ mod walk_tests {
                     arcs.extend([col, row]);
                     cells.insert(Oid::from_slice(&arcs), Value::Integer(i32::try_from(col * 100 + row).unwrap()));
                 }
+            }
+            for n in 0..self.short_rows.load(Ordering::SeqCst) as u32 {
+                let row = 2 * n + 1;
+                cells.insert(
+                    Oid::from_slice(&[&TABLE[..], &[4, row]].concat()),
+                    Value::Integer(i32::try_from(400 + row).unwrap()),
+                );
             }
             // Two scalars after the table: a `.0` one and an instance of another table.
             cells.insert(oid(&[2, 0]), Value::Integer(7));
@@ -933,6 +1051,46 @@ mod walk_tests {
         assert_eq!(shrunk_again, rows(2));
         assert_eq!(served, 2 * 2, "asked for {served} varbinds for 2 columns of 2 rows");
 
+        cancel.cancel();
+        let _ = task.await;
+    }
+
+    #[tokio::test]
+    async fn short_tables_ride_cell_by_cell_in_the_long_tables_getbulk() {
+        let table = Arc::new(Table::default());
+        table.rows.store(8, Ordering::SeqCst);
+        table.short_rows.store(3, Ordering::SeqCst);
+        let cancel = CancellationToken::new();
+        let (mut session, task) = start(table.clone(), &cancel).await;
+        let columns = [column(2), column(3), column(4)];
+        let short = |got: &Columns| got[&column(4)].iter().map(|(r, v)| (r.clone(), v.clone())).collect::<Vec<_>>();
+        let cells = |rows: &[u32]| rows.iter().map(|&r| (vec![r], Value::Integer(400 + r as i32))).collect::<Vec<_>>();
+
+        // The first walk learns the tables: 8, 8 and 3 rows. A 3-row table is not padded to
+        // 8 rows: without folding it would take a GETBULK of its own.
+        let got = session.walk_columns(&columns).await.unwrap();
+        assert_eq!(short(&got), cells(&[1, 3, 5]));
+        session.take_requests();
+        // Then one GETBULK: 3 cells as non-repeaters, 2 columns x 8 rows; the same answers.
+        let before = table.served.load(Ordering::SeqCst);
+        let got = session.walk_columns(&columns).await.unwrap();
+        assert_eq!(session.take_requests(), 1);
+        assert_eq!(table.served.load(Ordering::SeqCst) - before, 3 + 2 * 8);
+        assert_eq!(short(&got), cells(&[1, 3, 5]));
+        assert_eq!(got[&column(2)].len(), 8);
+        // A row goes: the cells no longer land where they did, so the table is walked again.
+        table.short_rows.store(2, Ordering::SeqCst);
+        assert_eq!(short(&session.walk_columns(&columns).await.unwrap()), cells(&[1, 3]));
+        session.take_requests();
+        assert_eq!(short(&session.walk_columns(&columns).await.unwrap()), cells(&[1, 3]));
+        assert_eq!(session.take_requests(), 1, "folded again once learned");
+        // A row comes: seen by the walk that checks the ends (every CHECK_END_EVERY walks).
+        table.short_rows.store(3, Ordering::SeqCst);
+        let mut walks = 0;
+        while short(&session.walk_columns(&columns).await.unwrap()).len() == 2 {
+            walks += 1;
+            assert!(walks < CHECK_END_EVERY, "the new row is never seen");
+        }
         cancel.cancel();
         let _ = task.await;
     }

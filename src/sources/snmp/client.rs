@@ -168,7 +168,9 @@ pub struct SnmpSession {
     /// walked on to its end once a walk sees the extra row; either way the walk learns the
     /// new length.
     learned_rows: HashMap<Oid, usize>,
-    /// Table walks so far (which of them check the ends).
+    /// Table walks so far (which of them check the ends), from a random start: the sessions
+    /// of a site, started together, would otherwise all check on the same poll, and an agent
+    /// serving many of them (a proxy, a simulator) would see the extra load at once.
     walks: u32,
     /// Row indices of the short columns (`FOLD_MAX_ROWS`) at the end of the last walk.
     short_rows: HashMap<Oid, Vec<Vec<u32>>>,
@@ -351,7 +353,7 @@ impl SnmpSession {
             engine_recovery: true,
             requests: 0,
             learned_rows: HashMap::new(),
-            walks: 0,
+            walks: fastrand::u32(0..CHECK_END_EVERY),
             short_rows: HashMap::new(),
             fold: true,
             get_instead: std::collections::HashSet::new(),
@@ -966,7 +968,10 @@ mod walk_tests {
             max_oids_per_request: 32,
             max_repetitions: 25,
         };
-        (SnmpSession::connect(&settings, Duration::from_secs(2), 1).await.unwrap(), task)
+        let mut session = SnmpSession::connect(&settings, Duration::from_secs(2), 1).await.unwrap();
+        // The tests count walks from one that checks the ends (sessions start at a random one).
+        session.walks = 0;
+        (session, task)
     }
 
     #[tokio::test]

@@ -436,9 +436,11 @@ impl Engine {
     fn index_point(&mut self, pi: u32, p: &PointState) -> u32 {
         let di = self.device_slot(&p.device, &p.zone, p.rack.as_ref());
         let h = key_hash(p.device.as_str(), p.point.as_str(), p.label.as_deref());
-        if let Some(first) = self.by_key.insert(h, pi) {
-            self.by_key.insert(h, first);
-            self.collided.push((h, pi));
+        match self.by_key.entry(h) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(pi);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.collided.push((h, pi)),
         }
         if let Some(dix) = self.devices.get_mut(p.device.as_str()) {
             dix.points.push(pi);

@@ -5,9 +5,11 @@
 //! Table walks are sized to the table: a session remembers how many rows each column had at
 //! the end of its last walk and asks for that many repetitions, at most `max_repetitions`;
 //! one walk in `CHECK_END_EVERY` asks for one more, to see the end. A table that grew is
-//! walked on past that once seen (within `CHECK_END_EVERY` polls: a sensor plugged in shows
-//! up within ten polls); one that shrank ends early; both are learned afresh. Columns that need under half the repetitions of the longest
-//! one go in a request of their own rather than being padded to its length.
+//! walked on past that once seen (a sensor plugged in shows up within ten polls); one that
+//! shrank ends early; both are learned afresh. Columns that need under half the repetitions
+//! of the longest one go in a request of their own rather than being padded to its length,
+//! unless their rows are few and known: then they are asked cell by cell in the longest
+//! one's request (`FOLD_MAX_ROWS`), so a PDU's poll is one request.
 //!
 //! Sockets: pollers share one UDP socket per local bind address (`SharedSockets`). Besides
 //! saving a socket and a receive task per device, this avoids a real failure: async-snmp
@@ -224,18 +226,22 @@ impl FoldedColumn {
     fn starts(&self) -> impl Iterator<Item = Oid> + '_ {
         let column = &self.walk.column;
         let before_last = self.cells.split_last().map_or(&[][..], |(_, init)| init);
-        std::iter::once(column.clone()).chain(before_last.iter().map(move |row| {
-            let mut arcs = column.arcs().to_vec();
-            arcs.extend_from_slice(row);
-            Oid::from_slice(&arcs)
-        }))
+        std::iter::once(column.clone()).chain(before_last.iter().map(|row| super::plan::join(column, row)))
     }
 }
 
-/// How many of `walks` (longest first) share the first GETBULK: a column joins if it needs
-/// at least half the repetitions asked for.
-fn bulk_group_len(walks: &[ColumnWalk], max_reps: u32, max_cols: usize) -> usize {
-    let Some(head) = walks.first() else { return 0 };
+/// Orders walks the longest tables first (unknown lengths before all), so that columns of
+/// about the same length are next to each other and share a request.
+fn longest_first(walks: &mut [ColumnWalk]) {
+    walks.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+}
+
+/// The first GETBULK of `walks` (longest first): how many columns share it, and the
+/// repetitions it asks for. A column joins if it needs at least half the repetitions asked
+/// for: a short table is not padded to a long one's length (every varbind costs the agent),
+/// and tables of about the same length still go together.
+fn first_group(walks: &[ColumnWalk], max_reps: u32, max_cols: usize) -> (usize, u32) {
+    let Some(head) = walks.first() else { return (0, 1) };
     let mut reps = head.repetitions(max_reps);
     let mut n = 1;
     while n < walks.len().min(max_cols) {
@@ -246,7 +252,7 @@ fn bulk_group_len(walks: &[ColumnWalk], max_reps: u32, max_cols: usize) -> usize
         reps = reps.max(r);
         n += 1;
     }
-    n
+    (n, reps)
 }
 
 impl SnmpSession {
@@ -582,8 +588,7 @@ impl SnmpSession {
         let mut pending_scalars = scalars;
         let check_end = self.walks.is_multiple_of(CHECK_END_EVERY);
         self.walks = self.walks.wrapping_add(1);
-        // Every column still being walked, the longest tables first, so that columns of about
-        // the same length are next to each other and share a request.
+        // Every column still being walked, the longest tables first.
         let mut active: Vec<ColumnWalk> = columns
             .iter()
             .map(|c| ColumnWalk {
@@ -594,7 +599,7 @@ impl SnmpSession {
                 check_end,
             })
             .collect();
-        active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+        longest_first(&mut active);
         // Short tables whose rows are known go cell by cell beside the scalars in the first
         // request (a GETNEXT from each cell's predecessor): one request a poll, not two.
         let mut folded = if check_end || !self.fold { Vec::new() } else { self.fold_short(&mut active, scalars.len()) };
@@ -608,11 +613,7 @@ impl SnmpSession {
                     detail: "table walk did not finish (agent keeps returning rows)".into(),
                 });
             }
-            // A column shares the request if it needs at least half the repetitions asked
-            // for: a short table is not padded to a long one's length (every varbind costs
-            // the agent), and tables of about the same length still go together.
-            let n = bulk_group_len(&active, self.bulk_reps, self.bulk_cols);
-            let reps = active[..n].iter().map(|w| w.repetitions(self.bulk_reps)).max().unwrap_or(1);
+            let (n, reps) = first_group(&active, self.bulk_reps, self.bulk_cols);
             let k = pending_scalars.len();
             let cells: usize = folded.iter().map(|f| f.cells.len()).sum();
             let request: Vec<Oid> = pending_scalars
@@ -641,7 +642,7 @@ impl SnmpSession {
                         // Walk them as columns from now on, before asking for less.
                         self.fold = false;
                         active.extend(folded.drain(..).map(|f| f.walk));
-                        active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+                        longest_first(&mut active);
                         rounds -= 1;
                         continue;
                     }
@@ -740,14 +741,15 @@ impl SnmpSession {
             });
             if !changed.is_empty() {
                 active.append(&mut changed);
-                active.sort_by_key(|w| std::cmp::Reverse(w.expect.unwrap_or(usize::MAX)));
+                longest_first(&mut active);
             }
         }
+        // Kept as they are while the rows stay the same: no allocation on a usual poll.
         for (column, rows) in &out {
-            if (1..=FOLD_MAX_ROWS).contains(&rows.len()) {
-                self.short_rows.insert(column.clone(), rows.keys().cloned().collect());
-            } else {
+            if !(1..=FOLD_MAX_ROWS).contains(&rows.len()) {
                 self.short_rows.remove(column);
+            } else if self.short_rows.get(column).is_none_or(|known| !known.iter().eq(rows.keys())) {
+                self.short_rows.insert(column.clone(), rows.keys().cloned().collect());
             }
         }
         Ok((gets, out, misses))
@@ -757,9 +759,8 @@ impl SnmpSession {
     /// in the first request: those not in the longest columns' request, whose rows the last
     /// walk saw, while the request stays within `FOLD_MAX_VARBINDS`.
     fn fold_short(&self, active: &mut Vec<ColumnWalk>, scalars: usize) -> Vec<FoldedColumn> {
-        let first = bulk_group_len(active, self.bulk_reps, self.bulk_cols);
-        let Some(head) = active.first() else { return Vec::new() };
-        let mut budget = FOLD_MAX_VARBINDS.saturating_sub(scalars + first * head.repetitions(self.bulk_reps) as usize);
+        let (first, reps) = first_group(active, self.bulk_reps, self.bulk_cols);
+        let mut budget = FOLD_MAX_VARBINDS.saturating_sub(scalars + first * reps as usize);
         let mut folded = Vec::new();
         let mut j = first;
         while j < active.len() {

@@ -15,12 +15,14 @@ pub mod poller;
 pub mod probe;
 pub mod scale;
 
+use std::sync::Arc;
+
 use tokio::task::JoinHandle;
 
 use super::SourceContext;
 use crate::config::{DeviceSpec, Transport};
 use crate::model::{Quality, Reading, Timestamp};
-use crate::profiles::Profile;
+use crate::profiles::{Profile, SnmpProfile};
 
 pub use client::{SharedSockets, SnmpError, SnmpSession};
 pub use poller::DevicePoller;
@@ -28,9 +30,9 @@ pub use poller::DevicePoller;
 /// Starts polling the given SNMP devices, one task each.
 pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::with_capacity(devices.len());
-    let sockets = std::sync::Arc::new(SharedSockets::new());
+    let sockets = Arc::new(SharedSockets::new());
     // Devices of one profile share its plan's requests (planned once).
-    let mut plans: Vec<(std::sync::Arc<crate::profiles::SnmpProfile>, plan::Plan)> = Vec::new();
+    let mut plans: Vec<(Arc<SnmpProfile>, plan::Plan)> = Vec::new();
     for spec in devices {
         let (Transport::Snmp(settings), Profile::Snmp(profile)) = (&spec.transport, &spec.profile) else {
             // Config validation pairs SNMP transports with SNMP profiles; say so if not.
@@ -38,7 +40,7 @@ pub fn spawn(devices: Vec<DeviceSpec>, ctx: SourceContext) -> Vec<JoinHandle<()>
             continue;
         };
         let (settings, profile) = (settings.clone(), profile.clone());
-        let plan = match plans.iter().find(|(p, _)| std::sync::Arc::ptr_eq(p, &profile)) {
+        let plan = match plans.iter().find(|(p, _)| Arc::ptr_eq(p, &profile)) {
             Some((_, plan)) => Ok(plan.same_requests()),
             None => plan::Plan::new(&profile).inspect(|plan| plans.push((profile.clone(), plan.same_requests()))),
         };

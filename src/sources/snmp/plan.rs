@@ -120,7 +120,8 @@ fn parse_index(s: &str) -> Result<RowIndex, String> {
         .collect()
 }
 
-fn join(column: &Oid, index: &[u32]) -> Oid {
+/// The OID of a column's cell: the column, then the row index.
+pub(super) fn join(column: &Oid, index: &[u32]) -> Oid {
     let mut arcs = column.arcs().to_vec();
     arcs.extend_from_slice(index);
     Oid::from_slice(&arcs)

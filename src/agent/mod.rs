@@ -15,6 +15,7 @@
 pub mod clock;
 pub mod devices;
 pub mod ha;
+mod memory;
 pub mod replication;
 
 use std::collections::BTreeMap;
@@ -247,6 +248,8 @@ pub struct Agent {
     last_health: Instant,
     last_state_save: Instant,
     last_buffering_log: Instant,
+    /// When to hand the executable's start-up pages back (`memory`), once start-up is over.
+    release_pages_at: Option<Instant>,
     /// Poll counters at the last health message.
     health_polls: (ProtocolCounts, ProtocolCounts),
     /// The gateway pair's shell, with `[ha]`.
@@ -318,6 +321,7 @@ impl Agent {
             last_health: now,
             last_state_save: now,
             last_buffering_log: now,
+            release_pages_at: Some(now + RELEASE_PAGES_AFTER),
             health_polls: Default::default(),
             ha: None,
             active,
@@ -366,6 +370,8 @@ impl Agent {
     /// the outbox are kept. A file that does not load, or that changes the site or the store,
     /// is refused and the running configuration kept.
     pub async fn on_reload(&mut self) {
+        // The reload's code (the TOML, its checks) is paged in again: hand it back after.
+        self.release_pages_at = Some(Instant::now() + RELEASE_PAGES_AFTER);
         let mut new = match reload(&self.config) {
             Ok(new) => new,
             Err(e) => {
@@ -640,6 +646,10 @@ impl Agent {
             self.pending.state_due = true;
         }
         self.write_status(&publisher_now, now);
+        if self.release_pages_at.is_some_and(|at| Instant::now() >= at) {
+            self.release_pages_at = None;
+            let _ = memory::release_startup_pages();
+        }
     }
 
     /// After every input: takes the engine's events, commits what is due and wakes the
@@ -804,6 +814,8 @@ const READING_BATCH: usize = 4096;
 const TICK: Duration = Duration::from_secs(2);
 // Between event batches (which always carry the state): bounds what a power cut can lose of
 // breach timers and load baselines without rewriting the state to flash every few seconds.
+/// Start-up (sources started, the first polls, the broker connection) is over by then.
+const RELEASE_PAGES_AFTER: Duration = Duration::from_secs(5);
 const STATE_SAVE_EVERY: Duration = Duration::from_secs(300);
 const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Entries kept for an absent standby before it is sent a snapshot instead.

@@ -812,10 +812,10 @@ impl Agent {
 const READING_QUEUE: usize = 8192;
 const READING_BATCH: usize = 4096;
 const TICK: Duration = Duration::from_secs(2);
-// Between event batches (which always carry the state): bounds what a power cut can lose of
-// breach timers and load baselines without rewriting the state to flash every few seconds.
 /// Start-up (sources started, the first polls, the broker connection) is over by then.
 const RELEASE_PAGES_AFTER: Duration = Duration::from_secs(5);
+// Between event batches (which always carry the state): bounds what a power cut can lose of
+// breach timers and load baselines without rewriting the state to flash every few seconds.
 const STATE_SAVE_EVERY: Duration = Duration::from_secs(300);
 const DRAIN_ON_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Entries kept for an absent standby before it is sent a snapshot instead.

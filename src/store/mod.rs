@@ -236,9 +236,9 @@ pub fn enveloped_payload(site: &SiteId, epoch: &str, seq: u64, created_at: Times
     serde_json::to_vec(&with_envelope(payload, &env)).unwrap_or_default()
 }
 
-/// Opens the sled directory. sled releases its file lock a moment after the last handle is
-/// dropped (its flusher thread ends asynchronously), so a lock conflict is retried briefly
-/// before it is reported as another process holding the store.
+/// Opens the sled directory. sled may release its file lock a moment after the last handle
+/// is dropped (its background threads end asynchronously), so a lock conflict is retried
+/// briefly before it is reported as another process holding the store.
 fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let mut tries = 0;
     loop {

@@ -18,9 +18,9 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arcstr::ArcStr;
 use async_snmp::{Oid, Value};
 use hallmonitor::config::{DeviceSpec, Transport, load_str};
 use hallmonitor::engine::Engine;
@@ -224,13 +224,13 @@ fn main() {
         })
         .collect();
     stage("modbus decode", |i| {
-        let mut results: Vec<Option<Result<f64, Arc<str>>>> = vec![None; profile.points.len()];
+        let mut results: Vec<Option<Result<f64, ArcStr>>> = vec![None; profile.points.len()];
         for (block, words) in blocks.iter().zip(&answers) {
             for &p in &block.points {
                 let point = &profile.points[p];
                 let value = match block.slice(point, words) {
-                    Some(w) => decode_point(point, w).map_err(|e| Arc::from(e.to_string())),
-                    None => Err(Arc::from("short answer")),
+                    Some(w) => decode_point(point, w).map_err(|e| ArcStr::from(e.to_string())),
+                    None => Err(ArcStr::from("short answer")),
                 };
                 results[p] = Some(value);
             }
@@ -243,7 +243,7 @@ fn main() {
                 let (value, quality, error) = match result {
                     Some(Ok(v)) => (Some(v), Quality::Good, None),
                     Some(Err(e)) => (None, Quality::Bad, Some(e)),
-                    None => (None, Quality::Bad, Some(Arc::from("not read"))),
+                    None => (None, Quality::Bad, Some(ArcStr::from("not read"))),
                 };
                 Reading {
                     at: at(i),
@@ -251,7 +251,7 @@ fn main() {
                     point: point.id.clone(),
                     metric: point.metric.clone(),
                     value,
-                    unit: Arc::clone(&point.unit),
+                    unit: point.unit.clone(),
                     zone: inrow.zone.clone(),
                     rack: inrow.rack.clone(),
                     label: None,

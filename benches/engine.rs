@@ -8,8 +8,8 @@
 //! simulated days of a slice of the site, to show memory does not grow with run length.
 
 use std::path::Path;
-use std::sync::Arc;
 
+use arcstr::ArcStr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hallmonitor::config::{EngineSettings, load_str};
 use hallmonitor::engine::Engine;
@@ -60,15 +60,15 @@ fn settings(zones: usize, racks_per_zone: usize) -> EngineSettings {
 }
 
 /// The ids and units of one point, allocated once: sources clone these `Arc`s into every
-/// reading (that is why the model's ids are `Arc<str>`), so the bench does the same.
+/// reading (that is why the model's ids are `ArcStr`), so the bench does the same.
 struct PointIds {
     device: DeviceId,
     point: PointId,
     metric: Metric,
-    unit: Arc<str>,
+    unit: ArcStr,
     zone: ZoneId,
     rack: RackId,
-    label: Option<Arc<str>>,
+    label: Option<ArcStr>,
 }
 
 impl PointIds {
@@ -77,10 +77,10 @@ impl PointIds {
             device: DeviceId::new(device),
             point: PointId::new(point),
             metric: Metric::new(metric),
-            unit: Arc::from(unit),
+            unit: ArcStr::from(unit),
             zone: ZoneId::new(zone),
             rack: RackId::new(rack),
-            label: label.map(Arc::from),
+            label: label.map(ArcStr::from),
         }
     }
 
@@ -157,10 +157,10 @@ fn deep_copy(r: &Reading) -> Reading {
         point: PointId::new(r.point.as_str()),
         metric: Metric::new(r.metric.as_str()),
         value: r.value,
-        unit: Arc::from(&*r.unit),
+        unit: ArcStr::from(&*r.unit),
         zone: ZoneId::new(r.zone.as_str()),
         rack: r.rack.as_ref().map(|x| RackId::new(x.as_str())),
-        label: r.label.as_deref().map(Arc::from),
+        label: r.label.as_deref().map(ArcStr::from),
         quality: r.quality,
         error: None,
     }

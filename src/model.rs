@@ -1,12 +1,12 @@
 //! Shared model types that flow between pipeline stages: ids, timestamps and `Reading`.
 //!
-//! Every stage may use these; none of them does IO. Ids are cheap to clone (`Arc<str>`)
+//! Every stage may use these; none of them does IO. Ids are cheap to clone (`ArcStr`)
 //! because a reading carries several of them and thousands of readings flow per second.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arcstr::ArcStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! id_type {
@@ -14,11 +14,11 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(pub Arc<str>);
+        pub struct $name(pub ArcStr);
 
         impl $name {
             pub fn new(s: impl AsRef<str>) -> Self {
-                Self(Arc::from(s.as_ref()))
+                Self(ArcStr::from(s.as_ref()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -175,16 +175,16 @@ pub struct Reading {
     pub metric: Metric,
     /// `None` exactly when `quality` is bad.
     pub value: Option<f64>,
-    pub unit: Arc<str>,
+    pub unit: ArcStr,
     pub zone: ZoneId,
     pub rack: Option<RackId>,
     /// Names a table row (an outlet, a phase, a probe) when the point is a table column.
     #[serde(default)]
-    pub label: Option<Arc<str>>,
+    pub label: Option<ArcStr>,
     pub quality: Quality,
     /// Why the reading is bad (timeout, exception, noSuchInstance...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Arc<str>>,
+    pub error: Option<ArcStr>,
 }
 
 /// Incident categories (docs/contracts.md#names). Closed: the NOC routes on these.

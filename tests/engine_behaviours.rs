@@ -2,6 +2,7 @@
 
 mod support;
 
+use arcstr::ArcStr;
 use hallmonitor::engine::{Engine, EngineState, Event, IncidentEventKind, PatternTrigger};
 use hallmonitor::model::{Category, Severity, Timestamp};
 use support::engine::*;
@@ -603,7 +604,7 @@ fn a_device_dark_for_hours_is_no_major_incident_until_it_stays_dark_for_a_day() 
 
 fn labeled(t: i64, device: &str, label: &str, v: f64) -> hallmonitor::model::Reading {
     let mut r = good(t, device, "ext_temp", "inlet_temp_c", "°C", v, "hall1-b", Some("B01"));
-    r.label = Some(std::sync::Arc::from(label));
+    r.label = Some(ArcStr::from(label));
     r
 }
 

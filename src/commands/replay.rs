@@ -15,8 +15,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
+use arcstr::ArcStr;
 use serde::Deserialize;
 
 use super::UsageError;
@@ -45,17 +45,17 @@ struct Line {
     #[serde(default)]
     value: Option<f64>,
     #[serde(default)]
-    unit: Option<Arc<str>>,
+    unit: Option<ArcStr>,
     #[serde(default)]
     zone: Option<ZoneId>,
     #[serde(default)]
     rack: Option<RackId>,
     #[serde(default)]
-    label: Option<Arc<str>>,
+    label: Option<ArcStr>,
     #[serde(default = "good")]
     quality: Quality,
     #[serde(default)]
-    error: Option<Arc<str>>,
+    error: Option<ArcStr>,
 }
 
 fn good() -> Quality {
@@ -137,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             point: l.point,
             metric: l.metric,
             value: if quality == Quality::Good { l.value } else { None },
-            unit: l.unit.unwrap_or_else(|| Arc::from("")),
+            unit: l.unit.unwrap_or_else(|| ArcStr::from("")),
             zone,
             rack,
             label: l.label,

@@ -9,6 +9,8 @@
 //! its bound again (a crossing not yet held for `for`) restarts the hold: a sensor flapping
 //! around its line keeps one incident open instead of opening one per flap.
 
+use arcstr::ArcStr;
+
 use super::Engine;
 use super::chronicle::{self, about_breach, describe};
 use super::events::{Breach, Event, IncidentContext, IncidentEvent, IncidentEventKind, PeakValue};
@@ -317,7 +319,7 @@ fn sent_of(inc: &Incident) -> Sent {
 /// `NAMED`, counted beyond.
 fn changes(before: &Sent, now: &Sent, ev: &IncidentEvent) -> Vec<String> {
     const NAMED: usize = 3;
-    let name = |s: &(DeviceId, PointId, Option<std::sync::Arc<str>>)| match &s.2 {
+    let name = |s: &(DeviceId, PointId, Option<ArcStr>)| match &s.2 {
         Some(l) => format!("{} {l}", s.0),
         None => format!("{} {}", s.0, s.1),
     };

@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arcstr::ArcStr;
+
 pub use chronicle::breach_list;
 pub use events::*;
 pub use state::{EngineState, EngineStateView};
@@ -600,7 +602,7 @@ impl Engine {
     /// Drops every rule state of a point, clearing its breaches from their incidents.
     fn suppress_point(&mut self, now: Timestamp, pi: u32) {
         let p = &mut self.st.points[pi as usize];
-        p.rise_samples.clear();
+        p.rise_samples = None;
         let dropped =
             [(Slot::Level, p.level.reset()), (Slot::Breaker, p.breaker.reset()), (Slot::Rise, p.rise.reset())];
         for (slot, hit) in dropped {
@@ -628,14 +630,15 @@ impl Engine {
             if let Some((rise, within)) = t.rise {
                 let p = &mut self.st.points[pi as usize];
                 let cutoff = now.saturating_sub(within);
-                while p.rise_samples.front().is_some_and(|s| s.0 < cutoff) {
-                    p.rise_samples.pop_front();
+                let window = p.rise_samples.get_or_insert_default();
+                while window.front().is_some_and(|s| s.0 < cutoff) {
+                    window.pop_front();
                 }
-                while p.rise_samples.back().is_some_and(|s| s.1 >= v) {
-                    p.rise_samples.pop_back();
+                while window.back().is_some_and(|s| s.1 >= v) {
+                    window.pop_back();
                 }
-                let min = p.rise_samples.front().map_or(v, |s| s.1);
-                p.rise_samples.push_back((now, v));
+                let min = window.front().map_or(v, |s| s.1);
+                window.push_back((now, v));
                 let hit = (v - min > rise).then_some(Hit {
                     severity: crate::model::Severity::Warning,
                     rule: RuleKind::Rise,
@@ -761,7 +764,7 @@ impl Engine {
         let Some(dp) = dew_point_c(t, rh) else { return };
         let dpi = self.point_or_new(di, "dew_point", None, |d| {
             let (point, metric) = (PointId::new("dew_point"), Metric::new("dew_point_c"));
-            PointState::new(d, point, None, metric, Arc::from("°C"), PointKind::DewPoint)
+            PointState::new(d, point, None, metric, ArcStr::from("°C"), PointKind::DewPoint)
         });
         let rules = self.rules(dpi);
         self.st.points[dpi as usize].last = Some((now, dp));
@@ -798,7 +801,7 @@ impl Engine {
         let di = dix.state;
         let rpi = self.point_or_new(di, "ab_redundancy", label.as_deref(), |d| {
             let (point, metric) = (PointId::new("ab_redundancy"), Metric::new("phase_current_a"));
-            let p = PointState::new(d, point, label.clone(), metric, Arc::from("A"), PointKind::Redundancy);
+            let p = PointState::new(d, point, label.clone(), metric, ArcStr::from("A"), PointKind::Redundancy);
             PointState { feed_b: Some(feeds.b.clone()), ..p }
         });
         let rules = self.rules(rpi);

@@ -6,13 +6,15 @@
 
 use std::collections::BTreeMap;
 
+use arcstr::ArcStr;
+
 use super::Engine;
 use super::events::{Event, RollupEvent, RollupMetric};
 use super::state::RollupAcc;
 use crate::model::{Metric, Timestamp, ZoneId};
 
 impl Engine {
-    pub(super) fn rollup_slot(&mut self, key: (ZoneId, Metric), unit: std::sync::Arc<str>) -> u32 {
+    pub(super) fn rollup_slot(&mut self, key: (ZoneId, Metric), unit: ArcStr) -> u32 {
         if let Some(i) = self.rollup_ix.get(&key) {
             return *i;
         }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -381,8 +382,8 @@ pub(crate) fn check_common(name: &str, cfg: &ProfileConfig, protocol: &str, prob
 }
 
 /// The unit a point's readings carry: its own, or the one its metric's name implies.
-pub(crate) fn unit_of(point: &PointConfig) -> Arc<str> {
-    Arc::from(point.unit.as_deref().unwrap_or(default_unit(point.metric.get_ref())))
+pub(crate) fn unit_of(point: &PointConfig) -> ArcStr {
+    ArcStr::from(point.unit.as_deref().unwrap_or(default_unit(point.metric.get_ref())))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Modbus profile data: register tables, value types, word/byte order, scaling.
 
-use std::sync::Arc;
-
+use arcstr::ArcStr;
 use toml::Spanned;
 
 use crate::model::{Metric, PointId};
@@ -72,7 +71,7 @@ pub type ModbusProfile = ProfileOf<ModbusPoint>;
 pub struct ModbusPoint {
     pub id: PointId,
     pub metric: Metric,
-    pub unit: Arc<str>,
+    pub unit: ArcStr,
     pub table: Table,
     /// Wire (zero-based) address, after the profile's addressing has been applied.
     pub address: u16,

@@ -8,7 +8,7 @@
 //! ENTITY-SENSOR scale column and/or a decimal-digits (precision) column, or a signed
 //! factor column (`scale_sign_column`, CMC III cmcIIIVarScale).
 
-use std::sync::Arc;
+use arcstr::ArcStr;
 
 use crate::model::{Metric, PointId};
 
@@ -56,7 +56,7 @@ pub struct RowFilter {
 pub struct SnmpPoint {
     pub id: PointId,
     pub metric: Metric,
-    pub unit: Arc<str>,
+    pub unit: ArcStr,
     pub target: SnmpTarget,
     pub scale: f64,
     pub offset: f64,

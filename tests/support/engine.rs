@@ -2,8 +2,8 @@
 //! driver that fires timeouts in time order, and reading builders.
 
 use std::path::Path;
-use std::sync::Arc;
 
+use arcstr::ArcStr;
 use hallmonitor::config::{EngineSettings, load_str};
 use hallmonitor::engine::{Engine, Event, IncidentEvent, IncidentEventKind, PatternEvent};
 use hallmonitor::model::{DeviceId, Metric, PointId, Quality, RackId, Reading, Timestamp, ZoneId};
@@ -100,7 +100,7 @@ pub fn good(
         point: PointId::new(point),
         metric: Metric::new(metric),
         value: Some(value),
-        unit: Arc::from(unit),
+        unit: ArcStr::from(unit),
         zone: ZoneId::new(zone),
         rack: rack.map(RackId::new),
         label: None,
@@ -120,12 +120,12 @@ pub fn bad(at: i64, device: &str, point: &str, metric: &str, zone: &str) -> Read
         point: PointId::new(point),
         metric: Metric::new(metric),
         value: None,
-        unit: Arc::from(""),
+        unit: ArcStr::from(""),
         zone: ZoneId::new(zone),
         rack: None,
         label: None,
         quality: Quality::Bad,
-        error: Some(Arc::from("timeout")),
+        error: Some(ArcStr::from("timeout")),
     }
 }
 

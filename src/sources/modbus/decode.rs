@@ -188,7 +188,7 @@ pub fn encode_point(point: &ModbusPoint, value: f64) -> Result<Vec<u16>, DecodeE
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use arcstr::ArcStr;
 
     use super::*;
     use crate::model::{Metric, PointId};
@@ -198,7 +198,7 @@ mod tests {
         ModbusPoint {
             id: PointId::new("p"),
             metric: Metric::new("x"),
-            unit: Arc::from(""),
+            unit: ArcStr::from(""),
             table: Table::Holding,
             address: 0,
             value_type: ty,

@@ -119,7 +119,7 @@ pub fn settle(points: &[ModbusPoint], good: &[usize], bad: &[usize], limits: Blo
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use arcstr::ArcStr;
 
     use super::*;
     use crate::model::{Metric, PointId};
@@ -129,7 +129,7 @@ mod tests {
         ModbusPoint {
             id: PointId::new(format!("p{address}")),
             metric: Metric::new("x"),
-            unit: Arc::from(""),
+            unit: ArcStr::from(""),
             table,
             address,
             value_type: ty,

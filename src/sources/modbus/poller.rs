@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arcstr::ArcStr;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
@@ -62,7 +63,7 @@ pub struct Poller {
 }
 
 /// What one poll produced: a value or the reason, per point in profile order.
-pub type PointResults = Vec<Result<f64, Arc<str>>>;
+pub type PointResults = Vec<Result<f64, ArcStr>>;
 
 impl Poller {
     /// A poller with a fresh block plan for the profile.
@@ -129,13 +130,13 @@ impl Poller {
             self.absent.clear();
         }
         let points = &self.profile.points;
-        let mut results: Vec<Option<Result<f64, Arc<str>>>> = vec![None; points.len()];
+        let mut results: Vec<Option<Result<f64, ArcStr>>> = vec![None; points.len()];
         for &i in &self.absent {
             if let Some(slot) = results.get_mut(i) {
-                *slot = Some(Err(Arc::from(NOT_PRESENT)));
+                *slot = Some(Err(ArcStr::from(NOT_PRESENT)));
             }
         }
-        let mut unreachable: Option<Arc<str>> = None;
+        let mut unreachable: Option<ArcStr> = None;
         let mut next_plan = Vec::with_capacity(self.plan.len());
         let plan = std::mem::take(&mut self.plan);
         for block in plan {
@@ -166,10 +167,10 @@ impl Poller {
                     }
                 }
                 Err(e) if e.is_illegal_address() && self.mark_absent(&block.points) => {
-                    fail(&mut results, &block, &Arc::from(NOT_PRESENT));
+                    fail(&mut results, &block, &ArcStr::from(NOT_PRESENT));
                 }
                 Err(e) => {
-                    let msg: Arc<str> = Arc::from(e.to_string());
+                    let msg: ArcStr = ArcStr::from(e.to_string());
                     fail(&mut results, &block, &msg);
                     if !e.is_exception() {
                         unreachable = Some(msg);
@@ -184,7 +185,7 @@ impl Poller {
         // reported as a bad reading rather than a panic.
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Arc::from("point not covered by any read (planning bug)"))))
+            .map(|r| r.unwrap_or_else(|| Err(ArcStr::from("point not covered by any read (planning bug)"))))
             .collect()
     }
 
@@ -193,8 +194,8 @@ impl Poller {
     async fn split(
         &mut self,
         block: &Block,
-        results: &mut [Option<Result<f64, Arc<str>>>],
-    ) -> Result<Vec<Block>, Arc<str>> {
+        results: &mut [Option<Result<f64, ArcStr>>],
+    ) -> Result<Vec<Block>, ArcStr> {
         let points = Arc::clone(&self.profile);
         let (mut good, mut bad) = (Vec::new(), Vec::new());
         for single in plan::split(&points.points, block) {
@@ -204,16 +205,16 @@ impl Poller {
                     good.extend(&single.points);
                 }
                 Err(e) if e.is_illegal_address() && self.mark_absent(&single.points) => {
-                    fail(results, &single, &Arc::from(NOT_PRESENT));
+                    fail(results, &single, &ArcStr::from(NOT_PRESENT));
                 }
                 Err(e) => {
-                    let msg: Arc<str> = Arc::from(e.to_string());
+                    let msg: ArcStr = ArcStr::from(e.to_string());
                     fail(results, &single, &msg);
                     if !e.is_exception() {
                         // Mark what is left of the block with the same reason.
                         for &i in &block.points {
                             if let Some(slot @ None) = results.get_mut(i) {
-                                *slot = Some(Err(Arc::clone(&msg)));
+                                *slot = Some(Err(msg.clone()));
                             }
                         }
                         return Err(msg);
@@ -259,7 +260,7 @@ impl Poller {
         }
     }
 
-    fn decode(&self, block: &Block, answer: &Answer, results: &mut [Option<Result<f64, Arc<str>>>]) {
+    fn decode(&self, block: &Block, answer: &Answer, results: &mut [Option<Result<f64, ArcStr>>]) {
         for &i in &block.points {
             let Some(point) = self.profile.points.get(i) else { continue };
             let value = match answer {
@@ -276,7 +277,7 @@ impl Poller {
                 }
             };
             let value = value.map_err(|e| {
-                Arc::from(format!(
+                ArcStr::from(format!(
                     "point {} ({} {}) at {} unit {}: {e}",
                     point.id,
                     super::error::table_name(point.table),
@@ -333,7 +334,7 @@ impl Poller {
                 point: point.id.clone(),
                 metric: point.metric.clone(),
                 value,
-                unit: Arc::clone(&point.unit),
+                unit: point.unit.clone(),
                 zone: self.spec.zone.clone(),
                 rack: self.spec.rack.clone(),
                 label: None,
@@ -364,10 +365,10 @@ fn span_of(block: &Block) -> Span {
     Span { table: block.table, start: block.start, count: block.count }
 }
 
-fn fail(results: &mut [Option<Result<f64, Arc<str>>>], block: &Block, msg: &Arc<str>) {
+fn fail(results: &mut [Option<Result<f64, ArcStr>>], block: &Block, msg: &ArcStr) {
     for &i in &block.points {
         if let Some(slot) = results.get_mut(i) {
-            *slot = Some(Err(Arc::clone(msg)));
+            *slot = Some(Err(msg.clone()));
         }
     }
 }

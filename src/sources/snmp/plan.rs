@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use async_snmp::{Oid, Value};
 
 use super::scale::{self, Number};
@@ -38,7 +39,7 @@ pub struct Cell {
     pub point: usize,
     /// Row index for table points (`None` for scalars), shared with the plan's row cache.
     pub row: Option<Arc<[u32]>>,
-    pub label: Option<Arc<str>>,
+    pub label: Option<ArcStr>,
     /// The raw number and the row factor (ENTITY-SENSOR scale, decimal digits), or why not.
     pub value: Result<(Number, f64), String>,
     /// The device does not have this object, instance or table at all (an exception value,
@@ -98,7 +99,7 @@ struct Requests {
 #[derive(Debug, Clone)]
 struct RowName {
     row: Arc<[u32]>,
-    label: Arc<str>,
+    label: ArcStr,
     /// Seen in the poll being decoded (rows gone from the table are then dropped).
     seen: bool,
 }
@@ -391,12 +392,12 @@ fn decode_row(
         Some(n) => n,
         None => names.entry(row.to_vec()).or_insert(RowName {
             row: Arc::from(row),
-            label: Arc::from(scratch.as_str()),
+            label: ArcStr::from(scratch.as_str()),
             seen: false,
         }),
     };
     if *name.label != **scratch {
-        name.label = Arc::from(scratch.as_str());
+        name.label = ArcStr::from(scratch.as_str());
     }
     name.seen = true;
     let oid = CellOid(column, row);

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use arcstr::ArcStr;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::client::{SharedSockets, SnmpError, SnmpSession};
@@ -59,7 +60,7 @@ pub struct DevicePoller {
     last_uptime: Option<(u32, Instant)>,
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
-    known_rows: HashMap<usize, Vec<Option<Arc<str>>>>,
+    known_rows: HashMap<usize, Vec<Option<ArcStr>>>,
     /// Optional points this device turned out not to have: reported once, then not asked
     /// for (the plan leaves them out) until a failed poll or a restart.
     absent: HashSet<usize>,
@@ -113,7 +114,7 @@ impl DevicePoller {
                 // A failed poll breaks every rate's chain of samples.
                 self.counters.clear();
                 self.last_uptime = None;
-                let reason: Arc<str> = Arc::from(e.to_string());
+                let reason: ArcStr = ArcStr::from(e.to_string());
                 let readings = self.bad_readings(at, &reason);
                 // The device may come back as another model: look for every point again.
                 if !self.absent.is_empty() {
@@ -166,11 +167,11 @@ impl DevicePoller {
         Ok(Fetched { gets, columns })
     }
 
-    fn reading(&self, point: usize, at: Timestamp, label: Option<Arc<str>>, value: Result<f64, Arc<str>>) -> Reading {
+    fn reading(&self, point: usize, at: Timestamp, label: Option<ArcStr>, value: Result<f64, ArcStr>) -> Reading {
         let p = &self.profile.points[point];
         let (value, quality, error) = match value {
             Ok(v) if v.is_finite() => (Some(v), Quality::Good, None),
-            Ok(v) => (None, Quality::Bad, Some(Arc::from(format!("value {v} is not a finite number")))),
+            Ok(v) => (None, Quality::Bad, Some(ArcStr::from(format!("value {v} is not a finite number")))),
             Err(e) => (None, Quality::Bad, Some(e)),
         };
         Reading {
@@ -243,7 +244,7 @@ impl DevicePoller {
             let rate = p.rate;
             rows.entry(cell.point).or_default().push(cell.label.clone());
             let value = match cell.value {
-                Err(reason) => Err(Arc::from(reason)),
+                Err(reason) => Err(ArcStr::from(reason)),
                 Ok((n, factor)) if rate => {
                     let key = (cell.point, cell.row.clone());
                     let prev = self.counters.insert(key, (n, now));
@@ -263,7 +264,7 @@ impl DevicePoller {
         out
     }
 
-    fn bad_readings(&self, at: Timestamp, reason: &Arc<str>) -> Vec<Reading> {
+    fn bad_readings(&self, at: Timestamp, reason: &ArcStr) -> Vec<Reading> {
         let mut out = Vec::new();
         for i in 0..self.profile.points.len() {
             if self.absent.contains(&i) {

@@ -95,16 +95,31 @@ struct DevIx {
     extra: Vec<u32>,
 }
 
-/// Resolved rules of one point (not state: rebuilt after reload or import).
-#[derive(Debug, Default, Clone)]
+/// Resolved rules of one point (not state: rebuilt after reload or import). 24 bytes and
+/// `Copy`: one per point, read with every reading.
+#[derive(Debug, Default, Clone, Copy)]
 struct PointCache {
-    generation: u64,
+    generation: u32,
     /// The device's slot in `EngineState::devices`.
     dev: u32,
-    level: Option<Arc<Threshold>>,
-    breaker: Option<Arc<Threshold>>,
-    rollup: Option<u32>,
-    rack: Option<u32>,
+    /// Slots in `Engine::thresholds`.
+    level: Option<Ix>,
+    breaker: Option<Ix>,
+    rollup: Option<Ix>,
+    rack: Option<Ix>,
+}
+
+/// A slot number kept as slot + 1, so that `Option<Ix>` fits in 4 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Ix(std::num::NonZeroU32);
+
+impl Ix {
+    fn new(slot: u32) -> Self {
+        Ix(std::num::NonZeroU32::MIN.saturating_add(slot))
+    }
+    fn get(self) -> u32 {
+        self.0.get() - 1
+    }
 }
 
 /// One device's comms state (`Engine::device_comms`).
@@ -124,7 +139,7 @@ pub struct Engine {
     settings: EngineSettings,
     ix: Index,
     /// Bumped on `reconfigure`; point caches of an older generation are re-resolved.
-    generation: u64,
+    generation: u32,
     devices: FxMap<DeviceId, DevIx>,
     cache: Vec<PointCache>,
     racks: FxMap<RackId, u32>,
@@ -488,11 +503,17 @@ impl Engine {
         self.st.points = points;
     }
 
+    /// A threshold of a point's cache; shared, so the caller can hold it while it steps the
+    /// engine.
+    fn threshold(&self, slot: Option<Ix>) -> Option<Arc<Threshold>> {
+        slot.map(|i| self.thresholds[i.get() as usize].clone())
+    }
+
     /// Resolves (once per generation) the rules of a point.
     fn rules(&mut self, pi: u32) -> PointCache {
         let c = &self.cache[pi as usize];
         if c.generation == self.generation {
-            return c.clone();
+            return *c;
         }
         let p = &self.st.points[pi as usize];
         let mut c = PointCache { generation: self.generation, dev: c.dev, ..Default::default() };
@@ -516,15 +537,15 @@ impl Engine {
         if self.settings.rollup_interval.is_some() && !matches!(p.kind, PointKind::Redundancy) {
             let key = (p.zone.clone(), p.metric.clone());
             let unit = p.unit.clone();
-            c.rollup = Some(self.rollup_slot(key, unit));
+            c.rollup = Some(Ix::new(self.rollup_slot(key, unit)));
         }
         let p = &self.st.points[pi as usize];
         if p.kind.is_rack_load()
             && let Some(rack) = p.rack.clone()
         {
-            c.rack = Some(self.rack_slot(&rack));
+            c.rack = Some(Ix::new(self.rack_slot(&rack)));
         }
-        self.cache[pi as usize] = c.clone();
+        self.cache[pi as usize] = c;
         c
     }
 
@@ -543,7 +564,7 @@ impl Engine {
         let rules = self.rules(pi);
         self.st.points[pi as usize].last = Some((now, v));
         if let Some(slot) = rules.rollup {
-            self.rollup_add(now, slot, v);
+            self.rollup_add(now, slot.get(), v);
         }
         self.evaluate(now, pi, v, &rules);
         match self.st.points[pi as usize].kind {
@@ -551,13 +572,13 @@ impl Engine {
             PointKind::InletTemp | PointKind::Humidity => self.dew_point_input(now, di, pi, v),
             PointKind::Power => {
                 if let Some(rs) = rules.rack {
-                    self.rack_power_sample(now, rs);
+                    self.rack_power_sample(now, rs.get());
                 }
             }
             PointKind::PhaseCurrent => {
                 self.redundancy_input(now, pi);
                 if let Some(rs) = rules.rack {
-                    self.rack_power_sample(now, rs);
+                    self.rack_power_sample(now, rs.get());
                 }
             }
             PointKind::Alarm => self.cooling_alarm_input(now, di, v),
@@ -620,11 +641,11 @@ impl Engine {
             PointKind::Redundancy => RuleKind::Redundancy,
             _ => RuleKind::High,
         };
-        if let Some(t) = &rules.level {
+        if let Some(t) = self.threshold(rules.level) {
             let p = &mut self.st.points[pi as usize];
             let active = p.level.get().active.map(|a| a.hit);
-            let hit = classify(t, v, active.as_ref(), high_rule);
-            let raw = classify(t, v, None, high_rule).is_some();
+            let hit = classify(&t, v, active.as_ref(), high_rule);
+            let raw = classify(&t, v, None, high_rule).is_some();
             let (step, crossing) = p.level.step(now, hit, raw, t.hold_for);
             self.apply(now, pi, Slot::Level, step, crossing, v);
             if let Some((rise, within)) = t.rise {
@@ -652,11 +673,11 @@ impl Engine {
             let (step, _) = self.st.points[pi as usize].level.step(now, None, false, Duration::ZERO);
             self.apply(now, pi, Slot::Level, step, false, v);
         }
-        if let Some(t) = &rules.breaker {
+        if let Some(t) = self.threshold(rules.breaker) {
             let p = &mut self.st.points[pi as usize];
             let active = p.breaker.get().active.map(|a| a.hit);
-            let hit = classify(t, v, active.as_ref(), RuleKind::Breaker);
-            let raw = classify(t, v, None, RuleKind::Breaker).is_some();
+            let hit = classify(&t, v, active.as_ref(), RuleKind::Breaker);
+            let raw = classify(&t, v, None, RuleKind::Breaker).is_some();
             let (step, crossing) = p.breaker.step(now, hit, raw, t.hold_for);
             self.apply(now, pi, Slot::Breaker, step, crossing, v);
         }
@@ -712,8 +733,8 @@ impl Engine {
     fn clears_at(&mut self, pi: u32, slot: Slot, hit: Hit, v: f64) -> Option<f64> {
         let rules = self.rules(pi);
         let t = match slot {
-            Slot::Level => rules.level?,
-            Slot::Breaker => rules.breaker?,
+            Slot::Level => self.threshold(rules.level)?,
+            Slot::Breaker => self.threshold(rules.breaker)?,
             Slot::Rise | Slot::Comms => return None,
         };
         let h = t.hysteresis.max(0.0);
@@ -769,7 +790,7 @@ impl Engine {
         let rules = self.rules(dpi);
         self.st.points[dpi as usize].last = Some((now, dp));
         if let Some(slot) = rules.rollup {
-            self.rollup_add(now, slot, dp);
+            self.rollup_add(now, slot.get(), dp);
         }
         self.evaluate(now, dpi, dp, &rules);
     }
@@ -891,13 +912,12 @@ fn category_of(p: &PointState, rule: RuleKind) -> Category {
     }
 }
 
-/// The shared copy of `t` in `known`, added if new (a linear scan: a site has a few dozen
-/// distinct thresholds, and a point's are resolved once per configuration).
-fn shared(known: &mut Vec<Arc<Threshold>>, t: Threshold) -> Arc<Threshold> {
-    if let Some(k) = known.iter().find(|k| ***k == t) {
-        return k.clone();
+/// The slot of `t` in `known`, added if new (a linear scan: a site has a few dozen distinct
+/// thresholds, and a point's are resolved once per configuration).
+fn shared(known: &mut Vec<Arc<Threshold>>, t: Threshold) -> Ix {
+    if let Some(k) = known.iter().position(|k| **k == t) {
+        return Ix::new(k as u32);
     }
-    let k = Arc::new(t);
-    known.push(k.clone());
-    k
+    known.push(Arc::new(t));
+    Ix::new(known.len() as u32 - 1)
 }

@@ -731,3 +731,39 @@ async fn a_pdu_without_outlet_metering_reports_it_not_present_once_and_stops_ask
     );
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_answering_for_many_devices_gets_a_few_polls_at_a_time() {
+    use hallmonitor::sources::snmp::POLLS_PER_AGENT;
+    // Ten devices behind one address (a proxy, a simulator) that never answers: every poll
+    // waits out its 1 s timeout, so the polls it lets run at once are the requests it holds
+    // before the first timeout.
+    let agent = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+    let addr = agent.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    secret(dir.path(), "community", "public");
+    let devices: String = (0..10)
+        .map(|i| device_toml(&format!("pdu-{i}"), "apc-rpdu2", addr, r#"community_file = "community""#))
+        .collect();
+    let specs = load(dir.path(), &config_text(&devices, "1s", 0)).devices;
+    let started = tokio::time::Instant::now();
+    let polls = tokio::spawn(poll_once(specs));
+    let mut asked_after = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while asked_after.len() < 10 {
+        match tokio::time::timeout(Duration::from_secs(10), agent.recv_from(&mut buf)).await {
+            Ok(Ok(_)) => asked_after.push(started.elapsed()),
+            other => panic!("after {} requests: {other:?}", asked_after.len()),
+        }
+    }
+    let before_a_timeout = asked_after.iter().filter(|t| **t < Duration::from_millis(800)).count();
+    assert_eq!(before_a_timeout, POLLS_PER_AGENT, "requests before the first timeout, at {asked_after:?}");
+    // The others were polled as turns came free, and every device reports its points bad.
+    let (readings, stats) = polls.await.unwrap();
+    assert_eq!(stats.snmp.polls_failed.load(std::sync::atomic::Ordering::Relaxed), 10);
+    assert!(!readings.is_empty() && readings.iter().all(|r| r.quality == Quality::Bad), "{readings:#?}");
+    for i in 0..10 {
+        let id = format!("pdu-{i}");
+        assert!(readings.iter().any(|r| r.device.as_str() == id), "no reading of {id}");
+    }
+}

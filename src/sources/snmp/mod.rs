@@ -24,7 +24,7 @@ use crate::config::{DeviceSpec, Transport};
 use crate::model::{Quality, Reading, Timestamp};
 use crate::profiles::{Profile, SnmpProfile};
 
-pub use client::{SharedSockets, SnmpError, SnmpSession};
+pub use client::{POLLS_PER_AGENT, SharedSockets, SnmpError, SnmpSession};
 pub use poller::DevicePoller;
 
 /// Starts polling the given SNMP devices, one task each.

@@ -54,6 +54,8 @@ pub struct DevicePoller {
     session: Option<SnmpSession>,
     /// The process's shared sockets (`None`: a socket of its own).
     sockets: Option<Arc<SharedSockets>>,
+    /// The agent's turns, shared with the other devices it answers for (with `sockets`).
+    turns: Option<Arc<tokio::sync::Semaphore>>,
     /// Last counter sample per (point, row), for rates.
     counters: HashMap<RateKey, (Number, Instant)>,
     /// The agent's sysUpTime at the last good poll (profiles with rates only).
@@ -84,6 +86,7 @@ impl DevicePoller {
             plan,
             session: None,
             sockets: None,
+            turns: None,
             counters: HashMap::new(),
             last_uptime: None,
             known_rows: HashMap::new(),
@@ -94,6 +97,7 @@ impl DevicePoller {
 
     /// Polls through the process's shared sockets instead of a socket of its own.
     pub fn with_shared_sockets(mut self, sockets: Arc<SharedSockets>) -> Self {
+        self.turns = Some(sockets.agent_turns(&self.settings.address));
         self.sockets = Some(sockets);
         self
     }
@@ -105,8 +109,15 @@ impl DevicePoller {
 
     /// Polls once: all GETs, then all walks, then decoding.
     pub async fn poll(&mut self) -> PollOutcome {
+        let turns = self.turns.clone();
+        // Held while the requests are out, not while decoding. The semaphore is never closed.
+        let turn = match &turns {
+            Some(t) => t.acquire().await.ok(),
+            None => None,
+        };
         let at = Timestamp::now();
         let fetched = self.fetch().await;
+        drop(turn);
         let now = Instant::now();
         match fetched {
             Ok(f) => PollOutcome { readings: self.decode(&f, at, now), result: Ok(()) },

@@ -137,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             point: l.point,
             metric: l.metric,
             value: if quality == Quality::Good { l.value } else { None },
-            unit: l.unit.unwrap_or_else(|| ArcStr::from("")),
+            unit: l.unit.unwrap_or_default(),
             zone,
             rack,
             label: l.label,

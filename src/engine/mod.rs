@@ -24,8 +24,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arcstr::ArcStr;
-
 pub use chronicle::breach_list;
 pub use events::*;
 pub use state::{EngineState, EngineStateView};
@@ -785,7 +783,7 @@ impl Engine {
         let Some(dp) = dew_point_c(t, rh) else { return };
         let dpi = self.point_or_new(di, "dew_point", None, |d| {
             let (point, metric) = (PointId::new("dew_point"), Metric::new("dew_point_c"));
-            PointState::new(d, point, None, metric, ArcStr::from("°C"), PointKind::DewPoint)
+            PointState::new(d, point, None, metric, arcstr::literal!("°C"), PointKind::DewPoint)
         });
         let rules = self.rules(dpi);
         self.st.points[dpi as usize].last = Some((now, dp));
@@ -822,7 +820,7 @@ impl Engine {
         let di = dix.state;
         let rpi = self.point_or_new(di, "ab_redundancy", label.as_deref(), |d| {
             let (point, metric) = (PointId::new("ab_redundancy"), Metric::new("phase_current_a"));
-            let p = PointState::new(d, point, label.clone(), metric, ArcStr::from("A"), PointKind::Redundancy);
+            let p = PointState::new(d, point, label.clone(), metric, arcstr::literal!("A"), PointKind::Redundancy);
             PointState { feed_b: Some(feeds.b.clone()), ..p }
         });
         let rules = self.rules(rpi);

@@ -32,7 +32,8 @@ use crate::profiles::modbus::ModbusProfile;
 use crate::sources::SourceContext;
 
 /// The reason recorded for an absent optional point (never sent as a reading).
-const NOT_PRESENT: &str = "optional point not present on this device";
+// A static string: cloned for each absent point of each poll without allocating.
+const NOT_PRESENT: ArcStr = arcstr::literal!("optional point not present on this device");
 
 /// First retry delay; doubled per attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
@@ -133,7 +134,7 @@ impl Poller {
         let mut results: Vec<Option<Result<f64, ArcStr>>> = vec![None; points.len()];
         for &i in &self.absent {
             if let Some(slot) = results.get_mut(i) {
-                *slot = Some(Err(ArcStr::from(NOT_PRESENT)));
+                *slot = Some(Err(NOT_PRESENT));
             }
         }
         let mut unreachable: Option<ArcStr> = None;
@@ -167,7 +168,7 @@ impl Poller {
                     }
                 }
                 Err(e) if e.is_illegal_address() && self.mark_absent(&block.points) => {
-                    fail(&mut results, &block, &ArcStr::from(NOT_PRESENT));
+                    fail(&mut results, &block, &NOT_PRESENT);
                 }
                 Err(e) => {
                     let msg: ArcStr = ArcStr::from(e.to_string());
@@ -185,7 +186,7 @@ impl Poller {
         // reported as a bad reading rather than a panic.
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ArcStr::from("point not covered by any read (planning bug)"))))
+            .map(|r| r.unwrap_or_else(|| Err(arcstr::literal!("point not covered by any read (planning bug)"))))
             .collect()
     }
 
@@ -205,7 +206,7 @@ impl Poller {
                     good.extend(&single.points);
                 }
                 Err(e) if e.is_illegal_address() && self.mark_absent(&single.points) => {
-                    fail(results, &single, &ArcStr::from(NOT_PRESENT));
+                    fail(results, &single, &NOT_PRESENT);
                 }
                 Err(e) => {
                     let msg: ArcStr = ArcStr::from(e.to_string());

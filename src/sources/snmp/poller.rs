@@ -109,10 +109,9 @@ impl DevicePoller {
 
     /// Polls once: all GETs, then all walks, then decoding.
     pub async fn poll(&mut self) -> PollOutcome {
-        let turns = self.turns.clone();
         // Held while the requests are out, not while decoding. The semaphore is never closed.
-        let turn = match &turns {
-            Some(t) => t.acquire().await.ok(),
+        let turn = match self.turns.clone() {
+            Some(t) => t.acquire_owned().await.ok(),
             None => None,
         };
         let at = Timestamp::now();

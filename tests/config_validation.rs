@@ -259,8 +259,10 @@ fn unknown_adjacent_zone() {
     assert!(errs.iter().any(|e| e.contains("unknown adjacent zone \"hall2-x\"")), "{errs:#?}");
 }
 
+/// A fresh directory under cargo's per-target scratch space (target/tmp), so that the secret
+/// files the tests write never pile up in the system's /tmp.
 fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hm-cfg-{}-{}", std::process::id(), fastrand::u64(..)));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cfg-{}-{}", std::process::id(), fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

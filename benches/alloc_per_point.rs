@@ -158,9 +158,9 @@ fn rpdu2_answer() -> Fetched {
     f.gets.insert(oid(&format!("{apc}.4.3.1.5.1")), Ok(Value::Integer(57)));
     f.gets.insert(oid(&format!("{apc}.4.3.1.9.1")), Ok(Value::Integer(123_456)));
     let mut column = |col: &str, rows: Vec<(u32, Value)>| {
-        let m = f.columns.entry(oid(&format!("{apc}.{col}"))).or_default();
+        let m = f.column_mut(&oid(&format!("{apc}.{col}")));
         for (row, v) in rows {
-            m.insert(vec![row], v);
+            m.insert_row(&[row], v);
         }
     };
     column("6.3.1.5", (1..=3).map(|r| (r, Value::Integer(28 + r as i32))).collect());

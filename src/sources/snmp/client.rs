@@ -28,7 +28,7 @@
 //! replaced or reset), the request fails with an unknownEngineID report; the client then
 //! rediscovers the engine once and retries (see `retrying_v3`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -37,8 +37,10 @@ use async_snmp::{
     Auth, Client, Error as LibError, ErrorStatus, Oid, Retry, UdpClient, UdpTransport, UsmConfig, Value,
     v3::ReportStatus,
 };
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::Semaphore;
 
+use super::plan::ColumnRows;
 use crate::config::{AuthProtocol, PrivProtocol, SnmpSettings, SnmpVersion};
 
 /// Rows per column at most: a guard against agents whose tables never end.
@@ -139,8 +141,8 @@ impl SharedSockets {
 /// The result of a batched GET: per OID, the value or why the agent would not give it.
 pub type GetResults = HashMap<Oid, Result<Value, String>>;
 
-/// The rows of walked table columns: per column, row index (the arcs after the column) to value.
-pub type Columns = HashMap<Oid, BTreeMap<Vec<u32>, Value>>;
+/// The rows of walked table columns, by column.
+pub type Columns = HashMap<Oid, ColumnRows>;
 
 /// An OID a GETNEXT from which lands on `oid` when it exists: its parent for a `.0` instance,
 /// else the same OID with its last arc one less (an instance is a leaf, so no OID lies
@@ -197,7 +199,7 @@ pub struct SnmpSession {
     /// Folding short columns into one GETBULK; off for good once the agent refused one.
     fold: bool,
     /// Scalars a GETNEXT from their `predecessor` did not land on: asked with GET instead.
-    get_instead: std::collections::HashSet<Oid>,
+    get_instead: HashSet<Oid>,
 }
 
 /// One column of a table walk in progress.
@@ -380,7 +382,7 @@ impl SnmpSession {
             walks: fastrand::u32(0..CHECK_END_EVERY),
             short_rows: HashMap::new(),
             fold: true,
-            get_instead: std::collections::HashSet::new(),
+            get_instead: HashSet::new(),
         })
     }
 
@@ -578,7 +580,7 @@ impl SnmpSession {
     ) -> Result<(GetResults, Columns, Vec<Oid>), SnmpError> {
         let mut gets = GetResults::with_capacity(scalars.len());
         let mut misses: Vec<Oid> = Vec::new();
-        let mut out: Columns = columns.iter().map(|c| (c.clone(), BTreeMap::new())).collect();
+        let mut out: Columns = columns.iter().map(|c| (c.clone(), ColumnRows::new(c))).collect();
         if columns.is_empty() {
             misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
             return Ok((gets, out, misses));
@@ -587,13 +589,13 @@ impl SnmpSession {
             misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
             for col in columns {
                 let mut walk = self.client.walk_getnext(col.clone()).map_err(|e| self.map_error(&e))?;
-                let rows = out.entry(col.clone()).or_default();
+                let rows = out.entry(col.clone()).or_insert_with(|| ColumnRows::new(col));
                 self.requests += 1;
                 while let Some(item) = walk.next().await {
                     self.requests += 1;
                     let vb = item.map_err(|e| self.map_error(&e))?;
-                    if let Some(idx) = vb.oid.arcs().get(col.len()..) {
-                        rows.insert(idx.to_vec(), vb.value);
+                    if vb.oid.len() > col.len() && vb.oid.starts_with(col) {
+                        rows.insert(vb.oid, vb.value);
                     }
                     if rows.len() >= MAX_ROWS_PER_COLUMN {
                         break;
@@ -617,6 +619,11 @@ impl SnmpSession {
                 check_end,
             })
             .collect();
+        for w in &active {
+            if let (Some(rows), Some(expect)) = (out.get_mut(&w.column), w.expect) {
+                rows.reserve(expect + 1);
+            }
+        }
         longest_first(&mut active);
         // Short tables whose rows are known go cell by cell beside the scalars in the first
         // request (a GETNEXT from each cell's predecessor): one request a poll, not two.
@@ -696,9 +703,10 @@ impl SnmpSession {
                     })
                 });
                 if as_known {
-                    let rows = out.entry(f.walk.column.clone()).or_default();
-                    for (vb, row) in answers.into_iter().flatten().zip(f.cells) {
-                        rows.insert(row, vb.value);
+                    if let Some(rows) = out.get_mut(&f.walk.column) {
+                        for vb in answers.into_iter().flatten() {
+                            rows.insert(vb.oid, vb.value);
+                        }
                     }
                 } else {
                     // The table changed: walk it as a column, afresh (after this round).
@@ -730,19 +738,26 @@ impl SnmpSession {
                     done[j] = true;
                     continue;
                 }
-                if vb.oid <= w.cursor {
+                // Every column walked has its rows from the start (no OID cloned a varbind).
+                let Some(rows) = out.get_mut(&w.column) else { continue };
+                // The cursor moves once a round (below); within it, the column's last row.
+                let last = if advanced[j] { rows.last_oid().unwrap_or(&w.cursor) } else { &w.cursor };
+                if vb.oid <= *last {
                     return Err(SnmpError::Protocol {
                         address: self.address.clone(),
-                        detail: format!("walk of {} went backwards ({} after {})", w.column, vb.oid, w.cursor),
+                        detail: format!("walk of {} went backwards ({} after {last})", w.column, vb.oid),
                     });
                 }
-                let rows = out.entry(w.column.clone()).or_default();
-                rows.insert(vb.oid.arcs()[w.column.len()..].to_vec(), vb.value);
-                w.cursor = vb.oid;
+                rows.insert(vb.oid, vb.value);
                 w.rows += 1;
                 advanced[j] = true;
                 if rows.len() >= MAX_ROWS_PER_COLUMN || w.has_expected_rows() {
                     done[j] = true;
+                }
+            }
+            for w in active[..n].iter_mut().zip(&advanced).filter_map(|(w, a)| a.then_some(w)) {
+                if let Some(last) = out.get(&w.column).and_then(ColumnRows::last_oid) {
+                    w.cursor.clone_from(last);
                 }
             }
             // A column is finished at its end, and also when the agent gave nothing for it
@@ -766,8 +781,8 @@ impl SnmpSession {
         for (column, rows) in &out {
             if !(1..=FOLD_MAX_ROWS).contains(&rows.len()) {
                 self.short_rows.remove(column);
-            } else if self.short_rows.get(column).is_none_or(|known| !known.iter().eq(rows.keys())) {
-                self.short_rows.insert(column.clone(), rows.keys().cloned().collect());
+            } else if self.short_rows.get(column).is_none_or(|known| !known.iter().map(Vec::as_slice).eq(rows.rows())) {
+                self.short_rows.insert(column.clone(), rows.rows().map(<[u32]>::to_vec).collect());
             }
         }
         Ok((gets, out, misses))
@@ -883,6 +898,7 @@ mod tests {
 /// Table walks against an in-process agent whose table can grow and shrink between walks.
 #[cfg(all(test, feature = "sim"))]
 mod walk_tests {
+    use std::collections::BTreeMap;
     use std::ops::Bound;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1023,9 +1039,9 @@ mod walk_tests {
         let before = table.served.load(Ordering::SeqCst);
         let got = session.walk_columns(&[column(2), column(3)]).await.unwrap();
         let served = table.served.load(Ordering::SeqCst) - before;
-        let rows2: Vec<Vec<u32>> = got[&column(2)].keys().cloned().collect();
+        let rows2: Vec<Vec<u32>> = got[&column(2)].rows().map(<[u32]>::to_vec).collect();
         assert_eq!(got[&column(3)].len(), rows2.len(), "both columns walked to their end");
-        for (row, v) in &got[&column(3)] {
+        for (row, v) in got[&column(3)].iter() {
             assert_eq!(*v, Value::Integer(300 + i32::try_from(row[0]).unwrap()));
         }
         (rows2, got[&column(3)].len(), served)
@@ -1087,7 +1103,7 @@ mod walk_tests {
         let cancel = CancellationToken::new();
         let (mut session, task) = start(table.clone(), &cancel).await;
         let columns = [column(2), column(3), column(4)];
-        let short = |got: &Columns| got[&column(4)].iter().map(|(r, v)| (r.clone(), v.clone())).collect::<Vec<_>>();
+        let short = |got: &Columns| got[&column(4)].iter().map(|(r, v)| (r.to_vec(), v.clone())).collect::<Vec<_>>();
         let cells = |rows: &[u32]| rows.iter().map(|&r| (vec![r], Value::Integer(400 + r as i32))).collect::<Vec<_>>();
 
         // The first walk learns the tables: 8, 8 and 3 rows. A 3-row table is not padded to

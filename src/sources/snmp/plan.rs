@@ -5,12 +5,15 @@
 //! walk (value, label, scaling and filter columns, each once however many points use it).
 //! `Plan::decode` turns what came back into one `Cell` per point and row, each either a
 //! number with its row factor or a reason why not; rows' labels and indices are kept from
-//! poll to poll as `Arc`s, so a steady table decodes without allocating per row.
+//! poll to poll as `Arc`s, so a steady table decodes without allocating per row; columns
+//! read only for labels are walked once a `LABELS_MAX_AGE` (`start_poll`), not every poll.
 //! Invariant: every point yields at least one cell, so a point never goes silent (a column
 //! with no rows yields one bad cell saying so).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use arcstr::ArcStr;
 use async_snmp::{Oid, Value};
@@ -18,6 +21,11 @@ use async_snmp::{Oid, Value};
 use super::scale::{self, Number};
 use crate::profiles::SnmpProfile;
 use crate::profiles::snmp::{RowScaling, SnmpTarget};
+
+/// How old a table's row labels (outlet names, sensor descriptions) get before their columns
+/// are walked again. They change when someone renames an outlet, not from poll to poll, and
+/// were 16 of an rPDU2's 45 varbinds a poll; a row new since gets its label the poll after.
+pub const LABELS_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Row index arcs after the column OID (e.g. `[1, 5, 1]` for pdu 1, outlet 5, type 1).
 pub type RowIndex = Vec<u32>;
@@ -28,8 +36,88 @@ pub struct Fetched {
     /// GET results by requested OID (`Err` when the agent rejected that OID, e.g. v1
     /// noSuchName).
     pub gets: HashMap<Oid, Result<Value, String>>,
-    /// Walked columns: row index -> value.
-    pub columns: HashMap<Oid, BTreeMap<RowIndex, Value>>,
+    /// Walked columns, by column OID.
+    pub columns: HashMap<Oid, ColumnRows>,
+}
+
+impl Fetched {
+    /// The rows of `column`, made empty when it has none yet (tests and benches fill them).
+    pub fn column_mut(&mut self, column: &Oid) -> &mut ColumnRows {
+        self.columns.entry(column.clone()).or_insert_with(|| ColumnRows::new(column))
+    }
+}
+
+/// One walked table column: its answers in OID order, kept as they came off the wire, so a
+/// row costs no copy of its index and no map node (a row's index is its OID after the column).
+#[derive(Debug, Clone)]
+pub struct ColumnRows {
+    column: Oid,
+    cells: Vec<(Oid, Value)>,
+}
+
+impl ColumnRows {
+    pub fn new(column: &Oid) -> Self {
+        Self { column: column.clone(), cells: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The last cell's OID (a walk's cursor).
+    pub fn last_oid(&self) -> Option<&Oid> {
+        self.cells.last().map(|(oid, _)| oid)
+    }
+
+    /// Room for `rows` more cells (a walk expecting the rows of the last one).
+    pub fn reserve(&mut self, rows: usize) {
+        self.cells.reserve(rows);
+    }
+
+    /// A cell's row index: its OID's arcs after the column.
+    fn index<'a>(&self, oid: &'a Oid) -> &'a [u32] {
+        oid.arcs().get(self.column.len()..).unwrap_or_default()
+    }
+
+    /// The row indices, in order.
+    pub fn rows(&self) -> impl Iterator<Item = &[u32]> + '_ {
+        self.cells.iter().map(|(oid, _)| self.index(oid))
+    }
+
+    /// (row index, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u32], &Value)> + '_ {
+        self.cells.iter().map(|(oid, v)| (self.index(oid), v))
+    }
+
+    pub fn get(&self, row: &[u32]) -> Option<&Value> {
+        let at = self.cells.binary_search_by(|(oid, _)| self.index(oid).cmp(row)).ok()?;
+        Some(&self.cells[at].1)
+    }
+
+    /// Adds the answer for `oid` (a cell of this column; the caller checked). A walk gives
+    /// cells in order, so this is a push; one out of order goes in its place, and a second
+    /// answer for a row replaces the first.
+    pub fn insert(&mut self, oid: Oid, value: Value) {
+        let in_order = self.cells.last().is_none_or(|(last, _)| *last < oid);
+        if in_order {
+            self.cells.push((oid, value));
+            return;
+        }
+        match self.cells.binary_search_by(|(o, _)| o.cmp(&oid)) {
+            Ok(at) => self.cells[at].1 = value,
+            Err(at) => self.cells.insert(at, (oid, value)),
+        }
+    }
+
+    /// `insert` by row index.
+    pub fn insert_row(&mut self, row: &[u32], value: Value) {
+        let oid = join(&self.column, row);
+        self.insert(oid, value);
+    }
 }
 
 /// One decoded value of one point (and row).
@@ -77,7 +165,15 @@ pub struct Plan {
     requests: Arc<Requests>,
     /// Per point: the rows seen in the last poll with their labels, so that a row keeping its
     /// label from poll to poll costs no allocation (`Arc`s shared with the readings).
-    row_names: Vec<HashMap<RowIndex, RowName>>,
+    row_names: Vec<HashMap<Arc<[u32]>, RowName>>,
+    /// When the label columns were last walked and decoded (`None`: not yet).
+    labels_at: Option<Instant>,
+    /// This poll leaves the label-only columns out and keeps each row's last label.
+    labels_kept: bool,
+    /// The instant `start_poll` was given.
+    poll_at: Option<Instant>,
+    /// A poll without labels met a row that had none yet: the next one walks them.
+    labels_wanted: bool,
     /// Where a row's label is put together before it is compared with the one kept.
     scratch: String,
     /// Cells the last decode made: the next one's list starts that large.
@@ -90,6 +186,9 @@ struct Requests {
     get_oids: Vec<Oid>,
     /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
     walk_columns: Vec<Oid>,
+    /// `walk_columns` without those only read for row labels (what a poll that keeps the
+    /// labels walks).
+    value_columns: Vec<Oid>,
     /// Per profile point; `None` for a point left out (an optional point the device lacks).
     points: Vec<Option<PointPlan>>,
     /// sysUpTime.0, asked along with the scalars when the profile has rate points.
@@ -123,9 +222,7 @@ fn parse_index(s: &str) -> Result<RowIndex, String> {
 
 /// The OID of a column's cell: the column, then the row index.
 pub(super) fn join(column: &Oid, index: &[u32]) -> Oid {
-    let mut arcs = column.arcs().to_vec();
-    arcs.extend_from_slice(index);
-    Oid::from_slice(&arcs)
+    Oid::new(column.arcs().iter().chain(index).copied())
 }
 
 /// A column's cell (column OID and row index) as it is written in messages, without building
@@ -270,13 +367,33 @@ impl Plan {
         if gets.list.is_empty() && walks.list.is_empty() && !profile.points.is_empty() {
             gets.add(sys_up_time());
         }
-        let requests = Requests { get_oids: gets.list, walk_columns: walks.list, points, uptime };
+        // A column read only for row labels is walked once a `LABELS_MAX_AGE`, not every poll.
+        let label_only = |c: &Oid| {
+            points.iter().flatten().all(|p| {
+                let as_value = matches!(&p.target, Target::Column { column, fixed_rows: None } if column == c);
+                let as_helper = [&p.scale_col, &p.decimals_col, &p.sign_col].into_iter().flatten().any(|h| h == c)
+                    || p.filter.as_ref().is_some_and(|(h, _)| h == c)
+                    || p.select.as_ref().is_some_and(|(h, _)| h == c);
+                !as_value && !as_helper
+            })
+        };
+        let value_columns = walks.list.iter().filter(|c| !label_only(c)).cloned().collect();
+        let requests = Requests { get_oids: gets.list, walk_columns: walks.list, value_columns, points, uptime };
         Ok(Self::asking(Arc::new(requests)))
     }
 
     fn asking(requests: Arc<Requests>) -> Self {
         let row_names = vec![HashMap::new(); requests.points.len()];
-        Self { requests, row_names, scratch: String::new(), last_cells: 0 }
+        Self {
+            requests,
+            row_names,
+            scratch: String::new(),
+            last_cells: 0,
+            labels_at: None,
+            labels_kept: false,
+            poll_at: None,
+            labels_wanted: false,
+        }
     }
 
     /// The plan for another device of the same profile: the same requests (shared), none of
@@ -290,9 +407,20 @@ impl Plan {
         &self.requests.get_oids
     }
 
-    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated.
+    /// Table columns walked with GETBULK (GETNEXT on v1), deduplicated: all of them, or
+    /// those a poll that keeps the labels needs (`start_poll`).
     pub fn walk_columns(&self) -> &[Oid] {
-        &self.requests.walk_columns
+        if self.labels_kept { &self.requests.value_columns } else { &self.requests.walk_columns }
+    }
+
+    /// Decides what the poll starting at `now` walks: the label columns too on the first
+    /// poll, once their labels are `LABELS_MAX_AGE` old, and after a poll that met a row
+    /// without one (a new row); otherwise each row keeps its last label.
+    pub fn start_poll(&mut self, now: Instant) {
+        let due =
+            self.labels_wanted || self.labels_at.is_none_or(|at| now.saturating_duration_since(at) >= LABELS_MAX_AGE);
+        self.labels_kept = !due && self.requests.value_columns.len() < self.requests.walk_columns.len();
+        self.poll_at = Some(now);
     }
 
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
@@ -307,6 +435,8 @@ impl Plan {
     /// Decodes what the requests returned into cells, at least one per point.
     pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::with_capacity(self.last_cells);
+        let labels = if self.labels_kept { Labels::Kept { wanted: false } } else { Labels::Walked };
+        let mut labels = labels;
         for (i, p) in self.requests.points.iter().enumerate() {
             let Some(p) = p else { continue };
             let Some(names) = self.row_names.get_mut(i) else { continue };
@@ -324,12 +454,14 @@ impl Plan {
                     // The listed rows, or else the walked ones (borrowed, not copied).
                     let listed = fixed_rows.as_deref().unwrap_or_default();
                     let walked = if fixed_rows.is_none() { fetched.columns.get(column) } else { None };
-                    let rows = listed.iter().chain(walked.into_iter().flat_map(|m| m.keys()));
+                    let rows = listed.iter().map(Vec::as_slice).chain(walked.into_iter().flat_map(ColumnRows::rows));
                     let before = cells.len();
                     let mut any_row = false;
                     for row in rows {
                         any_row = true;
-                        if let Some(cell) = decode_row(i, p, column, row, fetched, names, &mut self.scratch) {
+                        if let Some(cell) =
+                            decode_row(i, p, column, row, fetched, names, &mut self.scratch, &mut labels)
+                        {
                             cells.push(cell);
                         }
                     }
@@ -348,20 +480,35 @@ impl Plan {
             }
         }
         self.last_cells = cells.len();
+        match labels {
+            Labels::Walked => (self.labels_at, self.labels_wanted) = (self.poll_at.or(self.labels_at), false),
+            Labels::Kept { wanted } => self.labels_wanted |= wanted,
+        }
         cells
     }
 }
 
+/// Whether a poll walked the label columns.
+enum Labels {
+    Walked,
+    /// Left out: rows keep their labels; `wanted` when a row had none yet.
+    Kept {
+        wanted: bool,
+    },
+}
+
 /// One table row of one point into a cell (`None`: the row filter leaves it out). The row's
 /// label is built in `scratch` and the one kept in `names` reused when it is the same.
+#[allow(clippy::too_many_arguments)]
 fn decode_row(
     i: usize,
     p: &PointPlan,
     column: &Oid,
     row: &[u32],
     f: &Fetched,
-    names: &mut HashMap<RowIndex, RowName>,
+    names: &mut HashMap<Arc<[u32]>, RowName>,
     scratch: &mut String,
+    labels: &mut Labels,
 ) -> Option<Cell> {
     let base = strip_suffix(row, &p.suffix)?;
     if let Some((fcol, values)) = &p.filter {
@@ -378,25 +525,34 @@ fn decode_row(
             return None;
         }
     }
-    scratch.clear();
-    if let Some(text) =
-        p.label.as_ref().and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base))).and_then(Value::as_bytes)
-    {
-        scratch.push_str(String::from_utf8_lossy(text).trim());
-    }
-    if scratch.is_empty() {
-        scratch.push_str(p.label_prefix.as_deref().unwrap_or(""));
-        push_index(scratch, base);
+    // Labels left out of this poll: the row's last one, when it has one.
+    let keep = match labels {
+        Labels::Kept { wanted } if p.label.as_ref().is_some_and(|l| !f.columns.contains_key(l)) => {
+            *wanted |= !names.contains_key(row);
+            names.contains_key(row)
+        }
+        _ => false,
+    };
+    if !keep {
+        scratch.clear();
+        if let Some(text) =
+            p.label.as_ref().and_then(|l| lookup(f, l, row).or_else(|| lookup(f, l, base))).and_then(Value::as_bytes)
+        {
+            scratch.push_str(String::from_utf8_lossy(text).trim());
+        }
+        if scratch.is_empty() {
+            scratch.push_str(p.label_prefix.as_deref().unwrap_or(""));
+            push_index(scratch, base);
+        }
     }
     let name = match names.get_mut(row) {
         Some(n) => n,
-        None => names.entry(row.to_vec()).or_insert(RowName {
-            row: Arc::from(row),
-            label: ArcStr::from(scratch.as_str()),
-            seen: false,
-        }),
+        None => {
+            let row: Arc<[u32]> = Arc::from(row);
+            names.entry(row.clone()).or_insert(RowName { row, label: ArcStr::from(scratch.as_str()), seen: false })
+        }
     };
-    if *name.label != **scratch {
+    if !keep && *name.label != **scratch {
         name.label = ArcStr::from(scratch.as_str());
     }
     name.seen = true;
@@ -489,9 +645,9 @@ mod tests {
     }
 
     fn column(f: &mut Fetched, col: &str, rows: &[(&[u32], Value)]) {
-        let m = f.columns.entry(oid(col)).or_default();
+        let m = f.column_mut(&oid(col));
         for (idx, v) in rows {
-            m.insert(idx.to_vec(), v.clone());
+            m.insert_row(idx, v.clone());
         }
     }
 
@@ -584,6 +740,59 @@ mod tests {
         assert_eq!(second, vec![(Some("db-01".into()), vec![1])]);
         let third = poll(&mut plan, &[(&[1], "db-01"), (&[2], "")]);
         assert_eq!(third, vec![(Some("db-01".into()), vec![1]), (Some("2".into()), vec![2])]);
+    }
+
+    #[test]
+    fn label_columns_are_walked_once_a_minute_and_after_a_new_row() {
+        let p = profile("apc-rpdu2");
+        let mut plan = Plan::new(&p).unwrap();
+        let outlet = p.points.iter().position(|pt| pt.id.as_str() == "outlet_current").unwrap();
+        let names_col = oid("1.3.6.1.4.1.318.1.1.26.9.4.3.1.3");
+        let t0 = Instant::now();
+        // Answers what the plan asks: outlet names only when their column is walked.
+        let poll = |plan: &mut Plan, at: Duration, names: &[(&[u32], &str)]| {
+            plan.start_poll(t0 + at);
+            let walked_names = plan.walk_columns().contains(&names_col);
+            let mut f = Fetched::default();
+            let values: Vec<(&[u32], Value)> = names.iter().map(|(r, _)| (*r, Value::Integer(3))).collect();
+            column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", &values);
+            if walked_names {
+                let labels: Vec<(&[u32], Value)> =
+                    names.iter().map(|(r, n)| (*r, Value::OctetString(n.as_bytes().to_vec().into()))).collect();
+                column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3", &labels);
+            }
+            let labels: Vec<String> = plan
+                .decode(&f)
+                .into_iter()
+                .filter(|c| c.point == outlet)
+                .map(|c| c.label.as_deref().unwrap_or_default().to_owned())
+                .collect();
+            (walked_names, labels)
+        };
+        let secs = Duration::from_secs;
+        // Outlet and probe names are label-only; every value and helper column is walked always.
+        let label_only: Vec<&Oid> =
+            plan.requests.walk_columns.iter().filter(|c| !plan.requests.value_columns.contains(c)).collect();
+        assert_eq!(label_only, [&names_col, &oid("1.3.6.1.4.1.318.1.1.26.10.2.2.1.3")]);
+        assert_eq!(poll(&mut plan, secs(0), &[(&[1], "web-01")]), (true, vec!["web-01".into()]));
+        // Renamed, but the names are not asked again yet: the label kept is the last one seen.
+        assert_eq!(poll(&mut plan, secs(5), &[(&[1], "db-01")]), (false, vec!["web-01".into()]));
+        // A new row has no label yet: its index stands in, and the next poll walks the names.
+        assert_eq!(
+            poll(&mut plan, secs(10), &[(&[1], "db-01"), (&[2], "db-02")]),
+            (false, vec!["web-01".into(), "2".into()])
+        );
+        assert_eq!(
+            poll(&mut plan, secs(15), &[(&[1], "db-01"), (&[2], "db-02")]),
+            (true, vec!["db-01".into(), "db-02".into()])
+        );
+        assert!(!poll(&mut plan, secs(74), &[(&[1], "x"), (&[2], "y")]).0);
+        // A minute after the names were last walked, they are walked again.
+        assert_eq!(poll(&mut plan, secs(75), &[(&[1], "x"), (&[2], "y")]), (true, vec!["x".into(), "y".into()]));
+        // A poll that failed (nothing decoded) does not count as having walked them.
+        plan.start_poll(t0 + secs(140));
+        assert!(plan.walk_columns().contains(&names_col));
+        assert!(poll(&mut plan, secs(141), &[(&[1], "x"), (&[2], "y")]).0);
     }
 
     #[test]

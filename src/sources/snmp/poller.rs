@@ -19,10 +19,11 @@
 //! shorter than the time since the last poll) starts every rate afresh too: counters
 //! restart from zero on a reboot, and a rate across it would be nonsense.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use arcstr::ArcStr;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -115,6 +116,7 @@ impl DevicePoller {
             None => None,
         };
         let at = Timestamp::now();
+        self.plan.start_poll(Instant::now().into_std());
         let fetched = self.fetch().await;
         drop(turn);
         let now = Instant::now();

@@ -47,13 +47,16 @@ impl DeviceTable {
     }
 
     /// Remembers the last good poll and the last error of a reading's device.
-    pub fn observe(&mut self, r: &Reading) {
-        let Some(s) = self.devices.get_mut(&r.device) else { return };
-        match r.quality {
-            Quality::Good => s.last_ok = Some(r.at),
-            Quality::Bad => {
-                if let Some(e) = r.error.as_deref() {
-                    s.last_error = Some(e.to_owned());
+    /// Notes readings of one device (`run`, all with the first one's device id).
+    pub fn observe(&mut self, run: &[Reading]) {
+        let Some(s) = run.first().and_then(|r| self.devices.get_mut(&r.device)) else { return };
+        for r in run {
+            match r.quality {
+                Quality::Good => s.last_ok = Some(r.at),
+                Quality::Bad => {
+                    if let Some(e) = r.error.as_deref() {
+                        s.last_error = Some(e.to_owned());
+                    }
                 }
             }
         }

@@ -195,7 +195,8 @@ impl Inputs {
             Some(first) = self.readings.recv() => {
                 // Take what is already queued in one go (one commit per batch, not per
                 // reading), but a bounded amount, so a turn stays short.
-                let mut batch = vec![first];
+                let mut batch = Vec::with_capacity(self.readings.len().min(READING_BATCH) + 1);
+                batch.push(first);
                 while batch.len() <= READING_BATCH {
                     match self.readings.try_recv() {
                         Ok(r) => batch.push(r),
@@ -411,15 +412,19 @@ impl Agent {
         // The devices this batch is about (a poll's readings come together; a repeat is
         // harmless).
         let mut touched: Vec<DeviceId> = Vec::new();
-        for mut r in batch {
+        let mut batch = batch;
+        // A device's readings come one after the other: its status is looked up once a run.
+        for run in batch.chunk_by_mut(|a, b| a.device == b.device) {
             if self.clock.is_simulated() {
-                r.at = now;
+                run.iter_mut().for_each(|r| r.at = now);
             }
-            if touched.last() != Some(&r.device) {
-                touched.push(r.device.clone());
+            if let Some(first) = run.first() {
+                touched.push(first.device.clone());
             }
-            self.devices.observe(&r);
-            self.engine.handle_reading(now, &r);
+            self.devices.observe(run);
+            for r in run.iter() {
+                self.engine.handle_reading(now, r);
+            }
         }
         self.devices.sync_some(&self.engine, &touched);
     }

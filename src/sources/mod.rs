@@ -67,6 +67,26 @@ pub struct SourceContext {
     pub once: bool,
 }
 
+/// Sends a poll's readings to the agent, in order. Capacity is reserved for many at a time,
+/// not one by one (each send was its own wait on the channel and on the cancel token: as much
+/// work as decoding the reading). False when nobody listens any more, or the poller is
+/// cancelled while the channel is full (reload, shutdown).
+pub async fn send_readings(ctx: &SourceContext, readings: Vec<Reading>) -> bool {
+    let mut readings = readings.into_iter();
+    while readings.len() > 0 {
+        let n = readings.len().min(ctx.readings.max_capacity());
+        let permits = tokio::select! {
+            p = ctx.readings.reserve_many(n) => p.ok(),
+            _ = ctx.cancel.cancelled() => None,
+        };
+        let Some(permits) = permits else { return false };
+        for (permit, r) in permits.zip(readings.by_ref()) {
+            permit.send(r);
+        }
+    }
+    true
+}
+
 /// Poll start slots per interval. Devices are spread over their interval so that a site is
 /// not asked in one instant, but only over this many instants: each wake-up of the gateway
 /// then starts a group of polls (and their answers arrive together) instead of one. At 100

@@ -320,7 +320,7 @@ impl Poller {
             }
         }
         let profile = Arc::clone(&self.profile);
-        let mut sent_all = true;
+        let mut readings = Vec::with_capacity(profile.points.len());
         for (i, (point, result)) in profile.points.iter().zip(results).enumerate() {
             if absent.contains(&i) {
                 continue;
@@ -342,18 +342,10 @@ impl Poller {
                 quality,
                 error,
             };
-            // A full channel must not keep a cancelled poller alive (reload, shutdown).
-            let sent = tokio::select! {
-                r = self.ctx.readings.send(reading) => r.is_ok(),
-                _ = self.ctx.cancel.cancelled() => false,
-            };
-            if !sent {
-                sent_all = false;
-                break;
-            }
+            readings.push(reading);
         }
         self.absent = absent;
-        sent_all
+        crate::sources::send_readings(&self.ctx, readings).await
     }
 
     /// Failed polls in a row (0 after a good one).

@@ -349,15 +349,8 @@ pub async fn run(mut poller: DevicePoller, ctx: SourceContext) {
         } else {
             stats.polls_failed.fetch_add(1, Ordering::Relaxed);
         }
-        for r in outcome.readings {
-            // Nobody listens any more, or the poller is cancelled while the channel is full.
-            let sent = tokio::select! {
-                r = ctx.readings.send(r) => r.is_ok(),
-                _ = ctx.cancel.cancelled() => false,
-            };
-            if !sent {
-                return;
-            }
+        if !crate::sources::send_readings(&ctx, outcome.readings).await {
+            return;
         }
         if ctx.once {
             return;

@@ -767,3 +767,61 @@ async fn an_agent_answering_for_many_devices_gets_a_few_polls_at_a_time() {
         assert!(readings.iter().any(|r| r.device.as_str() == id), "no reading of {id}");
     }
 }
+
+/// Outlet names are walked once a minute, not every poll; an outlet that appears in between
+/// still gets its own name in the poll that first sees it (the poll asks again with the
+/// names), never a stand-in label (a label is part of a point's identity downstream).
+#[tokio::test]
+async fn a_row_new_since_the_labels_were_walked_gets_its_own_label_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = Arc::new(SimValues::new());
+    let dev = DeviceId::new("pdu");
+    apc_values(&values, &dev);
+    values.set(&dev, &PointId::new("outlet_current"), 4, 3.2);
+    let agent =
+        start_sim("public", "pdu", snmp_builtin("apc-rpdu2"), 3, values.clone(), SimSnmpOptions::default()).await;
+    let addr = agent.local_addr;
+    let mut poller = counter_poller(dir.path(), addr, snmp_builtin("apc-rpdu2"));
+    let outlets = |readings: &[Reading]| -> Vec<String> {
+        readings
+            .iter()
+            .filter(|r| r.point.as_str() == "outlet_current")
+            .filter_map(|r| r.label.as_deref().map(str::to_owned))
+            .collect()
+    };
+    let first = poller.poll().await;
+    assert_eq!(first.result, Ok(()));
+    assert_eq!(outlets(&first.readings), ["outlet-1", "outlet-2", "outlet-3"]);
+    assert_eq!(poller.take_requests(), 1);
+
+    // The agent comes back with a fourth outlet (same port, same values).
+    agent.stop().await;
+    let devices = HashMap::from([(
+        "public".to_owned(),
+        SimSnmpDevice { id: dev.clone(), profile: snmp_builtin("apc-rpdu2"), rows: 4 },
+    )]);
+    let grown =
+        simsnmp::serve_with(addr, devices, values, CancellationToken::new(), SimSnmpOptions::default()).await.unwrap();
+    // The walk asks for the rows it knows, and one more once in a while to see a table grow.
+    let mut polls = 0;
+    let seen = loop {
+        polls += 1;
+        assert!(polls <= 12, "the fourth outlet never showed");
+        let poll = poller.poll().await;
+        assert_eq!(poll.result, Ok(()));
+        let labels = outlets(&poll.readings);
+        assert!(!labels.iter().any(|l| l == "4"), "a stand-in label: {labels:?}");
+        if labels.len() == 4 {
+            break poll;
+        }
+        // A steady poll, names kept: one request.
+        assert_eq!(poller.take_requests(), 1);
+    };
+    assert_eq!(outlets(&seen.readings), ["outlet-1", "outlet-2", "outlet-3", "outlet-4"]);
+    assert!(close(find(&seen.readings, "outlet_current", Some("outlet-4")).value, 3.2));
+    assert!(poller.take_requests() >= 2, "the poll asked again with the names");
+    let after = poller.poll().await;
+    assert_eq!(outlets(&after.readings), ["outlet-1", "outlet-2", "outlet-3", "outlet-4"]);
+    assert_eq!(poller.take_requests(), 1);
+    grown.stop().await;
+}

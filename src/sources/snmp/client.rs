@@ -396,6 +396,13 @@ impl SnmpSession {
         self.batch
     }
 
+    /// Forgets the table lengths learned from earlier walks: the next walk follows every
+    /// column to its end (after a poll met rows its labels' columns were not known to have).
+    pub fn forget_rows(&mut self) {
+        self.learned_rows.clear();
+        self.short_rows.clear();
+    }
+
     /// Requests sent since the last call.
     pub fn take_requests(&mut self) -> u64 {
         std::mem::take(&mut self.requests)

@@ -24,7 +24,8 @@ use crate::profiles::snmp::{RowScaling, SnmpTarget};
 
 /// How old a table's row labels (outlet names, sensor descriptions) get before their columns
 /// are walked again. They change when someone renames an outlet, not from poll to poll, and
-/// were 16 of an rPDU2's 45 varbinds a poll; a row new since gets its label the poll after.
+/// were 16 of an rPDU2's 45 varbinds a poll. A poll that meets a row new since asks again
+/// with them (`meets_unlabeled_row`).
 pub const LABELS_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// Row index arcs after the column OID (e.g. `[1, 5, 1]` for pdu 1, outlet 5, type 1).
@@ -423,6 +424,29 @@ impl Plan {
         self.poll_at = Some(now);
     }
 
+    /// Whether a poll that left the labels out met a row of a point that has no label for it
+    /// yet (a row new since the labels were walked). The poll then walks them at once
+    /// (`walk_labels`, and fetches again) rather than give the row a stand-in label: a point's
+    /// label is part of its identity downstream.
+    pub fn meets_unlabeled_row(&self, f: &Fetched) -> bool {
+        self.labels_kept
+            && self.requests.points.iter().zip(&self.row_names).any(|(p, names)| {
+                let Some(p) = p else { return false };
+                let (Target::Column { column, fixed_rows: None }, Some(label)) = (&p.target, &p.label) else {
+                    return false;
+                };
+                !f.columns.contains_key(label)
+                    && f.columns.get(column).is_some_and(|rows| {
+                        rows.rows().any(|row| !names.contains_key(row) && selected(p, row, f).is_some())
+                    })
+            })
+    }
+
+    /// Makes this poll walk the label columns too (see `meets_unlabeled_row`).
+    pub fn walk_labels(&mut self) {
+        self.labels_kept = false;
+    }
+
     /// The agent's sysUpTime (TimeTicks) from the answers, when the plan asked for it (the
     /// profile has rate points) and the agent gave it.
     pub fn uptime(&self, fetched: &Fetched) -> Option<u32> {
@@ -435,8 +459,7 @@ impl Plan {
     /// Decodes what the requests returned into cells, at least one per point.
     pub fn decode(&mut self, fetched: &Fetched) -> Vec<Cell> {
         let mut cells = Vec::with_capacity(self.last_cells);
-        let labels = if self.labels_kept { Labels::Kept { wanted: false } } else { Labels::Walked };
-        let mut labels = labels;
+        let mut labels = if self.labels_kept { Labels::Kept { wanted: false } } else { Labels::Walked };
         for (i, p) in self.requests.points.iter().enumerate() {
             let Some(p) = p else { continue };
             let Some(names) = self.row_names.get_mut(i) else { continue };
@@ -510,21 +533,7 @@ fn decode_row(
     scratch: &mut String,
     labels: &mut Labels,
 ) -> Option<Cell> {
-    let base = strip_suffix(row, &p.suffix)?;
-    if let Some((fcol, values)) = &p.filter {
-        let v = lookup(f, fcol, row)?;
-        let n = scale::to_integer(v, &CellOid(fcol, row)).ok()?;
-        if !values.contains(&n) {
-            return None;
-        }
-    }
-    if let Some((scol, wanted)) = &p.select {
-        let text = lookup(f, scol, row)?.as_bytes()?;
-        let text = String::from_utf8_lossy(text);
-        if !wanted.iter().any(|w| w.as_str() == text.trim()) {
-            return None;
-        }
-    }
+    let base = selected(p, row, f)?;
     // Labels left out of this poll: the row's last one, when it has one.
     let keep = match labels {
         Labels::Kept { wanted } if p.label.as_ref().is_some_and(|l| !f.columns.contains_key(l)) => {
@@ -572,6 +581,27 @@ fn decode_row(
         }),
     };
     Some(Cell { point: i, row: Some(name.row.clone()), label: Some(name.label.clone()), value, absent })
+}
+
+/// The row's index without the point's suffix, when the point's row filter and selection keep
+/// the row (`None`: not one of this point's rows).
+fn selected<'a>(p: &PointPlan, row: &'a [u32], f: &Fetched) -> Option<&'a [u32]> {
+    let base = strip_suffix(row, &p.suffix)?;
+    if let Some((fcol, values)) = &p.filter {
+        let v = lookup(f, fcol, row)?;
+        let n = scale::to_integer(v, &CellOid(fcol, row)).ok()?;
+        if !values.contains(&n) {
+            return None;
+        }
+    }
+    if let Some((scol, wanted)) = &p.select {
+        let text = lookup(f, scol, row)?.as_bytes()?;
+        let text = String::from_utf8_lossy(text);
+        if !wanted.iter().any(|w| w.as_str() == text.trim()) {
+            return None;
+        }
+    }
+    Some(base)
 }
 
 /// Whether a GET answer says the object is not there: an exception value, or the error
@@ -743,56 +773,94 @@ mod tests {
     }
 
     #[test]
-    fn label_columns_are_walked_once_a_minute_and_after_a_new_row() {
+    fn label_columns_are_walked_once_a_minute_and_at_once_for_a_new_row() {
         let p = profile("apc-rpdu2");
         let mut plan = Plan::new(&p).unwrap();
         let outlet = p.points.iter().position(|pt| pt.id.as_str() == "outlet_current").unwrap();
         let names_col = oid("1.3.6.1.4.1.318.1.1.26.9.4.3.1.3");
         let t0 = Instant::now();
-        // Answers what the plan asks: outlet names only when their column is walked.
-        let poll = |plan: &mut Plan, at: Duration, names: &[(&[u32], &str)]| {
-            plan.start_poll(t0 + at);
-            let walked_names = plan.walk_columns().contains(&names_col);
+        // What the agent answers to the columns the plan asks for: outlets, and two probes of
+        // which the second is commsLost(3), a row the temperature point's filter leaves out.
+        let answer = |plan: &Plan, outlets: &[(&[u32], &str)]| {
             let mut f = Fetched::default();
-            let values: Vec<(&[u32], Value)> = names.iter().map(|(r, _)| (*r, Value::Integer(3))).collect();
+            let values: Vec<(&[u32], Value)> = outlets.iter().map(|(r, _)| (*r, Value::Integer(3))).collect();
             column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", &values);
-            if walked_names {
+            column(
+                &mut f,
+                "1.3.6.1.4.1.318.1.1.26.10.2.2.1.5",
+                &[(&[1], Value::Integer(1)), (&[2], Value::Integer(3))],
+            );
+            column(
+                &mut f,
+                "1.3.6.1.4.1.318.1.1.26.10.2.2.1.8",
+                &[(&[1], Value::Integer(239)), (&[2], Value::Integer(0))],
+            );
+            if plan.walk_columns().contains(&names_col) {
                 let labels: Vec<(&[u32], Value)> =
-                    names.iter().map(|(r, n)| (*r, Value::OctetString(n.as_bytes().to_vec().into()))).collect();
+                    outlets.iter().map(|(r, n)| (*r, Value::OctetString(n.as_bytes().to_vec().into()))).collect();
                 column(&mut f, "1.3.6.1.4.1.318.1.1.26.9.4.3.1.3", &labels);
+                column(
+                    &mut f,
+                    "1.3.6.1.4.1.318.1.1.26.10.2.2.1.3",
+                    &[(&[1], Value::OctetString("Rack top".into())), (&[2], Value::OctetString("gone".into()))],
+                );
             }
+            f
+        };
+        // One poll as the poller makes it: (requests, whether they walked the names, labels).
+        let poll = |plan: &mut Plan, at: Duration, outlets: &[(&[u32], &str)]| {
+            plan.start_poll(t0 + at);
+            let mut requests = 1;
+            let mut f = answer(plan, outlets);
+            if plan.meets_unlabeled_row(&f) {
+                plan.walk_labels();
+                requests += 1;
+                f = answer(plan, outlets);
+            }
+            let walked = plan.walk_columns().contains(&names_col);
             let labels: Vec<String> = plan
                 .decode(&f)
                 .into_iter()
                 .filter(|c| c.point == outlet)
                 .map(|c| c.label.as_deref().unwrap_or_default().to_owned())
                 .collect();
-            (walked_names, labels)
+            (requests, walked, labels)
         };
         let secs = Duration::from_secs;
         // Outlet and probe names are label-only; every value and helper column is walked always.
         let label_only: Vec<&Oid> =
             plan.requests.walk_columns.iter().filter(|c| !plan.requests.value_columns.contains(c)).collect();
         assert_eq!(label_only, [&names_col, &oid("1.3.6.1.4.1.318.1.1.26.10.2.2.1.3")]);
-        assert_eq!(poll(&mut plan, secs(0), &[(&[1], "web-01")]), (true, vec!["web-01".into()]));
-        // Renamed, but the names are not asked again yet: the label kept is the last one seen.
-        assert_eq!(poll(&mut plan, secs(5), &[(&[1], "db-01")]), (false, vec!["web-01".into()]));
-        // A new row has no label yet: its index stands in, and the next poll walks the names.
+        assert_eq!(poll(&mut plan, secs(0), &[(&[1], "web-01")]), (1, true, vec!["web-01".into()]));
+        // Renamed, but the names are not asked again yet: the label kept is the last one seen
+        // (and the probe row the filter leaves out never asks for them).
+        assert_eq!(poll(&mut plan, secs(5), &[(&[1], "db-01")]), (1, false, vec!["web-01".into()]));
+        // A new row: the same poll asks again with the names, and every row has its own.
         assert_eq!(
             poll(&mut plan, secs(10), &[(&[1], "db-01"), (&[2], "db-02")]),
-            (false, vec!["web-01".into(), "2".into()])
+            (2, true, vec!["db-01".into(), "db-02".into()])
         );
         assert_eq!(
-            poll(&mut plan, secs(15), &[(&[1], "db-01"), (&[2], "db-02")]),
-            (true, vec!["db-01".into(), "db-02".into()])
+            poll(&mut plan, secs(15), &[(&[1], "x"), (&[2], "y")]),
+            (1, false, vec!["db-01".into(), "db-02".into()])
         );
-        assert!(!poll(&mut plan, secs(74), &[(&[1], "x"), (&[2], "y")]).0);
+        assert!(!poll(&mut plan, secs(69), &[(&[1], "x"), (&[2], "y")]).1);
         // A minute after the names were last walked, they are walked again.
-        assert_eq!(poll(&mut plan, secs(75), &[(&[1], "x"), (&[2], "y")]), (true, vec!["x".into(), "y".into()]));
+        assert_eq!(poll(&mut plan, secs(70), &[(&[1], "x"), (&[2], "y")]), (1, true, vec!["x".into(), "y".into()]));
         // A poll that failed (nothing decoded) does not count as having walked them.
         plan.start_poll(t0 + secs(140));
         assert!(plan.walk_columns().contains(&names_col));
-        assert!(poll(&mut plan, secs(141), &[(&[1], "x"), (&[2], "y")]).0);
+        assert!(poll(&mut plan, secs(141), &[(&[1], "x"), (&[2], "y")]).1);
+        // Without the poller's second ask, a new row still decodes (its index for a label) and
+        // the next poll walks the names.
+        plan.start_poll(t0 + secs(150));
+        let cells = plan.decode(&answer(&plan, &[(&[1], "x"), (&[2], "y"), (&[3], "z")]));
+        assert_eq!(
+            cells.iter().filter(|c| c.point == outlet).filter_map(|c| c.label.as_deref()).next_back(),
+            Some("3")
+        );
+        plan.start_poll(t0 + secs(155));
+        assert!(plan.walk_columns().contains(&names_col));
     }
 
     #[test]

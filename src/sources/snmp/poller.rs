@@ -117,7 +117,16 @@ impl DevicePoller {
         };
         let at = Timestamp::now();
         self.plan.start_poll(Instant::now().into_std());
-        let fetched = self.fetch().await;
+        let mut fetched = self.fetch().await;
+        if fetched.as_ref().is_ok_and(|f| self.plan.meets_unlabeled_row(f)) {
+            // A row new since the labels were walked: ask again with them (rare), walking
+            // every column to its end (the label columns' known lengths are out of date).
+            self.plan.walk_labels();
+            if let Some(session) = self.session.as_mut() {
+                session.forget_rows();
+            }
+            fetched = self.fetch().await;
+        }
         drop(turn);
         let now = Instant::now();
         match fetched {

@@ -407,12 +407,11 @@ impl Agent {
     }
 
     /// Feeds a batch of readings to the engine, at the shell's time.
-    pub fn on_readings(&mut self, batch: Vec<Reading>) {
+    pub fn on_readings(&mut self, mut batch: Vec<Reading>) {
         let now = self.clock.now();
         // The devices this batch is about (a poll's readings come together; a repeat is
         // harmless).
         let mut touched: Vec<DeviceId> = Vec::new();
-        let mut batch = batch;
         // A device's readings come one after the other: its status is looked up once a run.
         for run in batch.chunk_by_mut(|a, b| a.device == b.device) {
             if self.clock.is_simulated() {

@@ -205,8 +205,6 @@ pub struct SnmpSession {
 /// One column of a table walk in progress.
 struct ColumnWalk {
     column: Oid,
-    /// The last OID returned for this column (the column itself before the first answer).
-    cursor: Oid,
     /// Rows returned so far in this walk.
     rows: usize,
     /// Rows the column had at the end of the previous walk, if it was walked before.
@@ -618,13 +616,7 @@ impl SnmpSession {
         // Every column still being walked, the longest tables first.
         let mut active: Vec<ColumnWalk> = columns
             .iter()
-            .map(|c| ColumnWalk {
-                column: c.clone(),
-                cursor: c.clone(),
-                rows: 0,
-                expect: self.learned_rows.get(c).copied(),
-                check_end,
-            })
+            .map(|c| ColumnWalk { column: c.clone(), rows: 0, expect: self.learned_rows.get(c).copied(), check_end })
             .collect();
         for w in &active {
             if let (Some(rows), Some(expect)) = (out.get_mut(&w.column), w.expect) {
@@ -652,7 +644,12 @@ impl SnmpSession {
                 .iter()
                 .map(|(_, start)| start.clone())
                 .chain(folded.iter().flat_map(|f| f.starts()))
-                .chain(active[..n].iter().map(|w| w.cursor.clone()))
+                // Each column from its cursor: the last row it gave (the column before the first).
+                .chain(
+                    active[..n]
+                        .iter()
+                        .map(|w| out.get(&w.column).and_then(ColumnRows::last_oid).unwrap_or(&w.column).clone()),
+                )
                 .collect();
             self.requests += 1;
             let non_repeaters = u32::try_from(k + cells).unwrap_or(u32::MAX);
@@ -747,8 +744,7 @@ impl SnmpSession {
                 }
                 // Every column walked has its rows from the start (no OID cloned a varbind).
                 let Some(rows) = out.get_mut(&w.column) else { continue };
-                // The cursor moves once a round (below); within it, the column's last row.
-                let last = if advanced[j] { rows.last_oid().unwrap_or(&w.cursor) } else { &w.cursor };
+                let last = rows.last_oid().unwrap_or(&w.column);
                 if vb.oid <= *last {
                     return Err(SnmpError::Protocol {
                         address: self.address.clone(),
@@ -760,11 +756,6 @@ impl SnmpSession {
                 advanced[j] = true;
                 if rows.len() >= MAX_ROWS_PER_COLUMN || w.has_expected_rows() {
                     done[j] = true;
-                }
-            }
-            for w in active[..n].iter_mut().zip(&advanced).filter_map(|(w, a)| a.then_some(w)) {
-                if let Some(last) = out.get(&w.column).and_then(ColumnRows::last_oid) {
-                    w.cursor.clone_from(last);
                 }
             }
             // A column is finished at its end, and also when the agent gave nothing for it

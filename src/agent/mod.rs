@@ -50,7 +50,7 @@ use crate::sources::{self, ProtocolCounts, SourceContext, SourceStats};
 use crate::status::{
     self, BrokerStatus, HaStatus, IncidentStatus, OutboxStatus, PatternStatus, PollCounters, StatusSnapshot,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{StateChunks, Store, StoreError};
 
 /// How the agent is run: the daemon, or the demo's compressed clock.
 pub struct AgentOptions {
@@ -881,8 +881,6 @@ struct PendingCommit {
     /// A commit wrote but could not flush: flush before anything else.
     flush_due: bool,
     failing_since: Option<Instant>,
-    /// Size of the last serialized engine state, to size the next buffer in one allocation.
-    state_len: usize,
 }
 
 impl PendingCommit {
@@ -905,12 +903,9 @@ impl PendingCommit {
         // Only batches with engine events (and the periodic save) carry the state. A state
         // that does not serialize is never written: the last good one stays.
         let state = if self.engine_events || self.state_due {
-            let mut buf = Vec::with_capacity(self.state_len + self.state_len / 8);
-            match serde_json::to_writer(&mut buf, &engine.state_view()) {
-                Ok(()) => {
-                    self.state_len = buf.len();
-                    Some(buf)
-                }
+            let mut chunks = StateChunks::new();
+            match serde_json::to_writer(&mut chunks, &engine.state_view()) {
+                Ok(()) => Some(chunks),
                 Err(e) => {
                     error!(error = %e, "cannot serialize the engine state; keeping the last saved one");
                     None
@@ -919,7 +914,7 @@ impl PendingCommit {
         } else {
             None
         };
-        match store.commit(&self.outbound, state.as_deref(), now).await {
+        match store.commit_chunks(&self.outbound, state, now).await {
             Ok(_) => {
                 if let Some(since) = self.failing_since.take() {
                     info!(after_s = since.elapsed().as_secs(), "store writable again");

@@ -50,6 +50,7 @@ pub use replication::{
 use crate::config::StoreSettings;
 use crate::model::{SiteId, Timestamp};
 use crate::outbox::{Envelope, MessageClass, Outbound, StoredMessage, with_envelope};
+pub use record::StateChunks;
 use record::{ENGINE_STATE, META_DROPS, META_EPOCH, META_NEXT_SEQ, META_SCHEMA, META_STATE_CHUNKS, STATE_CHUNK_BYTES};
 
 /// Layout version this build writes and understands. 2: outbox records may be stored in
@@ -444,6 +445,16 @@ impl Store {
         engine_state: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
+        self.commit_chunks(msgs, engine_state.map(StateChunks::from), now).await
+    }
+
+    /// `commit`, with the engine state serialized straight into its chunks (the daemon's way).
+    pub async fn commit_chunks(
+        &self,
+        msgs: &[Outbound],
+        engine_state: Option<StateChunks>,
+        now: Timestamp,
+    ) -> Result<Vec<u64>, StoreError> {
         let result = match self.apply(msgs, engine_state, now) {
             Ok(upto) => self.flush_upto(upto).await.map(|()| upto),
             Err(e) => Err(e),
@@ -480,7 +491,7 @@ impl Store {
     }
 
     /// Writes the batch (not yet flushed); returns the last seq assigned.
-    fn apply(&self, msgs: &[Outbound], engine_state: Option<&[u8]>, now: Timestamp) -> Result<u64, StoreError> {
+    fn apply(&self, msgs: &[Outbound], engine_state: Option<StateChunks>, now: Timestamp) -> Result<u64, StoreError> {
         let mut idx = self.index();
         let first_seq = idx.next_seq;
         let epoch = self.epoch();
@@ -642,7 +653,7 @@ impl Store {
             batch.insert(META_DROPS, serde_json::to_vec(&report).unwrap_or_default());
         }
         let state_chunks = engine_state.map(|s| {
-            let chunks = s.chunks(STATE_CHUNK_BYTES);
+            let chunks = s.into_chunks();
             let count = chunks.len() as u32;
             for (n, chunk) in (0u32..).zip(chunks) {
                 batch.insert(&record::state_chunk_key(n), chunk);

@@ -383,6 +383,30 @@ impl Model {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A serializer writes the state in pieces of any size: the chunks are those of the whole.
+    #[test]
+    fn a_state_written_in_pieces_is_cut_as_the_whole_is(
+        state in prop::collection::vec(any::<u8>(), 0..3 * STATE_CHUNK_BYTES + 100),
+        cuts in prop::collection::vec(0usize..STATE_CHUNK_BYTES + 10, 0..12),
+    ) {
+        let mut chunks = StateChunks::new();
+        let mut rest = state.as_slice();
+        for cut in cuts {
+            let (piece, tail) = rest.split_at(cut.min(rest.len()));
+            std::io::Write::write_all(&mut chunks, piece).unwrap();
+            rest = tail;
+        }
+        std::io::Write::write_all(&mut chunks, rest).unwrap();
+        prop_assert_eq!(chunks.len(), state.len());
+        let got: Vec<Vec<u8>> = chunks.into_chunks().iter().map(|c| c.to_vec()).collect();
+        let want: Vec<Vec<u8>> = state.chunks(STATE_CHUNK_BYTES).map(<[u8]>::to_vec).collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
@@ -467,7 +491,11 @@ fn a_large_engine_state_survives_reopen_and_a_smaller_one_replaces_it_whole() {
     let small = varied_state(40_000, 2);
     {
         let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();
-        rt.block_on(store.save_engine_state(&big, Timestamp(1000))).unwrap();
+        let mut written = StateChunks::new();
+        for piece in big.chunks(1000) {
+            std::io::Write::write_all(&mut written, piece).unwrap();
+        }
+        rt.block_on(store.commit_chunks(&[], Some(written), Timestamp(1000))).unwrap();
         assert_eq!(store.load_engine_state().unwrap(), Some(big.clone()));
     }
     let store = Store::open(&settings(dir.path(), 1 << 20), &site()).unwrap();

@@ -301,12 +301,16 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 pub fn write_atomic(dir: &Path, snap: &StatusSnapshot) -> Result<(), StatusError> {
     let path = dir.join(FILE_NAME);
     let err = |source| StatusError::Write { path: path.clone(), source };
-    // Serializing our own plain data cannot fail; map it to an io error all the same.
-    let mut body = serde_json::to_vec_pretty(snap).map_err(|e| err(std::io::Error::other(e)))?;
-    body.push(b'\n');
     ensure_dir(dir).map_err(err)?;
-    let (tmp, mut file) = create_temp(dir).map_err(err)?;
-    let result = file.write_all(&body).and_then(|()| fs::rename(&tmp, &path));
+    let (tmp, file) = create_temp(dir).map_err(err)?;
+    // Straight into the file through a small buffer: at 400 devices the snapshot is 120 KB,
+    // and built in memory first it was a 256 KiB buffer (and the copies growing it) every 2 s.
+    let mut out = std::io::BufWriter::with_capacity(16 * 1024, file);
+    let result = serde_json::to_writer_pretty(&mut out, snap)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .and_then(|()| fs::rename(&tmp, &path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

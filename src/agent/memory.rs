@@ -6,6 +6,13 @@
 //! resident. `MADV_PAGEOUT` on the binary's read-only mappings reclaims those pages; the code
 //! the loop runs faults back in on its next use, the rest stays out until it is needed (a
 //! reload, `SIGHUP`). Clean file pages only: nothing is written, nothing can be lost.
+//!
+//! The kernel (5.19 on) pages out a file's pages only for a process that owns the file or may
+//! write it, and the daemon runs as `hallmonitor`, not as the owner of `/usr/local/bin`: there
+//! `MADV_PAGEOUT` does nothing (measured: 6.7 MiB of executable resident before and after).
+//! The code mappings, which are never written, are therefore also dropped from the daemon's
+//! page tables with `MADV_DONTNEED`, which any process may do on its own mappings: the pages
+//! stay in the page cache and the ones the loop runs map back in with a minor fault.
 
 /// Pages out the executable's file-backed, read-only mappings (code and constants); returns
 /// the bytes of mappings the kernel accepted. Best effort: a kernel without `MADV_PAGEOUT`
@@ -29,11 +36,21 @@ pub fn release_startup_pages() -> usize {
         else {
             continue;
         };
+        let (addr, len) = (start as *mut libc::c_void, end - start);
         // SAFETY: the range is one of this process's own mappings, read-only and backed by the
         // executable's file; MADV_PAGEOUT only drops its clean pages, which fault back in from
         // the file on the next access. It never changes what the memory holds.
-        if unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) } == 0 {
-            released += end - start;
+        let mut handed_back = unsafe { libc::madvise(addr, len, libc::MADV_PAGEOUT) } == 0;
+        // Code only: a read-only data mapping may hold pages the loader wrote (relocations,
+        // made read-only after), which MADV_DONTNEED would replace with the file's bytes.
+        // SAFETY: an executable, never-written private mapping of the executable's file has no
+        // page of its own; dropping its page-table entries loses nothing, and each page maps
+        // back in from the page cache on its next use.
+        if perms.contains('x') {
+            handed_back |= unsafe { libc::madvise(addr, len, libc::MADV_DONTNEED) } == 0;
+        }
+        if handed_back {
+            released += len;
         }
     }
     tracing::debug!(mapped_kib = released / 1024, "executable's start-up pages handed back");

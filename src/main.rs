@@ -105,8 +105,8 @@ fn main() -> ExitCode {
 /// copies a growth leaves behind stay resident. Pinning both thresholds at glibc's own starting
 /// values (128 KiB) keeps large blocks in their own mappings, returned to the kernel when freed.
 /// Measured at 100 + 100 devices: peak RSS 24.4 -> 19.5 MiB (README, performance).
-/// One arena: every thread that allocates (sled's flusher and IO threads, tokio's blocking
-/// pool) would otherwise get its own, each keeping its freed blocks resident; the daemon
+/// One arena: every thread that allocates (sled's IO threads, tokio's blocking pool) would
+/// otherwise get its own, each keeping its freed blocks resident; the daemon
 /// allocates from one thread nearly always, so there is no lock contention to buy off.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn pin_malloc_thresholds() {

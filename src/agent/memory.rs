@@ -16,9 +16,10 @@
 //! kernel's fault-around, which is why this keeps more resident than a page-out does). The
 //! shared libraries' code goes the same way.
 
-/// Pages out the executable's file-backed, read-only mappings (code and constants); returns
-/// the bytes of mappings the kernel accepted. Best effort: a kernel without `MADV_PAGEOUT`
-/// (before 5.4) or any other refusal changes nothing.
+/// Pages out the executable's read-only mappings (code and constants) and drops its and the
+/// shared libraries' code from the page tables; returns the bytes of mappings the kernel
+/// accepted. Best effort: a refusal (a kernel without `MADV_PAGEOUT`, a file not ours)
+/// changes nothing.
 #[cfg(target_os = "linux")]
 pub fn release_startup_pages() -> usize {
     let (Ok(exe), Ok(maps)) = (std::fs::read_link("/proc/self/exe"), std::fs::read_to_string("/proc/self/maps")) else {

@@ -34,13 +34,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_snmp::{
-    Auth, Client, Error as LibError, ErrorStatus, Oid, Retry, UdpClient, UdpTransport, UsmConfig, Value,
-    v3::ReportStatus,
+    Auth, Candidate, Client, Community, CommunityResponsePolicy, CommunityVersion, Error as LibError, ErrorStatus, Oid,
+    RequestRegistration, ResponseMetadata, Retry, Transport, UdpClient, UdpHandle, UdpTransport, UsmConfig, Value,
+    VarBind, v3::ReportStatus,
 };
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::Semaphore;
 
 use super::plan::ColumnRows;
+use super::wire;
 use crate::config::{AuthProtocol, PrivProtocol, SnmpSettings, SnmpVersion};
 
 /// Rows per column at most: a guard against agents whose tables never end.
@@ -122,19 +124,116 @@ impl SharedSockets {
     }
 
     async fn for_target(&self, target: &SocketAddr) -> Result<UdpTransport, String> {
-        let bind: SocketAddr = match (target.is_ipv4(), target.ip().is_loopback()) {
-            (true, true) => ([127, 0, 0, 1], 0).into(),
-            (true, false) => ([0, 0, 0, 0], 0).into(),
-            (false, true) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
-            (false, false) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let bind = bind_address(target);
         let mut map = self.sockets.lock().await;
         if let Some(t) = map.get(&bind) {
             return Ok(t.clone());
         }
-        let t = UdpTransport::bind(bind.to_string()).await.map_err(|e| format!("bind {bind}: {e}"))?;
+        let t = bind_transport(bind).await?;
         map.insert(bind, t.clone());
         Ok(t)
+    }
+}
+
+/// The local address a socket for `target` binds: loopback for a loopback agent, the
+/// unspecified address of its family otherwise, on an ephemeral port.
+fn bind_address(target: &SocketAddr) -> SocketAddr {
+    match (target.is_ipv4(), target.ip().is_loopback()) {
+        (true, true) => ([127, 0, 0, 1], 0).into(),
+        (true, false) => ([0, 0, 0, 0], 0).into(),
+        (false, true) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+        (false, false) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+async fn bind_transport(bind: SocketAddr) -> Result<UdpTransport, String> {
+    UdpTransport::bind(bind.to_string()).await.map_err(|e| format!("bind {bind}: {e}"))
+}
+
+/// A v1/v2c session's GETBULK without async-snmp's `Pdu`: encoded and decoded by `wire`, sent
+/// and matched to its answer by the client's own socket (request-id, version, community and
+/// source checked there, as for the client's requests). Timeouts and retries as the client's.
+struct CommunityBulk {
+    handle: UdpHandle,
+    version: CommunityVersion,
+    community: Community,
+    timeout: Duration,
+    retry: Retry,
+    /// The encoded request, kept from poll to poll.
+    buf: Vec<u8>,
+}
+
+impl CommunityBulk {
+    async fn get_bulk(
+        &mut self,
+        oids: &[Oid],
+        non_repeaters: u32,
+        max_repetitions: u32,
+    ) -> Result<Vec<VarBind>, Box<LibError>> {
+        let request_id = self.handle.alloc_request_id();
+        let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let request = wire::Request {
+            version: match self.version {
+                CommunityVersion::V1 => 0,
+                _ => 1,
+            },
+            community: self.community.as_bytes(),
+            pdu: wire::GET_BULK,
+            request_id,
+            fields: [clamp(non_repeaters), clamp(max_repetitions)],
+            oids,
+        };
+        wire::encode(&request, &mut self.buf);
+        let target = self.handle.peer_addr();
+        let started = tokio::time::Instant::now();
+        let retries = self.retry.retries();
+        for attempt in 0..=retries {
+            let registration = RequestRegistration::community(
+                request_id,
+                tokio::time::Instant::now() + self.timeout,
+                self.version,
+                self.community.clone(),
+                CommunityResponsePolicy::Exact,
+            );
+            let answer = self
+                .handle
+                .request_with(&self.buf, registration, |data, _| {
+                    Ok(match wire::decode_response(&data) {
+                        Ok(r) if r.request_id == request_id => Candidate::Accept(r),
+                        Ok(_) => Candidate::Reject,
+                        Err(e) => {
+                            tracing::debug!(%target, error = %e, "dropped an undecodable SNMP answer");
+                            Candidate::Reject
+                        }
+                    })
+                })
+                .await;
+            match answer {
+                Ok(r) if r.error_status != 0 => {
+                    let index = u32::try_from(r.error_index).unwrap_or(0);
+                    let oid = index
+                        .checked_sub(1)
+                        .and_then(|i| r.varbinds.get(i as usize))
+                        .map(|vb| Box::new(vb.oid.clone()));
+                    return Err(LibError::Snmp {
+                        target,
+                        status: ErrorStatus::from_i32(r.error_status),
+                        index,
+                        oid,
+                        metadata: Box::new(ResponseMetadata::default()),
+                    }
+                    .boxed());
+                }
+                Ok(r) => return Ok(r.varbinds),
+                Err(e) if matches!(*e, LibError::Timeout { .. }) => {
+                    if attempt < retries {
+                        tokio::time::sleep(self.retry.compute_delay(attempt)).await;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(LibError::Timeout { target, elapsed: started.elapsed(), retries }.boxed())
     }
 }
 
@@ -165,6 +264,8 @@ fn predecessor(oid: &Oid) -> Option<Oid> {
 /// One device's SNMP session.
 pub struct SnmpSession {
     client: UdpClient,
+    /// The GETBULK of v2c walks (`wire`); v3 and v1 go through `client`.
+    bulk: Option<CommunityBulk>,
     address: String,
     version: SnmpVersion,
     v3_auth: bool,
@@ -333,38 +434,42 @@ impl SnmpSession {
             .build()
             .map_err(|e| setup(format!("retries: {e}")))?;
         let batch = settings.max_oids_per_request.max(1) as usize;
-        let client = match sockets {
-            None => Client::builder(address.as_str(), auth)
-                .request_timeout(timeout)
-                .retry(retry)
-                .max_oids_per_request(batch)
-                .strict_source(true)
-                .construction_timeout(timeout.max(Duration::from_secs(1)))
-                .connect()
-                .await
-                .map_err(|e| setup(e.to_string()))?,
-            Some(shared) => {
-                let target = tokio::net::lookup_host(address.as_str())
-                    .await
-                    .map_err(|e| SnmpError::Unreachable { address: address.clone(), detail: format!("resolve: {e}") })?
-                    .next()
-                    .ok_or_else(|| SnmpError::Unreachable {
-                        address: address.clone(),
-                        detail: "name resolves to no address".into(),
-                    })?;
-                let transport = shared.for_target(&target).await.map_err(&setup)?;
-                Client::builder(target, auth)
-                    .request_timeout(timeout)
-                    .retry(retry)
-                    .max_oids_per_request(batch)
-                    .strict_source(true)
-                    .build_with(&transport)
-                    .await
-                    .map_err(|e| setup(e.to_string()))?
-            }
+        let unreachable = |detail: String| SnmpError::Unreachable { address: address.clone(), detail };
+        let resolve =
+            tokio::time::timeout(timeout.max(Duration::from_secs(1)), tokio::net::lookup_host(address.as_str()));
+        let target = resolve
+            .await
+            .map_err(|_| unreachable("name resolution timed out".into()))?
+            .map_err(|e| unreachable(format!("resolve: {e}")))?
+            .next()
+            .ok_or_else(|| unreachable("name resolves to no address".into()))?;
+        let transport = match sockets {
+            Some(shared) => shared.for_target(&target).await,
+            None => bind_transport(bind_address(&target)).await,
+        }
+        .map_err(&setup)?;
+        let client = Client::builder(target, auth)
+            .request_timeout(timeout)
+            .retry(retry.clone())
+            .max_oids_per_request(batch)
+            .strict_source(true)
+            .build_with(&transport)
+            .await
+            .map_err(|e| setup(e.to_string()))?;
+        let bulk = match settings.version {
+            SnmpVersion::V2c => Some(CommunityBulk {
+                handle: transport.handle(target).map_err(|e| setup(e.to_string()))?.strict_source(true),
+                version: CommunityVersion::V2c,
+                community: Community::new(settings.community.expose().to_owned()),
+                timeout,
+                retry,
+                buf: Vec::new(),
+            }),
+            SnmpVersion::V1 | SnmpVersion::V3 => None,
         };
         Ok(Self {
             client,
+            bulk,
             address,
             version: settings.version,
             v3_auth,
@@ -653,7 +758,11 @@ impl SnmpSession {
                 .collect();
             self.requests += 1;
             let non_repeaters = u32::try_from(k + cells).unwrap_or(u32::MAX);
-            let mut vbs = match self.client.get_bulk(&request, non_repeaters, reps).await {
+            let answer = match &mut self.bulk {
+                Some(bulk) => bulk.get_bulk(&request, non_repeaters, reps).await,
+                None => self.client.get_bulk(&request, non_repeaters, reps).await,
+            };
+            let mut vbs = match answer {
                 Ok(v) => {
                     self.v3_timeouts = 0;
                     v

@@ -475,16 +475,21 @@ impl Plan {
                 }
                 Target::Column { column, fixed_rows } => {
                     // The listed rows, or else the walked ones (borrowed, not copied).
+                    // A walked row comes with its value, so only listed rows are looked up.
                     let listed = fixed_rows.as_deref().unwrap_or_default();
                     let walked = if fixed_rows.is_none() { fetched.columns.get(column) } else { None };
-                    let rows = listed.iter().map(Vec::as_slice).chain(walked.into_iter().flat_map(ColumnRows::rows));
+                    let rows = listed
+                        .iter()
+                        .map(|row| (row.as_slice(), None))
+                        .chain(walked.into_iter().flat_map(ColumnRows::iter).map(|(row, v)| (row, Some(v))));
+                    // Once per point, not per row: whether this poll walked the label column.
+                    let label_walked = p.label.as_ref().is_some_and(|l| fetched.columns.contains_key(l));
                     let before = cells.len();
                     let mut any_row = false;
-                    for row in rows {
+                    for (row, value) in rows {
                         any_row = true;
-                        if let Some(cell) =
-                            decode_row(i, p, column, row, fetched, names, &mut self.scratch, &mut labels)
-                        {
+                        let at = RowAt { column, row, value, label_walked };
+                        if let Some(cell) = decode_row(i, p, &at, fetched, names, &mut self.scratch, &mut labels) {
                             cells.push(cell);
                         }
                     }
@@ -520,25 +525,34 @@ enum Labels {
     },
 }
 
+/// Where a cell is: its column and row, its value when the walk brought it along (`None`:
+/// look it up), and whether the poll walked the point's label column.
+struct RowAt<'a> {
+    column: &'a Oid,
+    row: &'a [u32],
+    value: Option<&'a Value>,
+    label_walked: bool,
+}
+
 /// One table row of one point into a cell (`None`: the row filter leaves it out). The row's
 /// label is built in `scratch` and the one kept in `names` reused when it is the same.
-#[allow(clippy::too_many_arguments)]
 fn decode_row(
     i: usize,
     p: &PointPlan,
-    column: &Oid,
-    row: &[u32],
+    at: &RowAt<'_>,
     f: &Fetched,
     names: &mut HashMap<Arc<[u32]>, RowName>,
     scratch: &mut String,
     labels: &mut Labels,
 ) -> Option<Cell> {
+    let (column, row) = (at.column, at.row);
     let base = selected(p, row, f)?;
     // Labels left out of this poll: the row's last one, when it has one.
     let keep = match labels {
-        Labels::Kept { wanted } if p.label.as_ref().is_some_and(|l| !f.columns.contains_key(l)) => {
-            *wanted |= !names.contains_key(row);
-            names.contains_key(row)
+        Labels::Kept { wanted } if p.label.is_some() && !at.label_walked => {
+            let known = names.contains_key(row);
+            *wanted |= !known;
+            known
         }
         _ => false,
     };
@@ -566,7 +580,10 @@ fn decode_row(
     }
     name.seen = true;
     let oid = CellOid(column, row);
-    let got = lookup_result(f, column, row);
+    let got = match at.value {
+        Some(v) => Some(Ok(v)),
+        None => lookup_result(f, column, row),
+    };
     let absent = match &got {
         Some(Ok(v)) => v.is_exception(),
         Some(Err(_)) => true,

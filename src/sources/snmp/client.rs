@@ -59,6 +59,9 @@ const FOLD_MAX_ROWS: usize = 4;
 /// Varbinds one GETBULK may ask for with folded columns: what agents answer in one message.
 const FOLD_MAX_VARBINDS: usize = 60;
 
+/// Longest wait for one answer (the config allows less): keeps a deadline representable.
+const MAX_ATTEMPT: Duration = Duration::from_secs(3600);
+
 /// Why a request to an agent failed. Keeps "the agent answered with an error" apart from
 /// "the agent could not be reached".
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -129,7 +132,7 @@ impl SharedSockets {
         if let Some(t) = map.get(&bind) {
             return Ok(t.clone());
         }
-        let t = bind_transport(bind).await?;
+        let t = UdpTransport::bind(bind.to_string()).await.map_err(|e| format!("bind {bind}: {e}"))?;
         map.insert(bind, t.clone());
         Ok(t)
     }
@@ -146,13 +149,10 @@ fn bind_address(target: &SocketAddr) -> SocketAddr {
     }
 }
 
-async fn bind_transport(bind: SocketAddr) -> Result<UdpTransport, String> {
-    UdpTransport::bind(bind.to_string()).await.map_err(|e| format!("bind {bind}: {e}"))
-}
-
-/// A v1/v2c session's GETBULK without async-snmp's `Pdu`: encoded and decoded by `wire`, sent
-/// and matched to its answer by the client's own socket (request-id, version, community and
-/// source checked there, as for the client's requests). Timeouts and retries as the client's.
+/// A v2c poller's GETBULK without async-snmp's `Pdu`: encoded and decoded by `wire`, sent and
+/// matched to its answer by the client's own socket (request-id, version, community and source
+/// checked there, as for the client's requests). Timeouts and retries as the client's. An
+/// answer `wire` cannot read comes back as `Ok(Err(_))`: the session then asks async-snmp.
 struct CommunityBulk {
     handle: UdpHandle,
     version: CommunityVersion,
@@ -169,7 +169,7 @@ impl CommunityBulk {
         oids: &[Oid],
         non_repeaters: u32,
         max_repetitions: u32,
-    ) -> Result<Vec<VarBind>, Box<LibError>> {
+    ) -> Result<Result<Vec<VarBind>, wire::Malformed>, Box<LibError>> {
         let request_id = self.handle.alloc_request_id();
         let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let request = wire::Request {
@@ -190,26 +190,20 @@ impl CommunityBulk {
         for attempt in 0..=retries {
             let registration = RequestRegistration::community(
                 request_id,
-                tokio::time::Instant::now() + self.timeout,
+                tokio::time::Instant::now() + self.timeout.min(MAX_ATTEMPT),
                 self.version,
                 self.community.clone(),
                 CommunityResponsePolicy::Exact,
             );
             let answer = self
                 .handle
-                .request_with(&self.buf, registration, |data, _| {
-                    Ok(match wire::decode_response(&data) {
-                        Ok(r) if r.request_id == request_id => Candidate::Accept(r),
-                        Ok(_) => Candidate::Reject,
-                        Err(e) => {
-                            tracing::debug!(%target, error = %e, "dropped an undecodable SNMP answer");
-                            Candidate::Reject
-                        }
-                    })
-                })
+                // The transport matched the datagram to this request (id, version, community,
+                // source) before this runs: it is the agent's answer, readable or not.
+                .request_with(&self.buf, registration, |data, _| Ok(Candidate::Accept(wire::decode_response(&data))))
                 .await;
             match answer {
-                Ok(r) if r.error_status != 0 => {
+                Ok(Err(unreadable)) => return Ok(Err(unreadable)),
+                Ok(Ok(r)) if r.error_status != 0 => {
                     let index = u32::try_from(r.error_index).unwrap_or(0);
                     let oid = index
                         .checked_sub(1)
@@ -224,7 +218,7 @@ impl CommunityBulk {
                     }
                     .boxed());
                 }
-                Ok(r) => return Ok(r.varbinds),
+                Ok(Ok(r)) => return Ok(Ok(r.varbinds)),
                 Err(e) if matches!(*e, LibError::Timeout { .. }) => {
                     if attempt < retries {
                         tokio::time::sleep(self.retry.compute_delay(attempt)).await;
@@ -264,7 +258,8 @@ fn predecessor(oid: &Oid) -> Option<Oid> {
 /// One device's SNMP session.
 pub struct SnmpSession {
     client: UdpClient,
-    /// The GETBULK of v2c walks (`wire`); v3 and v1 go through `client`.
+    /// The GETBULK of a v2c poller's walks (`wire`); v3, v1 and one-off sessions go through
+    /// `client`, and so does a session after an answer `wire` could not read.
     bulk: Option<CommunityBulk>,
     address: String,
     version: SnmpVersion,
@@ -434,38 +429,52 @@ impl SnmpSession {
             .build()
             .map_err(|e| setup(format!("retries: {e}")))?;
         let batch = settings.max_oids_per_request.max(1) as usize;
-        let unreachable = |detail: String| SnmpError::Unreachable { address: address.clone(), detail };
-        let resolve =
-            tokio::time::timeout(timeout.max(Duration::from_secs(1)), tokio::net::lookup_host(address.as_str()));
-        let target = resolve
-            .await
-            .map_err(|_| unreachable("name resolution timed out".into()))?
-            .map_err(|e| unreachable(format!("resolve: {e}")))?
-            .next()
-            .ok_or_else(|| unreachable("name resolves to no address".into()))?;
-        let transport = match sockets {
-            Some(shared) => shared.for_target(&target).await,
-            None => bind_transport(bind_address(&target)).await,
-        }
-        .map_err(&setup)?;
-        let client = Client::builder(target, auth)
-            .request_timeout(timeout)
-            .retry(retry.clone())
-            .max_oids_per_request(batch)
-            .strict_source(true)
-            .build_with(&transport)
-            .await
-            .map_err(|e| setup(e.to_string()))?;
-        let bulk = match settings.version {
-            SnmpVersion::V2c => Some(CommunityBulk {
-                handle: transport.handle(target).map_err(|e| setup(e.to_string()))?.strict_source(true),
-                version: CommunityVersion::V2c,
-                community: Community::new(settings.community.expose().to_owned()),
-                timeout,
-                retry,
-                buf: Vec::new(),
-            }),
-            SnmpVersion::V1 | SnmpVersion::V3 => None,
+        let (client, bulk) = match sockets {
+            // One-off sessions (`probe`): async-snmp resolves the address (a bare IPv6 one, a
+            // default port) and owns the socket and every request.
+            None => {
+                let client = Client::builder(address.as_str(), auth)
+                    .request_timeout(timeout)
+                    .retry(retry)
+                    .max_oids_per_request(batch)
+                    .strict_source(true)
+                    .construction_timeout(timeout.max(Duration::from_secs(1)))
+                    .connect()
+                    .await
+                    .map_err(|e| setup(e.to_string()))?;
+                (client, None)
+            }
+            Some(shared) => {
+                let target = tokio::net::lookup_host(address.as_str())
+                    .await
+                    .map_err(|e| SnmpError::Unreachable { address: address.clone(), detail: format!("resolve: {e}") })?
+                    .next()
+                    .ok_or_else(|| SnmpError::Unreachable {
+                        address: address.clone(),
+                        detail: "name resolves to no address".into(),
+                    })?;
+                let transport = shared.for_target(&target).await.map_err(&setup)?;
+                let client = Client::builder(target, auth)
+                    .request_timeout(timeout)
+                    .retry(retry.clone())
+                    .max_oids_per_request(batch)
+                    .strict_source(true)
+                    .build_with(&transport)
+                    .await
+                    .map_err(|e| setup(e.to_string()))?;
+                let bulk = match settings.version {
+                    SnmpVersion::V2c => Some(CommunityBulk {
+                        handle: transport.handle(target).map_err(|e| setup(e.to_string()))?.strict_source(true),
+                        version: CommunityVersion::V2c,
+                        community: Community::new(settings.community.expose().to_owned()),
+                        timeout,
+                        retry,
+                        buf: Vec::new(),
+                    }),
+                    SnmpVersion::V1 | SnmpVersion::V3 => None,
+                };
+                (client, bulk)
+            }
         };
         Ok(Self {
             client,
@@ -759,7 +768,20 @@ impl SnmpSession {
             self.requests += 1;
             let non_repeaters = u32::try_from(k + cells).unwrap_or(u32::MAX);
             let answer = match &mut self.bulk {
-                Some(bulk) => bulk.get_bulk(&request, non_repeaters, reps).await,
+                Some(bulk) => match bulk.get_bulk(&request, non_repeaters, reps).await {
+                    Ok(Err(unreadable)) => {
+                        tracing::info!(
+                            address = %self.address,
+                            detail = %unreadable,
+                            "an answer the poll's own decoder cannot read; reading this agent with async-snmp from now on"
+                        );
+                        self.bulk = None;
+                        self.requests += 1;
+                        self.client.get_bulk(&request, non_repeaters, reps).await
+                    }
+                    Ok(Ok(varbinds)) => Ok(varbinds),
+                    Err(e) => Err(e),
+                },
                 None => self.client.get_bulk(&request, non_repeaters, reps).await,
             };
             let mut vbs = match answer {
@@ -1110,7 +1132,10 @@ mod walk_tests {
             max_oids_per_request: 32,
             max_repetitions: 25,
         };
-        let mut session = SnmpSession::connect(&settings, Duration::from_secs(2), 1).await.unwrap();
+        // Shared sockets, as pollers have: the walks run through the poll's own BER (`wire`).
+        let sockets = SharedSockets::new();
+        let mut session = SnmpSession::connect_shared(&settings, Duration::from_secs(2), 1, &sockets).await.unwrap();
+        assert!(session.bulk.is_some());
         // The tests count walks from one that checks the ends (sessions start at a random one).
         session.walks = 0;
         (session, task)
@@ -1139,6 +1164,56 @@ mod walk_tests {
         assert_eq!(gets[&scalar0], Ok(Value::Integer(7)));
         cancel.cancel();
         let _ = task.await;
+    }
+
+    /// An agent whose answers the poll's own decoder refuses but async-snmp reads (here a
+    /// value that is an empty OID): the walk reads them through async-snmp, then and after.
+    #[tokio::test]
+    async fn an_answer_wire_cannot_read_is_read_by_async_snmp_from_then_on() {
+        let agent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let settings = SnmpSettings {
+            address: agent.local_addr().unwrap().to_string(),
+            version: SnmpVersion::V2c,
+            community: Secret::new("public"),
+            v3: None,
+            max_oids_per_request: 32,
+            max_repetitions: 25,
+        };
+        // Every GETBULK of column 2 gets row 1 (an empty OID value), then endOfMibView.
+        let serve = tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            for _ in 0..4 {
+                let Ok((n, from)) = agent.recv_from(&mut buf).await else { return };
+                // 30 LL 02 01 01 04 06 "public" A5 LL 02 <id length> <id>: the request-id.
+                let id = &buf[15..17 + usize::from(buf[16])];
+                assert!(n > 17 && buf[13] == 0xA5, "a GETBULK");
+                // 1.3.6.1.4.1.99999.1.1.2.1 (99999 is 86 8D 1F in base 128), then .2.
+                let name: Vec<u8> = vec![0x06, 0x0C, 0x2B, 6, 1, 4, 1, 0x86, 0x8D, 0x1F, 1, 1, 2, 1];
+                let row = [&name[..], &[0x06, 0x00]].concat();
+                let mut end = name.clone();
+                *end.last_mut().unwrap() = 2;
+                end.extend_from_slice(&[0x82, 0x00]);
+                let vb = |b: &[u8]| [&[0x30, b.len() as u8][..], b].concat();
+                let list = [vb(&row), vb(&end)].concat();
+                let pdu = [id, &[0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, list.len() as u8], &list[..]].concat();
+                let body =
+                    [&[0x02, 0x01, 0x01, 0x04, 0x06][..], b"public", &[0xA2, pdu.len() as u8], &pdu[..]].concat();
+                let message = [&[0x30, body.len() as u8][..], &body[..]].concat();
+                let _ = agent.send_to(&message, from).await;
+            }
+        });
+        let sockets = SharedSockets::new();
+        let mut session =
+            SnmpSession::connect_shared(&settings, Duration::from_millis(500), 0, &sockets).await.unwrap();
+        assert!(session.bulk.is_some());
+        let column = column(2);
+        let got = session.walk_columns(std::slice::from_ref(&column)).await.unwrap();
+        let rows: Vec<(Vec<u32>, Value)> = got[&column].iter().map(|(r, v)| (r.to_vec(), v.clone())).collect();
+        assert_eq!(rows, vec![(vec![1], Value::ObjectIdentifier(Oid::from_slice(&[])))]);
+        assert!(session.bulk.is_none(), "the session now reads this agent with async-snmp");
+        let again = session.walk_columns(std::slice::from_ref(&column)).await.unwrap();
+        assert_eq!(again[&column].len(), 1);
+        serve.abort();
     }
 
     /// Walks both columns and returns (rows of column 2, rows of column 3, varbinds served).

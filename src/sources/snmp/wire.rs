@@ -5,7 +5,9 @@
 //! every request outside a poll's GETBULK. Its general `Message`/`Pdu` path cost about 2,600
 //! instructions a point on an rPDU2 poll, more than decoding the readings and the engine
 //! together; this path does the same job for a message of one known shape (RFC 1157 section 4,
-//! RFC 3416 section 3; value tags from RFC 2578 and RFC 3416's exceptions).
+//! RFC 3416 section 3; value tags from RFC 2578 and RFC 3416's exceptions). An answer it cannot
+//! read is not dropped: the session hands that agent back to async-snmp's decoder for good
+//! (`client::CommunityBulk`), which reads more of what odd agents send.
 
 use async_snmp::{Oid, Value, VarBind};
 use bytes::Bytes;
@@ -141,6 +143,10 @@ impl<'a> Reader<'a> {
         let bad = |at| Malformed { what, at };
         let d: &[u8] = &self.data[..self.end];
         let tag = *d.get(self.at).ok_or(bad(self.at))?;
+        if tag & 0x1F == 0x1F {
+            // A tag number in the bytes that follow: nothing SNMP sends.
+            return Err(bad(self.at));
+        }
         let first = *d.get(self.at + 1).ok_or(bad(self.at + 1))?;
         let mut start = self.at + 2;
         let len = if first < 0x80 {
@@ -187,7 +193,8 @@ impl<'a> Reader<'a> {
         let content = &self.data[start..end];
         let bad = |what| Malformed { what, at };
         Ok(match tag {
-            INTEGER => Value::Integer(signed(content).and_then(|v| i32::try_from(v).ok()).ok_or(bad("bad Integer32"))?),
+            // Out of range: the low 32 bits, as net-snmp and async-snmp read it.
+            INTEGER => Value::Integer(low32(content).ok_or(bad("empty Integer32"))? as i32),
             OCTET_STRING => Value::OctetString(self.data.slice(start..end)),
             NULL => Value::Null,
             OBJECT_IDENTIFIER => {
@@ -195,11 +202,11 @@ impl<'a> Reader<'a> {
                 Value::ObjectIdentifier(Oid::from_slice(&arcs[..n]))
             }
             IP_ADDRESS => Value::IpAddress(content.try_into().map_err(|_| bad("IpAddress not 4 bytes"))?),
-            COUNTER32 => Value::Counter32(unsigned32(content).ok_or(bad("bad Counter32"))?),
-            GAUGE32 => Value::Gauge32(unsigned32(content).ok_or(bad("bad Gauge32"))?),
-            TIME_TICKS => Value::TimeTicks(unsigned32(content).ok_or(bad("bad TimeTicks"))?),
-            UINTEGER32 => Value::UInteger32(unsigned32(content).ok_or(bad("bad UInteger32"))?),
-            COUNTER64 => Value::Counter64(unsigned64(content).ok_or(bad("bad Counter64"))?),
+            COUNTER32 => Value::Counter32(low32(content).ok_or(bad("empty Counter32"))?),
+            GAUGE32 => Value::Gauge32(low32(content).ok_or(bad("empty Gauge32"))?),
+            TIME_TICKS => Value::TimeTicks(low32(content).ok_or(bad("empty TimeTicks"))?),
+            UINTEGER32 => Value::UInteger32(low32(content).ok_or(bad("empty UInteger32"))?),
+            COUNTER64 => Value::Counter64(low64(content).ok_or(bad("empty Counter64"))?),
             OPAQUE => Value::Opaque(self.data.slice(start..end)),
             NSAP => Value::Nsap(self.data.slice(start..end)),
             NO_SUCH_OBJECT => Value::NoSuchObject,
@@ -223,28 +230,19 @@ fn signed(b: &[u8]) -> Option<i64> {
     Some(v)
 }
 
-/// An unsigned 32-bit application type. Agents that write one as a bare 4-byte pattern with its
-/// top bit set (no leading zero, so negative in strict BER) mean the unsigned value; net-snmp
-/// reads it so, and so does this.
-fn unsigned32(b: &[u8]) -> Option<u32> {
-    let b = strip_leading_zeros(b);
-    if b.len() > 4 {
-        return None;
-    }
-    Some(b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x)))
+/// The low 32 bits of a big-endian two's complement integer of any length, `None` when empty.
+/// One function for every 32-bit type: a Counter32 written with its leading zero (`00 FF FF FF
+/// FF`) or bare with its top bit set (`FF FF FF FF`, strictly a negative number) means the same
+/// unsigned value, and a wider one is cut to 32 bits, as net-snmp and async-snmp read them.
+fn low32(b: &[u8]) -> Option<u32> {
+    let fill = if b.first()? & 0x80 != 0 { u32::MAX } else { 0 };
+    Some(b.iter().fold(fill, |acc, x| (acc << 8) | u32::from(*x)))
 }
 
-fn unsigned64(b: &[u8]) -> Option<u64> {
-    let b = strip_leading_zeros(b);
-    if b.len() > 8 {
-        return None;
-    }
-    Some(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
-}
-
-fn strip_leading_zeros(b: &[u8]) -> &[u8] {
-    let zeros = b.iter().take_while(|x| **x == 0).count();
-    &b[zeros..]
+/// `low32` for Counter64.
+fn low64(b: &[u8]) -> Option<u64> {
+    let fill = if b.first()? & 0x80 != 0 { u64::MAX } else { 0 };
+    Some(b.iter().fold(fill, |acc, x| (acc << 8) | u64::from(*x)))
 }
 
 /// Decodes OID content into `arcs`; returns how many. `None` for an empty OID, a sub-identifier
@@ -477,11 +475,15 @@ mod tests {
         assert_eq!(value_of(&[0x80, 0x00]), Ok(Value::NoSuchObject));
         assert_eq!(value_of(&[0x81, 0x00]), Ok(Value::NoSuchInstance));
         assert_eq!(value_of(&[0x82, 0x00]), Ok(Value::EndOfMibView));
-        assert_eq!(value_of(&[0x9F, 0x01, 0x07]), Ok(Value::Unknown { tag: 0x9F, data: Bytes::from_static(&[7]) }));
-        // Too wide for its type.
-        assert!(value_of(&[0x02, 0x05, 0x01, 0, 0, 0, 0]).is_err());
-        assert!(value_of(&[0x41, 0x05, 0x01, 0, 0, 0, 0]).is_err());
+        assert_eq!(value_of(&[0x9E, 0x01, 0x07]), Ok(Value::Unknown { tag: 0x9E, data: Bytes::from_static(&[7]) }));
+        // Too wide for its type: the low 32 bits, as net-snmp reads it.
+        assert_eq!(value_of(&[0x02, 0x05, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]), Ok(Value::Integer(-1)));
+        assert_eq!(value_of(&[0x41, 0x05, 0x01, 0, 0, 0, 5]), Ok(Value::Counter32(5)));
+        assert_eq!(value_of(&[0x42, 0x05, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE]), Ok(Value::Gauge32(u32::MAX - 1)));
+        // What is not the type at all is refused (the client then reads the answer with async-snmp).
         assert!(value_of(&[0x40, 0x03, 10, 0, 0]).is_err());
+        assert!(value_of(&[0x41, 0x00]).is_err());
+        assert!(value_of(&[0x9F, 0x81, 0x01, 0x00]).is_err(), "a multi-byte tag");
     }
 
     #[test]

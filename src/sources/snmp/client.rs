@@ -127,7 +127,12 @@ impl SharedSockets {
     }
 
     async fn for_target(&self, target: &SocketAddr) -> Result<UdpTransport, String> {
-        let bind = bind_address(target);
+        let bind: SocketAddr = match (target.is_ipv4(), target.ip().is_loopback()) {
+            (true, true) => ([127, 0, 0, 1], 0).into(),
+            (true, false) => ([0, 0, 0, 0], 0).into(),
+            (false, true) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+            (false, false) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
         let mut map = self.sockets.lock().await;
         if let Some(t) = map.get(&bind) {
             return Ok(t.clone());
@@ -138,24 +143,12 @@ impl SharedSockets {
     }
 }
 
-/// The local address a socket for `target` binds: loopback for a loopback agent, the
-/// unspecified address of its family otherwise, on an ephemeral port.
-fn bind_address(target: &SocketAddr) -> SocketAddr {
-    match (target.is_ipv4(), target.ip().is_loopback()) {
-        (true, true) => ([127, 0, 0, 1], 0).into(),
-        (true, false) => ([0, 0, 0, 0], 0).into(),
-        (false, true) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
-        (false, false) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
-    }
-}
-
 /// A v2c poller's GETBULK without async-snmp's `Pdu`: encoded and decoded by `wire`, sent and
 /// matched to its answer by the client's own socket (request-id, version, community and source
 /// checked there, as for the client's requests). Timeouts and retries as the client's. An
 /// answer `wire` cannot read comes back as `Ok(Err(_))`: the session then asks async-snmp.
 struct CommunityBulk {
     handle: UdpHandle,
-    version: CommunityVersion,
     community: Community,
     timeout: Duration,
     retry: Retry,
@@ -172,15 +165,11 @@ impl CommunityBulk {
     ) -> Result<Result<Vec<VarBind>, wire::Malformed>, Box<LibError>> {
         let request_id = self.handle.alloc_request_id();
         let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-        let request = wire::Request {
-            version: match self.version {
-                CommunityVersion::V1 => 0,
-                _ => 1,
-            },
+        let request = wire::GetBulk {
             community: self.community.as_bytes(),
-            pdu: wire::GET_BULK,
             request_id,
-            fields: [clamp(non_repeaters), clamp(max_repetitions)],
+            non_repeaters: clamp(non_repeaters),
+            max_repetitions: clamp(max_repetitions),
             oids,
         };
         wire::encode(&request, &mut self.buf);
@@ -191,7 +180,7 @@ impl CommunityBulk {
             let registration = RequestRegistration::community(
                 request_id,
                 tokio::time::Instant::now() + self.timeout.min(MAX_ATTEMPT),
-                self.version,
+                CommunityVersion::V2c,
                 self.community.clone(),
                 CommunityResponsePolicy::Exact,
             );
@@ -465,7 +454,6 @@ impl SnmpSession {
                 let bulk = match settings.version {
                     SnmpVersion::V2c => Some(CommunityBulk {
                         handle: transport.handle(target).map_err(|e| setup(e.to_string()))?.strict_source(true),
-                        version: CommunityVersion::V2c,
                         community: Community::new(settings.community.expose().to_owned()),
                         timeout,
                         retry,

@@ -2,8 +2,8 @@
 //!
 //! Layout: `plan` (profile -> requests, answers -> cells; no IO), `scale` (types, vendor
 //! scaling, rates; no IO), `client` (async-snmp session: batched GETs, bounded GETBULK
-//! table walks, error mapping to `SnmpError`), `wire` (the BER of a v1/v2c poll's GETBULK and
-//! its answer, no IO), `poller` (the per-device task), `probe`
+//! table walks, error mapping to `SnmpError`), `wire` (the BER of a v2c poll's GETBULK and its
+//! answer, no IO), `poller` (the per-device task), `probe`
 //! (the `hallmonitor probe snmp` field tool), `discover` (what `discover snmp` asks an agent).
 //!
 //! One task per device: a slow agent delays only itself, and a device's polls never

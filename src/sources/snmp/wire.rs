@@ -1,5 +1,5 @@
-//! The BER of an SNMPv1/v2c poll, without IO: a request encoded into a buffer kept from poll to
-//! poll, and a response decoded straight into the varbinds the walk reads.
+//! The BER of an SNMPv2c poll's GETBULK, without IO: the request encoded into a buffer kept from
+//! poll to poll, and the response decoded straight into the varbinds the walk reads.
 //!
 //! async-snmp still owns the socket (sharing, request-id matching, source checks), SNMPv3 and
 //! every request outside a poll's GETBULK. Its general `Message`/`Pdu` path cost about 2,600
@@ -13,8 +13,10 @@ use async_snmp::{Oid, Value, VarBind};
 use bytes::Bytes;
 
 /// PDU tags (context-specific, constructed).
-pub const GET_BULK: u8 = 0xA5;
+const GET_BULK: u8 = 0xA5;
 const RESPONSE: u8 = 0xA2;
+/// The version field of an SNMPv2c message.
+const V2C: i32 = 1;
 
 const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
@@ -36,38 +38,34 @@ const END_OF_MIB_VIEW: u8 = 0x82;
 /// Sub-identifiers an OID may have (RFC 2578 section 3.5).
 const MAX_ARCS: usize = 128;
 
-/// What a request asks: its PDU tag, request-id, the two integers after it (error-status and
-/// error-index, or non-repeaters and max-repetitions for GETBULK) and the OIDs, each with a
-/// NULL value.
-pub struct Request<'a> {
-    /// 0 for SNMPv1, 1 for SNMPv2c.
-    pub version: u8,
+/// A v2c GETBULK: the OIDs go each with a NULL value.
+pub struct GetBulk<'a> {
     pub community: &'a [u8],
-    pub pdu: u8,
     pub request_id: i32,
-    pub fields: [i32; 2],
+    pub non_repeaters: i32,
+    pub max_repetitions: i32,
     pub oids: &'a [Oid],
 }
 
 /// Writes `req` into `out` (cleared first). Lengths are worked out before anything is written,
 /// so every byte goes in its place once.
-pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
+pub fn encode(req: &GetBulk<'_>, out: &mut Vec<u8>) {
     out.clear();
     let varbinds: usize = req.oids.iter().map(|o| tlv_len(varbind_len(o))).sum();
     let pdu = tlv_len(int_len(req.request_id))
-        + tlv_len(int_len(req.fields[0]))
-        + tlv_len(int_len(req.fields[1]))
+        + tlv_len(int_len(req.non_repeaters))
+        + tlv_len(int_len(req.max_repetitions))
         + tlv_len(varbinds);
     let message = tlv_len(1) + tlv_len(req.community.len()) + tlv_len(pdu);
     out.reserve(tlv_len(message));
     put_header(out, SEQUENCE, message);
-    put_int(out, i32::from(req.version));
+    put_int(out, V2C);
     put_header(out, OCTET_STRING, req.community.len());
     out.extend_from_slice(req.community);
-    put_header(out, req.pdu, pdu);
+    put_header(out, GET_BULK, pdu);
     put_int(out, req.request_id);
-    put_int(out, req.fields[0]);
-    put_int(out, req.fields[1]);
+    put_int(out, req.non_repeaters);
+    put_int(out, req.max_repetitions);
     put_header(out, SEQUENCE, varbinds);
     for oid in req.oids {
         let name = oid_len(oid);
@@ -409,12 +407,11 @@ mod tests {
     #[test]
     fn a_getbulk_is_encoded_byte_for_byte_as_net_snmp_sends_it() {
         let oids = [oid("1.3.6.1.2.1.1.3.0"), oid("1.3.6.1.2.1.1.6"), oid("1.3.6.1.2.1.2.2.1.10")];
-        let request = Request {
-            version: 1,
+        let request = GetBulk {
             community: b"public",
-            pdu: GET_BULK,
             request_id: 0x4E07_57CC,
-            fields: [1, 2],
+            non_repeaters: 1,
+            max_repetitions: 2,
             oids: &oids,
         };
         let mut out = vec![0xFF; 3];

@@ -34,31 +34,33 @@ wait_listen() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
+# The fields of a /proc stat file from the third (state) on, the command name cut off (it may
+# hold spaces and parentheses): `stat_fields FILE`; field N of the file is then $((N - 2)).
+stat_fields() { sed 's/.*) //' "$1"; }
+
 # CPU time of a process so far, utime + stime in clock ticks (`getconf CLK_TCK` a second):
-# `cpu_ticks PID`. Fields 14 and 15 of /proc/PID/stat, counted after the command name, which
-# may hold spaces.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# `cpu_ticks PID`. Fields 14 and 15 of /proc/PID/stat.
+cpu_ticks() { stat_fields "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# The same per thread, user and system apart, summed by thread name (the first thread, where
+# tokio's runtime runs, as "main"): `thread_ticks PID` prints "NAME UTIME STIME" lines (names
+# with spaces get underscores). Threads that ended before the call are not in it.
+thread_ticks() {
+    local t
+    for t in /proc/"$1"/task/*; do
+        if [ "${t##*/}" = "$1" ]; then printf 'main '; else printf '%s ' "$(tr ' ' _ <"$t/comm" 2>/dev/null)"; fi
+        stat_fields "$t/stat" 2>/dev/null | awk '{ print $12, $13 }'
+    done | awk 'NF == 3 { u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }'
+}
+
+# Minor page faults of a process so far (field 10 of /proc/PID/stat): `minor_faults PID`.
+minor_faults() { stat_fields "/proc/$1/stat" | awk '{ print $8 }'; }
 
 # CPU time of a process so far by the scheduler's own clock, in ns: `sched_ns PID`, the sum of
 # its threads' /proc/PID/task/TID/schedstat (first field: time on a CPU, counted at every switch).
 # utime and stime are sampled at each timer tick instead, which misses or overcounts a process
 # that runs in many short bursts (a poll's answer, a timer) in step with the tick.
 sched_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%.0f\n", n }'; }
-
-# Minor page faults of a process so far (field 10 of /proc/PID/stat): `minor_faults PID`.
-minor_faults() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
-
-# The same per thread, user and system apart, summed by thread name (the first thread, where
-# tokio's runtime runs, as "main"): `thread_ticks PID` prints "NAME UTIME STIME"
-# lines (names with spaces get underscores). Threads that ended before the call are not in it.
-thread_ticks() {
-    local t
-    for t in /proc/"$1"/task/*; do
-        # the runtime's thread is the process's first one; the others by name
-        if [ "${t##*/}" = "$1" ]; then printf 'main '; else printf '%s ' "$(tr ' ' _ <"$t/comm" 2>/dev/null)"; fi
-        sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{ print $12, $13 }'
-    done | awk 'NF == 3 { u[$1] += $2; s[$1] += $3 } END { for (n in u) print n, u[n], s[n] }'
-}
 
 # Waits up to N tenths of a second until a line of FILE matches PATTERN (grep): `wait_line FILE
 # PATTERN N`; fails if none did.

@@ -1,9 +1,11 @@
 //! The status snapshot: what the daemon tells a technician standing at the gateway.
 //!
-//! The daemon writes a `StatusSnapshot` every few seconds to `<dir>/status.json`, where `dir`
+//! The daemon writes a `StatusSnapshot` to `<dir>/status.json` at its 2 s tick when what it
+//! shows changed (devices up or down, their errors, engine events, the broker, the outbox),
+//! else every 10 s (every tick in a gateway pair), where `dir`
 //! is `snapshot_dir`: the runtime directory (`$RUNTIME_DIRECTORY` under systemd, else a
 //! per-daemon directory under `$XDG_RUNTIME_DIR`, `/run` or `/tmp`), a tmpfs on a usual
-//! system, so a snapshot every 2 s wears no flash. `hallmonitor status` reads it, finding
+//! system, so frequent snapshots wear no flash. `hallmonitor status` reads it, finding
 //! the directory from the same configuration. The file is replaced atomically (a new
 //! temporary file with an unpredictable name, then rename), so a reader never sees half a
 //! snapshot, and reading it never touches the sled store the daemon holds locked.
@@ -16,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::DeviceSpec;
-use crate::engine::{ChronicleEntry, IncidentEvent, NoiseCounters, PatternEvent};
+use crate::engine::{ChronicleEntry, IncidentSummary, NoiseCounters, PatternEvent};
 use crate::model::{Category, DeviceId, RackId, Severity, SiteId, Timestamp, ZoneId};
 use crate::sources::ProtocolCounts;
 
@@ -148,17 +150,17 @@ pub struct IncidentStatus {
 }
 
 impl IncidentStatus {
-    /// Condenses an incident as the engine reports it (`Engine::open_incidents`).
-    pub fn from_event(e: &IncidentEvent) -> Self {
+    /// An incident as the engine condenses it (`Engine::incident_summaries`).
+    pub fn from_summary(s: IncidentSummary) -> Self {
         Self {
-            incident_id: e.incident_id.clone(),
-            zone: e.zone.clone(),
-            category: e.category,
-            severity: e.severity,
-            opened_at: e.opened_at,
-            racks: e.racks.clone(),
-            breaches: e.breaches.iter().filter(|b| b.cleared_at.is_none()).count(),
-            last_chronicle: e.chronicle.as_ref().and_then(|c| c.last().cloned()),
+            incident_id: s.incident_id,
+            zone: s.zone,
+            category: s.category,
+            severity: s.severity,
+            opened_at: s.opened_at,
+            racks: s.racks,
+            breaches: s.open_breaches,
+            last_chronicle: s.last_chronicle,
         }
     }
 }
@@ -297,7 +299,7 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Replaces `dir/status.json` atomically: a new temporary file with a random name in `dir`
 /// (created exclusively: an existing file or symlink is never written through), then rename.
-/// No fsync: the snapshot lives in a tmpfs and the next one is 2 s away.
+/// No fsync: the snapshot lives in a tmpfs and the next one is at most 10 s away.
 pub fn write_atomic(dir: &Path, snap: &StatusSnapshot) -> Result<(), StatusError> {
     let path = dir.join(FILE_NAME);
     let err = |source| StatusError::Write { path: path.clone(), source };
@@ -305,8 +307,9 @@ pub fn write_atomic(dir: &Path, snap: &StatusSnapshot) -> Result<(), StatusError
     let (tmp, file) = create_temp(dir).map_err(err)?;
     // Straight into the file through a small buffer: at 400 devices the snapshot is 120 KB,
     // and built in memory first it was a 256 KiB buffer (and the copies growing it) every 2 s.
+    // Compact: `status --json` prints it indented; the file is for `status` to read.
     let mut out = std::io::BufWriter::with_capacity(16 * 1024, file);
-    let result = serde_json::to_writer_pretty(&mut out, snap)
+    let result = serde_json::to_writer(&mut out, snap)
         .map_err(std::io::Error::from)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())

@@ -17,6 +17,9 @@ use crate::status::DeviceStatus;
 #[derive(Default)]
 pub struct DeviceTable {
     devices: BTreeMap<DeviceId, DeviceStatus>,
+    /// Bumped whenever what `status` shows of a device changes, other than its last good
+    /// poll (which changes every poll): up/down, failures, last error, the set of devices.
+    changes: u64,
 }
 
 impl DeviceTable {
@@ -44,6 +47,7 @@ impl DeviceTable {
             next.insert(spec.id.clone(), status);
         }
         self.devices = next;
+        self.changes += 1;
     }
 
     /// Remembers the last good poll and the last error of a reading's device.
@@ -54,8 +58,11 @@ impl DeviceTable {
             match r.quality {
                 Quality::Good => s.last_ok = Some(r.at),
                 Quality::Bad => {
-                    if let Some(e) = r.error.as_deref() {
+                    if let Some(e) = r.error.as_deref()
+                        && s.last_error.as_deref() != Some(e)
+                    {
                         s.last_error = Some(e.to_owned());
+                        self.changes += 1;
                     }
                 }
             }
@@ -73,8 +80,11 @@ impl DeviceTable {
         for id in ids {
             let Some(s) = self.devices.get_mut(id) else { continue };
             let Some(comms) = engine.device_comms(id) else { continue };
-            s.consecutive_failures = comms.failed_polls;
             let up = !comms.down;
+            if s.consecutive_failures != comms.failed_polls || s.up != up {
+                self.changes += 1;
+            }
+            s.consecutive_failures = comms.failed_polls;
             if s.up && !up {
                 let error = comms.last_error.as_deref().or(s.last_error.as_deref()).unwrap_or("-");
                 warn!(device = %id, address = %s.address, failures = comms.failed_polls, error, "device down");
@@ -84,6 +94,11 @@ impl DeviceTable {
             }
             s.up = up;
         }
+    }
+
+    /// Changes so far to what `status` shows of the devices, last good polls aside.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     pub fn snapshot(&self) -> Vec<DeviceStatus> {

@@ -41,6 +41,15 @@ impl Chronicle {
         }
         out
     }
+
+    /// The last entry of `delivered`, without copying the others.
+    pub fn last_delivered(&self) -> Option<ChronicleEntry> {
+        if self.omitted > 0 {
+            let at = self.entries.last().map(|e| e.at).unwrap_or_default();
+            return Some(plain(at, "truncated", format!("{} further entries were not kept", self.omitted)));
+        }
+        self.entries.last().cloned()
+    }
 }
 
 /// An entry with only a time, a kind and a detail line.

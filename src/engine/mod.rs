@@ -132,6 +132,21 @@ pub struct DeviceComms {
     pub last_error: Option<String>,
 }
 
+/// An open incident condensed (`Engine::incident_summaries`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentSummary {
+    pub incident_id: String,
+    pub zone: ZoneId,
+    pub category: Category,
+    pub severity: crate::model::Severity,
+    pub opened_at: Timestamp,
+    pub racks: Vec<RackId>,
+    /// Members currently in breach.
+    pub open_breaches: usize,
+    /// The newest line of its chronicle as delivered.
+    pub last_chronicle: Option<ChronicleEntry>,
+}
+
 /// The engine. See the module docs.
 pub struct Engine {
     settings: EngineSettings,
@@ -337,9 +352,28 @@ impl Engine {
         self.st.counters
     }
 
-    /// Open incidents as they stand now, each with its chronicle so far (for `status`).
+    /// Open incidents as they stand now, each with its chronicle so far.
     pub fn open_incidents(&self) -> Vec<IncidentEvent> {
         (0..self.st.incidents.len()).map(|i| self.incident_event(i, IncidentEventKind::Updated, true)).collect()
+    }
+
+    /// Open incidents condensed, as the status snapshot shows them (every few seconds: no
+    /// breach list or chronicle is copied for it).
+    pub fn incident_summaries(&self) -> Vec<IncidentSummary> {
+        self.st
+            .incidents
+            .iter()
+            .map(|inc| IncidentSummary {
+                incident_id: inc.id.clone(),
+                zone: inc.zone.clone(),
+                category: inc.category,
+                severity: inc.severity,
+                opened_at: inc.opened_at,
+                racks: inc.racks.clone(),
+                open_breaches: inc.members.iter().filter(|m| m.breach.cleared_at.is_none()).count(),
+                last_chronicle: inc.chronicle.last_delivered(),
+            })
+            .collect()
     }
 
     /// Pattern signals currently active, as last emitted.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use hallmonitor::config::{self, DeviceSpec, Transport};
 use hallmonitor::model::{Quality, Reading};
 use hallmonitor::profiles::Profile;
-use hallmonitor::sources::snmp::DevicePoller;
+use hallmonitor::sources::snmp::{DevicePoller, SharedSockets};
 use support::files::secret;
 use support::net::free_udp_port;
 
@@ -193,6 +193,55 @@ async fn snmpd_v2c_and_v3_auth_priv_decode_an_apc_shaped_subtree() {
     let (readings, result) = poll(&v3).await;
     assert_eq!(result, Ok(()), "{readings:#?}");
     assert_apc(&readings);
+}
+
+/// Polls `spec` again and again as the daemon does (shared sockets: the poll's own BER):
+/// after the first polls, each one replays the last request and reads the answer in place.
+/// Every poll must read what the second one read (the peers' values do not move; the first
+/// has no rates yet), and most polls must have been replays.
+async fn poll_repeatedly_reads_the_same(peer: &mut Peer, install: &str, spec: &DeviceSpec) {
+    poll_when_up(peer, install, spec).await;
+    let Transport::Snmp(settings) = spec.transport.clone() else { panic!("not snmp") };
+    let Profile::Snmp(profile) = spec.profile.clone() else { panic!("not snmp") };
+    let mut poller =
+        DevicePoller::new(spec.clone(), settings, profile).unwrap().with_shared_sockets(Arc::new(SharedSockets::new()));
+    let seen = |readings: Vec<Reading>| -> Vec<String> {
+        readings
+            .iter()
+            .map(|r| format!("{} {:?} {:?} {:?} {:?}", r.point, r.label, r.value, r.quality, r.error))
+            .collect()
+    };
+    let mut second = None;
+    for n in 0..14 {
+        let out = poller.poll().await;
+        assert_eq!(out.result, Ok(()), "poll {n}");
+        let readings = seen(out.readings);
+        match (n, &second) {
+            (0, _) => {}
+            (1, _) => second = Some(readings),
+            (_, Some(second)) => assert_eq!(&readings, second, "poll {n}"),
+            _ => unreachable!(),
+        }
+    }
+    assert!(poller.replays() >= 8, "{} of 14 polls replayed", poller.replays());
+}
+
+#[tokio::test]
+async fn repeated_polls_replay_their_getbulk_and_read_what_the_first_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut snmpd = start_snmpd(dir.path(), port);
+    secret(dir.path(), "community", "hm-interop");
+    let v2c = device(dir.path(), "apc-rpdu2", port, r#"community_file = "community""#);
+    poll_repeatedly_reads_the_same(&mut snmpd, SNMPD, &v2c).await;
+
+    let port = free_udp_port();
+    let mut snmpsim = start_snmpsim(dir.path(), port);
+    for recording in ["apc-rpdu2", "raritan-pdu2", "eaton-epdu"] {
+        secret(dir.path(), recording, recording);
+        let spec = device(dir.path(), recording, port, &format!("community_file = \"{recording}\""));
+        poll_repeatedly_reads_the_same(&mut snmpsim, SNMPSIM, &spec).await;
+    }
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use async_snmp::{
     Auth, Candidate, Client, Community, CommunityResponsePolicy, CommunityVersion, Error as LibError, ErrorStatus, Oid,
     RequestRegistration, ResponseMetadata, Retry, Transport, UdpClient, UdpHandle, UdpTransport, UsmConfig, Value,
@@ -60,6 +62,9 @@ const FOLD_MAX_ROWS: usize = 4;
 const FOLD_MAX_VARBINDS: usize = 60;
 
 /// Longest wait for one answer (the config allows less): keeps a deadline representable.
+/// Replays whose answer had another shape, in a row, after which a session stops recording
+/// templates (an agent whose tables change at every poll, or that encodes names unusually).
+const TEMPLATE_MISSES_MAX: u8 = 3;
 const MAX_ATTEMPT: Duration = Duration::from_secs(3600);
 
 /// Why a request to an agent failed. Keeps "the agent answered with an error" apart from
@@ -163,6 +168,35 @@ impl CommunityBulk {
         non_repeaters: u32,
         max_repetitions: u32,
     ) -> Result<Result<Vec<VarBind>, wire::Malformed>, Box<LibError>> {
+        let data = self.exchange(oids, non_repeaters, max_repetitions).await?;
+        match wire::decode_response(&data) {
+            Err(unreadable) => Ok(Err(unreadable)),
+            Ok(r) if r.error_status != 0 => {
+                let index = u32::try_from(r.error_index).unwrap_or(0);
+                let oid =
+                    index.checked_sub(1).and_then(|i| r.varbinds.get(i as usize)).map(|vb| Box::new(vb.oid.clone()));
+                Err(LibError::Snmp {
+                    target: self.handle.peer_addr(),
+                    status: ErrorStatus::from_i32(r.error_status),
+                    index,
+                    oid,
+                    metadata: Box::new(ResponseMetadata::default()),
+                }
+                .boxed())
+            }
+            Ok(r) => Ok(Ok(r.varbinds)),
+        }
+    }
+
+    /// Sends the GETBULK (again after each timeout, as configured) and returns the answer
+    /// as it came: the transport matched it to this request (id, version, community, source)
+    /// before this returns, so it is the agent's answer, readable or not.
+    async fn exchange(
+        &mut self,
+        oids: &[Oid],
+        non_repeaters: u32,
+        max_repetitions: u32,
+    ) -> Result<Bytes, Box<LibError>> {
         let request_id = self.handle.alloc_request_id();
         let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let request = wire::GetBulk {
@@ -184,30 +218,8 @@ impl CommunityBulk {
                 self.community.clone(),
                 CommunityResponsePolicy::Exact,
             );
-            let answer = self
-                .handle
-                // The transport matched the datagram to this request (id, version, community,
-                // source) before this runs: it is the agent's answer, readable or not.
-                .request_with(&self.buf, registration, |data, _| Ok(Candidate::Accept(wire::decode_response(&data))))
-                .await;
-            match answer {
-                Ok(Err(unreadable)) => return Ok(Err(unreadable)),
-                Ok(Ok(r)) if r.error_status != 0 => {
-                    let index = u32::try_from(r.error_index).unwrap_or(0);
-                    let oid = index
-                        .checked_sub(1)
-                        .and_then(|i| r.varbinds.get(i as usize))
-                        .map(|vb| Box::new(vb.oid.clone()));
-                    return Err(LibError::Snmp {
-                        target,
-                        status: ErrorStatus::from_i32(r.error_status),
-                        index,
-                        oid,
-                        metadata: Box::new(ResponseMetadata::default()),
-                    }
-                    .boxed());
-                }
-                Ok(Ok(r)) => return Ok(Ok(r.varbinds)),
+            match self.handle.request_with(&self.buf, registration, |data, _| Ok(Candidate::Accept(data))).await {
+                Ok(data) => return Ok(data),
                 Err(e) if matches!(*e, LibError::Timeout { .. }) => {
                     if attempt < retries {
                         tokio::time::sleep(self.retry.compute_delay(attempt)).await;
@@ -285,6 +297,158 @@ pub struct SnmpSession {
     fold: bool,
     /// Scalars a GETNEXT from their `predecessor` did not land on: asked with GET instead.
     get_instead: HashSet<Oid>,
+    /// The last walk's request and the shape of its answer, while a poll can repeat it.
+    template: Option<Template>,
+    /// Replays in a row whose answer had another shape.
+    template_misses: u8,
+    /// Walks answered by a replay since the session began.
+    replays: u64,
+    /// A replayed answer's names (ranges of the datagram) and values, kept for their room.
+    replay_names: Vec<(usize, usize)>,
+    replay_values: Vec<Value>,
+}
+
+/// What a walk of one GETBULK looked at, from which `Template::of` makes a template.
+struct AnswerShape {
+    request: Vec<Oid>,
+    non_repeaters: u32,
+    reps: u32,
+    answer_len: usize,
+    /// The answer's varbinds the walk looked at: position, name, whether endOfMibView.
+    looked: Vec<(usize, Oid, bool)>,
+}
+
+/// A poll's walk that took one GETBULK and left the session as it was, so the next poll
+/// would send the same request and, while the agent's tables stay as they are, read an
+/// answer with the same names in the same places. `SnmpSession::replay` sends it again and,
+/// when the answer's names (compared as bytes) and ends are where they were, only moves the
+/// new values into the last poll's results: no OID decoded, no map or row built. A different
+/// answer goes to the walk, which learns what changed.
+struct Template {
+    /// The walk it answers: scalar targets and columns.
+    scalars: Vec<Oid>,
+    columns: Vec<Oid>,
+    request: Vec<Oid>,
+    non_repeaters: u32,
+    reps: u32,
+    /// Varbinds in the answer.
+    answer_len: usize,
+    /// The varbinds the walk looked at: position, its name's BER content (`names[from..to]`),
+    /// whether it was endOfMibView.
+    looked: Vec<(usize, usize, usize, bool)>,
+    names: Vec<u8>,
+    /// Where each value goes: the scalars landed on, and each column's cells, by position.
+    scalar_at: Vec<(Oid, usize)>,
+    cells_at: Vec<(Oid, Vec<usize>)>,
+    /// Made from the results the caller holds; `false` after another walk replaced them
+    /// (`remap` finds the cells again).
+    fresh: bool,
+}
+
+impl Template {
+    /// The template of a walk (`None` when a cell of `out` came from no varbind looked at,
+    /// which a walk of one request does not do).
+    fn of(
+        shape: AnswerShape,
+        scalars: &[(Oid, Oid)],
+        columns: &[Oid],
+        gets: &GetResults,
+        out: &Columns,
+    ) -> Option<Self> {
+        let mut names = Vec::new();
+        let mut looked = Vec::with_capacity(shape.looked.len());
+        let mut position: HashMap<&Oid, usize> = HashMap::with_capacity(shape.looked.len());
+        for (at, oid, end) in &shape.looked {
+            let from = names.len();
+            wire::oid_content(oid, &mut names);
+            looked.push((*at, from, names.len(), *end));
+            if !*end && position.insert(oid, *at).is_some() {
+                return None;
+            }
+        }
+        let mut scalar_at = Vec::with_capacity(gets.len());
+        for oid in gets.keys() {
+            scalar_at.push((oid.clone(), *position.get(oid)?));
+        }
+        let mut cells_at = Vec::with_capacity(out.len());
+        for (column, rows) in out {
+            let at: Option<Vec<usize>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
+            cells_at.push((column.clone(), at?));
+        }
+        Some(Self {
+            scalars: scalars.iter().map(|(oid, _)| oid.clone()).collect(),
+            columns: columns.to_vec(),
+            request: shape.request,
+            non_repeaters: shape.non_repeaters,
+            reps: shape.reps,
+            answer_len: shape.answer_len,
+            looked,
+            names,
+            scalar_at,
+            cells_at,
+            fresh: true,
+        })
+    }
+
+    /// Whether a walk of `scalars` and `columns` asks at least what it answers: the same
+    /// scalars, and its columns among them (a walk that also walks label columns).
+    fn covers(&self, scalars: &[(Oid, Oid)], columns: &[Oid]) -> bool {
+        self.scalars.len() == scalars.len()
+            && self.scalars.iter().zip(scalars).all(|(a, (b, _))| a == b)
+            && self.columns.iter().all(|c| columns.contains(c))
+    }
+
+    /// Finds the values' places again in results another walk made (which changed nothing:
+    /// the same rows, perhaps more columns), by name; the columns it does not answer are
+    /// dropped from `out`. `None` when a cell is not one of the answer's names.
+    fn remap(&mut self, gets: &mut GetResults, out: &mut Columns) -> Option<()> {
+        let mut position: HashMap<&[u8], usize> = HashMap::with_capacity(self.looked.len());
+        for &(at, from, to, end) in &self.looked {
+            if !end {
+                position.insert(&self.names[from..to], at);
+            }
+        }
+        let mut name = Vec::new();
+        let mut find = |oid: &Oid| {
+            name.clear();
+            wire::oid_content(oid, &mut name);
+            position.get(name.as_slice()).copied()
+        };
+        let scalar_at: Option<Vec<(Oid, usize)>> =
+            self.scalars.iter().filter(|s| gets.contains_key(*s)).map(|s| Some((s.clone(), find(s)?))).collect();
+        out.retain(|column, _| self.columns.contains(column));
+        let mut cells_at = Vec::with_capacity(out.len());
+        for (column, rows) in out.iter() {
+            let at: Option<Vec<usize>> = rows.oids().map(&mut find).collect();
+            cells_at.push((column.clone(), at?));
+        }
+        (self.scalar_at, self.cells_at, self.fresh) = (scalar_at?, cells_at, true);
+        Some(())
+    }
+
+    /// Whether it answers a walk of `scalars` and `columns`.
+    fn fits(&self, scalars: &[(Oid, Oid)], columns: &[Oid]) -> bool {
+        self.columns == columns
+            && self.scalars.len() == scalars.len()
+            && self.scalars.iter().zip(scalars).all(|(a, (b, _))| a == b)
+    }
+
+    /// Whether these are the results it was made with (the same columns, with as many cells
+    /// each): a caller's results that a failed poll emptied are not.
+    fn holds(&self, gets: &GetResults, out: &Columns) -> bool {
+        gets.len() >= self.scalar_at.len()
+            && out.len() == self.cells_at.len()
+            && self.cells_at.iter().all(|(column, at)| out.get(column).is_some_and(|rows| rows.len() == at.len()))
+    }
+
+    /// Whether an answer (`names` as ranges of `data`, `values`) has this shape.
+    fn matches(&self, data: &[u8], names: &[(usize, usize)], values: &[Value]) -> bool {
+        names.len() == self.answer_len
+            && self.looked.iter().all(|&(at, from, to, end)| {
+                let (start, stop) = names[at];
+                data.get(start..stop) == self.names.get(from..to) && matches!(values[at], Value::EndOfMibView) == end
+            })
+    }
 }
 
 /// One column of a table walk in progress.
@@ -483,6 +647,11 @@ impl SnmpSession {
             short_rows: HashMap::new(),
             fold: true,
             get_instead: HashSet::new(),
+            template: None,
+            template_misses: 0,
+            replays: 0,
+            replay_names: Vec::new(),
+            replay_values: Vec::new(),
         })
     }
 
@@ -501,11 +670,70 @@ impl SnmpSession {
     pub fn forget_rows(&mut self) {
         self.learned_rows.clear();
         self.short_rows.clear();
+        self.template = None;
+    }
+
+    /// Sends the last walk's request again when this walk asks the same (`Template`), and
+    /// when its answer has the same shape moves the values into `gets` and `out`. `None`:
+    /// the walk must run (no template, or an answer of another shape, or one this path does
+    /// not read); the template is gone then.
+    async fn replay(
+        &mut self,
+        scalars: &[(Oid, Oid)],
+        columns: &[Oid],
+        gets: &mut GetResults,
+        out: &mut Columns,
+    ) -> Option<Result<(), SnmpError>> {
+        let mut template = self.template.take()?;
+        if !template.fits(scalars, columns) {
+            // Another walk (the walk keeps the template when that one changes nothing).
+            self.template = Some(template);
+            return None;
+        }
+        if !template.fresh {
+            template.remap(gets, out)?;
+        }
+        if !template.holds(gets, out) {
+            return None;
+        }
+        let bulk = self.bulk.as_mut()?;
+        self.requests += 1;
+        let data = match bulk.exchange(&template.request, template.non_repeaters, template.reps).await {
+            Ok(data) => data,
+            Err(e) => return Some(Err(self.map_error(&e))),
+        };
+        let (names, values) = (&mut self.replay_names, &mut self.replay_values);
+        let readable = wire::decode_response_names(&data, names, values);
+        if readable != Ok(0) || !template.matches(&data, names, values) {
+            values.clear();
+            self.template_misses = self.template_misses.saturating_add(1);
+            return None;
+        }
+        for (oid, at) in &template.scalar_at {
+            if let Some(got) = gets.get_mut(oid) {
+                *got = Ok(std::mem::replace(&mut values[*at], Value::Null));
+            }
+        }
+        for (column, at) in &template.cells_at {
+            if let Some(rows) = out.get_mut(column) {
+                rows.set_values(at.iter().map(|i| std::mem::replace(&mut values[*i], Value::Null)));
+            }
+        }
+        values.clear();
+        self.template_misses = 0;
+        self.replays += 1;
+        self.template = Some(template);
+        Some(Ok(()))
     }
 
     /// Requests sent since the last call.
     pub fn take_requests(&mut self) -> u64 {
         std::mem::take(&mut self.requests)
+    }
+
+    /// Walks answered by replaying the last one's request (`Template`) since the session began.
+    pub fn replays(&self) -> u64 {
+        self.replays
     }
 
     /// Maps a library error to `SnmpError`.
@@ -646,7 +874,9 @@ impl SnmpSession {
     /// rows of each, sized to what the table had last time); SNMPv1 walks each column with
     /// GETNEXT.
     pub async fn walk_columns(&mut self, columns: &[Oid]) -> Result<Columns, SnmpError> {
-        Ok(self.walk(&[], columns).await?.1)
+        let (mut gets, mut out) = (GetResults::new(), Columns::new());
+        self.walk(&[], columns, &mut gets, &mut out).await?;
+        Ok(out)
     }
 
     /// GETs `scalars` and walks `columns`. On v2c/v3 the scalars ride along in the walk's
@@ -656,6 +886,20 @@ impl SnmpSession {
     /// the agent orders its OIDs oddly) is asked with a GET, now and from then on, so the
     /// results are always what a GET would give.
     pub async fn fetch(&mut self, scalars: &[Oid], columns: &[Oid]) -> Result<(GetResults, Columns), SnmpError> {
+        let (mut gets, mut out) = (GetResults::new(), Columns::new());
+        self.fetch_into(scalars, columns, &mut gets, &mut out).await?;
+        Ok((gets, out))
+    }
+
+    /// `fetch` into the results of the previous call, which a poll that asks the same as the
+    /// last one updates in place (see `replay`); anything else is replaced.
+    pub async fn fetch_into(
+        &mut self,
+        scalars: &[Oid],
+        columns: &[Oid],
+        gets: &mut GetResults,
+        out: &mut Columns,
+    ) -> Result<(), SnmpError> {
         let fold = self.version != SnmpVersion::V1 && !columns.is_empty() && scalars.len() <= self.batch;
         let mut direct: Vec<Oid> = Vec::new();
         let mut folded: Vec<(Oid, Oid)> = Vec::new();
@@ -665,7 +909,7 @@ impl SnmpSession {
                 _ => direct.push(oid.clone()),
             }
         }
-        let (mut gets, columns, misses) = self.walk(&folded, columns).await?;
+        let misses = self.walk(&folded, columns, gets, out).await?;
         for oid in misses {
             tracing::debug!(address = %self.address, %oid, "GETNEXT did not land on the scalar; asking it with GET from now on");
             self.get_instead.insert(oid.clone());
@@ -674,23 +918,35 @@ impl SnmpSession {
         if !direct.is_empty() {
             gets.extend(self.get(&direct).await?);
         }
-        Ok((gets, columns))
+        Ok(())
     }
 
     /// The table walk behind `walk_columns` and `fetch`: `scalars` (target, GETNEXT start)
-    /// go as non-repeaters in the first GETBULK. Returns the scalars that landed exactly, the
-    /// columns, and the scalars that did not (to be asked with GET).
+    /// go as non-repeaters in the first GETBULK. Puts the scalars that landed exactly in
+    /// `gets` and the columns in `out` (a poll like the last one updates them in place,
+    /// `replay`; otherwise both are replaced), and returns the scalars that did not land
+    /// (to be asked with GET).
     async fn walk(
         &mut self,
         scalars: &[(Oid, Oid)],
         columns: &[Oid],
-    ) -> Result<(GetResults, Columns, Vec<Oid>), SnmpError> {
-        let mut gets = GetResults::with_capacity(scalars.len());
+        gets: &mut GetResults,
+        out: &mut Columns,
+    ) -> Result<Vec<Oid>, SnmpError> {
+        let check_end = self.walks.is_multiple_of(CHECK_END_EVERY);
+        if self.version != SnmpVersion::V1 && !columns.is_empty() {
+            self.walks = self.walks.wrapping_add(1);
+            if !check_end && let Some(done) = self.replay(scalars, columns, gets, out).await {
+                return done.map(|()| Vec::new());
+            }
+        }
+        let kept = self.template.take();
+        *gets = GetResults::with_capacity(scalars.len());
+        *out = columns.iter().map(|c| (c.clone(), ColumnRows::new(c))).collect();
         let mut misses: Vec<Oid> = Vec::new();
-        let mut out: Columns = columns.iter().map(|c| (c.clone(), ColumnRows::new(c))).collect();
         if columns.is_empty() {
             misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
-            return Ok((gets, out, misses));
+            return Ok(misses);
         }
         if self.version == SnmpVersion::V1 {
             misses.extend(scalars.iter().map(|(oid, _)| oid.clone()));
@@ -709,12 +965,18 @@ impl SnmpSession {
                     }
                 }
             }
-            return Ok((gets, out, misses));
+            return Ok(misses);
         }
         // Non-repeaters still to be asked (only in the first request that succeeds).
         let mut pending_scalars = scalars;
-        let check_end = self.walks.is_multiple_of(CHECK_END_EVERY);
-        self.walks = self.walks.wrapping_add(1);
+        // What a template of this walk needs (`replay`), while it can still be one: a walk
+        // of one request, no retry, nothing missed or changed, the session's state the same
+        // after it, so that the next poll would send the same request again.
+        let mut shape = (self.template_misses < TEMPLATE_MISSES_MAX && !check_end && self.bulk.is_some())
+            .then(|| AnswerShape { request: Vec::new(), non_repeaters: 0, reps: 0, answer_len: 0, looked: Vec::new() });
+        // Whether the walk left the session as it was (no retry, nothing missed, learned or
+        // changed), so that the template of an earlier walk still says what a poll sends.
+        let mut clean = true;
         // Every column still being walked, the longest tables first.
         let mut active: Vec<ColumnWalk> = columns
             .iter()
@@ -778,6 +1040,7 @@ impl SnmpSession {
                     v
                 }
                 Err(e) => {
+                    (shape, clean) = (None, false);
                     if engine_retry && self.recover_engine(&e).await {
                         engine_retry = false;
                         continue;
@@ -812,12 +1075,32 @@ impl SnmpSession {
                     return Err(self.map_error(&e));
                 }
             };
+            // A template is of a walk of one request, answered by our own decoder.
+            if rounds > 1 || self.bulk.is_none() {
+                shape = None;
+            }
+            if let Some(shape) = shape.as_mut() {
+                (shape.request, shape.non_repeaters, shape.reps) = (request, non_repeaters, reps);
+                shape.answer_len = vbs.len();
+            }
+            // Which of the answer's varbinds the walk looked at: their names and whether
+            // they were endOfMibView decided what it did.
+            let mut look = |at: usize, vb: &async_snmp::VarBind| {
+                if let Some(shape) = shape.as_mut() {
+                    shape.looked.push((at, vb.oid.clone(), matches!(vb.value, Value::EndOfMibView)));
+                }
+            };
             // The non-repeaters come first, one answer each: the scalars, then the folded cells.
             let repeaters = vbs.split_off((k + cells).min(vbs.len()));
             let mut cell_answers = vbs.split_off(k.min(vbs.len())).into_iter();
             let mut changed = Vec::new();
+            let mut at = k;
             for f in folded.drain(..) {
                 let answers: Vec<Option<async_snmp::VarBind>> = f.cells.iter().map(|_| cell_answers.next()).collect();
+                for vb in answers.iter().flatten() {
+                    look(at, vb);
+                    at += 1;
+                }
                 let as_known = answers.iter().zip(&f.cells).all(|(vb, row)| {
                     vb.as_ref().is_some_and(|vb| {
                         !matches!(vb.value, Value::EndOfMibView)
@@ -839,6 +1122,7 @@ impl SnmpSession {
             for (i, (oid, _)) in pending_scalars.iter().enumerate() {
                 match vbs.get_mut(i) {
                     Some(vb) if vb.oid == *oid => {
+                        look(i, vb);
                         gets.insert(oid.clone(), Ok(std::mem::replace(&mut vb.value, Value::Null)));
                     }
                     _ => misses.push(oid.clone()),
@@ -853,6 +1137,7 @@ impl SnmpSession {
                     // Past this column's end: the rest of its repetitions are not looked at.
                     continue;
                 }
+                look(k + cells + i, &vb);
                 let w = &mut active[j];
                 if matches!(vb.value, Value::EndOfMibView)
                     || !vb.oid.starts_with(&w.column)
@@ -881,28 +1166,52 @@ impl SnmpSession {
             // (empty or truncated answer): asking again from the same cursor would get the
             // same nothing. A finished column's length is what the next walk asks for.
             let mut j = 0;
+            let mut relearned = false;
             active.retain(|w| {
                 let keep = j >= n || (!done[j] && advanced[j]);
-                if !keep {
+                if !keep && self.learned_rows.get(&w.column) != Some(&w.rows) {
                     self.learned_rows.insert(w.column.clone(), w.rows);
+                    relearned = true;
                 }
                 j += 1;
                 keep
             });
+            if relearned || !changed.is_empty() || !misses.is_empty() {
+                (shape, clean) = (None, false);
+            }
             if !changed.is_empty() {
                 active.append(&mut changed);
                 longest_first(&mut active);
             }
         }
         // Kept as they are while the rows stay the same: no allocation on a usual poll.
-        for (column, rows) in &out {
+        for (column, rows) in out.iter() {
             if !(1..=FOLD_MAX_ROWS).contains(&rows.len()) {
-                self.short_rows.remove(column);
+                if self.short_rows.remove(column).is_some() {
+                    (shape, clean) = (None, false);
+                }
             } else if self.short_rows.get(column).is_none_or(|known| !known.iter().map(Vec::as_slice).eq(rows.rows())) {
                 self.short_rows.insert(column.clone(), rows.rows().map(<[u32]>::to_vec).collect());
+                (shape, clean) = (None, false);
             }
         }
-        Ok((gets, out, misses))
+        self.template = match (kept, shape) {
+            // A walk that checked the ends, or also walked label columns (not twice in a
+            // row: then the walk has more columns from now on), and changed nothing: the
+            // polls between them still send the template's request. Its cells are found
+            // again in these results at the next replay (`Template::remap`).
+            (Some(t), _)
+                if clean
+                    && self.bulk.is_some()
+                    && t.covers(scalars, columns)
+                    && (check_end || (t.columns != columns && t.fresh)) =>
+            {
+                Some(Template { fresh: false, ..t })
+            }
+            (_, Some(shape)) => Template::of(shape, scalars, columns, gets, out),
+            _ => None,
+        };
+        Ok(misses)
     }
 
     /// Takes out of `active` (sorted, longest first) the short columns to ask cell by cell
@@ -1037,6 +1346,8 @@ mod walk_tests {
         served: AtomicUsize,
         /// Rows of column 4, a short table beside columns 2 and 3 (row indices 1, 3, 5...).
         short_rows: AtomicUsize,
+        /// Added to every value (a poll reads new values).
+        bump: AtomicUsize,
     }
 
     impl Table {
@@ -1046,7 +1357,8 @@ mod walk_tests {
                 for row in 1..=self.rows.load(Ordering::SeqCst) as u32 {
                     let mut arcs = TABLE.to_vec();
                     arcs.extend([col, row]);
-                    cells.insert(Oid::from_slice(&arcs), Value::Integer(i32::try_from(col * 100 + row).unwrap()));
+                    let v = col * 100 + row + self.bump.load(Ordering::SeqCst) as u32;
+                    cells.insert(Oid::from_slice(&arcs), Value::Integer(i32::try_from(v).unwrap()));
                 }
             }
             for n in 0..self.short_rows.load(Ordering::SeqCst) as u32 {
@@ -1057,7 +1369,7 @@ mod walk_tests {
                 );
             }
             // Two scalars after the table: a `.0` one and an instance of another table.
-            cells.insert(oid(&[2, 0]), Value::Integer(7));
+            cells.insert(oid(&[2, 0]), Value::Integer(7 + self.bump.load(Ordering::SeqCst) as i32));
             cells.insert(oid(&[3, 5]), Value::Integer(9));
             cells
         }
@@ -1261,6 +1573,125 @@ mod walk_tests {
         assert_eq!(shrunk_again, rows(2));
         assert_eq!(served, 2 * 2, "asked for {served} varbinds for 2 columns of 2 rows");
 
+        cancel.cancel();
+        let _ = task.await;
+    }
+
+    /// Scalars with their values, and columns with their cells.
+    type Seen = (Vec<(Oid, Value)>, Vec<(Oid, Vec<(Oid, Value)>)>);
+
+    /// What a GET of `scalars` and a walk of `columns` should give, from the agent's cells.
+    fn expected(table: &Table, scalars: &[Oid], columns: &[Oid]) -> Seen {
+        let cells = table.cells();
+        let gets = scalars.iter().map(|s| (s.clone(), cells[s].clone())).collect();
+        let cols = columns
+            .iter()
+            .map(|c| {
+                let rows = cells.iter().filter(|(o, _)| o.starts_with(c) && o.len() > c.len());
+                (c.clone(), rows.map(|(o, v)| (o.clone(), v.clone())).collect())
+            })
+            .collect();
+        (gets, cols)
+    }
+
+    /// `fetch_into`'s results in the shape of `expected`.
+    fn results(gets: &GetResults, out: &Columns, scalars: &[Oid], columns: &[Oid]) -> Seen {
+        let gets = scalars.iter().map(|s| (s.clone(), gets[s].clone().unwrap())).collect();
+        let cols = columns
+            .iter()
+            .map(|c| (c.clone(), out[c].oids().cloned().zip(out[c].iter().map(|(_, v)| v.clone())).collect()))
+            .collect();
+        (gets, cols)
+    }
+
+    #[tokio::test]
+    async fn a_poll_like_the_last_one_is_replayed_and_reads_what_a_walk_would() {
+        let table = Arc::new(Table::default());
+        table.rows.store(5, Ordering::SeqCst);
+        table.short_rows.store(2, Ordering::SeqCst);
+        let cancel = CancellationToken::new();
+        let (mut session, task) = start(table.clone(), &cancel).await;
+        let scalars = [oid(&[2, 0])];
+        let columns = [column(2), column(3), column(4)];
+        let (mut gets, mut out) = (GetResults::new(), Columns::new());
+        let poll = async |session: &mut SnmpSession, gets: &mut GetResults, out: &mut Columns| {
+            table.bump.fetch_add(1000, Ordering::SeqCst);
+            session.fetch_into(&scalars, &columns, gets, out).await.unwrap();
+            assert_eq!(results(gets, out, &scalars, &columns), expected(&table, &scalars, &columns));
+            session.take_requests()
+        };
+        // The first walk checks the ends and learns the tables; the second is one request and
+        // leaves a template; from then on each poll replays it, reading the new values.
+        poll(&mut session, &mut gets, &mut out).await;
+        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        assert_eq!(session.replays(), 0);
+        for n in 1..=5 {
+            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(session.replays(), n);
+        }
+        // A row goes from the long tables, then from the short one: the answer's names are
+        // not where they were, so the walk runs after the replay (one more request) and the
+        // results are the table as it is now; then replays again.
+        for shrink in [&table.rows, &table.short_rows] {
+            shrink.fetch_sub(1, Ordering::SeqCst);
+            let replays = session.replays();
+            // (Not a walk that checks the ends, which walks without replaying.)
+            session.walks = 1;
+            assert!(poll(&mut session, &mut gets, &mut out).await >= 2);
+            assert_eq!(session.replays(), replays);
+            assert_eq!(session.template_misses, 1);
+            // That walk learned the new length; the next one leaves a template.
+            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(session.replays(), replays);
+            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(session.replays(), replays + 1);
+            assert_eq!(session.template_misses, 0);
+        }
+        // A walk that checks the ends and finds them where they were keeps the template, and
+        // so does a walk of more columns (labels, once a minute): the next poll replays.
+        session.walks = CHECK_END_EVERY;
+        poll(&mut session, &mut gets, &mut out).await;
+        let replays = session.replays();
+        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        assert_eq!(session.replays(), replays + 1);
+        let more = [column(2), column(3), column(4)];
+        let fewer = [column(2), column(4)];
+        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
+        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
+        let replays = session.replays();
+        session.fetch_into(&scalars, &more, &mut gets, &mut out).await.unwrap();
+        assert_eq!(results(&gets, &out, &scalars, &more), expected(&table, &scalars, &more));
+        table.bump.fetch_add(1000, Ordering::SeqCst);
+        session.take_requests();
+        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
+        assert_eq!(session.take_requests(), 1);
+        assert_eq!(session.replays(), replays + 1);
+        assert_eq!(results(&gets, &out, &scalars, &fewer), expected(&table, &scalars, &fewer));
+        assert!(!out.contains_key(&column(3)), "a column the poll did not ask for stays in its results");
+        // More columns twice in a row: the walk has them from now on, and a template of them.
+        session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
+        session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
+        let replays = session.replays();
+        session.take_requests();
+        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        assert_eq!(session.replays(), replays + 1);
+        // A row comes: the replay cannot see it, the walk that checks the ends does.
+        table.rows.fetch_add(2, Ordering::SeqCst);
+        let mut polls = 0;
+        loop {
+            session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
+            if out[&column(2)].len() == 6 {
+                break;
+            }
+            polls += 1;
+            assert!(polls <= CHECK_END_EVERY, "the new row is never seen");
+        }
+        assert_eq!(results(&gets, &out, &scalars, &columns), expected(&table, &scalars, &columns));
+        // Results that are not the last poll's (a poll that failed gives none) are walked.
+        let (mut fresh_gets, mut fresh_out) = (GetResults::new(), Columns::new());
+        let replays = session.replays();
+        poll(&mut session, &mut fresh_gets, &mut fresh_out).await;
+        assert_eq!(session.replays(), replays);
         cancel.cancel();
         let _ = task.await;
     }

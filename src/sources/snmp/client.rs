@@ -333,15 +333,15 @@ struct Template {
     reps: u32,
     /// Varbinds in the answer.
     answer_len: usize,
-    /// The varbinds the walk looked at: position, its name's BER content (`names[from..to]`),
-    /// whether it was endOfMibView.
+    /// The varbinds the walk looked at, by position: position, its name's BER content
+    /// (`names[from..to]`), whether it was endOfMibView.
     looked: Vec<(usize, usize, usize, bool)>,
     names: Vec<u8>,
     /// Where each value goes: the scalars landed on, and each column's cells, by position.
     scalar_at: Vec<(Oid, usize)>,
     cells_at: Vec<(Oid, Vec<usize>)>,
     /// Made from the results the caller holds; `false` after another walk replaced them
-    /// (`remap` finds the cells again).
+    /// (`still_holds` checks them before the next replay).
     fresh: bool,
 }
 
@@ -375,6 +375,7 @@ impl Template {
             let at: Option<Vec<usize>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
             cells_at.push((column.clone(), at?));
         }
+        looked.sort_unstable_by_key(|l| l.0);
         Some(Self {
             scalars: scalars.iter().map(|(oid, _)| oid.clone()).collect(),
             columns: columns.to_vec(),
@@ -398,32 +399,27 @@ impl Template {
             && self.columns.iter().all(|c| columns.contains(c))
     }
 
-    /// Finds the values' places again in results another walk made (which changed nothing:
-    /// the same rows, perhaps more columns), by name; the columns it does not answer are
-    /// dropped from `out`. `None` when a cell is not one of the answer's names.
-    fn remap(&mut self, gets: &mut GetResults, out: &mut Columns) -> Option<()> {
-        let mut position: HashMap<&[u8], usize> = HashMap::with_capacity(self.looked.len());
-        for &(at, from, to, end) in &self.looked {
-            if !end {
-                position.insert(&self.names[from..to], at);
-            }
-        }
+    /// Whether results another walk made (which changed nothing: the same rows, perhaps
+    /// more columns) hold each cell where this template puts its value: every cell's OID is
+    /// the name at its place. The columns it does not answer are dropped from `out`.
+    fn still_holds(&mut self, gets: &GetResults, out: &mut Columns) -> bool {
+        out.retain(|column, _| self.columns.contains(column));
         let mut name = Vec::new();
-        let mut find = |oid: &Oid| {
+        let mut named = |oid: &Oid, at: usize| {
             name.clear();
             wire::oid_content(oid, &mut name);
-            position.get(name.as_slice()).copied()
+            self.looked
+                .binary_search_by_key(&at, |l| l.0)
+                .is_ok_and(|i| self.names.get(self.looked[i].1..self.looked[i].2) == Some(name.as_slice()))
         };
-        let scalar_at: Option<Vec<(Oid, usize)>> =
-            self.scalars.iter().filter(|s| gets.contains_key(*s)).map(|s| Some((s.clone(), find(s)?))).collect();
-        out.retain(|column, _| self.columns.contains(column));
-        let mut cells_at = Vec::with_capacity(out.len());
-        for (column, rows) in out.iter() {
-            let at: Option<Vec<usize>> = rows.oids().map(&mut find).collect();
-            cells_at.push((column.clone(), at?));
-        }
-        (self.scalar_at, self.cells_at, self.fresh) = (scalar_at?, cells_at, true);
-        Some(())
+        let held = self.scalar_at.iter().all(|(oid, at)| gets.contains_key(oid) && named(oid, *at))
+            && out.len() == self.cells_at.len()
+            && self.cells_at.iter().all(|(column, at)| {
+                out.get(column)
+                    .is_some_and(|rows| rows.len() == at.len() && rows.oids().zip(at).all(|(oid, &i)| named(oid, i)))
+            });
+        self.fresh = held;
+        held
     }
 
     /// Whether it answers a walk of `scalars` and `columns`.
@@ -690,8 +686,8 @@ impl SnmpSession {
             self.template = Some(template);
             return None;
         }
-        if !template.fresh {
-            template.remap(gets, out)?;
+        if !template.fresh && !template.still_holds(gets, out) {
+            return None;
         }
         if !template.holds(gets, out) {
             return None;
@@ -1198,8 +1194,8 @@ impl SnmpSession {
         self.template = match (kept, shape) {
             // A walk that checked the ends, or also walked label columns (not twice in a
             // row: then the walk has more columns from now on), and changed nothing: the
-            // polls between them still send the template's request. Its cells are found
-            // again in these results at the next replay (`Template::remap`).
+            // polls between them still send the template's request. Whether these results
+            // hold its cells where it put them is checked at the next replay.
             (Some(t), _)
                 if clean
                     && self.bulk.is_some()

@@ -197,6 +197,26 @@ impl CommunityBulk {
         non_repeaters: u32,
         max_repetitions: u32,
     ) -> Result<Bytes, Box<LibError>> {
+        self.exchange_as(oids, None, non_repeaters, max_repetitions).await
+    }
+
+    /// `exchange` of a request whose variable-bindings were encoded before (a replay).
+    async fn exchange_encoded(
+        &mut self,
+        varbinds: &[u8],
+        non_repeaters: u32,
+        max_repetitions: u32,
+    ) -> Result<Bytes, Box<LibError>> {
+        self.exchange_as(&[], Some(varbinds), non_repeaters, max_repetitions).await
+    }
+
+    async fn exchange_as(
+        &mut self,
+        oids: &[Oid],
+        varbinds: Option<&[u8]>,
+        non_repeaters: u32,
+        max_repetitions: u32,
+    ) -> Result<Bytes, Box<LibError>> {
         let request_id = self.handle.alloc_request_id();
         let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
         let request = wire::GetBulk {
@@ -206,7 +226,10 @@ impl CommunityBulk {
             max_repetitions: clamp(max_repetitions),
             oids,
         };
-        wire::encode(&request, &mut self.buf);
+        match varbinds {
+            Some(varbinds) => wire::encode_with(&request, varbinds, &mut self.buf),
+            None => wire::encode(&request, &mut self.buf),
+        }
         let target = self.handle.peer_addr();
         let started = tokio::time::Instant::now();
         let retries = self.retry.retries();
@@ -303,9 +326,6 @@ pub struct SnmpSession {
     template_misses: u8,
     /// Walks answered by a replay since the session began.
     replays: u64,
-    /// A replayed answer's names (ranges of the datagram) and values, kept for their room.
-    replay_names: Vec<(usize, usize)>,
-    replay_values: Vec<Value>,
 }
 
 /// What a walk of one GETBULK looked at, from which `Template::of` makes a template.
@@ -323,26 +343,43 @@ struct AnswerShape {
 /// answer with the same names in the same places. `SnmpSession::replay` sends it again and,
 /// when the answer's names (compared as bytes) and ends are where they were, only moves the
 /// new values into the last poll's results: no OID decoded, no map or row built. A different
-/// answer goes to the walk, which learns what changed.
+/// answer goes to the walk, which learns what changed. It keeps no OID beside the scalars
+/// (a gateway holds one per device): columns by `key`, names and the request as BER.
 struct Template {
-    /// The walk it answers: scalar targets and columns.
-    scalars: Vec<Oid>,
-    columns: Vec<Oid>,
-    request: Vec<Oid>,
+    /// The walk it answers: its scalar targets, and its columns' keys in order.
+    scalars: u64,
+    columns: Vec<u64>,
+    /// The request's variable-bindings (`wire::encode_varbinds`).
+    varbinds: Vec<u8>,
     non_repeaters: u32,
     reps: u32,
     /// Varbinds in the answer.
-    answer_len: usize,
+    answer_len: u32,
     /// The varbinds the walk looked at, by position: position, its name's BER content
     /// (`names[from..to]`), whether it was endOfMibView.
-    looked: Vec<(usize, usize, usize, bool)>,
+    looked: Vec<(u32, u32, u32, bool)>,
     names: Vec<u8>,
     /// Where each value goes: the scalars landed on, and each column's cells, by position.
-    scalar_at: Vec<(Oid, usize)>,
-    cells_at: Vec<(Oid, Vec<usize>)>,
+    scalar_at: Vec<(Oid, u32)>,
+    cells_at: Vec<(u64, Vec<u32>)>,
     /// Made from the results the caller holds; `false` after another walk replaced them
     /// (`still_holds` checks them before the next replay).
     fresh: bool,
+}
+
+/// How a template knows a column, or a walk's scalar targets: by a hash of their OIDs.
+fn key<'a>(oids: impl IntoIterator<Item = &'a Oid>) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x6861_6c6c).build_hasher();
+    for oid in oids {
+        oid.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The key of a walk's scalar targets.
+fn scalars_key(scalars: &[(Oid, Oid)]) -> u64 {
+    key(scalars.iter().map(|(oid, _)| oid))
 }
 
 impl Template {
@@ -355,34 +392,37 @@ impl Template {
         gets: &GetResults,
         out: &Columns,
     ) -> Option<Self> {
+        let small = |n: usize| u32::try_from(n).ok();
         let mut names = Vec::new();
         let mut looked = Vec::with_capacity(shape.looked.len());
-        let mut position: HashMap<&Oid, usize> = HashMap::with_capacity(shape.looked.len());
+        let mut position: HashMap<&Oid, u32> = HashMap::with_capacity(shape.looked.len());
         for (at, oid, end) in &shape.looked {
-            let from = names.len();
+            let (at, from) = (small(*at)?, small(names.len())?);
             wire::oid_content(oid, &mut names);
-            looked.push((*at, from, names.len(), *end));
-            if !*end && position.insert(oid, *at).is_some() {
+            looked.push((at, from, small(names.len())?, *end));
+            if !*end && position.insert(oid, at).is_some() {
                 return None;
             }
         }
+        looked.sort_unstable_by_key(|l| l.0);
         let mut scalar_at = Vec::with_capacity(gets.len());
         for oid in gets.keys() {
             scalar_at.push((oid.clone(), *position.get(oid)?));
         }
         let mut cells_at = Vec::with_capacity(out.len());
         for (column, rows) in out {
-            let at: Option<Vec<usize>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
-            cells_at.push((column.clone(), at?));
+            let at: Option<Vec<u32>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
+            cells_at.push((key([column]), at?));
         }
-        looked.sort_unstable_by_key(|l| l.0);
+        let mut varbinds = Vec::new();
+        wire::encode_varbinds(&shape.request, &mut varbinds);
         Some(Self {
-            scalars: scalars.iter().map(|(oid, _)| oid.clone()).collect(),
-            columns: columns.to_vec(),
-            request: shape.request,
+            scalars: scalars_key(scalars),
+            columns: columns.iter().map(|c| key([c])).collect(),
+            varbinds,
             non_repeaters: shape.non_repeaters,
             reps: shape.reps,
-            answer_len: shape.answer_len,
+            answer_len: small(shape.answer_len)?,
             looked,
             names,
             scalar_at,
@@ -394,39 +434,49 @@ impl Template {
     /// Whether a walk of `scalars` and `columns` asks at least what it answers: the same
     /// scalars, and its columns among them (a walk that also walks label columns).
     fn covers(&self, scalars: &[(Oid, Oid)], columns: &[Oid]) -> bool {
-        self.scalars.len() == scalars.len()
-            && self.scalars.iter().zip(scalars).all(|(a, (b, _))| a == b)
-            && self.columns.iter().all(|c| columns.contains(c))
+        let keys: Vec<u64> = columns.iter().map(|c| key([c])).collect();
+        self.scalars == scalars_key(scalars) && self.columns.iter().all(|c| keys.contains(c))
+    }
+
+    /// Whether it answers a walk of `scalars` and `columns`.
+    fn fits(&self, scalars: &[(Oid, Oid)], columns: &[Oid]) -> bool {
+        self.scalars == scalars_key(scalars)
+            && self.columns.len() == columns.len()
+            && self.columns.iter().zip(columns).all(|(k, c)| *k == key([c]))
+    }
+
+    /// The places of a column's cells.
+    fn cells_of(&self, column: &Oid) -> Option<&[u32]> {
+        let k = key([column]);
+        self.cells_at.iter().find(|(c, _)| *c == k).map(|(_, at)| at.as_slice())
+    }
+
+    /// The BER content of the name at `at` (one the walk looked at).
+    fn name_at(&self, at: u32) -> Option<&[u8]> {
+        let i = self.looked.binary_search_by_key(&at, |l| l.0).ok()?;
+        let (_, from, to, _) = self.looked[i];
+        self.names.get(from as usize..to as usize)
     }
 
     /// Whether results another walk made (which changed nothing: the same rows, perhaps
     /// more columns) hold each cell where this template puts its value: every cell's OID is
     /// the name at its place. The columns it does not answer are dropped from `out`.
     fn still_holds(&mut self, gets: &GetResults, out: &mut Columns) -> bool {
-        out.retain(|column, _| self.columns.contains(column));
+        out.retain(|column, _| self.columns.contains(&key([column])));
         let mut name = Vec::new();
-        let mut named = |oid: &Oid, at: usize| {
+        let mut named = |oid: &Oid, at: u32| {
             name.clear();
             wire::oid_content(oid, &mut name);
-            self.looked
-                .binary_search_by_key(&at, |l| l.0)
-                .is_ok_and(|i| self.names.get(self.looked[i].1..self.looked[i].2) == Some(name.as_slice()))
+            self.name_at(at) == Some(name.as_slice())
         };
         let held = self.scalar_at.iter().all(|(oid, at)| gets.contains_key(oid) && named(oid, *at))
             && out.len() == self.cells_at.len()
-            && self.cells_at.iter().all(|(column, at)| {
-                out.get(column)
-                    .is_some_and(|rows| rows.len() == at.len() && rows.oids().zip(at).all(|(oid, &i)| named(oid, i)))
+            && out.iter().all(|(column, rows)| {
+                self.cells_of(column)
+                    .is_some_and(|at| rows.len() == at.len() && rows.oids().zip(at).all(|(oid, &i)| named(oid, i)))
             });
         self.fresh = held;
         held
-    }
-
-    /// Whether it answers a walk of `scalars` and `columns`.
-    fn fits(&self, scalars: &[(Oid, Oid)], columns: &[Oid]) -> bool {
-        self.columns == columns
-            && self.scalars.len() == scalars.len()
-            && self.scalars.iter().zip(scalars).all(|(a, (b, _))| a == b)
     }
 
     /// Whether these are the results it was made with (the same columns, with as many cells
@@ -434,15 +484,16 @@ impl Template {
     fn holds(&self, gets: &GetResults, out: &Columns) -> bool {
         gets.len() >= self.scalar_at.len()
             && out.len() == self.cells_at.len()
-            && self.cells_at.iter().all(|(column, at)| out.get(column).is_some_and(|rows| rows.len() == at.len()))
+            && out.iter().all(|(column, rows)| self.cells_of(column).is_some_and(|at| rows.len() == at.len()))
     }
 
     /// Whether an answer (`names` as ranges of `data`, `values`) has this shape.
     fn matches(&self, data: &[u8], names: &[(usize, usize)], values: &[Value]) -> bool {
-        names.len() == self.answer_len
+        names.len() == self.answer_len as usize
             && self.looked.iter().all(|&(at, from, to, end)| {
-                let (start, stop) = names[at];
-                data.get(start..stop) == self.names.get(from..to) && matches!(values[at], Value::EndOfMibView) == end
+                let (start, stop) = names[at as usize];
+                data.get(start..stop) == self.names.get(from as usize..to as usize)
+                    && matches!(values[at as usize], Value::EndOfMibView) == end
             })
     }
 }
@@ -646,8 +697,6 @@ impl SnmpSession {
             template: None,
             template_misses: 0,
             replays: 0,
-            replay_names: Vec::new(),
-            replay_values: Vec::new(),
         })
     }
 
@@ -694,28 +743,28 @@ impl SnmpSession {
         }
         let bulk = self.bulk.as_mut()?;
         self.requests += 1;
-        let data = match bulk.exchange(&template.request, template.non_repeaters, template.reps).await {
+        let data = match bulk.exchange_encoded(&template.varbinds, template.non_repeaters, template.reps).await {
             Ok(data) => data,
             Err(e) => return Some(Err(self.map_error(&e))),
         };
-        let (names, values) = (&mut self.replay_names, &mut self.replay_values);
-        let readable = wire::decode_response_names(&data, names, values);
-        if readable != Ok(0) || !template.matches(&data, names, values) {
-            values.clear();
+        let mut names = Vec::with_capacity(template.answer_len as usize);
+        let mut values = Vec::with_capacity(template.answer_len as usize);
+        let readable = wire::decode_response_names(&data, &mut names, &mut values);
+        if readable != Ok(0) || !template.matches(&data, &names, &values) {
             self.template_misses = self.template_misses.saturating_add(1);
             return None;
         }
+        let mut take = |at: u32| std::mem::replace(&mut values[at as usize], Value::Null);
         for (oid, at) in &template.scalar_at {
             if let Some(got) = gets.get_mut(oid) {
-                *got = Ok(std::mem::replace(&mut values[*at], Value::Null));
+                *got = Ok(take(*at));
             }
         }
-        for (column, at) in &template.cells_at {
-            if let Some(rows) = out.get_mut(column) {
-                rows.set_values(at.iter().map(|i| std::mem::replace(&mut values[*i], Value::Null)));
+        for (column, rows) in out.iter_mut() {
+            if let Some(at) = template.cells_of(column) {
+                rows.set_values(at.iter().map(|i| take(*i)));
             }
         }
-        values.clear();
         self.template_misses = 0;
         self.replays += 1;
         self.template = Some(template);
@@ -1200,7 +1249,7 @@ impl SnmpSession {
                 if clean
                     && self.bulk.is_some()
                     && t.covers(scalars, columns)
-                    && (check_end || (t.columns != columns && t.fresh)) =>
+                    && (check_end || (!t.fits(scalars, columns) && t.fresh)) =>
             {
                 Some(Template { fresh: false, ..t })
             }

@@ -50,8 +50,32 @@ pub struct GetBulk<'a> {
 /// Writes `req` into `out` (cleared first). Lengths are worked out before anything is written,
 /// so every byte goes in its place once.
 pub fn encode(req: &GetBulk<'_>, out: &mut Vec<u8>) {
-    out.clear();
     let varbinds: usize = req.oids.iter().map(|o| tlv_len(varbind_len(o))).sum();
+    encode_around(req, varbinds, out);
+    put_varbinds(req.oids, out);
+}
+
+/// The variable-bindings of a GETBULK of `oids` (its SEQUENCE, whole), for `encode_with`.
+pub fn encode_varbinds(oids: &[Oid], out: &mut Vec<u8>) {
+    out.clear();
+    let varbinds: usize = oids.iter().map(|o| tlv_len(varbind_len(o))).sum();
+    out.reserve(tlv_len(varbinds));
+    put_header(out, SEQUENCE, varbinds);
+    put_varbinds(oids, out);
+}
+
+/// `encode` of a GETBULK whose variable-bindings `encode_varbinds` wrote (`req.oids` unused):
+/// a request sent again under a new request-id without its OIDs at hand.
+pub fn encode_with(req: &GetBulk<'_>, varbinds: &[u8], out: &mut Vec<u8>) {
+    // The SEQUENCE's header is 2 to 4 bytes: its content is what follows it.
+    let content = varbinds.len().saturating_sub(header_len(varbinds));
+    encode_around(req, content, out);
+    out.extend_from_slice(&varbinds[varbinds.len() - content..]);
+}
+
+/// The message up to the variable-bindings' content (`varbinds` bytes of it).
+fn encode_around(req: &GetBulk<'_>, varbinds: usize, out: &mut Vec<u8>) {
+    out.clear();
     let pdu = tlv_len(int_len(req.request_id))
         + tlv_len(int_len(req.non_repeaters))
         + tlv_len(int_len(req.max_repetitions))
@@ -67,12 +91,23 @@ pub fn encode(req: &GetBulk<'_>, out: &mut Vec<u8>) {
     put_int(out, req.non_repeaters);
     put_int(out, req.max_repetitions);
     put_header(out, SEQUENCE, varbinds);
-    for oid in req.oids {
+}
+
+fn put_varbinds(oids: &[Oid], out: &mut Vec<u8>) {
+    for oid in oids {
         let name = oid_len(oid);
         put_header(out, SEQUENCE, tlv_len(name) + 2);
         put_header(out, OBJECT_IDENTIFIER, name);
         put_oid(out, oid);
         out.extend_from_slice(&[NULL, 0]);
+    }
+}
+
+/// Length of the tag and length bytes of the TLV `tlv` starts with.
+fn header_len(tlv: &[u8]) -> usize {
+    match tlv.get(1) {
+        Some(&first) if first >= 0x80 => 2 + usize::from(first & 0x7F),
+        _ => 2,
     }
 }
 
@@ -453,6 +488,20 @@ mod tests {
         let mut out = vec![0xFF; 3];
         encode(&request, &mut out);
         assert_eq!(out, hex(NET_SNMP_REQUEST));
+        // The same from its variable-bindings encoded apart (a replayed request), also with
+        // a list long enough for a two-byte length.
+        let mut varbinds = vec![0xFF; 5];
+        encode_varbinds(&oids, &mut varbinds);
+        encode_with(&GetBulk { oids: &[], ..request }, &varbinds, &mut out);
+        assert_eq!(out, hex(NET_SNMP_REQUEST));
+        let many: Vec<Oid> = (1..=40).map(|i| oid(&format!("1.3.6.1.4.1.318.1.1.26.9.4.3.1.{i}"))).collect();
+        let request = GetBulk { oids: &many, ..request };
+        encode(&request, &mut out);
+        let whole = out.clone();
+        encode_varbinds(&many, &mut varbinds);
+        assert!(varbinds.len() > 255 && varbinds[1] == 0x82, "{:x?}", &varbinds[..4]);
+        encode_with(&GetBulk { oids: &[], ..request }, &varbinds, &mut out);
+        assert_eq!(out, whole);
     }
 
     #[test]

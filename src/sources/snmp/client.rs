@@ -341,10 +341,11 @@ struct AnswerShape {
 /// A poll's walk that took one GETBULK and left the session as it was, so the next poll
 /// would send the same request and, while the agent's tables stay as they are, read an
 /// answer with the same names in the same places. `SnmpSession::replay` sends it again and,
-/// when the answer's names (compared as bytes) and ends are where they were, only moves the
-/// new values into the last poll's results: no OID decoded, no map or row built. A different
-/// answer goes to the walk, which learns what changed. It keeps no OID beside the scalars
-/// (a gateway holds one per device): columns by `key`, names and the request as BER.
+/// when the answer's names (compared as bytes) and ends are where they were, puts each value
+/// where the walk put it: no request built, no name decoded but the cells' own, nothing
+/// compared or looked up per varbind. A different answer goes to the walk, which learns what
+/// changed. It is small (a gateway holds one per device): names and the request as BER, the
+/// walk's columns by `key`; the results are built anew each poll, not kept.
 struct Template {
     /// The walk it answers: its scalar targets, and its columns' keys in order.
     scalars: u64,
@@ -361,10 +362,9 @@ struct Template {
     names: Vec<u8>,
     /// Where each value goes: the scalars landed on, and each column's cells, by position.
     scalar_at: Vec<(Oid, u32)>,
-    cells_at: Vec<(u64, Vec<u32>)>,
-    /// Made from the results the caller holds; `false` after another walk replaced them
-    /// (`still_holds` checks them before the next replay).
-    fresh: bool,
+    cells_at: Vec<(Oid, Vec<u32>)>,
+    /// Kept across a walk of other columns since its last replay (`SnmpSession::walk`).
+    kept: bool,
 }
 
 /// How a template knows a column, or a walk's scalar targets: by a hash of their OIDs.
@@ -412,7 +412,7 @@ impl Template {
         let mut cells_at = Vec::with_capacity(out.len());
         for (column, rows) in out {
             let at: Option<Vec<u32>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
-            cells_at.push((key([column]), at?));
+            cells_at.push((column.clone(), at?));
         }
         let mut varbinds = Vec::new();
         wire::encode_varbinds(&shape.request, &mut varbinds);
@@ -427,7 +427,7 @@ impl Template {
             names,
             scalar_at,
             cells_at,
-            fresh: true,
+            kept: false,
         })
     }
 
@@ -443,48 +443,6 @@ impl Template {
         self.scalars == scalars_key(scalars)
             && self.columns.len() == columns.len()
             && self.columns.iter().zip(columns).all(|(k, c)| *k == key([c]))
-    }
-
-    /// The places of a column's cells.
-    fn cells_of(&self, column: &Oid) -> Option<&[u32]> {
-        let k = key([column]);
-        self.cells_at.iter().find(|(c, _)| *c == k).map(|(_, at)| at.as_slice())
-    }
-
-    /// The BER content of the name at `at` (one the walk looked at).
-    fn name_at(&self, at: u32) -> Option<&[u8]> {
-        let i = self.looked.binary_search_by_key(&at, |l| l.0).ok()?;
-        let (_, from, to, _) = self.looked[i];
-        self.names.get(from as usize..to as usize)
-    }
-
-    /// Whether results another walk made (which changed nothing: the same rows, perhaps
-    /// more columns) hold each cell where this template puts its value: every cell's OID is
-    /// the name at its place. The columns it does not answer are dropped from `out`.
-    fn still_holds(&mut self, gets: &GetResults, out: &mut Columns) -> bool {
-        out.retain(|column, _| self.columns.contains(&key([column])));
-        let mut name = Vec::new();
-        let mut named = |oid: &Oid, at: u32| {
-            name.clear();
-            wire::oid_content(oid, &mut name);
-            self.name_at(at) == Some(name.as_slice())
-        };
-        let held = self.scalar_at.iter().all(|(oid, at)| gets.contains_key(oid) && named(oid, *at))
-            && out.len() == self.cells_at.len()
-            && out.iter().all(|(column, rows)| {
-                self.cells_of(column)
-                    .is_some_and(|at| rows.len() == at.len() && rows.oids().zip(at).all(|(oid, &i)| named(oid, i)))
-            });
-        self.fresh = held;
-        held
-    }
-
-    /// Whether these are the results it was made with (the same columns, with as many cells
-    /// each): a caller's results that a failed poll emptied are not.
-    fn holds(&self, gets: &GetResults, out: &Columns) -> bool {
-        gets.len() >= self.scalar_at.len()
-            && out.len() == self.cells_at.len()
-            && out.iter().all(|(column, rows)| self.cells_of(column).is_some_and(|at| rows.len() == at.len()))
     }
 
     /// Whether an answer (`names` as ranges of `data`, `values`) has this shape.
@@ -729,16 +687,10 @@ impl SnmpSession {
         gets: &mut GetResults,
         out: &mut Columns,
     ) -> Option<Result<(), SnmpError>> {
-        let mut template = self.template.take()?;
+        let template = self.template.take()?;
         if !template.fits(scalars, columns) {
             // Another walk (the walk keeps the template when that one changes nothing).
             self.template = Some(template);
-            return None;
-        }
-        if !template.fresh && !template.still_holds(gets, out) {
-            return None;
-        }
-        if !template.holds(gets, out) {
             return None;
         }
         let bulk = self.bulk.as_mut()?;
@@ -755,19 +707,22 @@ impl SnmpSession {
             return None;
         }
         let mut take = |at: u32| std::mem::replace(&mut values[at as usize], Value::Null);
-        for (oid, at) in &template.scalar_at {
-            if let Some(got) = gets.get_mut(oid) {
-                *got = Ok(take(*at));
+        *gets = template.scalar_at.iter().map(|(oid, at)| (oid.clone(), Ok(take(*at)))).collect();
+        *out = Columns::with_capacity(template.cells_at.len());
+        for (column, at) in &template.cells_at {
+            let mut rows = ColumnRows::new(column);
+            rows.reserve(at.len());
+            for &i in at {
+                let (start, end) = names[i as usize];
+                // Its name is the template's, read when the template was made.
+                let oid = wire::oid_from_content(&data[start..end])?;
+                rows.insert(oid, take(i));
             }
-        }
-        for (column, rows) in out.iter_mut() {
-            if let Some(at) = template.cells_of(column) {
-                rows.set_values(at.iter().map(|i| take(*i)));
-            }
+            out.insert(column.clone(), rows);
         }
         self.template_misses = 0;
         self.replays += 1;
-        self.template = Some(template);
+        self.template = Some(Template { kept: false, ..template });
         Some(Ok(()))
     }
 
@@ -931,20 +886,6 @@ impl SnmpSession {
     /// the agent orders its OIDs oddly) is asked with a GET, now and from then on, so the
     /// results are always what a GET would give.
     pub async fn fetch(&mut self, scalars: &[Oid], columns: &[Oid]) -> Result<(GetResults, Columns), SnmpError> {
-        let (mut gets, mut out) = (GetResults::new(), Columns::new());
-        self.fetch_into(scalars, columns, &mut gets, &mut out).await?;
-        Ok((gets, out))
-    }
-
-    /// `fetch` into the results of the previous call, which a poll that asks the same as the
-    /// last one updates in place (see `replay`); anything else is replaced.
-    pub async fn fetch_into(
-        &mut self,
-        scalars: &[Oid],
-        columns: &[Oid],
-        gets: &mut GetResults,
-        out: &mut Columns,
-    ) -> Result<(), SnmpError> {
         let fold = self.version != SnmpVersion::V1 && !columns.is_empty() && scalars.len() <= self.batch;
         let mut direct: Vec<Oid> = Vec::new();
         let mut folded: Vec<(Oid, Oid)> = Vec::new();
@@ -954,7 +895,8 @@ impl SnmpSession {
                 _ => direct.push(oid.clone()),
             }
         }
-        let misses = self.walk(&folded, columns, gets, out).await?;
+        let (mut gets, mut out) = (GetResults::new(), Columns::new());
+        let misses = self.walk(&folded, columns, &mut gets, &mut out).await?;
         for oid in misses {
             tracing::debug!(address = %self.address, %oid, "GETNEXT did not land on the scalar; asking it with GET from now on");
             self.get_instead.insert(oid.clone());
@@ -963,14 +905,13 @@ impl SnmpSession {
         if !direct.is_empty() {
             gets.extend(self.get(&direct).await?);
         }
-        Ok(())
+        Ok((gets, out))
     }
 
     /// The table walk behind `walk_columns` and `fetch`: `scalars` (target, GETNEXT start)
     /// go as non-repeaters in the first GETBULK. Puts the scalars that landed exactly in
-    /// `gets` and the columns in `out` (a poll like the last one updates them in place,
-    /// `replay`; otherwise both are replaced), and returns the scalars that did not land
-    /// (to be asked with GET).
+    /// `gets` and the columns in `out` (a poll like the last one replays its request,
+    /// `replay`), and returns the scalars that did not land (to be asked with GET).
     async fn walk(
         &mut self,
         scalars: &[(Oid, Oid)],
@@ -1249,9 +1190,9 @@ impl SnmpSession {
                 if clean
                     && self.bulk.is_some()
                     && t.covers(scalars, columns)
-                    && (check_end || (!t.fits(scalars, columns) && t.fresh)) =>
+                    && (check_end || (!t.fits(scalars, columns) && !t.kept)) =>
             {
-                Some(Template { fresh: false, ..t })
+                Some(Template { kept: !t.fits(scalars, columns), ..t })
             }
             (_, Some(shape)) => Template::of(shape, scalars, columns, gets, out),
             _ => None,
@@ -1639,8 +1580,9 @@ mod walk_tests {
         (gets, cols)
     }
 
-    /// `fetch_into`'s results in the shape of `expected`.
-    fn results(gets: &GetResults, out: &Columns, scalars: &[Oid], columns: &[Oid]) -> Seen {
+    /// `fetch`'s results in the shape of `expected`.
+    fn results(got: &(GetResults, Columns), scalars: &[Oid], columns: &[Oid]) -> Seen {
+        let (gets, out) = got;
         let gets = scalars.iter().map(|s| (s.clone(), gets[s].clone().unwrap())).collect();
         let cols = columns
             .iter()
@@ -1658,20 +1600,21 @@ mod walk_tests {
         let (mut session, task) = start(table.clone(), &cancel).await;
         let scalars = [oid(&[2, 0])];
         let columns = [column(2), column(3), column(4)];
-        let (mut gets, mut out) = (GetResults::new(), Columns::new());
-        let poll = async |session: &mut SnmpSession, gets: &mut GetResults, out: &mut Columns| {
+        // A poll of `columns` (new values each time) reads what the agent has; its requests.
+        let poll = async |session: &mut SnmpSession, columns: &[Oid]| {
             table.bump.fetch_add(1000, Ordering::SeqCst);
-            session.fetch_into(&scalars, &columns, gets, out).await.unwrap();
-            assert_eq!(results(gets, out, &scalars, &columns), expected(&table, &scalars, &columns));
+            let got = session.fetch(&scalars, columns).await.unwrap();
+            assert_eq!(results(&got, &scalars, columns), expected(&table, &scalars, columns));
+            assert_eq!(got.1.len(), columns.len(), "only the columns asked for");
             session.take_requests()
         };
         // The first walk checks the ends and learns the tables; the second is one request and
         // leaves a template; from then on each poll replays it, reading the new values.
-        poll(&mut session, &mut gets, &mut out).await;
-        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        poll(&mut session, &columns).await;
+        assert_eq!(poll(&mut session, &columns).await, 1);
         assert_eq!(session.replays(), 0);
         for n in 1..=5 {
-            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(poll(&mut session, &columns).await, 1);
             assert_eq!(session.replays(), n);
         }
         // A row goes from the long tables, then from the short one: the answer's names are
@@ -1682,61 +1625,44 @@ mod walk_tests {
             let replays = session.replays();
             // (Not a walk that checks the ends, which walks without replaying.)
             session.walks = 1;
-            assert!(poll(&mut session, &mut gets, &mut out).await >= 2);
+            assert!(poll(&mut session, &columns).await >= 2);
             assert_eq!(session.replays(), replays);
             assert_eq!(session.template_misses, 1);
             // That walk learned the new length; the next one leaves a template.
-            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(poll(&mut session, &columns).await, 1);
             assert_eq!(session.replays(), replays);
-            assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+            assert_eq!(poll(&mut session, &columns).await, 1);
             assert_eq!(session.replays(), replays + 1);
             assert_eq!(session.template_misses, 0);
         }
         // A walk that checks the ends and finds them where they were keeps the template, and
         // so does a walk of more columns (labels, once a minute): the next poll replays.
         session.walks = CHECK_END_EVERY;
-        poll(&mut session, &mut gets, &mut out).await;
+        poll(&mut session, &columns).await;
         let replays = session.replays();
-        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        assert_eq!(poll(&mut session, &columns).await, 1);
         assert_eq!(session.replays(), replays + 1);
-        let more = [column(2), column(3), column(4)];
         let fewer = [column(2), column(4)];
-        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
-        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
+        poll(&mut session, &fewer).await;
+        poll(&mut session, &fewer).await;
         let replays = session.replays();
-        session.fetch_into(&scalars, &more, &mut gets, &mut out).await.unwrap();
-        assert_eq!(results(&gets, &out, &scalars, &more), expected(&table, &scalars, &more));
-        table.bump.fetch_add(1000, Ordering::SeqCst);
-        session.take_requests();
-        session.fetch_into(&scalars, &fewer, &mut gets, &mut out).await.unwrap();
-        assert_eq!(session.take_requests(), 1);
+        poll(&mut session, &columns).await;
+        assert_eq!(poll(&mut session, &fewer).await, 1);
         assert_eq!(session.replays(), replays + 1);
-        assert_eq!(results(&gets, &out, &scalars, &fewer), expected(&table, &scalars, &fewer));
-        assert!(!out.contains_key(&column(3)), "a column the poll did not ask for stays in its results");
         // More columns twice in a row: the walk has them from now on, and a template of them.
-        session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
-        session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
+        poll(&mut session, &columns).await;
+        poll(&mut session, &columns).await;
         let replays = session.replays();
-        session.take_requests();
-        assert_eq!(poll(&mut session, &mut gets, &mut out).await, 1);
+        assert_eq!(poll(&mut session, &columns).await, 1);
         assert_eq!(session.replays(), replays + 1);
         // A row comes: the replay cannot see it, the walk that checks the ends does.
         table.rows.fetch_add(2, Ordering::SeqCst);
         let mut polls = 0;
-        loop {
-            session.fetch_into(&scalars, &columns, &mut gets, &mut out).await.unwrap();
-            if out[&column(2)].len() == 6 {
-                break;
-            }
+        while session.fetch(&scalars, &columns).await.unwrap().1[&column(2)].len() != 6 {
             polls += 1;
             assert!(polls <= CHECK_END_EVERY, "the new row is never seen");
         }
-        assert_eq!(results(&gets, &out, &scalars, &columns), expected(&table, &scalars, &columns));
-        // Results that are not the last poll's (a poll that failed gives none) are walked.
-        let (mut fresh_gets, mut fresh_out) = (GetResults::new(), Columns::new());
-        let replays = session.replays();
-        poll(&mut session, &mut fresh_gets, &mut fresh_out).await;
-        assert_eq!(session.replays(), replays);
+        poll(&mut session, &columns).await;
         cancel.cancel();
         let _ = task.await;
     }

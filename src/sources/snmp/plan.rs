@@ -89,13 +89,6 @@ impl ColumnRows {
         self.cells.iter().map(|(oid, _)| oid)
     }
 
-    /// New values for the cells, in order (as many as there are cells: a `Template` replay).
-    pub fn set_values(&mut self, values: impl Iterator<Item = Value>) {
-        for (cell, value) in self.cells.iter_mut().zip(values) {
-            cell.1 = value;
-        }
-    }
-
     /// The row indices, in order.
     pub fn rows(&self) -> impl Iterator<Item = &[u32]> + '_ {
         self.cells.iter().map(|(oid, _)| self.index(oid))

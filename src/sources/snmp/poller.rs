@@ -69,9 +69,6 @@ pub struct DevicePoller {
     absent: HashSet<usize>,
     /// Why polls fail, while they do (to warn once per run of failures).
     down: Option<String>,
-    /// The last good poll's results, which the next poll updates in place when it asks the
-    /// same (`SnmpSession::fetch_into`).
-    fetched: Fetched,
 }
 
 impl DevicePoller {
@@ -96,7 +93,6 @@ impl DevicePoller {
             known_rows: HashMap::new(),
             absent: HashSet::new(),
             down: None,
-            fetched: Fetched::default(),
         }
     }
 
@@ -126,25 +122,20 @@ impl DevicePoller {
         };
         let at = Timestamp::now();
         self.plan.start_poll(Instant::now().into_std());
-        let mut f = std::mem::take(&mut self.fetched);
-        let mut fetched = self.fetch(&mut f).await;
-        if fetched.is_ok() && self.plan.meets_unlabeled_row(&f) {
+        let mut fetched = self.fetch().await;
+        if fetched.as_ref().is_ok_and(|f| self.plan.meets_unlabeled_row(f)) {
             // A row new since the labels were walked: ask again with them (rare), walking
             // every column to its end (the label columns' known lengths are out of date).
             self.plan.walk_labels();
             if let Some(session) = self.session.as_mut() {
                 session.forget_rows();
             }
-            fetched = self.fetch(&mut f).await;
+            fetched = self.fetch().await;
         }
         drop(turn);
         let now = Instant::now();
         match fetched {
-            Ok(()) => {
-                let readings = self.decode(&f, at, now);
-                self.fetched = f;
-                PollOutcome { readings, result: Ok(()) }
-            }
+            Ok(f) => PollOutcome { readings: self.decode(&f, at, now), result: Ok(()) },
             Err(e) => {
                 // A failed poll breaks every rate's chain of samples.
                 self.counters.clear();
@@ -186,7 +177,7 @@ impl DevicePoller {
         }
     }
 
-    async fn fetch(&mut self, into: &mut Fetched) -> Result<(), SnmpError> {
+    async fn fetch(&mut self) -> Result<Fetched, SnmpError> {
         if self.session.is_none() {
             let (settings, timeout, retries) = (&self.settings, self.spec.timeout, self.spec.retries);
             self.session = Some(match &self.sockets {
@@ -198,7 +189,8 @@ impl DevicePoller {
             // Just set above; unreachable in practice, but never panic in the daemon.
             return Err(SnmpError::Setup { address: self.settings.address.clone(), detail: "no session".into() });
         };
-        session.fetch_into(self.plan.get_oids(), self.plan.walk_columns(), &mut into.gets, &mut into.columns).await
+        let (gets, columns) = session.fetch(self.plan.get_oids(), self.plan.walk_columns()).await?;
+        Ok(Fetched { gets, columns })
     }
 
     fn reading(&self, point: usize, at: Timestamp, label: Option<ArcStr>, value: Result<f64, ArcStr>) -> Reading {

@@ -185,6 +185,13 @@ pub fn decode_response_names(
     Ok(error_status)
 }
 
+/// The OID whose BER content is `b` (a name `decode_response_names` gave).
+pub fn oid_from_content(b: &[u8]) -> Option<Oid> {
+    let mut arcs = [0u32; MAX_ARCS];
+    let n = decode_oid(b, &mut arcs)?;
+    Some(Oid::from_slice(&arcs[..n]))
+}
+
 /// An OID's BER content, as `decode_response_names` gives a name (minimal encoding, which is
 /// what agents send; an agent that pads its sub-identifiers only never matches).
 pub fn oid_content(oid: &Oid, out: &mut Vec<u8>) {

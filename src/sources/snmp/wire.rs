@@ -133,15 +133,7 @@ pub struct Malformed {
 /// not copies. The version and community were checked by the transport already; the PDU tag
 /// and the structure are checked here.
 pub fn decode_response(data: &Bytes) -> Result<Response, Malformed> {
-    let mut r = Reader { data, at: 0, end: data.len() };
-    let mut message = r.enter(SEQUENCE, "message")?;
-    message.expect(INTEGER, "version")?;
-    message.expect(OCTET_STRING, "community")?;
-    let mut pdu = message.enter(RESPONSE, "Response-PDU")?;
-    let request_id = pdu.int("request-id")?;
-    let error_status = pdu.int("error-status")?;
-    let error_index = pdu.int("error-index")?;
-    let mut list = pdu.enter(SEQUENCE, "variable-bindings")?;
+    let (request_id, error_status, error_index, mut list) = response_pdu(data)?;
     let mut varbinds = Vec::with_capacity(list.remaining() / 16);
     let mut arcs = [0u32; MAX_ARCS];
     while !list.is_empty() {
@@ -153,6 +145,20 @@ pub fn decode_response(data: &Bytes) -> Result<Response, Malformed> {
         varbinds.push(VarBind::new(oid, value));
     }
     Ok(Response { request_id, error_status, error_index, varbinds })
+}
+
+/// A community message's Response-PDU: request-id, error-status, error-index, and a reader of
+/// its variable-bindings.
+fn response_pdu(data: &Bytes) -> Result<(i32, i32, i32, Reader<'_>), Malformed> {
+    let mut r = Reader { data, at: 0, end: data.len() };
+    let mut message = r.enter(SEQUENCE, "message")?;
+    message.expect(INTEGER, "version")?;
+    message.expect(OCTET_STRING, "community")?;
+    let mut pdu = message.enter(RESPONSE, "Response-PDU")?;
+    let request_id = pdu.int("request-id")?;
+    let error_status = pdu.int("error-status")?;
+    let error_index = pdu.int("error-index")?;
+    Ok((request_id, error_status, error_index, pdu.enter(SEQUENCE, "variable-bindings")?))
 }
 
 /// Reads a community Response-PDU like `decode_response`, but leaves each varbind's name
@@ -167,15 +173,7 @@ pub fn decode_response_names(
 ) -> Result<i32, Malformed> {
     names.clear();
     values.clear();
-    let mut r = Reader { data, at: 0, end: data.len() };
-    let mut message = r.enter(SEQUENCE, "message")?;
-    message.expect(INTEGER, "version")?;
-    message.expect(OCTET_STRING, "community")?;
-    let mut pdu = message.enter(RESPONSE, "Response-PDU")?;
-    pdu.int("request-id")?;
-    let error_status = pdu.int("error-status")?;
-    pdu.int("error-index")?;
-    let mut list = pdu.enter(SEQUENCE, "variable-bindings")?;
+    let (_, error_status, _, mut list) = response_pdu(data)?;
     let mut arcs = [0u32; MAX_ARCS];
     while !list.is_empty() {
         let mut vb = list.enter(SEQUENCE, "varbind")?;

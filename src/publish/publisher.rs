@@ -146,7 +146,6 @@ impl Publisher {
             handed: VecDeque::new(),
             inflight: HashMap::new(),
             cursor: None,
-            fill_stalled: false,
             last_logged_error: None,
             phase: Phase::Running,
             offline_acked: false,
@@ -261,8 +260,6 @@ struct Task {
     inflight: HashMap<u16, Handed>,
     /// The last outbox seq handed over on this connection.
     cursor: Option<u64>,
-    /// The last `fill` stopped before the outbox's end or the window's (see `wants_retry`).
-    fill_stalled: bool,
     last_logged_error: Option<String>,
     phase: Phase,
     offline_acked: bool,
@@ -275,10 +272,7 @@ type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Event, ConnectionError>
 impl Task {
     async fn run(mut self, mut eventloop: EventLoop) {
         info!(broker = %self.broker, client_id = %self.opts.mqtt.client_id, window = self.window, "MQTT publisher started");
-        // The retry tick runs only while something waits on it (see `wants_retry`): an idle
-        // gateway should not wake every second to find the outbox as it left it.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if self.cancel.is_cancelled() && self.phase == Phase::Running {
                 self.begin_drain();
@@ -293,7 +287,7 @@ impl Task {
                     tokio::select! {
                         ev = &mut poll => break Some(ev),
                         _ = self.notify.notified() => self.fill(),
-                        _ = tick.tick(), if self.wants_retry() => self.fill(),
+                        _ = tick.tick() => self.fill(),
                         _ = self.cancel.cancelled(), if self.phase == Phase::Running => {
                             self.begin_drain();
                             if !self.connected {
@@ -396,16 +390,8 @@ impl Task {
         self.handed.len() + self.inflight.len()
     }
 
-    /// Whether a `fill` may find something to do that no event or notification will prompt:
-    /// messages are in flight (room frees as they are acknowledged), or the last fill stopped
-    /// short (rumqttc's request channel was full, the outbox could not be read).
-    fn wants_retry(&self) -> bool {
-        self.connected && (self.fill_stalled || self.outstanding() > 0)
-    }
-
     /// Hands outbox messages to rumqttc until the window is full.
     fn fill(&mut self) {
-        self.fill_stalled = false;
         if !self.connected || !matches!(self.phase, Phase::Running | Phase::Draining(_)) {
             return;
         }
@@ -418,7 +404,6 @@ impl Task {
                 Ok(b) => b,
                 Err(e) => {
                     error!(broker = %self.broker, error = %e, "cannot read the outbox");
-                    self.fill_stalled = true;
                     return;
                 }
             };
@@ -431,7 +416,6 @@ impl Task {
             }
             for m in batch {
                 if !self.hand_over(m) {
-                    self.fill_stalled = true;
                     return;
                 }
             }
@@ -535,7 +519,6 @@ impl Task {
                 Some(h) if h.qos() == 0 => {
                     if let Handed::Outbox { seq, .. } = h {
                         self.acked(seq);
-                        self.fill();
                     }
                 }
                 Some(h) => {

@@ -360,9 +360,10 @@ struct Template {
     /// (`names[from..to]`), whether it was endOfMibView.
     looked: Vec<(u32, u32, u32, bool)>,
     names: Vec<u8>,
-    /// Where each value goes: the scalars landed on, and each column's cells, by position.
+    /// Where each value goes: the scalars landed on, and each column's cells, by position,
+    /// with the length of the column's own BER content (a cell's row index follows it).
     scalar_at: Vec<(Oid, u32)>,
-    cells_at: Vec<(Oid, Vec<u32>)>,
+    cells_at: Vec<(Oid, u32, Vec<u32>)>,
     /// Kept across a walk of other columns since its last replay (`SnmpSession::walk`).
     kept: bool,
 }
@@ -410,9 +411,21 @@ impl Template {
             scalar_at.push((oid.clone(), *position.get(oid)?));
         }
         let mut cells_at = Vec::with_capacity(out.len());
+        let mut prefix = Vec::new();
         for (column, rows) in out {
-            let at: Option<Vec<u32>> = rows.oids().map(|oid| position.get(oid).copied()).collect();
-            cells_at.push((column.clone(), at?));
+            prefix.clear();
+            wire::oid_content(column, &mut prefix);
+            let at: Option<Vec<u32>> = rows.oids().map(|oid| position.get(&oid).copied()).collect();
+            let at = at?;
+            // A replay reads each row from its name after these bytes.
+            let name = |&i: &u32| looked.binary_search_by_key(&i, |l| l.0).ok().map(|l| looked[l]);
+            if !at
+                .iter()
+                .all(|i| name(i).is_some_and(|(_, from, to, _)| names[from as usize..to as usize].starts_with(&prefix)))
+            {
+                return None;
+            }
+            cells_at.push((column.clone(), small(prefix.len())?, at));
         }
         let mut varbinds = Vec::new();
         wire::encode_varbinds(&shape.request, &mut varbinds);
@@ -709,14 +722,14 @@ impl SnmpSession {
         let mut take = |at: u32| std::mem::replace(&mut values[at as usize], Value::Null);
         *gets = template.scalar_at.iter().map(|(oid, at)| (oid.clone(), Ok(take(*at)))).collect();
         *out = Columns::with_capacity(template.cells_at.len());
-        for (column, at) in &template.cells_at {
+        for (column, prefix, at) in &template.cells_at {
             let mut rows = ColumnRows::new(column);
             rows.reserve(at.len());
             for &i in at {
                 let (start, end) = names[i as usize];
-                // Its name is the template's, read when the template was made.
-                let oid = wire::oid_from_content(&data[start..end])?;
-                rows.insert(oid, take(i));
+                // Its name is the template's: the column's content, then the row's arcs.
+                let row = data.get(start + *prefix as usize..end)?;
+                rows.insert_read(take(i), |arcs| wire::push_subids(row, arcs))?;
             }
             out.insert(column.clone(), rows);
         }
@@ -996,9 +1009,7 @@ impl SnmpSession {
                 .chain(folded.iter().flat_map(|f| f.starts()))
                 // Each column from its cursor: the last row it gave (the column before the first).
                 .chain(
-                    active[..n]
-                        .iter()
-                        .map(|w| out.get(&w.column).and_then(ColumnRows::last_oid).unwrap_or(&w.column).clone()),
+                    active[..n].iter().map(|w| out.get(&w.column).map_or_else(|| w.column.clone(), ColumnRows::cursor)),
                 )
                 .collect();
             self.requests += 1;
@@ -1134,11 +1145,11 @@ impl SnmpSession {
                 }
                 // Every column walked has its rows from the start (no OID cloned a varbind).
                 let Some(rows) = out.get_mut(&w.column) else { continue };
-                let last = rows.last_oid().unwrap_or(&w.column);
-                if vb.oid <= *last {
+                let row = vb.oid.arcs().get(w.column.len()..).unwrap_or_default();
+                if rows.last_row().is_some_and(|last| row <= last) {
                     return Err(SnmpError::Protocol {
                         address: self.address.clone(),
-                        detail: format!("walk of {} went backwards ({} after {last})", w.column, vb.oid),
+                        detail: format!("walk of {} went backwards ({} after {})", w.column, vb.oid, rows.cursor()),
                     });
                 }
                 rows.insert(vb.oid, vb.value);
@@ -1586,7 +1597,7 @@ mod walk_tests {
         let gets = scalars.iter().map(|s| (s.clone(), gets[s].clone().unwrap())).collect();
         let cols = columns
             .iter()
-            .map(|c| (c.clone(), out[c].oids().cloned().zip(out[c].iter().map(|(_, v)| v.clone())).collect()))
+            .map(|c| (c.clone(), out[c].oids().zip(out[c].iter().map(|(_, v)| v.clone())).collect()))
             .collect();
         (gets, cols)
     }

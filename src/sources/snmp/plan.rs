@@ -48,17 +48,21 @@ impl Fetched {
     }
 }
 
-/// One walked table column: its answers in OID order, kept as they came off the wire, so a
-/// row costs no copy of its index and no map node (a row's index is its OID after the column).
+/// One walked table column: its answers in row order. A row is kept as its index (the arcs
+/// after the column), all rows' arcs in one buffer, so a row costs no OID of its own (an
+/// `Oid` holds 16 arcs inline) and no map node.
 #[derive(Debug, Clone)]
 pub struct ColumnRows {
     column: Oid,
-    cells: Vec<(Oid, Value)>,
+    /// Every row's index, one after another (in the order they came, not sorted).
+    arcs: Vec<u32>,
+    /// Per row, in row order: its index (`arcs[from..to]`) and its value.
+    cells: Vec<(u32, u32, Value)>,
 }
 
 impl ColumnRows {
     pub fn new(column: &Oid) -> Self {
-        Self { column: column.clone(), cells: Vec::new() }
+        Self { column: column.clone(), arcs: Vec::new(), cells: Vec::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -69,61 +73,101 @@ impl ColumnRows {
         self.cells.is_empty()
     }
 
-    /// The last cell's OID (a walk's cursor).
-    pub fn last_oid(&self) -> Option<&Oid> {
-        self.cells.last().map(|(oid, _)| oid)
+    fn row(&self, at: usize) -> &[u32] {
+        let (from, to, _) = self.cells[at];
+        &self.arcs[from as usize..to as usize]
     }
 
-    /// Room for `rows` more cells (a walk expecting the rows of the last one).
+    /// The last row's index.
+    pub fn last_row(&self) -> Option<&[u32]> {
+        self.cells.len().checked_sub(1).map(|at| self.row(at))
+    }
+
+    /// Where a walk of this column goes on from: the last row's OID (the column before the
+    /// first row).
+    pub fn cursor(&self) -> Oid {
+        self.last_row().map_or_else(|| self.column.clone(), |row| join(&self.column, row))
+    }
+
+    /// Room for `rows` more rows (a walk expecting the rows of the last one).
     pub fn reserve(&mut self, rows: usize) {
         self.cells.reserve(rows);
+        self.arcs.reserve(rows);
     }
 
-    /// A cell's row index: its OID's arcs after the column.
-    fn index<'a>(&self, oid: &'a Oid) -> &'a [u32] {
-        oid.arcs().get(self.column.len()..).unwrap_or_default()
-    }
-
-    /// The cells' OIDs, in order.
-    pub fn oids(&self) -> impl Iterator<Item = &Oid> + '_ {
-        self.cells.iter().map(|(oid, _)| oid)
+    /// The rows' OIDs, in order (made on each call).
+    pub fn oids(&self) -> impl Iterator<Item = Oid> + '_ {
+        self.rows().map(|row| join(&self.column, row))
     }
 
     /// The row indices, in order.
     pub fn rows(&self) -> impl Iterator<Item = &[u32]> + '_ {
-        self.cells.iter().map(|(oid, _)| self.index(oid))
+        (0..self.cells.len()).map(|at| self.row(at))
     }
 
     /// (row index, value), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u32], &Value)> + '_ {
-        self.cells.iter().map(|(oid, v)| (self.index(oid), v))
+        self.cells.iter().map(|(from, to, v)| (&self.arcs[*from as usize..*to as usize], v))
     }
 
     pub fn get(&self, row: &[u32]) -> Option<&Value> {
-        let at = self.cells.binary_search_by(|(oid, _)| self.index(oid).cmp(row)).ok()?;
-        Some(&self.cells[at].1)
+        let at = self.cells.binary_search_by(|(from, to, _)| self.arcs[*from as usize..*to as usize].cmp(row)).ok()?;
+        Some(&self.cells[at].2)
     }
 
-    /// Adds the answer for `oid` (a cell of this column; the caller checked). A walk gives
-    /// cells in order, so this is a push; one out of order goes in its place, and a second
-    /// answer for a row replaces the first.
+    /// Adds the answer for `oid` (a cell of this column; the caller checked).
     pub fn insert(&mut self, oid: Oid, value: Value) {
-        let in_order = self.cells.last().is_none_or(|(last, _)| *last < oid);
-        if in_order {
-            self.cells.push((oid, value));
+        let row = oid.arcs().get(self.column.len()..).unwrap_or_default();
+        self.insert_row(row, value);
+    }
+
+    /// Adds the answer for the row `row`. A walk gives rows in order, so this is a push; one
+    /// out of order goes in its place, and a second answer for a row replaces the first.
+    pub fn insert_row(&mut self, row: &[u32], value: Value) {
+        if self.last_row().is_none_or(|last| last < row) {
+            self.push(row, value);
             return;
         }
-        match self.cells.binary_search_by(|(o, _)| o.cmp(&oid)) {
-            Ok(at) => self.cells[at].1 = value,
-            Err(at) => self.cells.insert(at, (oid, value)),
+        match self.cells.binary_search_by(|(from, to, _)| self.arcs[*from as usize..*to as usize].cmp(row)) {
+            Ok(at) => self.cells[at].2 = value,
+            Err(at) => {
+                let from = self.arcs.len();
+                self.arcs.extend_from_slice(row);
+                self.cells.insert(at, (arc_at(from), arc_at(self.arcs.len()), value));
+            }
         }
     }
 
-    /// `insert` by row index.
-    pub fn insert_row(&mut self, row: &[u32], value: Value) {
-        let oid = join(&self.column, row);
-        self.insert(oid, value);
+    fn push(&mut self, row: &[u32], value: Value) {
+        let from = self.arcs.len();
+        self.arcs.extend_from_slice(row);
+        self.cells.push((arc_at(from), arc_at(self.arcs.len()), value));
     }
+
+    /// Adds a row whose index `read` appends to the arcs it is given (decoded straight off
+    /// the wire, with no OID made); `None`, and nothing added, when `read` fails. A row that
+    /// does not come after the last goes in its place, as with `insert_row`.
+    pub fn insert_read(&mut self, value: Value, read: impl FnOnce(&mut Vec<u32>) -> Option<()>) -> Option<()> {
+        let from = self.arcs.len();
+        if read(&mut self.arcs).is_none() {
+            self.arcs.truncate(from);
+            return None;
+        }
+        let row = &self.arcs[from..];
+        let in_order = self.cells.last().is_none_or(|(f, t, _)| &self.arcs[*f as usize..*t as usize] < row);
+        if in_order {
+            self.cells.push((arc_at(from), arc_at(self.arcs.len()), value));
+        } else {
+            let row: RowIndex = self.arcs.split_off(from);
+            self.insert_row(&row, value);
+        }
+        Some(())
+    }
+}
+
+/// A position in a column's arcs (a walk stops at 10,000 rows of at most 128 arcs).
+fn arc_at(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
 }
 
 /// One decoded value of one point (and row).
@@ -694,6 +738,43 @@ mod tests {
 
     fn oid(s: &str) -> Oid {
         Oid::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_columns_rows_stay_in_row_order_however_they_come() {
+        let col = oid("1.3.6.1.4.1.318.1.1.26.9.4.3.1.7");
+        let mut rows = ColumnRows::new(&col);
+        assert_eq!(rows.cursor(), col);
+        rows.insert(join(&col, &[2]), Value::Integer(2));
+        rows.insert_row(&[1, 5], Value::Integer(15));
+        rows.insert_read(Value::Integer(3), |arcs| {
+            arcs.push(3);
+            Some(())
+        })
+        .unwrap();
+        rows.insert_read(Value::Integer(1), |arcs| {
+            arcs.push(1);
+            Some(())
+        })
+        .unwrap();
+        // A row read that fails adds nothing, not even half an index.
+        assert_eq!(
+            rows.insert_read(Value::Integer(9), |arcs| {
+                arcs.push(9);
+                None
+            }),
+            None
+        );
+        // A second answer for a row replaces the first.
+        rows.insert_row(&[2], Value::Integer(22));
+        let got: Vec<(Vec<u32>, Value)> = rows.iter().map(|(r, v)| (r.to_vec(), v.clone())).collect();
+        let want = [(vec![1], 1), (vec![1, 5], 15), (vec![2], 22), (vec![3], 3)];
+        assert_eq!(got, want.map(|(r, v)| (r, Value::Integer(v))));
+        assert_eq!(rows.get(&[1, 5]), Some(&Value::Integer(15)));
+        assert_eq!(rows.get(&[9]), None);
+        assert_eq!(rows.last_row(), Some(&[3][..]));
+        assert_eq!(rows.cursor(), join(&col, &[3]));
+        assert_eq!(rows.oids().collect::<Vec<_>>(), [[1].as_slice(), &[1, 5], &[2], &[3]].map(|r| join(&col, r)));
     }
 
     fn column(f: &mut Fetched, col: &str, rows: &[(&[u32], Value)]) {

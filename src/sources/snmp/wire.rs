@@ -183,11 +183,28 @@ pub fn decode_response_names(
     Ok(error_status)
 }
 
-/// The OID whose BER content is `b` (a name `decode_response_names` gave).
-pub fn oid_from_content(b: &[u8]) -> Option<Oid> {
-    let mut arcs = [0u32; MAX_ARCS];
-    let n = decode_oid(b, &mut arcs)?;
-    Some(Oid::from_slice(&arcs[..n]))
+/// Appends the arcs of `b`, sub-identifiers after an OID's first two arcs (a table cell's
+/// name after its column's content: the row index), to `out`. `None` for none, a truncated
+/// one or one over 32 bits.
+pub fn push_subids(b: &[u8], out: &mut Vec<u32>) -> Option<()> {
+    let mut acc: u32 = 0;
+    let mut pending = false;
+    for &byte in b {
+        if !pending && byte < 0x80 {
+            out.push(u32::from(byte));
+            continue;
+        }
+        if acc > u32::MAX >> 7 {
+            return None;
+        }
+        acc = (acc << 7) | u32::from(byte & 0x7F);
+        pending = byte & 0x80 != 0;
+        if !pending {
+            out.push(acc);
+            acc = 0;
+        }
+    }
+    (!b.is_empty() && !pending).then_some(())
 }
 
 /// An OID's BER content, as `decode_response_names` gives a name (minimal encoding, which is
@@ -592,6 +609,14 @@ mod tests {
         assert_eq!(decode_response(&Bytes::from(not_a_response)).unwrap_err().what, "Response-PDU");
     }
 
+    #[test]
+    fn a_row_arc_over_32_bits_is_no_row() {
+        let mut arcs = Vec::new();
+        assert_eq!(push_subids(&[0x8F, 0xFF, 0xFF, 0xFF, 0x7F], &mut arcs), Some(()));
+        assert_eq!(arcs, [u32::MAX]);
+        assert_eq!(push_subids(&[0x90, 0x80, 0x80, 0x80, 0x00], &mut Vec::new()), None);
+    }
+
     proptest! {
         #[test]
         fn no_datagram_makes_the_decoder_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -613,6 +638,27 @@ mod tests {
             let mut back = [0u32; MAX_ARCS];
             let n = decode_oid(&out, &mut back).unwrap();
             prop_assert_eq!(&back[..n], &arcs[..]);
+        }
+
+        #[test]
+        fn a_cells_row_reads_back_from_its_name_after_the_columns_content(
+            column in proptest::collection::vec(any::<u32>(), 2..20),
+            row in proptest::collection::vec(any::<u32>(), 1..8),
+        ) {
+            let column = [&[1, 3][..], &column[..]].concat();
+            let mut name = Vec::new();
+            put_oid(&mut name, &Oid::from_slice(&[&column[..], &row[..]].concat()));
+            let mut prefix = Vec::new();
+            put_oid(&mut prefix, &Oid::from_slice(&column));
+            prop_assert!(name.starts_with(&prefix));
+            let mut back = vec![7];
+            prop_assert_eq!(push_subids(&name[prefix.len()..], &mut back), Some(()));
+            prop_assert_eq!(&back[1..], &row[..]);
+            // Cut inside its last sub-identifier, or nothing at all: no row.
+            if name[name.len() - 2] & 0x80 != 0 {
+                prop_assert_eq!(push_subids(&name[prefix.len()..name.len() - 1], &mut Vec::new()), None);
+            }
+            prop_assert_eq!(push_subids(&[], &mut Vec::new()), None);
         }
 
         #[test]

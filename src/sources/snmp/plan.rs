@@ -596,14 +596,15 @@ fn decode_row(
 ) -> Option<Cell> {
     let (column, row) = (at.column, at.row);
     let base = selected(p, row, f)?;
-    // Labels left out of this poll: the row's last one, when it has one.
+    // Labels left out of this poll: the row's last one, when it has one. A label made of the
+    // row's index alone is the same every poll: made once.
     let keep = match labels {
         Labels::Kept { wanted } if p.label.is_some() && !at.label_walked => {
             let known = names.contains_key(row);
             *wanted |= !known;
             known
         }
-        _ => false,
+        _ => p.label.is_none() && names.contains_key(row),
     };
     if !keep {
         scratch.clear();

@@ -63,7 +63,8 @@ pub struct DevicePoller {
     last_uptime: Option<(u32, Instant)>,
     /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
     /// per known row rather than one per point.
-    known_rows: HashMap<usize, Vec<Option<ArcStr>>>,
+    /// By point index.
+    known_rows: Vec<Vec<Option<ArcStr>>>,
     /// Optional points this device turned out not to have: reported once, then not asked
     /// for (the plan leaves them out) until a failed poll or a restart.
     absent: HashSet<usize>,
@@ -90,7 +91,7 @@ impl DevicePoller {
             turns: None,
             counters: HashMap::new(),
             last_uptime: None,
-            known_rows: HashMap::new(),
+            known_rows: Vec::new(),
             absent: HashSet::new(),
             down: None,
         }
@@ -227,11 +228,12 @@ impl DevicePoller {
     /// Finds the optional points the device does not have (every cell absent), logs each
     /// once and leaves them out of the plan from the next poll on.
     fn note_absent(&mut self, cells: &[Cell]) -> HashSet<usize> {
-        let mut missing: HashSet<usize> = cells
-            .iter()
-            .filter(|c| c.absent && self.profile.points.get(c.point).is_some_and(|p| p.optional))
-            .map(|c| c.point)
-            .collect();
+        let optional = |c: &Cell| self.profile.points.get(c.point).is_some_and(|p| p.optional);
+        if !cells.iter().any(|c| c.absent && optional(c)) {
+            // The usual poll: nothing to look up per cell.
+            return HashSet::new();
+        }
+        let mut missing: HashSet<usize> = cells.iter().filter(|c| c.absent && optional(c)).map(|c| c.point).collect();
         for c in cells {
             if !c.absent {
                 missing.remove(&c.point);
@@ -259,16 +261,19 @@ impl DevicePoller {
         let mut out = Vec::with_capacity(cells.len());
         // Refilled in place: the lists keep their capacity from poll to poll.
         let mut rows = std::mem::take(&mut self.known_rows);
-        rows.values_mut().for_each(Vec::clear);
+        rows.iter_mut().for_each(Vec::clear);
+        rows.resize_with(self.profile.points.len(), Vec::new);
         let missing = self.note_absent(&cells);
         for cell in cells {
-            if missing.contains(&cell.point) {
+            if !missing.is_empty() && missing.contains(&cell.point) {
                 continue;
             }
             let p = &self.profile.points[cell.point];
             let (scale_k, offset) = (p.scale, p.offset);
             let rate = p.rate;
-            rows.entry(cell.point).or_default().push(cell.label.clone());
+            if let Some(labels) = rows.get_mut(cell.point) {
+                labels.push(cell.label.clone());
+            }
             let value = match cell.value {
                 Err(reason) => Err(ArcStr::from(reason)),
                 Ok((n, factor)) if rate => {
@@ -296,7 +301,7 @@ impl DevicePoller {
             if self.absent.contains(&i) {
                 continue;
             }
-            match self.known_rows.get(&i) {
+            match self.known_rows.get(i) {
                 Some(labels) if !labels.is_empty() => {
                     for l in labels {
                         out.push(self.reading(i, at, l.clone(), Err(reason.clone())));

@@ -1152,7 +1152,7 @@ impl SnmpSession {
                         detail: format!("walk of {} went backwards ({} after {})", w.column, vb.oid, rows.cursor()),
                     });
                 }
-                rows.insert(vb.oid, vb.value);
+                rows.insert_row(row, vb.value);
                 w.rows += 1;
                 advanced[j] = true;
                 if rows.len() >= MAX_ROWS_PER_COLUMN || w.has_expected_rows() {

@@ -61,9 +61,8 @@ pub struct DevicePoller {
     counters: HashMap<RateKey, (Number, Instant)>,
     /// The agent's sysUpTime at the last good poll (profiles with rates only).
     last_uptime: Option<(u32, Instant)>,
-    /// Labels seen per point in the last good poll, so a failed poll yields a bad reading
-    /// per known row rather than one per point.
-    /// By point index.
+    /// Labels seen per point (by index) in the last good poll, so a failed poll yields a bad
+    /// reading per known row rather than one per point.
     known_rows: Vec<Vec<Option<ArcStr>>>,
     /// Optional points this device turned out not to have: reported once, then not asked
     /// for (the plan leaves them out) until a failed poll or a restart.
@@ -265,7 +264,7 @@ impl DevicePoller {
         rows.resize_with(self.profile.points.len(), Vec::new);
         let missing = self.note_absent(&cells);
         for cell in cells {
-            if !missing.is_empty() && missing.contains(&cell.point) {
+            if missing.contains(&cell.point) {
                 continue;
             }
             let p = &self.profile.points[cell.point];

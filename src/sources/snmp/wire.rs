@@ -187,24 +187,13 @@ pub fn decode_response_names(
 /// name after its column's content: the row index), to `out`. `None` for none, a truncated
 /// one or one over 32 bits.
 pub fn push_subids(b: &[u8], out: &mut Vec<u32>) -> Option<()> {
-    let mut acc: u32 = 0;
-    let mut pending = false;
-    for &byte in b {
-        if !pending && byte < 0x80 {
-            out.push(u32::from(byte));
-            continue;
-        }
-        if acc > u32::MAX >> 7 {
-            return None;
-        }
-        acc = (acc << 7) | u32::from(byte & 0x7F);
-        pending = byte & 0x80 != 0;
-        if !pending {
-            out.push(acc);
-            acc = 0;
-        }
+    if b.is_empty() {
+        return None;
     }
-    (!b.is_empty() && !pending).then_some(())
+    each_subid(b, |arc| {
+        out.push(arc);
+        Some(())
+    })
 }
 
 /// An OID's BER content, as `decode_response_names` gives a name (minimal encoding, which is
@@ -339,41 +328,53 @@ fn low64(b: &[u8]) -> Option<u64> {
 /// Decodes OID content into `arcs`; returns how many. `None` for an empty OID, a sub-identifier
 /// over 32 bits or cut short, or more than `MAX_ARCS`.
 fn decode_oid(b: &[u8], arcs: &mut [u32; MAX_ARCS]) -> Option<usize> {
-    let mut n = 0;
-    let mut acc: u64 = 0;
-    let mut pending = false;
-    for &byte in b {
-        if n >= 2 && byte < 0x80 && !pending {
-            // A one-byte arc, the usual case.
-            *arcs.get_mut(n)? = u32::from(byte);
-            n += 1;
-            continue;
-        }
-        acc = (acc << 7) | u64::from(byte & 0x7F);
-        if acc > u64::from(u32::MAX) + 80 {
+    // The first sub-identifier holds two arcs: 40 * first + second.
+    let first_len = b.iter().position(|&byte| byte < 0x80)? + 1;
+    let mut first: u64 = 0;
+    for &byte in &b[..first_len] {
+        first = (first << 7) | u64::from(byte & 0x7F);
+        if first > u64::from(u32::MAX) + 80 {
             return None;
         }
-        pending = byte & 0x80 != 0;
-        if pending {
+    }
+    let (a0, a1) = match first {
+        0..40 => (0, first),
+        40..80 => (1, first - 40),
+        _ => (2, first - 80),
+    };
+    arcs[0] = a0;
+    arcs[1] = u32::try_from(a1).ok()?;
+    let mut n = 2;
+    each_subid(&b[first_len..], |arc| {
+        *arcs.get_mut(n)? = arc;
+        n += 1;
+        Some(())
+    })?;
+    Some(n)
+}
+
+/// Gives each base-128 sub-identifier of `b` to `arc`, in order; `None` for one over 32 bits,
+/// one cut short, or when `arc` says `None`.
+fn each_subid(b: &[u8], mut arc: impl FnMut(u32) -> Option<()>) -> Option<()> {
+    let mut acc: u32 = 0;
+    let mut pending = false;
+    for &byte in b {
+        if !pending && byte < 0x80 {
+            // A one-byte arc, the usual case.
+            arc(u32::from(byte))?;
             continue;
         }
-        if n == 0 {
-            // The first sub-identifier holds two arcs: 40 * first + second.
-            let (first, second) = match acc {
-                0..40 => (0, acc),
-                40..80 => (1, acc - 40),
-                _ => (2, acc - 80),
-            };
-            arcs[0] = first as u32;
-            arcs[1] = u32::try_from(second).ok()?;
-            n = 2;
-        } else {
-            *arcs.get_mut(n)? = u32::try_from(acc).ok()?;
-            n += 1;
+        if acc > u32::MAX >> 7 {
+            return None;
         }
-        acc = 0;
+        acc = (acc << 7) | u32::from(byte & 0x7F);
+        pending = byte & 0x80 != 0;
+        if !pending {
+            arc(acc)?;
+            acc = 0;
+        }
     }
-    (n > 0 && !pending).then_some(n)
+    (!pending).then_some(())
 }
 
 /// Length of a TLV with `content` bytes of content.
